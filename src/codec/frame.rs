@@ -1,0 +1,161 @@
+//! Frames: `u32 header_len | u32 payload_len | header | payload`.
+//!
+//! Reading is a tokio-util [`Decoder`]: it checks both lengths against the
+//! limits *before* it reserves room for the frame, then splits the header and
+//! the payload off its read buffer, so the payload reaches the file write as
+//! the very bytes the socket filled. Writing does not go through a tokio-util
+//! `Encoder`, whose single `BytesMut` would force a copy of every payload:
+//! [`Packet::encode_head`] renders the prefix and header into a small buffer
+//! and [`write_packet`] sends it chained with the payload `Bytes` as one
+//! vectored write.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio_util::codec::Decoder;
+
+use super::message::Message;
+use super::{MAX_HEADER_LEN, MAX_PAYLOAD_CAP, PREFIX_LEN};
+
+/// One decoded frame: a request id, the message, and the raw payload that
+/// followed the header (empty when the message carries none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Packet {
+    /// Correlates a response with its request; 0 for connection-level frames.
+    pub id: u32,
+    pub msg: Message,
+    pub payload: Bytes,
+}
+
+/// What can be wrong with the bytes of a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("frame header of {0} bytes is over the limit of {MAX_HEADER_LEN} bytes")]
+    HeaderTooLarge(usize),
+    #[error("frame with an empty header")]
+    EmptyHeader,
+    #[error("frame payload of {len} bytes is over this connection's limit of {limit} bytes")]
+    PayloadTooLarge { len: usize, limit: usize },
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("message could not be encoded: {0}")]
+    Encode(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl Packet {
+    pub fn new(id: u32, msg: Message) -> Self {
+        Packet { id, msg, payload: Bytes::new() }
+    }
+
+    pub fn with_payload(id: u32, msg: Message, payload: Bytes) -> Self {
+        Packet { id, msg, payload }
+    }
+
+    /// The frame prefix and MessagePack header, ready to be sent in front of
+    /// `self.payload`.
+    pub fn encode_head(&self) -> Result<Bytes, CodecError> {
+        if self.payload.len() > MAX_PAYLOAD_CAP {
+            return Err(CodecError::PayloadTooLarge {
+                len: self.payload.len(),
+                limit: MAX_PAYLOAD_CAP,
+            });
+        }
+        let mut buf = BytesMut::with_capacity(128).writer();
+        buf.get_mut().put_bytes(0, PREFIX_LEN);
+        rmp_serde::encode::write(&mut buf, &(self.id, &self.msg))
+            .map_err(|e| CodecError::Encode(e.to_string()))?;
+        let mut buf = buf.into_inner();
+        let header_len = buf.len() - PREFIX_LEN;
+        if header_len > MAX_HEADER_LEN {
+            return Err(CodecError::HeaderTooLarge(header_len));
+        }
+        buf[0..4].copy_from_slice(&(header_len as u32).to_be_bytes());
+        buf[4..8].copy_from_slice(&(self.payload.len() as u32).to_be_bytes());
+        Ok(buf.freeze())
+    }
+}
+
+/// Sends one packet: prefix and header chained with the payload, written with
+/// vectored writes so the payload is never copied.
+pub async fn write_packet<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    packet: &Packet,
+) -> Result<u64, CodecError> {
+    let head = packet.encode_head()?;
+    let len = (head.len() + packet.payload.len()) as u64;
+    let mut frame = head.chain(packet.payload.clone());
+    writer.write_all_buf(&mut frame).await?;
+    Ok(len)
+}
+
+/// Decodes frames into [`Packet`]s, enforcing the header limit and a payload
+/// limit that the session raises to its chunk size after the handshake.
+#[derive(Debug, Clone)]
+pub struct FrameCodec {
+    max_payload: usize,
+}
+
+impl FrameCodec {
+    /// A decoder that accepts payloads of up to `max_payload` bytes (capped
+    /// at [`MAX_PAYLOAD_CAP`]). Handshake frames carry none, so a connection
+    /// starts with 0.
+    pub fn new(max_payload: usize) -> Self {
+        FrameCodec { max_payload: max_payload.min(MAX_PAYLOAD_CAP) }
+    }
+
+    pub fn set_max_payload(&mut self, max_payload: usize) {
+        self.max_payload = max_payload.min(MAX_PAYLOAD_CAP);
+    }
+
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Packet;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Packet>, CodecError> {
+        if src.len() < PREFIX_LEN {
+            src.reserve(PREFIX_LEN - src.len());
+            return Ok(None);
+        }
+        let header_len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
+        let payload_len = u32::from_be_bytes([src[4], src[5], src[6], src[7]]) as usize;
+        if header_len == 0 {
+            return Err(CodecError::EmptyHeader);
+        }
+        if header_len > MAX_HEADER_LEN {
+            return Err(CodecError::HeaderTooLarge(header_len));
+        }
+        if payload_len > self.max_payload {
+            return Err(CodecError::PayloadTooLarge { len: payload_len, limit: self.max_payload });
+        }
+        let total = PREFIX_LEN + header_len + payload_len;
+        if src.len() < total {
+            // Room for exactly this frame, so the payload lands in one
+            // allocation and can be split off without a copy.
+            src.reserve(total - src.len());
+            return Ok(None);
+        }
+        src.advance(PREFIX_LEN);
+        let header = src.split_to(header_len);
+        let payload = src.split_to(payload_len).freeze();
+        let (id, msg) = decode_header(&header)?;
+        Ok(Some(Packet { id, msg, payload }))
+    }
+}
+
+/// Decodes a MessagePack header, refusing bytes left over after the message.
+fn decode_header(header: &[u8]) -> Result<(u32, Message), CodecError> {
+    let mut de = rmp_serde::Deserializer::new(header);
+    let decoded: (u32, Message) = serde::Deserialize::deserialize(&mut de)
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    let rest = de.get_ref().len();
+    if rest != 0 {
+        return Err(CodecError::Malformed(format!("{rest} bytes after the message")));
+    }
+    Ok(decoded)
+}

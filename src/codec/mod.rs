@@ -1,0 +1,35 @@
+//! The wire codec: bytes ⇄ frames ⇄ messages. No file system, no policy.
+//!
+//! - [`frame`]: the frame layout (an 8-byte length prefix, a MessagePack header,
+//!   an optional raw payload), the tokio-util [`FrameCodec`] decoder and the
+//!   vectored, copy-free frame writer.
+//! - [`message`]: every message of the protocol as one serde enum, and the
+//!   plain data types the messages carry.
+//! - [`path`]: [`RelPath`], a path relative to a synced root that is checked
+//!   when it is decoded, so a name with `..`, `/`-rooting or NUL never leaves
+//!   the codec.
+//!
+//! `PROTOCOL.md` at the top of the repository describes the same thing in
+//! prose, byte by byte.
+
+pub mod frame;
+pub mod message;
+pub mod path;
+
+pub use frame::{write_packet, CodecError, FrameCodec, Packet};
+pub use message::*;
+pub use path::RelPath;
+
+/// The protocol version this build speaks. A peer with another version is
+/// refused during the handshake with a message naming both.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest MessagePack header a frame may carry.
+pub const MAX_HEADER_LEN: usize = 1 << 20;
+
+/// Hard cap on a frame's payload, whatever chunk size a session negotiates.
+pub const MAX_PAYLOAD_CAP: usize = 64 << 20;
+
+/// Bytes of the fixed frame prefix: header length and payload length, both
+/// big-endian `u32`.
+pub const PREFIX_LEN: usize = 8;

@@ -1,0 +1,12 @@
+//! pareco: parallel remote directory sync.
+//!
+//! - [`codec`]: bytes ⇄ frames ⇄ messages (no file system, no policy).
+//! - [`peer`]: the two roles of a transfer, source and destination, over the
+//!   local file system.
+//! - [`session`]: handshake, authentication, the N connections of a session,
+//!   the server, and the remote stand-ins for a peer on the other machine.
+//! - [`transfer`]: the sync engine that drives a source and a destination,
+//!   whichever of them is remote.
+
+pub mod codec;
+pub mod peer;

@@ -1,0 +1,386 @@
+//! [`LocalDestination`]: the destination role over a local [`Tree`].
+//!
+//! A changed file is built in `dir/.NAME.pareco.tmp`: unchanged chunks are
+//! cloned from the old file with `copy_file_range`, new chunks written at
+//! their offsets after their digest is checked, and only a complete file is
+//! renamed over the old one. A temporary file left by an interrupted run is
+//! kept and offered for reuse (`Begun::partial`). With `inplace`, chunks go
+//! straight into the existing file instead.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use crate::codec::{Action, ErrorKind, HashTarget, Kind, Meta, RelPath, Stat};
+
+use super::error::{Error, Result};
+use super::tree::{set_file_meta, Tree};
+use super::{
+    blocking, hash, hash_chunks, walk, Begun, Destination, Digest, Listing, Present, Settings,
+    TEMP_SUFFIX,
+};
+
+/// The destination role over a local tree. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LocalDestination {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tree: Arc<Tree>,
+    settings: Settings,
+    building: Mutex<HashMap<u64, Arc<Building>>>,
+    next_handle: AtomicU64,
+}
+
+/// A file being built.
+#[derive(Debug)]
+struct Building {
+    path: RelPath,
+    size: u64,
+    /// The temporary file's path; `None` when writing in place.
+    temp: Option<RelPath>,
+    /// Where chunks are written.
+    file: File,
+    /// The previous version and its size, if there was one.
+    old: Option<(File, u64)>,
+    partial: bool,
+}
+
+impl LocalDestination {
+    pub fn new(tree: Tree, settings: Settings) -> Self {
+        LocalDestination {
+            inner: Arc::new(Inner {
+                tree: Arc::new(tree),
+                settings,
+                building: Mutex::default(),
+                next_handle: AtomicU64::new(1),
+            }),
+        }
+    }
+}
+
+/// `dir/.NAME.pareco.tmp` for `dir/NAME`.
+pub fn temp_path(path: &RelPath) -> Result<RelPath> {
+    let (parent, name) = path
+        .split_last()
+        .ok_or_else(|| Error::denied("the root cannot be written as a file"))?;
+    let mut temp = Vec::with_capacity(name.len() + TEMP_SUFFIX.len() + 1);
+    temp.push(b'.');
+    temp.extend_from_slice(name);
+    temp.extend_from_slice(TEMP_SUFFIX.as_bytes());
+    parent.join(&temp).map_err(|e| Error::denied(e.to_string()))
+}
+
+impl Inner {
+    fn building(&self, handle: u64) -> Result<Arc<Building>> {
+        self.lock().get(&handle).cloned().ok_or_else(|| unknown_handle(handle))
+    }
+
+    fn take(&self, handle: u64) -> Result<Arc<Building>> {
+        self.lock().remove(&handle).ok_or_else(|| unknown_handle(handle))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Building>>> {
+        self.building.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Clears the way for a regular file at `path`: removes a directory or
+    /// symlink there, and makes missing parent directories.
+    fn prepare_file_slot(&self, path: &RelPath) -> Result<Option<Stat>> {
+        let existing = self.tree.lstat(path)?;
+        match &existing {
+            Some(st) if st.kind != Kind::File => {
+                self.tree.remove_all(path)?;
+                Ok(None)
+            }
+            Some(_) => Ok(existing),
+            None => {
+                if let Some((parent, _)) = path.split_last() {
+                    self.tree.make_dirs(&parent)?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Opens a fresh, empty temporary file for `path`.
+    fn fresh_temp(&self, temp: &RelPath) -> Result<File> {
+        self.tree.remove_all(temp)?;
+        self.tree.open_write(temp, true)
+    }
+
+    fn begin(&self, path: RelPath, size: u64) -> Result<Begun> {
+        let existing = self.prepare_file_slot(&path)?;
+        let building = if self.settings.inplace {
+            let file = self.tree.open_write(&path, true)?;
+            let old = match existing {
+                Some(st) => Some((file.try_clone().map_err(|e| Error::from_io(e, &path, "open"))?, st.size)),
+                None => None,
+            };
+            Building { path, size, temp: None, file, old, partial: false }
+        } else {
+            let temp = temp_path(&path)?;
+            let (file, partial) = match self.tree.lstat(&temp)? {
+                Some(st) if st.kind == Kind::File => (self.tree.open_write(&temp, false)?, true),
+                _ => (self.fresh_temp(&temp)?, false),
+            };
+            let old = match existing {
+                Some(st) => Some((self.tree.open_read(&path)?, st.size)),
+                None => None,
+            };
+            Building { path, size, temp: Some(temp), file, old, partial }
+        };
+        building.file.set_len(size).map_err(|e| Error::from_io(e, &building.path, "resize"))?;
+        let begun = Begun {
+            handle: self.next_handle.fetch_add(1, Ordering::Relaxed),
+            old: building.old.is_some(),
+            partial: building.partial,
+        };
+        self.lock().insert(begun.handle, Arc::new(building));
+        Ok(begun)
+    }
+
+    fn hash(&self, target: HashTarget, size: u64, first: u64, count: u32) -> Result<Present> {
+        match target {
+            HashTarget::Path(path) => {
+                let file = self.tree.open_read(&path)?;
+                let old = hash_chunks(&file, &self.settings, size, first, count, &path)?;
+                Ok(Present { old, partial: Vec::new() })
+            }
+            HashTarget::Handle(handle) => {
+                let b = self.building(handle)?;
+                let old = match &b.old {
+                    Some((file, old_size)) => {
+                        hash_chunks(file, &self.settings, size.min(*old_size), first, count, &b.path)?
+                    }
+                    None => Vec::new(),
+                };
+                let partial = if b.partial {
+                    hash_chunks(&b.file, &self.settings, size, first, count, &b.path)?
+                } else {
+                    Vec::new()
+                };
+                Ok(Present { old, partial })
+            }
+        }
+    }
+
+    fn copy_old(&self, handle: u64, ranges: Vec<(u64, u64)>) -> Result<()> {
+        let b = self.building(handle)?;
+        let Some((old, old_size)) = &b.old else {
+            return Err(protocol(format!("{}: no old file to copy from", b.path)));
+        };
+        for (offset, len) in ranges {
+            let end = offset.checked_add(len).filter(|end| *end <= b.size.min(*old_size));
+            if end.is_none() {
+                return Err(protocol(format!("{}: copy range past the end of the file", b.path)));
+            }
+            copy_range(old, &b.file, offset, len).map_err(|e| Error::from_io(e, &b.path, "copy"))?;
+        }
+        Ok(())
+    }
+
+    fn write(&self, handle: u64, offset: u64, data: &[u8], digest: Digest) -> Result<()> {
+        let b = self.building(handle)?;
+        if offset.checked_add(data.len() as u64).is_none_or(|end| end > b.size) {
+            return Err(protocol(format!("{}: chunk at {offset} is past the end of the file", b.path)));
+        }
+        check_digest(&self.settings, data, digest, &b.path, offset)?;
+        b.file.write_all_at(data, offset).map_err(|e| Error::from_io(e, &b.path, "write"))
+    }
+
+    fn finish(&self, handle: u64, meta: Meta) -> Result<()> {
+        let b = self.take(handle)?;
+        b.file.set_len(b.size).map_err(|e| Error::from_io(e, &b.path, "resize"))?;
+        set_file_meta(&b.file, meta, &b.path)?;
+        match &b.temp {
+            Some(temp) => self.tree.rename(temp, &b.path),
+            None => Ok(()),
+        }
+    }
+
+    fn discard(&self, handle: u64, remove: bool) -> Result<()> {
+        let b = self.take(handle)?;
+        if remove {
+            if let Some(temp) = &b.temp {
+                self.tree.remove_file(temp)?;
+            }
+            self.tree.remove_file(&b.path)?;
+        }
+        Ok(())
+    }
+
+    fn put_file(&self, path: RelPath, meta: Meta, data: &[u8], digest: Digest) -> Result<()> {
+        check_digest(&self.settings, data, digest, &path, 0)?;
+        self.prepare_file_slot(&path)?;
+        let (file, temp) = if self.settings.inplace {
+            (self.tree.open_write(&path, true)?, None)
+        } else {
+            let temp = temp_path(&path)?;
+            (self.fresh_temp(&temp)?, Some(temp))
+        };
+        let written = file
+            .write_all_at(data, 0)
+            .and_then(|()| file.set_len(data.len() as u64))
+            .map_err(|e| Error::from_io(e, &path, "write"));
+        if let Err(e) = written.and_then(|()| set_file_meta(&file, meta, &path)) {
+            if let Some(temp) = &temp {
+                let _ = self.tree.remove_file(temp);
+            }
+            return Err(e);
+        }
+        match &temp {
+            Some(temp) => self.tree.rename(temp, &path),
+            None => Ok(()),
+        }
+    }
+
+    fn apply(&self, action: &Action) -> Result<()> {
+        match action {
+            Action::MakeDir { path } => {
+                match self.tree.lstat(path)? {
+                    Some(st) if st.kind == Kind::Dir => return Ok(()),
+                    Some(_) => self.tree.remove_file(path)?,
+                    None => {}
+                }
+                self.tree.make_dirs(path)
+            }
+            Action::Symlink { path, target, mtime } => {
+                match self.tree.lstat(path)? {
+                    Some(st) if st.target.as_deref().map(|t| &t[..]) == Some(&target[..]) => {}
+                    Some(_) => {
+                        self.tree.remove_all(path)?;
+                        self.tree.symlink(target, path)?;
+                    }
+                    None => {
+                        if let Some((parent, _)) = path.split_last() {
+                            self.tree.make_dirs(&parent)?;
+                        }
+                        self.tree.symlink(target, path)?;
+                    }
+                }
+                self.tree.set_mtime(path, *mtime)
+            }
+            Action::SetMeta { path, kind, meta } => {
+                if *kind != Kind::Symlink {
+                    self.tree.set_mode(path, meta.mode)?;
+                }
+                self.tree.set_mtime(path, meta.mtime)
+            }
+            Action::Remove { path, kind: Kind::Dir } => self.tree.remove_empty_dir(path).map(drop),
+            Action::Remove { path, .. } => self.tree.remove_file(path),
+        }
+    }
+}
+
+impl Destination for LocalDestination {
+    async fn walk(&self) -> Result<Listing> {
+        Ok(walk::spawn_walk(self.inner.tree.clone(), self.inner.settings.filter.clone()))
+    }
+
+    async fn probe(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Stat>>> {
+        let inner = self.inner.clone();
+        blocking(move || paths.iter().map(|p| inner.tree.lstat(p)).collect()).await
+    }
+
+    async fn hash(&self, target: HashTarget, size: u64, first: u64, count: u32) -> Result<Present> {
+        let inner = self.inner.clone();
+        blocking(move || inner.hash(target, size, first, count)).await
+    }
+
+    async fn begin(&self, path: RelPath, size: u64) -> Result<Begun> {
+        let inner = self.inner.clone();
+        blocking(move || inner.begin(path, size)).await
+    }
+
+    async fn copy_old(&self, handle: u64, ranges: Vec<(u64, u64)>) -> Result<()> {
+        let inner = self.inner.clone();
+        blocking(move || inner.copy_old(handle, ranges)).await
+    }
+
+    async fn write(&self, handle: u64, offset: u64, data: Bytes, digest: Digest) -> Result<()> {
+        let inner = self.inner.clone();
+        blocking(move || inner.write(handle, offset, &data, digest)).await
+    }
+
+    async fn finish(&self, handle: u64, meta: Meta) -> Result<()> {
+        let inner = self.inner.clone();
+        blocking(move || inner.finish(handle, meta)).await
+    }
+
+    async fn discard(&self, handle: u64, remove: bool) -> Result<()> {
+        let inner = self.inner.clone();
+        blocking(move || inner.discard(handle, remove)).await
+    }
+
+    async fn put_file(&self, path: RelPath, meta: Meta, data: Bytes, digest: Digest) -> Result<()> {
+        let inner = self.inner.clone();
+        blocking(move || inner.put_file(path, meta, &data, digest)).await
+    }
+
+    async fn apply(&self, actions: Vec<Action>) -> Result<Vec<(RelPath, String)>> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            Ok(actions
+                .iter()
+                .filter_map(|a| inner.apply(a).err().map(|e| (a.path().clone(), e.message)))
+                .collect())
+        })
+        .await
+    }
+}
+
+fn check_digest(settings: &Settings, data: &[u8], digest: Digest, path: &RelPath, offset: u64) -> Result<()> {
+    if hash::digest(settings.hash, data) == digest {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::DigestMismatch,
+            format!("{path}: chunk at {offset} does not match its digest"),
+        ))
+    }
+}
+
+fn protocol(message: String) -> Error {
+    Error::new(ErrorKind::Protocol, message)
+}
+
+fn unknown_handle(handle: u64) -> Error {
+    protocol(format!("no file is being built under handle {handle}"))
+}
+
+/// Copies `len` bytes at `offset` from `from` to the same offset of `to`,
+/// in the kernel where it can (`copy_file_range`), else through a buffer.
+fn copy_range(from: &File, to: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    let (mut off_in, mut off_out, mut left) = (offset, offset, len);
+    while left > 0 {
+        let step = left.min(1 << 30) as usize;
+        match rustix::fs::copy_file_range(from, Some(&mut off_in), to, Some(&mut off_out), step) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => left -= n as u64,
+            Err(rustix::io::Errno::XDEV | rustix::io::Errno::NOSYS | rustix::io::Errno::INVAL) => {
+                return copy_through_buffer(from, to, off_in, left);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn copy_through_buffer(from: &File, to: &File, mut offset: u64, mut left: u64) -> std::io::Result<()> {
+    let mut buf = vec![0u8; left.min(1 << 20) as usize];
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        from.read_exact_at(&mut buf[..n], offset)?;
+        to.write_all_at(&buf[..n], offset)?;
+        offset += n as u64;
+        left -= n as u64;
+    }
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! The error a peer operation returns: a wire [`ErrorKind`] and one line
+//! that names the path at fault. The same value travels in an `Error` frame,
+//! so a remote failure reads exactly like a local one.
+
+use std::io;
+
+use rustix::io::Errno;
+
+use crate::codec::{ErrorKind, RelPath};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error { kind, message: message.into() }
+    }
+
+    pub fn denied(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Denied, message)
+    }
+
+    pub fn io(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Io, message)
+    }
+
+    /// Maps a failed system call on `rel` to an error naming it; an escape
+    /// from the tree becomes `Denied`, a missing entry `NotFound`.
+    pub fn from_errno(errno: Errno, rel: &RelPath, what: &str) -> Self {
+        match errno {
+            Errno::XDEV => Error::denied(format!("{rel}: leads outside the synced root")),
+            Errno::LOOP => Error::denied(format!("{rel}: is a symlink, which is not followed")),
+            Errno::NOENT => Error::new(ErrorKind::NotFound, format!("{what} {rel}: not found")),
+            errno => Error::io(format!("{what} {rel}: {}", io::Error::from(errno))),
+        }
+    }
+
+    pub fn from_io(err: io::Error, rel: &RelPath, what: &str) -> Self {
+        match err.raw_os_error() {
+            Some(code) => Error::from_errno(Errno::from_raw_os_error(code), rel, what),
+            None => Error::io(format!("{what} {rel}: {err}")),
+        }
+    }
+}

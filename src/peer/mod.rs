@@ -1,0 +1,197 @@
+//! The two roles of a transfer over the local file system.
+//!
+//! - [`Source`] lists a tree, hashes its files chunk by chunk and reads
+//!   chunks; [`Destination`] lists and probes its tree, hashes what it
+//!   already has, and builds files from chunks without ever leaving a torn
+//!   file under a final name. These traits are the whole contract between
+//!   the sync engine ([`crate::transfer`]) and a tree: [`LocalSource`] and
+//!   [`LocalDestination`] implement them here over a [`Tree`];
+//!   [`crate::session::remote`] implements them over the network by asking
+//!   the server, which answers with the same local types. So an upload and a
+//!   download run the very same code, on swapped machines.
+//! - [`tree`]: the confined directory every operation goes through.
+//! - [`walk`], [`filter`], [`hash`]: listing, include/exclude globs, digests.
+
+pub mod destination;
+pub mod error;
+pub mod filter;
+pub mod hash;
+pub mod source;
+pub mod tree;
+pub mod walk;
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+use crate::codec::{Action, HashAlgo, HashTarget, Meta, RelPath, Stat};
+
+pub use destination::LocalDestination;
+pub use error::{Error, Result};
+pub use filter::Filter;
+pub use hash::Digest;
+pub use source::LocalSource;
+pub use tree::Tree;
+pub use walk::{Batch, Listing};
+
+/// Suffix of the temporary file a changed file is built in, next to it:
+/// `dir/.NAME.pareco.tmp`.
+pub const TEMP_SUFFIX: &str = ".pareco.tmp";
+
+/// Smallest and largest chunk size a session accepts.
+pub const MIN_CHUNK_SIZE: u32 = 1024;
+pub const MAX_CHUNK_SIZE: u32 = crate::codec::MAX_PAYLOAD_CAP as u32;
+
+/// What both roles of one transfer agree on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub chunk_size: u32,
+    pub hash: HashAlgo,
+    pub filter: Filter,
+    /// Write changed chunks into the existing file instead of a temporary.
+    pub inplace: bool,
+}
+
+/// A chunk read from a source file, with its digest and the file's state
+/// right after the read.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    pub data: Bytes,
+    pub digest: Digest,
+    pub file: Stat,
+}
+
+/// A file the destination has started building.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Begun {
+    pub handle: u64,
+    /// A previous version of the file exists (its chunks can be reused).
+    pub old: bool,
+    /// A partial temporary file from an interrupted run was kept.
+    pub partial: bool,
+}
+
+/// Digests the destination has for a range of chunks: of the existing file
+/// and of a reused partial temporary file. Each covers a prefix of the range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Present {
+    pub old: Vec<Digest>,
+    pub partial: Vec<Digest>,
+}
+
+/// The side data comes from.
+pub trait Source: Send + Sync + 'static {
+    /// Lists the tree, filtered, in batches.
+    fn walk(&self) -> impl Future<Output = Result<Listing>> + Send;
+    /// Digests of `count` chunks from chunk `first` of `path` (of `size`
+    /// bytes when listed); a prefix if the file got shorter.
+    fn hash(
+        &self,
+        path: RelPath,
+        size: u64,
+        first: u64,
+        count: u32,
+    ) -> impl Future<Output = Result<Vec<Digest>>> + Send;
+    /// Reads `len` bytes at `offset`; past the end of a file that shrank,
+    /// the chunk is filled with zeros (and `Chunk::file` shows the change).
+    fn read(&self, path: RelPath, offset: u64, len: u32)
+        -> impl Future<Output = Result<Chunk>> + Send;
+}
+
+/// The side data goes to.
+pub trait Destination: Send + Sync + 'static {
+    /// Lists the tree, filtered, in batches (for `--delete`).
+    fn walk(&self) -> impl Future<Output = Result<Listing>> + Send;
+    /// `lstat` of each path; `None` where nothing usable is.
+    fn probe(&self, paths: Vec<RelPath>) -> impl Future<Output = Result<Vec<Option<Stat>>>> + Send;
+    /// What the destination has of a range of chunks.
+    fn hash(
+        &self,
+        target: HashTarget,
+        size: u64,
+        first: u64,
+        count: u32,
+    ) -> impl Future<Output = Result<Present>> + Send;
+    /// Starts building `path` with `size` bytes.
+    fn begin(&self, path: RelPath, size: u64) -> impl Future<Output = Result<Begun>> + Send;
+    /// Copies unchanged `(offset, len)` ranges from the old file.
+    fn copy_old(&self, handle: u64, ranges: Vec<(u64, u64)>)
+        -> impl Future<Output = Result<()>> + Send;
+    /// Checks `data` against `digest`, then writes it at `offset`.
+    fn write(
+        &self,
+        handle: u64,
+        offset: u64,
+        data: Bytes,
+        digest: Digest,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Applies `meta` and puts the file in place.
+    fn finish(&self, handle: u64, meta: Meta) -> impl Future<Output = Result<()>> + Send;
+    /// Stops building: keeps the partial file, or (`remove`) deletes it and
+    /// the final file.
+    fn discard(&self, handle: u64, remove: bool) -> impl Future<Output = Result<()>> + Send;
+    /// Writes a whole small file at once.
+    fn put_file(
+        &self,
+        path: RelPath,
+        meta: Meta,
+        data: Bytes,
+        digest: Digest,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Runs directory-level actions in order; returns those that failed.
+    fn apply(&self, actions: Vec<Action>)
+        -> impl Future<Output = Result<Vec<(RelPath, String)>>> + Send;
+}
+
+/// Runs blocking file-system work on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(Error::io(format!("file-system task failed: {e}"))))
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`, or fewer at the end of the
+/// file; returns how many.
+pub(crate) fn read_full_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Digests of the chunks `first..first+count` of `file` (chunks of a file of
+/// `size` bytes), stopping at the first chunk the file does not fully hold.
+pub(crate) fn hash_chunks(
+    file: &std::fs::File,
+    settings: &Settings,
+    size: u64,
+    first: u64,
+    count: u32,
+    rel: &RelPath,
+) -> Result<Vec<Digest>> {
+    let chunk = settings.chunk_size as u64;
+    let mut buf = vec![0u8; settings.chunk_size as usize];
+    let mut out = Vec::with_capacity(count as usize);
+    for index in first..first.saturating_add(count as u64) {
+        let offset = index.saturating_mul(chunk);
+        if offset >= size {
+            break;
+        }
+        let len = chunk.min(size - offset) as usize;
+        let got = read_full_at(file, &mut buf[..len], offset).map_err(|e| Error::from_io(e, rel, "read"))?;
+        if got < len {
+            break;
+        }
+        out.push(hash::digest(settings.hash, &buf[..len]));
+    }
+    Ok(out)
+}

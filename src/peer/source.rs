@@ -1,0 +1,88 @@
+//! [`LocalSource`]: the source role over a local [`Tree`].
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use crate::codec::RelPath;
+
+use super::error::{Error, Result};
+use super::tree::{file_stat, Tree};
+use super::{blocking, hash, hash_chunks, read_full_at, walk, Chunk, Digest, Listing, Settings, Source};
+
+/// Open files are kept for the next chunk up to this many; then the cache
+/// starts over.
+const OPEN_FILES: usize = 256;
+
+/// The source role over a local tree. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LocalSource {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tree: Arc<Tree>,
+    settings: Settings,
+    open: Mutex<HashMap<RelPath, Arc<File>>>,
+}
+
+impl LocalSource {
+    pub fn new(tree: Tree, settings: Settings) -> Self {
+        LocalSource {
+            inner: Arc::new(Inner { tree: Arc::new(tree), settings, open: Mutex::default() }),
+        }
+    }
+}
+
+impl Inner {
+    /// The open file for `rel`, from the cache or freshly opened.
+    fn file(&self, rel: &RelPath) -> Result<Arc<File>> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = open.get(rel) {
+            return Ok(file.clone());
+        }
+        let file = Arc::new(self.tree.open_read(rel)?);
+        if open.len() >= OPEN_FILES {
+            open.clear();
+        }
+        open.insert(rel.clone(), file.clone());
+        Ok(file)
+    }
+}
+
+impl Source for LocalSource {
+    async fn walk(&self) -> Result<Listing> {
+        Ok(walk::spawn_walk(self.inner.tree.clone(), self.inner.settings.filter.clone()))
+    }
+
+    async fn hash(&self, path: RelPath, size: u64, first: u64, count: u32) -> Result<Vec<Digest>> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let file = inner.file(&path)?;
+            hash_chunks(&file, &inner.settings, size, first, count, &path)
+        })
+        .await
+    }
+
+    async fn read(&self, path: RelPath, offset: u64, len: u32) -> Result<Chunk> {
+        if len > self.inner.settings.chunk_size {
+            return Err(Error::new(
+                crate::codec::ErrorKind::Protocol,
+                format!("read of {len} bytes is over the chunk size"),
+            ));
+        }
+        let inner = self.inner.clone();
+        blocking(move || {
+            let file = inner.file(&path)?;
+            let mut data = vec![0u8; len as usize];
+            read_full_at(&file, &mut data, offset).map_err(|e| Error::from_io(e, &path, "read"))?;
+            let digest = hash::digest(inner.settings.hash, &data);
+            let stat = file_stat(&file, &path)?;
+            Ok(Chunk { data: Bytes::from(data), digest, file: stat })
+        })
+        .await
+    }
+}

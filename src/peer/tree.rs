@@ -1,0 +1,297 @@
+//! [`Tree`]: a directory that every file-system operation of a peer goes
+//! through, and that nothing escapes.
+//!
+//! A `Tree` holds an open directory descriptor. Paths below it are resolved
+//! by the kernel with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`, so
+//! `..`, absolute symlinks and relative symlinks that climb out of the tree
+//! fail with `EXDEV` instead of being followed. Operations on an entry itself
+//! (stat, unlink, rename, mkdir, symlink, utimes) resolve its parent that way
+//! and then act on the last component with the `*at` calls, never following
+//! it. The same type serves the server's root and the client's local
+//! directory, so both sides behave alike.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps, UTIME_OMIT};
+use rustix::io::Errno;
+
+use crate::codec::{Kind, Meta, Mtime, RelPath, Stat};
+
+use super::error::{Error, Result};
+
+const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+
+/// An open directory that confines every path resolved below it.
+#[derive(Debug)]
+pub struct Tree {
+    dir: OwnedFd,
+}
+
+impl Tree {
+    /// Opens the directory at `path` (a local path, may be relative).
+    pub fn open(path: &Path) -> io::Result<Tree> {
+        let dir = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Tree { dir })
+    }
+
+    /// The tree at `rel` below this one, which must stay inside it; with
+    /// `create`, missing directories on the way are made.
+    pub fn subtree(&self, rel: &RelPath, create: bool) -> Result<Tree> {
+        if create {
+            self.make_dirs(rel)?;
+        }
+        let dir = rustix::fs::openat2(
+            &self.dir,
+            rel.as_path(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            RESOLVE,
+        )
+        .map_err(|e| Error::from_errno(e, rel, "open directory"))?;
+        Ok(Tree { dir })
+    }
+
+    /// A path that names this very directory, for tools (the walker) that
+    /// take a path: `/proc/self/fd/N` resolves to the descriptor we hold.
+    pub fn proc_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.dir.as_raw_fd()))
+    }
+
+    /// Opens an existing regular file for reading, refusing a symlink.
+    pub fn open_read(&self, rel: &RelPath) -> Result<File> {
+        let fd = rustix::fs::openat2(
+            &self.dir,
+            rel.as_path(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            RESOLVE,
+        )
+        .map_err(|e| Error::from_errno(e, rel, "open"))?;
+        Ok(File::from(fd))
+    }
+
+    /// Opens (`create`: or creates, with mode 0600) a regular file for
+    /// reading and writing, never through a symlink, never truncating.
+    pub fn open_write(&self, rel: &RelPath, create: bool) -> Result<File> {
+        let mut flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if create {
+            flags |= OFlags::CREATE;
+        }
+        let fd = rustix::fs::openat2(&self.dir, rel.as_path(), flags, Mode::from(0o600), RESOLVE)
+            .map_err(|e| Error::from_errno(e, rel, "open for writing"))?;
+        Ok(File::from(fd))
+    }
+
+    /// The parent directory of `rel` (opened beneath the tree) and the last
+    /// component. The root itself has no parent and is refused.
+    fn parent(&self, rel: &RelPath) -> Result<(OwnedFd, Vec<u8>)> {
+        let (parent, name) = rel
+            .split_last()
+            .ok_or_else(|| Error::denied(format!("{rel}: the root itself cannot be changed")))?;
+        let fd = rustix::fs::openat2(
+            &self.dir,
+            parent.as_path(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            RESOLVE,
+        )
+        .map_err(|e| Error::from_errno(e, &parent, "open directory"))?;
+        Ok((fd, name.to_vec()))
+    }
+
+    /// `lstat`: the entry's state, or `None` when nothing (or something
+    /// other than a file, directory or symlink) is there.
+    pub fn lstat(&self, rel: &RelPath) -> Result<Option<Stat>> {
+        let st = if rel.is_root() {
+            rustix::fs::fstat(&self.dir)
+        } else {
+            let (parent, name) = match self.parent(rel) {
+                Ok(p) => p,
+                Err(e) if e.kind == crate::codec::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            rustix::fs::statat(&parent, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
+        };
+        let st = match st {
+            Ok(st) => st,
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(None),
+            Err(e) => return Err(Error::from_errno(e, rel, "stat")),
+        };
+        let kind = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+            rustix::fs::FileType::RegularFile => Kind::File,
+            rustix::fs::FileType::Directory => Kind::Dir,
+            rustix::fs::FileType::Symlink => Kind::Symlink,
+            _ => return Ok(None),
+        };
+        let target = if kind == Kind::Symlink { Some(self.read_link(rel)?) } else { None };
+        Ok(Some(Stat {
+            kind,
+            size: if kind == Kind::File { st.st_size as u64 } else { 0 },
+            meta: Meta {
+                mode: st.st_mode & 0o7777,
+                mtime: Mtime { secs: st.st_mtime, nanos: st.st_mtime_nsec as u32 },
+            },
+            target: target.map(serde_bytes::ByteBuf::from),
+        }))
+    }
+
+    /// The target of a symlink, as bytes, never followed.
+    pub fn read_link(&self, rel: &RelPath) -> Result<Vec<u8>> {
+        let (parent, name) = self.parent(rel)?;
+        let target = rustix::fs::readlinkat(&parent, name.as_slice(), Vec::new())
+            .map_err(|e| Error::from_errno(e, rel, "read link"))?;
+        Ok(target.into_bytes())
+    }
+
+    /// Makes `rel` and every missing directory above it (mode 0755, later
+    /// corrected by the sync). An existing directory is fine.
+    pub fn make_dirs(&self, rel: &RelPath) -> Result<()> {
+        let mut done = RelPath::root();
+        for component in rel.as_bytes().split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            done = done.join(component).map_err(|e| Error::denied(e.to_string()))?;
+            self.make_dir(&done)?;
+        }
+        Ok(())
+    }
+
+    /// Makes one directory; an existing directory is fine.
+    pub fn make_dir(&self, rel: &RelPath) -> Result<()> {
+        let (parent, name) = self.parent(rel)?;
+        match rustix::fs::mkdirat(&parent, name.as_slice(), Mode::from(0o755)) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) if self.lstat(rel)?.is_some_and(|s| s.kind == Kind::Dir) => Ok(()),
+            Err(e) => Err(Error::from_errno(e, rel, "make directory")),
+        }
+    }
+
+    /// Makes `rel` a symlink to `target`.
+    pub fn symlink(&self, target: &[u8], rel: &RelPath) -> Result<()> {
+        let (parent, name) = self.parent(rel)?;
+        rustix::fs::symlinkat(target, &parent, name.as_slice())
+            .map_err(|e| Error::from_errno(e, rel, "make symlink"))
+    }
+
+    /// Renames `from` to `to` (both below this tree), replacing `to`.
+    pub fn rename(&self, from: &RelPath, to: &RelPath) -> Result<()> {
+        let (from_parent, from_name) = self.parent(from)?;
+        let (to_parent, to_name) = self.parent(to)?;
+        rustix::fs::renameat(&from_parent, from_name.as_slice(), &to_parent, to_name.as_slice())
+            .map_err(|e| Error::from_errno(e, to, "rename into place"))
+    }
+
+    /// Removes a file or symlink; a missing entry is fine.
+    pub fn remove_file(&self, rel: &RelPath) -> Result<()> {
+        let (parent, name) = self.parent(rel)?;
+        match rustix::fs::unlinkat(&parent, name.as_slice(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(Error::from_errno(e, rel, "remove")),
+        }
+    }
+
+    /// Removes an empty directory. Returns false, and leaves it, when it is
+    /// not empty.
+    pub fn remove_empty_dir(&self, rel: &RelPath) -> Result<bool> {
+        let (parent, name) = self.parent(rel)?;
+        match rustix::fs::unlinkat(&parent, name.as_slice(), AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => Ok(true),
+            Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => Ok(false),
+            Err(e) => Err(Error::from_errno(e, rel, "remove directory")),
+        }
+    }
+
+    /// Removes whatever is at `rel`, a whole directory tree included
+    /// (symlinks inside are removed, never followed).
+    pub fn remove_all(&self, rel: &RelPath) -> Result<()> {
+        match self.lstat(rel)? {
+            None => Ok(()),
+            Some(st) if st.kind != Kind::Dir => self.remove_file(rel),
+            Some(_) => {
+                let dir = self.subtree(rel, false)?;
+                for name in dir.child_names(rel)? {
+                    let child = RelPath::new(name).map_err(|e| Error::denied(e.to_string()))?;
+                    dir.remove_all(&child)?;
+                }
+                drop(dir);
+                self.remove_empty_dir(rel).map(drop)
+            }
+        }
+    }
+
+    /// Names in this directory (`rel` only names it in errors).
+    fn child_names(&self, rel: &RelPath) -> Result<Vec<Vec<u8>>> {
+        let mut names = Vec::new();
+        let dir = rustix::fs::Dir::read_from(&self.dir)
+            .map_err(|e| Error::from_errno(e, rel, "read directory"))?;
+        for entry in dir {
+            let entry = entry.map_err(|e| Error::from_errno(e, rel, "read directory"))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
+        }
+        Ok(names)
+    }
+
+    /// Sets the permission bits of a file or directory.
+    pub fn set_mode(&self, rel: &RelPath, mode: u32) -> Result<()> {
+        if rel.is_root() {
+            return rustix::fs::fchmod(&self.dir, Mode::from(mode & 0o7777))
+                .map_err(|e| Error::from_errno(e, rel, "set permissions"));
+        }
+        let (parent, name) = self.parent(rel)?;
+        rustix::fs::chmodat(&parent, name.as_slice(), Mode::from(mode & 0o7777), AtFlags::empty())
+            .map_err(|e| Error::from_errno(e, rel, "set permissions"))
+    }
+
+    /// Sets the mtime of any entry, a symlink itself included.
+    pub fn set_mtime(&self, rel: &RelPath, mtime: Mtime) -> Result<()> {
+        let times = timestamps(mtime);
+        let result = if rel.is_root() {
+            rustix::fs::futimens(&self.dir, &times)
+        } else {
+            let (parent, name) = self.parent(rel)?;
+            rustix::fs::utimensat(&parent, name.as_slice(), &times, AtFlags::SYMLINK_NOFOLLOW)
+        };
+        result.map_err(|e| Error::from_errno(e, rel, "set mtime"))
+    }
+}
+
+/// Sets permission bits and mtime on an open file.
+pub fn set_file_meta(file: &File, meta: Meta, rel: &RelPath) -> Result<()> {
+    rustix::fs::fchmod(file.as_fd(), Mode::from(meta.mode & 0o7777))
+        .map_err(|e| Error::from_errno(e, rel, "set permissions"))?;
+    rustix::fs::futimens(file.as_fd(), &timestamps(meta.mtime))
+        .map_err(|e| Error::from_errno(e, rel, "set mtime"))
+}
+
+/// The state of an open file, as [`Tree::lstat`] would give it; a file
+/// that has been deleted since it was opened is `NotFound`.
+pub fn file_stat(file: &File, rel: &RelPath) -> Result<Stat> {
+    let st = rustix::fs::fstat(file.as_fd()).map_err(|e| Error::from_errno(e, rel, "stat"))?;
+    if st.st_nlink == 0 {
+        return Err(Error::from_errno(Errno::NOENT, rel, "read"));
+    }
+    Ok(Stat {
+        kind: Kind::File,
+        size: st.st_size as u64,
+        meta: Meta {
+            mode: st.st_mode & 0o7777,
+            mtime: Mtime { secs: st.st_mtime, nanos: st.st_mtime_nsec as u32 },
+        },
+        target: None,
+    })
+}
+
+fn timestamps(mtime: Mtime) -> Timestamps {
+    Timestamps {
+        last_access: Timespec { tv_sec: 0, tv_nsec: UTIME_OMIT },
+        last_modification: Timespec { tv_sec: mtime.secs, tv_nsec: mtime.nanos as _ },
+    }
+}
