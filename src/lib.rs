@@ -10,3 +10,5 @@
 
 pub mod codec;
 pub mod peer;
+pub mod session;
+pub mod transfer;

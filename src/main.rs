@@ -1,1 +1,385 @@
-fn main(){}
+//! The `pareco` command line: parses arguments, wires the library together,
+//! and maps the outcome to an exit status (0 complete, 1 failed, 2 usage,
+//! 130 interrupted).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use pareco::codec::{Direction, HashAlgo, SessionSpec};
+use pareco::peer::{self, Filter, LocalDestination, LocalSource, Settings, Tree};
+use pareco::session::tls::{Acceptor, Connector};
+use pareco::session::{self, ClientConfig, Remote, RemoteDestination, RemoteSource, Server, ServerConfig};
+use pareco::transfer::{self, Report};
+
+#[derive(Parser)]
+#[command(name = "pareco", version, about = "Parallel remote directory sync over N TCP connections")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a directory to any number of transfer sessions.
+    Listen(ListenArgs),
+    /// Upload: make the remote directory a mirror of LOCAL_DIR.
+    Send {
+        #[arg(value_name = "LOCAL_DIR")]
+        local: PathBuf,
+        #[arg(value_name = "REMOTE")]
+        remote: String,
+        #[command(flatten)]
+        opts: TransferArgs,
+    },
+    /// Download: make LOCAL_DIR a mirror of the remote directory.
+    Recv {
+        #[arg(value_name = "REMOTE")]
+        remote: String,
+        #[arg(value_name = "LOCAL_DIR")]
+        local: PathBuf,
+        #[command(flatten)]
+        opts: TransferArgs,
+    },
+}
+
+#[derive(Args)]
+struct ListenArgs {
+    /// Address and port to listen on.
+    #[arg(long, default_value = "0.0.0.0:4650", value_name = "ADDR:PORT")]
+    bind: String,
+    /// Directory served; sessions can reach nothing outside it.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    root: PathBuf,
+    #[command(flatten)]
+    token: TokenArgs,
+    /// Make a random token, print it once on stdout, and require it.
+    #[arg(short = 'g', long, conflicts_with_all = ["token", "token_file"])]
+    generate_token: bool,
+    /// Expire a session after this long without a frame (ms, s, m, h).
+    #[arg(long, default_value = "150s", value_parser = parse_duration, value_name = "DUR")]
+    session_timeout: Duration,
+    /// Sessions open at once at most.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_sessions: u64,
+    /// Connections per session at most.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Serve TLS only, with this certificate chain (PEM).
+    #[arg(long, value_name = "CERT.pem", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    verbosity: Verbosity,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// Access token (prefer PARECO_TOKEN or --token-file: arguments show in `ps`).
+    #[arg(short = 'a', long, env = "PARECO_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Read the access token from the first line of FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct TransferArgs {
+    /// Parallel connections.
+    #[arg(short = 'n', long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+    connections: u64,
+    /// Chunk size (bytes, or with k/KiB/M/MiB/G..., case-insensitive; 1 KiB to 64 MiB).
+    #[arg(short = 'c', long, default_value = "1MiB", value_parser = parse_chunk_size, value_name = "SIZE")]
+    chunk_size: u32,
+    #[command(flatten)]
+    token: TokenArgs,
+    /// Digest function for comparing and checking chunks.
+    #[arg(long, value_enum, default_value_t = HashArg::Xxh3)]
+    hash: HashArg,
+    /// Trust equal size and mtime: never read such files.
+    #[arg(long)]
+    skip_digest: bool,
+    /// Delete destination entries that the source does not have.
+    #[arg(long, visible_alias = "delete-unexpected")]
+    delete: bool,
+    /// Sync only paths matching GLOB (repeatable).
+    #[arg(short = 'i', long = "include", value_name = "GLOB")]
+    includes: Vec<String>,
+    /// Skip paths matching GLOB (repeatable; wins over --include).
+    #[arg(short = 'e', long = "exclude", value_name = "GLOB")]
+    excludes: Vec<String>,
+    /// Write changed chunks straight into existing files (no temporary file).
+    #[arg(long)]
+    inplace: bool,
+    /// Print a JSON report on stdout at the end.
+    #[arg(long)]
+    json: bool,
+    /// Use TLS (implied by a pareco+tls:// address).
+    #[arg(long)]
+    tls: bool,
+    /// Trust this CA (or self-signed) certificate instead of the system's roots.
+    #[arg(long, value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
+    /// Server name to verify instead of the address's host.
+    #[arg(long, value_name = "NAME")]
+    tls_server_name: Option<String>,
+    #[command(flatten)]
+    verbosity: Verbosity,
+}
+
+#[derive(Args)]
+struct Verbosity {
+    /// More output: -v a line per file, -vv a line per chunk.
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Errors only.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum HashArg {
+    Xxh3,
+    Xxh128,
+    Xxh64,
+    Crc32,
+    Crc32c,
+    Adler32,
+}
+
+impl From<HashArg> for HashAlgo {
+    fn from(h: HashArg) -> HashAlgo {
+        match h {
+            HashArg::Xxh3 => HashAlgo::Xxh3,
+            HashArg::Xxh128 => HashAlgo::Xxh128,
+            HashArg::Xxh64 => HashAlgo::Xxh64,
+            HashArg::Crc32 => HashAlgo::Crc32,
+            HashArg::Crc32c => HashAlgo::Crc32c,
+            HashArg::Adler32 => HashAlgo::Adler32,
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("{e} (use e.g. 500ms, 150s, 5m, 1h)"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_chunk_size(text: &str) -> Result<u32, String> {
+    let size = parse_size::Config::new()
+        .with_binary()
+        .parse_size(text)
+        .map_err(|e| format!("{e} (use e.g. 65536, 64k, 1MiB, 4M)"))?;
+    if !(peer::MIN_CHUNK_SIZE as u64..=peer::MAX_CHUNK_SIZE as u64).contains(&size) {
+        return Err(format!("{size} bytes is outside 1 KiB to 64 MiB"));
+    }
+    Ok(size as u32)
+}
+
+/// A failure, with the exit status it maps to.
+struct Failure {
+    status: u8,
+    message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Self {
+        Failure { status: 2, message: message.into() }
+    }
+    fn run(message: impl ToString) -> Self {
+        Failure { status: 1, message: message.to_string() }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbosity = match &cli.command {
+        Command::Listen(a) => &a.verbosity,
+        Command::Send { opts, .. } | Command::Recv { opts, .. } => &opts.verbosity,
+    };
+    let server = matches!(cli.command, Command::Listen(_));
+    init_logging(verbosity, server);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pareco: error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Listen(args) => listen(args).await,
+            Command::Send { local, remote, opts } => transfer(Direction::Upload, &local, &remote, opts).await,
+            Command::Recv { remote, local, opts } => transfer(Direction::Download, &local, &remote, opts).await,
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("pareco: error: {}", f.message);
+            }
+            ExitCode::from(f.status)
+        }
+    }
+}
+
+fn init_logging(v: &Verbosity, server: bool) {
+    let level = match (v.quiet, v.verbose, server) {
+        (true, _, _) => tracing::Level::ERROR,
+        (false, 0, false) => tracing::Level::WARN,
+        (false, 0, true) | (false, 1, _) => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .init();
+}
+
+fn read_token(args: &TokenArgs) -> Result<Option<String>, Failure> {
+    if let Some(file) = &args.token_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Failure::usage(format!("--token-file {}: {e}", file.display())))?;
+        let token = text.lines().next().unwrap_or("").trim().to_owned();
+        if token.is_empty() {
+            return Err(Failure::usage(format!("--token-file {}: the file is empty", file.display())));
+        }
+        return Ok(Some(token));
+    }
+    match &args.token {
+        Some(t) if t.is_empty() => Err(Failure::usage("the token is empty")),
+        other => Ok(other.clone()),
+    }
+}
+
+async fn listen(args: ListenArgs) -> Result<(), Failure> {
+    let mut token = read_token(&args.token)?;
+    if args.generate_token {
+        let generated = session::auth::generate_token().map_err(Failure::run)?;
+        println!("{generated}");
+        token = Some(generated);
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Acceptor::from_pem_files(cert, key).map_err(Failure::usage)?),
+        _ => None,
+    };
+    let config = ServerConfig {
+        root: args.root,
+        token,
+        session_timeout: args.session_timeout,
+        max_sessions: args.max_sessions as usize,
+        max_connections: args.max_connections as usize,
+        tls,
+    };
+    let server = Server::bind(&args.bind, config).await.map_err(Failure::run)?;
+    let addr = server.local_addr().map_err(Failure::run)?;
+    eprintln!("listening on {addr}");
+    server.run().await;
+    Ok(())
+}
+
+async fn transfer(direction: Direction, local: &Path, remote: &str, opts: TransferArgs) -> Result<(), Failure> {
+    let remote: Remote = remote.parse().map_err(Failure::usage)?;
+    let filter = Filter::new(&opts.includes, &opts.excludes).map_err(|e| Failure::usage(e.to_string()))?;
+    let token = read_token(&opts.token)?;
+    let use_tls = opts.tls || remote.tls;
+    if !use_tls && (opts.ca_cert.is_some() || opts.tls_server_name.is_some()) {
+        return Err(Failure::usage("--ca-cert and --tls-server-name need --tls or a pareco+tls:// address"));
+    }
+    let tls = if use_tls {
+        let name = opts.tls_server_name.as_deref().unwrap_or(&remote.host);
+        Some(Connector::new(opts.ca_cert.as_deref(), name).map_err(Failure::usage)?)
+    } else {
+        None
+    };
+    let tree = open_local(direction, local)?;
+    let settings = Settings { chunk_size: opts.chunk_size, hash: opts.hash.into(), filter, inplace: opts.inplace };
+    let spec = SessionSpec {
+        direction,
+        path: remote.path.clone(),
+        chunk_size: opts.chunk_size,
+        hash: opts.hash.into(),
+        includes: opts.includes.clone(),
+        excludes: opts.excludes.clone(),
+        inplace: opts.inplace,
+    };
+    let config = ClientConfig { connections: opts.connections as usize, token, tls };
+    let chunk = opts.chunk_size as usize;
+    let options = transfer::Options {
+        chunk_size: opts.chunk_size,
+        skip_digest: opts.skip_digest,
+        delete: opts.delete,
+        inplace: opts.inplace,
+        window: (opts.connections as usize * 4 * chunk).clamp(16 << 20, 64 << 20).max(2 * chunk),
+    };
+    let started = Instant::now();
+    let pool = session::connect(&remote, spec, &config)
+        .await
+        .map_err(|e| Failure::run(format!("{remote}: {e}")))?;
+    let hash = settings.hash;
+    let run = async {
+        match direction {
+            Direction::Upload => {
+                let source = LocalSource::new(tree, settings);
+                transfer::run(source, RemoteDestination::new(pool.clone(), hash), options).await
+            }
+            Direction::Download => {
+                let dest = LocalDestination::new(tree, settings);
+                transfer::run(RemoteSource::new(pool.clone(), hash), dest, options).await
+            }
+        }
+    };
+    let counters = tokio::select! {
+        result = run => result.map_err(|e| Failure::run(format!("{remote}: {e}")))?,
+        _ = tokio::signal::ctrl_c() => {
+            let _ = tokio::time::timeout(Duration::from_secs(1), pool.close()).await;
+            return Err(Failure { status: 130, message: "interrupted".into() });
+        }
+    };
+    pool.close().await;
+    let report = counters.report(started.elapsed(), pool.wire_bytes(), pool.latency());
+    print_report(&report, &opts);
+    if report.complete() {
+        Ok(())
+    } else {
+        Err(Failure::run(format!("{} error(s); the destination is not a complete mirror", report.errors)))
+    }
+}
+
+/// The local tree: for an upload it must exist; for a download it is made.
+fn open_local(direction: Direction, local: &Path) -> Result<Tree, Failure> {
+    if direction == Direction::Download {
+        std::fs::create_dir_all(local)
+            .map_err(|e| Failure::run(format!("cannot create {}: {e}", local.display())))?;
+    }
+    match std::fs::metadata(local) {
+        Ok(md) if md.is_dir() => {}
+        Ok(_) => return Err(Failure::run(format!("{} is not a directory", local.display()))),
+        Err(e) => return Err(Failure::run(format!("{}: {e}", local.display()))),
+    }
+    Tree::open(local).map_err(|e| Failure::run(format!("{}: {e}", local.display())))
+}
+
+fn print_report(report: &Report, opts: &TransferArgs) {
+    if !opts.verbosity.quiet {
+        eprintln!("{}", report.summary());
+    }
+    if opts.json {
+        match serde_json::to_string(report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("pareco: error: cannot write the JSON report: {e}"),
+        }
+    }
+}

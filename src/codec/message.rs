@@ -57,17 +57,19 @@ pub enum Message {
 
     // --- responses (server → client) ---
     Pong,
-    /// Part of the answer to `Walk`; `done` marks the last one.
-    Listing { entries: Vec<Entry>, done: bool },
+    /// Part of the answer to `Walk`; `done` marks the last one. `problems`
+    /// name entries that could not be read (the transfer is incomplete).
+    Listing { entries: Vec<Entry>, problems: Vec<String>, done: bool },
     Probed { found: Vec<Option<Stat>> },
-    /// Source digests, or, from a destination, the digests of the existing
-    /// file (`old`) and of a reused partial temporary file (`partial`). Each
-    /// list covers a prefix of the requested chunks: those fully present.
-    Hashes { old: DigestList, partial: DigestList },
+    /// Digests of the requested chunks: a prefix of them, those the file
+    /// fully holds.
+    Hashes { digests: DigestList },
     /// Answer to `Read`; the payload is the data. `file` is the file's state
     /// right after the read, to notice a source that changes under us.
     Data { digest: ByteBuf, file: Stat },
-    Begun { handle: u64, old: bool, partial: bool },
+    /// `partial`: a temporary file from an interrupted run was kept, and
+    /// `Hash` on the handle tells what it already holds.
+    Begun { handle: u64, partial: bool },
     /// A request that needs no other answer succeeded.
     Done,
     /// Answer to `Apply`: the actions that failed, with why.
@@ -205,9 +207,9 @@ pub struct Entry {
 /// Whose digests a `Hash` request asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HashTarget {
-    /// A file by path (a source file, or a destination file compared whole).
+    /// A file by path: a source file, or a destination's existing file.
     Path(RelPath),
-    /// A destination file being built, by its handle from `Begun`.
+    /// The partial temporary file of a destination file being built.
     Handle(u64),
 }
 
@@ -262,4 +264,7 @@ pub enum ErrorKind {
     DigestMismatch,
     /// Any other I/O error.
     Io,
+    /// The connection to the other side was lost. Reported locally by the
+    /// client; never sent.
+    Lost,
 }

@@ -20,7 +20,7 @@ use crate::codec::{Action, ErrorKind, HashTarget, Kind, Meta, RelPath, Stat};
 use super::error::{Error, Result};
 use super::tree::{set_file_meta, Tree};
 use super::{
-    blocking, hash, hash_chunks, walk, Begun, Destination, Digest, Listing, Present, Settings,
+    blocking, hash, hash_chunks, walk, Begun, Destination, Digest, Listing, Settings,
     TEMP_SUFFIX,
 };
 
@@ -47,12 +47,18 @@ struct Building {
     temp: Option<RelPath>,
     /// Where chunks are written.
     file: File,
-    /// The previous version and its size, if there was one.
+    /// The previous version and its size, if there was one (temporary-file
+    /// mode only: in place, the file is its own previous version).
     old: Option<(File, u64)>,
     partial: bool,
 }
 
 impl LocalDestination {
+    /// What this role was set up with.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
     pub fn new(tree: Tree, settings: Settings) -> Self {
         LocalDestination {
             inner: Arc::new(Inner {
@@ -119,11 +125,7 @@ impl Inner {
         let existing = self.prepare_file_slot(&path)?;
         let building = if self.settings.inplace {
             let file = self.tree.open_write(&path, true)?;
-            let old = match existing {
-                Some(st) => Some((file.try_clone().map_err(|e| Error::from_io(e, &path, "open"))?, st.size)),
-                None => None,
-            };
-            Building { path, size, temp: None, file, old, partial: false }
+            Building { path, size, temp: None, file, old: None, partial: false }
         } else {
             let temp = temp_path(&path)?;
             let (file, partial) = match self.tree.lstat(&temp)? {
@@ -137,36 +139,24 @@ impl Inner {
             Building { path, size, temp: Some(temp), file, old, partial }
         };
         building.file.set_len(size).map_err(|e| Error::from_io(e, &building.path, "resize"))?;
-        let begun = Begun {
-            handle: self.next_handle.fetch_add(1, Ordering::Relaxed),
-            old: building.old.is_some(),
-            partial: building.partial,
-        };
+        let begun =
+            Begun { handle: self.next_handle.fetch_add(1, Ordering::Relaxed), partial: building.partial };
         self.lock().insert(begun.handle, Arc::new(building));
         Ok(begun)
     }
 
-    fn hash(&self, target: HashTarget, size: u64, first: u64, count: u32) -> Result<Present> {
+    fn hash(&self, target: HashTarget, size: u64, first: u64, count: u32) -> Result<Vec<Digest>> {
         match target {
             HashTarget::Path(path) => {
                 let file = self.tree.open_read(&path)?;
-                let old = hash_chunks(&file, &self.settings, size, first, count, &path)?;
-                Ok(Present { old, partial: Vec::new() })
+                hash_chunks(&file, &self.settings, size, first, count, &path)
             }
             HashTarget::Handle(handle) => {
                 let b = self.building(handle)?;
-                let old = match &b.old {
-                    Some((file, old_size)) => {
-                        hash_chunks(file, &self.settings, size.min(*old_size), first, count, &b.path)?
-                    }
-                    None => Vec::new(),
-                };
-                let partial = if b.partial {
-                    hash_chunks(&b.file, &self.settings, size, first, count, &b.path)?
-                } else {
-                    Vec::new()
-                };
-                Ok(Present { old, partial })
+                if !b.partial {
+                    return Ok(Vec::new());
+                }
+                hash_chunks(&b.file, &self.settings, size.min(b.size), first, count, &b.path)
             }
         }
     }
@@ -289,7 +279,7 @@ impl Destination for LocalDestination {
         blocking(move || paths.iter().map(|p| inner.tree.lstat(p)).collect()).await
     }
 
-    async fn hash(&self, target: HashTarget, size: u64, first: u64, count: u32) -> Result<Present> {
+    async fn hash(&self, target: HashTarget, size: u64, first: u64, count: u32) -> Result<Vec<Digest>> {
         let inner = self.inner.clone();
         blocking(move || inner.hash(target, size, first, count)).await
     }

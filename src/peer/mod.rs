@@ -65,18 +65,9 @@ pub struct Chunk {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Begun {
     pub handle: u64,
-    /// A previous version of the file exists (its chunks can be reused).
-    pub old: bool,
-    /// A partial temporary file from an interrupted run was kept.
+    /// A partial temporary file from an interrupted run was kept; hashing
+    /// the handle tells which chunks it already holds.
     pub partial: bool,
-}
-
-/// Digests the destination has for a range of chunks: of the existing file
-/// and of a reused partial temporary file. Each covers a prefix of the range.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Present {
-    pub old: Vec<Digest>,
-    pub partial: Vec<Digest>,
 }
 
 /// The side data comes from.
@@ -104,17 +95,19 @@ pub trait Destination: Send + Sync + 'static {
     fn walk(&self) -> impl Future<Output = Result<Listing>> + Send;
     /// `lstat` of each path; `None` where nothing usable is.
     fn probe(&self, paths: Vec<RelPath>) -> impl Future<Output = Result<Vec<Option<Stat>>>> + Send;
-    /// What the destination has of a range of chunks.
+    /// Digests of a range of chunks of the existing file (`Path`) or of the
+    /// partial file being built (`Handle`); a prefix where it is shorter.
     fn hash(
         &self,
         target: HashTarget,
         size: u64,
         first: u64,
         count: u32,
-    ) -> impl Future<Output = Result<Present>> + Send;
+    ) -> impl Future<Output = Result<Vec<Digest>>> + Send;
     /// Starts building `path` with `size` bytes.
     fn begin(&self, path: RelPath, size: u64) -> impl Future<Output = Result<Begun>> + Send;
-    /// Copies unchanged `(offset, len)` ranges from the old file.
+    /// Copies unchanged `(offset, len)` ranges from the existing file into
+    /// the file being built.
     fn copy_old(&self, handle: u64, ranges: Vec<(u64, u64)>)
         -> impl Future<Output = Result<()>> + Send;
     /// Checks `data` against `digest`, then writes it at `offset`.
@@ -180,7 +173,7 @@ pub(crate) fn hash_chunks(
 ) -> Result<Vec<Digest>> {
     let chunk = settings.chunk_size as u64;
     let mut buf = vec![0u8; settings.chunk_size as usize];
-    let mut out = Vec::with_capacity(count as usize);
+    let mut out = Vec::with_capacity(count.min(4096) as usize);
     for index in first..first.saturating_add(count as u64) {
         let offset = index.saturating_mul(chunk);
         if offset >= size {

@@ -30,6 +30,11 @@ struct Inner {
 }
 
 impl LocalSource {
+    /// What this role was set up with.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
     pub fn new(tree: Tree, settings: Settings) -> Self {
         LocalSource {
             inner: Arc::new(Inner { tree: Arc::new(tree), settings, open: Mutex::default() }),

@@ -1,0 +1,154 @@
+//! The client's way in: the `pareco://` address, and connecting the N
+//! connections of a new session.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::codec::{RelPath, SessionSpec};
+
+use super::auth::Key;
+use super::conn::{self, BoxIo, Counted, Reader, Writer};
+use super::handshake::{self, Intent, Welcome};
+use super::pool::Pool;
+use super::tls::Connector;
+use super::SessionError;
+
+/// The port a server listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 4650;
+/// Time allowed to connect and finish the handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A remote tree: `pareco://HOST[:PORT]/PATH` (`pareco+tls://` for TLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub host: String,
+    pub port: u16,
+    pub path: RelPath,
+    pub tls: bool,
+}
+
+impl fmt::Display for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "pareco+tls" } else { "pareco" };
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        write!(f, "{scheme}://{host}:{}/{}", self.port, String::from_utf8_lossy(self.path.as_bytes()))
+    }
+}
+
+impl FromStr for Remote {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Remote, String> {
+        let bad = |why: &str| format!("bad remote address {text:?}: {why} (expected pareco://HOST[:PORT]/PATH)");
+        let (tls, rest) = if let Some(rest) = text.strip_prefix("pareco://") {
+            (false, rest)
+        } else if let Some(rest) = text.strip_prefix("pareco+tls://") {
+            (true, rest)
+        } else {
+            return Err(bad("it must start with pareco:// or pareco+tls://"));
+        };
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '[' in the host"))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let port = match port {
+            None => DEFAULT_PORT,
+            Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad("the port is not a number from 1 to 65535"))?,
+        };
+        let path = RelPath::from_user(path).map_err(|e| bad(&e.to_string()))?;
+        Ok(Remote { host: host.to_owned(), port, path, tls })
+    }
+}
+
+/// How a client connects.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub connections: usize,
+    pub token: Option<String>,
+    pub tls: Option<Connector>,
+}
+
+/// Opens a session for `spec` on `remote` and joins `connections - 1` more
+/// connections to it; returns them as a running [`Pool`].
+pub async fn connect(remote: &Remote, spec: SessionSpec, config: &ClientConfig) -> Result<Pool, SessionError> {
+    let key = config.token.as_deref().map(Key::from_token);
+    let wire = Arc::new(AtomicU64::new(0));
+    let chunk = spec.chunk_size as usize;
+    let (first, welcome) = connect_one(remote, config, key.as_ref(), Intent::Open(spec), &wire).await?;
+    let joins = (1..config.connections.max(1))
+        .map(|_| connect_one(remote, config, key.as_ref(), Intent::Join(welcome.session), &wire));
+    let mut conns = vec![first];
+    for joined in futures::future::join_all(joins).await {
+        conns.push(joined?.0);
+    }
+    // Room per connection for two chunks and then some small requests.
+    let budget = (2 * chunk).max(4 << 20);
+    let pool = Pool::start(conns, budget, wire);
+    pool.keep_alive((welcome.idle_timeout / 3).max(Duration::from_millis(10)));
+    Ok(pool)
+}
+
+async fn connect_one(
+    remote: &Remote,
+    config: &ClientConfig,
+    key: Option<&Key>,
+    intent: Intent,
+    wire: &Arc<AtomicU64>,
+) -> Result<((Reader, Writer), Welcome), SessionError> {
+    let addr = format!("{}:{}", remote.host, remote.port);
+    let work = async {
+        let tcp = TcpStream::connect((remote.host.as_str(), remote.port))
+            .await
+            .map_err(|e| SessionError::Other(format!("cannot connect to {addr}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        let counted = Counted::new(tcp, wire.clone());
+        let io: BoxIo = match &config.tls {
+            Some(connector) => Box::new(connector.connect(counted).await.map_err(|e| {
+                SessionError::Other(format!(
+                    "TLS handshake with {addr} failed: {e} (does the server use TLS, with a certificate this client trusts?)"
+                ))
+            })?),
+            None => Box::new(counted),
+        };
+        let (mut reader, mut writer) = conn::split(io);
+        let welcome = handshake::client(&mut reader, &mut writer, key, intent).await?;
+        reader.set_max_payload(welcome.max_payload as usize);
+        Ok(((reader, writer), welcome))
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, work)
+        .await
+        .map_err(|_| SessionError::Other(format!("no answer from {addr} within {}s", CONNECT_TIMEOUT.as_secs())))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_addresses() {
+        let r: Remote = "pareco://example.org:5000/data/db".parse().unwrap();
+        assert_eq!((r.host.as_str(), r.port, r.tls), ("example.org", 5000, false));
+        assert_eq!(r.path, RelPath::new("data/db").unwrap());
+        let r: Remote = "pareco+tls://[::1]/x".parse().unwrap();
+        assert_eq!((r.host.as_str(), r.port, r.tls), ("::1", DEFAULT_PORT, true));
+        let r: Remote = "pareco://h".parse().unwrap();
+        assert!(r.path.is_root());
+        for bad in ["http://h/x", "pareco://:80/x", "pareco://h:0/x", "pareco://h:99999/", "pareco://[::1/x", "pareco://h/../x"] {
+            assert!(bad.parse::<Remote>().is_err(), "{bad}");
+        }
+    }
+}

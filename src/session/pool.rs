@@ -1,0 +1,278 @@
+//! The client's side of a session: N connections serving one work queue.
+//!
+//! Every request goes into one shared queue. Each connection has a writer
+//! task that takes the next request whenever the connection has room (a
+//! budget of bytes in flight per connection), gives it an id and sends it,
+//! and a reader task that hands each response to whoever is waiting for it.
+//! So no request waits for another's round trip, a slow connection simply
+//! takes less work, and a connection that dies fails only its own requests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::codec::{ErrorKind, Message, Packet};
+use crate::peer::Error;
+
+use super::conn::{Reader, Writer};
+
+/// Requests of no particular size count as this many bytes in flight.
+const SMALL_COST: usize = 1024;
+
+/// A request waiting for a connection.
+struct Call {
+    msg: Message,
+    payload: Bytes,
+    cost: usize,
+    reply: Reply,
+}
+
+enum Reply {
+    Once(oneshot::Sender<Result<Packet, Error>>),
+    Stream(mpsc::UnboundedSender<Result<Packet, Error>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<Packet, Error>) {
+        match self {
+            Reply::Once(tx) => drop(tx.send(result)),
+            Reply::Stream(tx) => drop(tx.send(result)),
+        }
+    }
+}
+
+/// A request on the wire, waiting for its response.
+struct Pending {
+    reply: Reply,
+    sent: Instant,
+    timed: bool,
+    _budget: OwnedSemaphorePermit,
+}
+
+/// Requests in flight on one connection; `None` once the connection died.
+type PendingMap = Arc<Mutex<Option<HashMap<u32, Pending>>>>;
+
+/// What the connections of a pool share and report.
+#[derive(Debug)]
+struct Shared {
+    /// Round trips of chunk requests, in microseconds.
+    latency: Mutex<Histogram<u64>>,
+    /// Why the last connection died, to explain later failures.
+    last_failure: Mutex<Option<String>>,
+}
+
+/// N connections of one session behind one work queue. Cheap to clone.
+#[derive(Clone)]
+pub struct Pool {
+    queue: async_channel::Sender<Call>,
+    shared: Arc<Shared>,
+    wire: Arc<AtomicU64>,
+}
+
+/// Round-trip latency percentiles of chunk requests, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Latency {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl Pool {
+    /// Starts serving the queue over `conns`, each allowed `budget` bytes
+    /// of requests and responses in flight. `wire` is the byte counter the
+    /// connections' streams feed.
+    pub fn start(conns: Vec<(Reader, Writer)>, budget: usize, wire: Arc<AtomicU64>) -> Pool {
+        let (queue, jobs) = async_channel::unbounded();
+        let shared = Arc::new(Shared {
+            latency: Mutex::new(Histogram::new(3).expect("3 significant figures are valid")),
+            last_failure: Mutex::new(None),
+        });
+        for (reader, writer) in conns {
+            let pending: PendingMap = Arc::new(Mutex::new(Some(HashMap::new())));
+            let budget = Arc::new(Semaphore::new(budget));
+            let done = tokio_util::sync::CancellationToken::new();
+            tokio::spawn(write_loop(writer, jobs.clone(), pending.clone(), budget, done.clone()));
+            tokio::spawn(read_loop(reader, pending, shared.clone(), done));
+        }
+        Pool { queue, shared, wire }
+    }
+
+    /// Sends a request and waits for its response; an `Error` response
+    /// becomes `Err`. `cost` is the bytes it moves (payload either way).
+    pub async fn call(&self, msg: Message, payload: Bytes, cost: usize) -> Result<Packet, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Call { msg, payload, cost, reply: Reply::Once(tx) }).await?;
+        rx.await.map_err(|_| self.lost())?
+    }
+
+    /// Sends a request answered by several responses (a `Walk`).
+    pub async fn stream(
+        &self,
+        msg: Message,
+    ) -> Result<mpsc::UnboundedReceiver<Result<Packet, Error>>, Error> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.enqueue(Call { msg, payload: Bytes::new(), cost: SMALL_COST, reply: Reply::Stream(tx) })
+            .await?;
+        Ok(rx)
+    }
+
+    async fn enqueue(&self, call: Call) -> Result<(), Error> {
+        self.queue.send(call).await.map_err(|_| self.lost())
+    }
+
+    fn lost(&self) -> Error {
+        let why = self.shared.last_failure.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Error::new(ErrorKind::Lost, why.unwrap_or_else(|| "connection to the server lost".to_owned()))
+    }
+
+    /// Ends the session on the server (best effort: a dead session is gone
+    /// already).
+    pub async fn close(&self) {
+        let _ = self.call(Message::Close, Bytes::new(), SMALL_COST).await;
+    }
+
+    /// Bytes sent and received on all connections so far.
+    pub fn wire_bytes(&self) -> u64 {
+        self.wire.load(Ordering::Relaxed)
+    }
+
+    pub fn latency(&self) -> Latency {
+        let h = self.shared.latency.lock().unwrap_or_else(|p| p.into_inner());
+        Latency {
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        }
+    }
+
+    /// Sends a `Ping` every `every` until the pool is dropped, so the server
+    /// does not expire a session that is busy on this side.
+    pub fn keep_alive(&self, every: Duration) {
+        let queue = self.queue.downgrade();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(queue) = queue.upgrade() else { return };
+                let (tx, _rx) = oneshot::channel();
+                let ping = Call { msg: Message::Ping, payload: Bytes::new(), cost: SMALL_COST, reply: Reply::Once(tx) };
+                if queue.send(ping).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+async fn write_loop(
+    mut writer: Writer,
+    jobs: async_channel::Receiver<Call>,
+    pending: PendingMap,
+    budget: Arc<Semaphore>,
+    done: tokio_util::sync::CancellationToken,
+) {
+    let capacity = budget.available_permits();
+    let mut next_id: u32 = 0;
+    loop {
+        // Take work only when this connection has room for some.
+        let Ok(first) = budget.clone().acquire_owned().await else { return };
+        let call = tokio::select! {
+            call = jobs.recv() => match call { Ok(call) => call, Err(_) => break },
+            () = done.cancelled() => return,
+        };
+        let mut permit = first;
+        let extra = call.cost.clamp(1, capacity) - 1;
+        if extra > 0 {
+            match budget.clone().acquire_many_owned(extra as u32).await {
+                Ok(more) => permit.merge(more),
+                Err(_) => return,
+            }
+        }
+        next_id = next_id.wrapping_add(1).max(1);
+        let packet = Packet::with_payload(next_id, call.msg, call.payload);
+        let timed = matches!(packet.msg, Message::Read { .. } | Message::Write { .. } | Message::PutFile { .. });
+        {
+            let mut map = pending.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(map) = map.as_mut() else {
+                call.reply.send(Err(Error::new(ErrorKind::Lost, "connection to the server lost")));
+                return;
+            };
+            map.insert(next_id, Pending { reply: call.reply, sent: Instant::now(), timed, _budget: permit });
+        }
+        if let Err(e) = writer.send(&packet).await {
+            done.cancel();
+            fail_all(&pending, &format!("sending to the server failed: {e}"));
+            return;
+        }
+    }
+    writer.shutdown().await;
+}
+
+async fn read_loop(
+    mut reader: Reader,
+    pending: PendingMap,
+    shared: Arc<Shared>,
+    done: tokio_util::sync::CancellationToken,
+) {
+    let why = loop {
+        let packet = tokio::select! {
+            packet = reader.next() => packet,
+            () = done.cancelled() => break "connection closed".to_owned(),
+        };
+        let packet = match packet {
+            Some(Ok(packet)) => packet,
+            Some(Err(e)) => break format!("bad data from the server: {e}"),
+            None => break "the server closed the connection".to_owned(),
+        };
+        if packet.id == 0 {
+            if let Message::Error { message, .. } = &packet.msg {
+                break format!("the server ended the connection: {message}");
+            }
+            continue;
+        }
+        deliver(&pending, &shared, packet);
+    };
+    done.cancel();
+    *shared.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+    fail_all(&pending, &why);
+}
+
+/// Hands a response to its caller.
+fn deliver(pending: &PendingMap, shared: &Shared, packet: Packet) {
+    let mut map = pending.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(map) = map.as_mut() else { return };
+    let last = !matches!(packet.msg, Message::Listing { done: false, .. });
+    let id = packet.id;
+    let result = match packet.msg {
+        Message::Error { kind, message } => Err(Error::new(kind, message)),
+        _ => Ok(packet),
+    };
+    if !last {
+        if let Some(Pending { reply: Reply::Stream(tx), .. }) = map.get(&id) {
+            let _ = tx.send(result);
+        }
+        return;
+    }
+    if let Some(p) = map.remove(&id) {
+        if p.timed {
+            let micros = p.sent.elapsed().as_micros() as u64;
+            let _ = shared.latency.lock().unwrap_or_else(|p| p.into_inner()).record(micros.max(1));
+        }
+        p.reply.send(result);
+    }
+}
+
+fn fail_all(pending: &PendingMap, why: &str) {
+    let taken = pending.lock().unwrap_or_else(|p| p.into_inner()).take();
+    for (_, p) in taken.into_iter().flatten() {
+        p.reply.send(Err(Error::new(ErrorKind::Lost, why.to_owned())));
+    }
+}

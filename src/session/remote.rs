@@ -1,0 +1,160 @@
+//! The peer roles of the server's tree, seen from the client: each method
+//! of [`Source`] and [`Destination`] becomes one request on the session's
+//! [`Pool`], answered by the server's local peer.
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::codec::{Action, ErrorKind, HashAlgo, HashTarget, Message, Meta, Packet, RelPath, Stat};
+use crate::peer::hash;
+use crate::peer::{Batch, Begun, Chunk, Destination, Digest, Error, Listing, Result, Source};
+
+use super::pool::Pool;
+
+/// Bytes a request without a payload counts for in a connection's budget.
+const SMALL: usize = 1024;
+
+/// The server's tree as the source of a download.
+#[derive(Clone)]
+pub struct RemoteSource {
+    pool: Pool,
+    hash: HashAlgo,
+}
+
+/// The server's tree as the destination of an upload.
+#[derive(Clone)]
+pub struct RemoteDestination {
+    pool: Pool,
+    hash: HashAlgo,
+}
+
+impl RemoteSource {
+    pub fn new(pool: Pool, hash: HashAlgo) -> Self {
+        RemoteSource { pool, hash }
+    }
+}
+
+impl RemoteDestination {
+    pub fn new(pool: Pool, hash: HashAlgo) -> Self {
+        RemoteDestination { pool, hash }
+    }
+}
+
+fn unexpected(got: &Message, wanted: &str) -> Error {
+    Error::new(ErrorKind::Protocol, format!("server answered {} to {wanted}", got.name()))
+}
+
+/// Turns the `Listing` responses of a `Walk` into a [`Listing`].
+async fn walk(pool: &Pool) -> Result<Listing> {
+    let mut responses = pool.stream(Message::Walk).await?;
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        while let Some(response) = responses.recv().await {
+            let batch = match response {
+                Ok(Packet { msg: Message::Listing { entries, problems, .. }, .. }) => Batch { entries, problems },
+                Ok(Packet { msg, .. }) => Batch { entries: Vec::new(), problems: vec![unexpected(&msg, "Walk").message] },
+                Err(e) => Batch { entries: Vec::new(), problems: vec![format!("listing the server's tree: {e}")] },
+            };
+            if tx.send(batch).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+async fn hashes(pool: &Pool, algo: HashAlgo, msg: Message) -> Result<Vec<Digest>> {
+    match pool.call(msg, Bytes::new(), SMALL).await?.msg {
+        Message::Hashes { digests } => hash::unpack(algo, &digests),
+        other => Err(unexpected(&other, "Hash")),
+    }
+}
+
+async fn done(pool: &Pool, msg: Message, payload: Bytes, cost: usize) -> Result<()> {
+    let name = msg.name();
+    match pool.call(msg, payload, cost).await?.msg {
+        Message::Done => Ok(()),
+        other => Err(unexpected(&other, name)),
+    }
+}
+
+impl Source for RemoteSource {
+    async fn walk(&self) -> Result<Listing> {
+        walk(&self.pool).await
+    }
+
+    async fn hash(&self, path: RelPath, size: u64, first: u64, count: u32) -> Result<Vec<Digest>> {
+        let msg = Message::Hash { target: HashTarget::Path(path), size, first, count };
+        hashes(&self.pool, self.hash, msg).await
+    }
+
+    async fn read(&self, path: RelPath, offset: u64, len: u32) -> Result<Chunk> {
+        let packet = self.pool.call(Message::Read { path, offset, len }, Bytes::new(), len as usize).await?;
+        match packet.msg {
+            Message::Data { digest, file } if packet.payload.len() == len as usize => {
+                Ok(Chunk { data: packet.payload, digest: hash::decode(self.hash, &digest)?, file })
+            }
+            Message::Data { .. } => Err(Error::new(
+                ErrorKind::Protocol,
+                format!("server sent {} bytes for a read of {len}", packet.payload.len()),
+            )),
+            other => Err(unexpected(&other, "Read")),
+        }
+    }
+}
+
+impl Destination for RemoteDestination {
+    async fn walk(&self) -> Result<Listing> {
+        walk(&self.pool).await
+    }
+
+    async fn probe(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Stat>>> {
+        let wanted = paths.len();
+        match self.pool.call(Message::Probe { paths }, Bytes::new(), SMALL).await?.msg {
+            Message::Probed { found } if found.len() == wanted => Ok(found),
+            other => Err(unexpected(&other, "Probe")),
+        }
+    }
+
+    async fn hash(&self, target: HashTarget, size: u64, first: u64, count: u32) -> Result<Vec<Digest>> {
+        hashes(&self.pool, self.hash, Message::Hash { target, size, first, count }).await
+    }
+
+    async fn begin(&self, path: RelPath, size: u64) -> Result<Begun> {
+        match self.pool.call(Message::Begin { path, size }, Bytes::new(), SMALL).await?.msg {
+            Message::Begun { handle, partial } => Ok(Begun { handle, partial }),
+            other => Err(unexpected(&other, "Begin")),
+        }
+    }
+
+    async fn copy_old(&self, handle: u64, ranges: Vec<(u64, u64)>) -> Result<()> {
+        done(&self.pool, Message::CopyOld { handle, ranges }, Bytes::new(), SMALL).await
+    }
+
+    async fn write(&self, handle: u64, offset: u64, data: Bytes, digest: Digest) -> Result<()> {
+        let cost = data.len();
+        let msg = Message::Write { handle, offset, digest: hash::encode(self.hash, digest) };
+        done(&self.pool, msg, data, cost).await
+    }
+
+    async fn finish(&self, handle: u64, meta: Meta) -> Result<()> {
+        done(&self.pool, Message::Finish { handle, meta }, Bytes::new(), SMALL).await
+    }
+
+    async fn discard(&self, handle: u64, remove: bool) -> Result<()> {
+        done(&self.pool, Message::Discard { handle, remove }, Bytes::new(), SMALL).await
+    }
+
+    async fn put_file(&self, path: RelPath, meta: Meta, data: Bytes, digest: Digest) -> Result<()> {
+        let cost = data.len().max(SMALL);
+        let msg = Message::PutFile { path, meta, digest: hash::encode(self.hash, digest) };
+        done(&self.pool, msg, data, cost).await
+    }
+
+    async fn apply(&self, actions: Vec<Action>) -> Result<Vec<(RelPath, String)>> {
+        match self.pool.call(Message::Apply { actions }, Bytes::new(), SMALL).await?.msg {
+            Message::Applied { failures } => Ok(failures),
+            other => Err(unexpected(&other, "Apply")),
+        }
+    }
+}

@@ -1,0 +1,489 @@
+//! The server: accepts connections, runs their handshake, keeps the table
+//! of open sessions, and answers each request with the session's local
+//! peer role.
+//!
+//! Each connection has a reader loop and a writer task. Requests are
+//! answered concurrently (up to [`REQUESTS_PER_CONNECTION`] at once; beyond
+//! that the reader stops reading, which pushes back through TCP). A session
+//! ends when the client closes it, when its last connection goes away, or
+//! when nothing arrived on any of its connections for the idle timeout.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::{
+    Direction, ErrorKind, HashTarget, Message, Packet, SessionSpec,
+};
+use crate::peer::{self, hash, Destination, Filter, LocalDestination, LocalSource, Settings, Source, Tree};
+
+use super::auth::Key;
+use super::conn::{self, BoxIo};
+use super::handshake::{self, Intent};
+use super::tls::Acceptor;
+use super::SessionError;
+
+/// A connection must finish its handshake within this time.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests one connection may have in progress on the server.
+pub const REQUESTS_PER_CONNECTION: usize = 64;
+
+/// How a server is set up.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The directory served; nothing outside it is ever touched.
+    pub root: PathBuf,
+    pub token: Option<String>,
+    pub session_timeout: Duration,
+    pub max_sessions: usize,
+    pub max_connections: usize,
+    pub tls: Option<Acceptor>,
+}
+
+/// A bound server, ready to [`run`](Server::run).
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<State>,
+}
+
+struct State {
+    root: Tree,
+    key: Option<Key>,
+    config: ServerConfig,
+    sessions: Mutex<HashMap<u64, Arc<Session>>>,
+    epoch: Instant,
+}
+
+/// One open session on the server.
+struct Session {
+    id: u64,
+    role: Role,
+    max_payload: u32,
+    /// For uploads: the real path written into, so that no second session
+    /// writes into an overlapping tree.
+    writes_into: Option<PathBuf>,
+    /// Milliseconds since the server's epoch when a frame last arrived.
+    last_active: AtomicU64,
+    connections: AtomicUsize,
+    ended: CancellationToken,
+}
+
+/// The session's half of the transfer.
+enum Role {
+    Source(LocalSource),
+    Destination(LocalDestination),
+}
+
+impl Server {
+    /// Opens the root and binds the listening socket.
+    pub async fn bind(addr: &str, config: ServerConfig) -> Result<Server, SessionError> {
+        let root = Tree::open(&config.root).map_err(|e| {
+            SessionError::Other(format!("cannot open root directory {}: {e}", config.root.display()))
+        })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| SessionError::Other(format!("cannot listen on {addr}: {e}")))?;
+        let key = config.token.as_deref().map(Key::from_token);
+        let state = State { root, key, config, sessions: Mutex::default(), epoch: Instant::now() };
+        Ok(Server { listener, state: Arc::new(state) })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until the process ends.
+    pub async fn run(self) {
+        tokio::spawn(expire_idle_sessions(self.state.clone()));
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                let io: BoxIo = match &state.config.tls {
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(tls) => Box::new(tls),
+                        Err(e) => {
+                            tracing::warn!("{peer}: TLS handshake failed: {e}");
+                            return;
+                        }
+                    },
+                    None => Box::new(stream),
+                };
+                serve_connection(state, io, peer).await;
+            });
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl State {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn open(&self, spec: SessionSpec) -> Result<Arc<Session>, peer::Error> {
+        if !(peer::MIN_CHUNK_SIZE..=peer::MAX_CHUNK_SIZE).contains(&spec.chunk_size) {
+            return Err(peer::Error::new(
+                ErrorKind::Limit,
+                format!(
+                    "chunk size {} is outside {}..={} bytes",
+                    spec.chunk_size,
+                    peer::MIN_CHUNK_SIZE,
+                    peer::MAX_CHUNK_SIZE
+                ),
+            ));
+        }
+        let filter = Filter::new(&spec.includes, &spec.excludes).map_err(|e| peer::Error::denied(e.to_string()))?;
+        let settings = Settings { chunk_size: spec.chunk_size, hash: spec.hash, filter, inplace: spec.inplace };
+        let upload = spec.direction == Direction::Upload;
+        let tree = self.root.subtree(&spec.path, upload).map_err(|e| match e.kind {
+            ErrorKind::NotFound => peer::Error::new(
+                ErrorKind::NotFound,
+                format!("no directory {} on the server", spec.path),
+            ),
+            _ => e,
+        })?;
+        let real = std::fs::read_link(tree.proc_path())
+            .map_err(|e| peer::Error::io(format!("{}: {e}", spec.path)))?;
+        let role = if upload {
+            Role::Destination(LocalDestination::new(tree, settings))
+        } else {
+            Role::Source(LocalSource::new(tree, settings))
+        };
+        let mut sessions = lock(&self.sessions);
+        if sessions.len() >= self.config.max_sessions {
+            return Err(peer::Error::new(
+                ErrorKind::Limit,
+                format!("the server has its maximum of {} sessions open; try again later", self.config.max_sessions),
+            ));
+        }
+        if upload {
+            let overlapping = sessions
+                .values()
+                .filter_map(|s| s.writes_into.as_deref())
+                .any(|other| overlaps(other, &real));
+            if overlapping {
+                return Err(peer::Error::new(
+                    ErrorKind::Busy,
+                    format!("another session is writing into {} or a directory overlapping it", spec.path),
+                ));
+            }
+        }
+        let id = loop {
+            let id = u64::from_le_bytes(random8().map_err(|e| peer::Error::io(e.to_string()))?);
+            if id != 0 && !sessions.contains_key(&id) {
+                break id;
+            }
+        };
+        let session = Arc::new(Session {
+            id,
+            role,
+            max_payload: spec.chunk_size,
+            writes_into: upload.then_some(real),
+            last_active: AtomicU64::new(self.now_ms()),
+            connections: AtomicUsize::new(0),
+            ended: CancellationToken::new(),
+        });
+        sessions.insert(id, session.clone());
+        tracing::info!(
+            "session {id:016x}: {} {} opened",
+            if upload { "upload into" } else { "download of" },
+            spec.path
+        );
+        Ok(session)
+    }
+
+    fn join(&self, id: u64) -> Result<Arc<Session>, peer::Error> {
+        let sessions = lock(&self.sessions);
+        let session = sessions
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| peer::Error::new(ErrorKind::NoSession, format!("no open session {id:016x}")))?;
+        if session.connections.load(Ordering::Relaxed) >= self.config.max_connections {
+            return Err(peer::Error::new(
+                ErrorKind::Limit,
+                format!("session already has the maximum of {} connections", self.config.max_connections),
+            ));
+        }
+        Ok(session)
+    }
+
+    fn end(&self, session: &Session, why: &str) {
+        if lock(&self.sessions).remove(&session.id).is_some() {
+            tracing::info!("session {:016x}: {why}", session.id);
+        }
+        session.ended.cancel();
+    }
+}
+
+/// Does one of two real paths contain the other?
+fn overlaps(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+fn random8() -> std::io::Result<[u8; 8]> {
+    let bytes = super::auth::random_bytes(8)?;
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&bytes);
+    Ok(out)
+}
+
+async fn expire_idle_sessions(state: Arc<State>) {
+    let timeout = state.config.session_timeout;
+    let every = (timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let now = state.now_ms();
+        let idle: Vec<Arc<Session>> = lock(&state.sessions)
+            .values()
+            .filter(|s| now.saturating_sub(s.last_active.load(Ordering::Relaxed)) > timeout.as_millis() as u64)
+            .cloned()
+            .collect();
+        for session in idle {
+            state.end(&session, &format!("expired after {} idle", humantime::format_duration(timeout)));
+        }
+    }
+}
+
+async fn serve_connection(state: Arc<State>, io: BoxIo, peer: SocketAddr) {
+    let (mut reader, mut writer) = conn::split(io);
+    let intent = match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake::server(&mut reader, &mut writer, state.key.as_ref()),
+    )
+    .await
+    {
+        Err(_) => {
+            tracing::warn!("{peer}: no handshake within {}s; closed", HANDSHAKE_TIMEOUT.as_secs());
+            return;
+        }
+        Ok(Err(SessionError::Foreign(what))) => {
+            tracing::warn!("{peer}: spoke {what}, not the pareco protocol; closed");
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::warn!("{peer}: handshake refused: {e}");
+            refuse(&mut writer, &e).await;
+            return;
+        }
+        Ok(Ok(intent)) => intent,
+    };
+    let session = match intent {
+        Intent::Open(spec) => state.open(spec),
+        Intent::Join(id) => state.join(id),
+    };
+    let session = match session {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::warn!("{peer}: session refused: {e}");
+            let _ = writer.send_msg(0, Message::Error { kind: e.kind, message: e.message }).await;
+            writer.shutdown().await;
+            return;
+        }
+    };
+    let welcome = Message::Welcome {
+        session: session.id,
+        idle_timeout_ms: state.config.session_timeout.as_millis() as u64,
+        max_payload: session.max_payload,
+    };
+    if writer.send_msg(0, welcome).await.is_err() {
+        return;
+    }
+    reader.set_max_payload(session.max_payload as usize);
+    session.connections.fetch_add(1, Ordering::Relaxed);
+    serve_requests(&state, &session, reader, writer, peer).await;
+    if session.connections.fetch_sub(1, Ordering::Relaxed) == 1 {
+        state.end(&session, "ended: the client closed its connections");
+    }
+}
+
+async fn refuse(writer: &mut conn::Writer, error: &SessionError) {
+    let (kind, message) = match error {
+        SessionError::Refused(e) => (e.kind, e.message.clone()),
+        other => (ErrorKind::Protocol, other.to_string()),
+    };
+    let _ = writer.send_msg(0, Message::Error { kind, message }).await;
+    writer.shutdown().await;
+}
+
+async fn serve_requests(
+    state: &Arc<State>,
+    session: &Arc<Session>,
+    mut reader: conn::Reader,
+    mut writer: conn::Writer,
+    peer: SocketAddr,
+) {
+    let (tx, mut rx) = mpsc::channel::<Packet>(REQUESTS_PER_CONNECTION);
+    let sending = tokio::spawn(async move {
+        while let Some(packet) = rx.recv().await {
+            if writer.send(&packet).await.is_err() {
+                break;
+            }
+        }
+        writer.shutdown().await;
+    });
+    let in_progress = Arc::new(Semaphore::new(REQUESTS_PER_CONNECTION));
+    loop {
+        let packet = tokio::select! {
+            packet = reader.next() => packet,
+            () = session.ended.cancelled() => break,
+        };
+        let packet = match packet {
+            None => break,
+            Some(Ok(packet)) => packet,
+            Some(Err(e)) => {
+                tracing::warn!("session {:016x}, {peer}: {e}; connection closed", session.id);
+                let _ = tx.send(protocol_error(0, e.to_string())).await;
+                break;
+            }
+        };
+        session.last_active.store(state.now_ms(), Ordering::Relaxed);
+        let id = packet.id;
+        match packet.msg {
+            Message::Ping => {
+                let _ = tx.send(Packet::new(id, Message::Pong)).await;
+            }
+            Message::Close => {
+                let _ = tx.send(Packet::new(id, Message::Done)).await;
+                state.end(session, "closed by the client");
+                break;
+            }
+            Message::Walk => {
+                tokio::spawn(stream_walk(session.clone(), id, tx.clone()));
+            }
+            _ => {
+                let Ok(permit) = in_progress.clone().acquire_owned().await else { break };
+                let session = session.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let response = answer(&session, packet).await;
+                    let _ = tx.send(response).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+    drop(tx);
+    let _ = sending.await;
+}
+
+fn protocol_error(id: u32, message: String) -> Packet {
+    Packet::new(id, Message::Error { kind: ErrorKind::Protocol, message })
+}
+
+/// Sends the session's tree as `Listing` responses to request `id`.
+async fn stream_walk(session: Arc<Session>, id: u32, tx: mpsc::Sender<Packet>) {
+    let listing = match &session.role {
+        Role::Source(source) => source.walk().await,
+        Role::Destination(destination) => destination.walk().await,
+    };
+    let mut listing = match listing {
+        Ok(listing) => listing,
+        Err(e) => {
+            let _ = tx.send(Packet::new(id, Message::Error { kind: e.kind, message: e.message })).await;
+            return;
+        }
+    };
+    while let Some(batch) = listing.recv().await {
+        let msg = Message::Listing { entries: batch.entries, problems: batch.problems, done: false };
+        if tx.send(Packet::new(id, msg)).await.is_err() {
+            return;
+        }
+    }
+    let last = Message::Listing { entries: Vec::new(), problems: Vec::new(), done: true };
+    let _ = tx.send(Packet::new(id, last)).await;
+}
+
+/// Answers one request with the session's local role.
+async fn answer(session: &Session, packet: Packet) -> Packet {
+    let id = packet.id;
+    match respond(&session.role, packet.msg, packet.payload).await {
+        Ok((msg, payload)) => Packet::with_payload(id, msg, payload),
+        Err(e) => Packet::new(id, Message::Error { kind: e.kind, message: e.message }),
+    }
+}
+
+async fn respond(role: &Role, msg: Message, payload: Bytes) -> Result<(Message, Bytes), peer::Error> {
+    let done = |()| (Message::Done, Bytes::new());
+    match (role, msg) {
+        (Role::Source(source), Message::Hash { target: HashTarget::Path(path), size, first, count }) => {
+            let digests = source.hash(path, size, first, count).await?;
+            let algo = source.settings().hash;
+            Ok((Message::Hashes { digests: hash::pack(algo, &digests) }, Bytes::new()))
+        }
+        (Role::Source(source), Message::Read { path, offset, len }) => {
+            let chunk = source.read(path, offset, len).await?;
+            let digest = hash::encode(source.settings().hash, chunk.digest);
+            Ok((Message::Data { digest, file: chunk.file }, chunk.data))
+        }
+        (Role::Destination(dest), msg) => {
+            let algo = dest.settings().hash;
+            match msg {
+                Message::Probe { paths } => {
+                    Ok((Message::Probed { found: dest.probe(paths).await? }, Bytes::new()))
+                }
+                Message::Hash { target, size, first, count } => {
+                    let digests = dest.hash(target, size, first, count).await?;
+                    Ok((Message::Hashes { digests: hash::pack(algo, &digests) }, Bytes::new()))
+                }
+                Message::Begin { path, size } => {
+                    let b = dest.begin(path, size).await?;
+                    Ok((Message::Begun { handle: b.handle, partial: b.partial }, Bytes::new()))
+                }
+                Message::CopyOld { handle, ranges } => dest.copy_old(handle, ranges).await.map(done),
+                Message::Write { handle, offset, digest } => {
+                    dest.write(handle, offset, payload, hash::decode(algo, &digest)?).await.map(done)
+                }
+                Message::Finish { handle, meta } => dest.finish(handle, meta).await.map(done),
+                Message::Discard { handle, remove } => dest.discard(handle, remove).await.map(done),
+                Message::PutFile { path, meta, digest } => {
+                    dest.put_file(path, meta, payload, hash::decode(algo, &digest)?).await.map(done)
+                }
+                Message::Apply { actions } => {
+                    Ok((Message::Applied { failures: dest.apply(actions).await? }, Bytes::new()))
+                }
+                Message::Read { .. } => {
+                    Err(peer::Error::denied("an upload session does not read files from the server"))
+                }
+                other => Err(unexpected(&other)),
+            }
+        }
+        (Role::Source(_), msg @ (Message::Probe { .. }
+        | Message::Hash { .. }
+        | Message::Begin { .. }
+        | Message::CopyOld { .. }
+        | Message::Write { .. }
+        | Message::Finish { .. }
+        | Message::Discard { .. }
+        | Message::PutFile { .. }
+        | Message::Apply { .. })) => Err(peer::Error::denied(format!(
+            "a download session cannot change the server's tree ({} refused)",
+            msg.name()
+        ))),
+        (Role::Source(_), other) => Err(unexpected(&other)),
+    }
+}
+
+fn unexpected(msg: &Message) -> peer::Error {
+    peer::Error::new(ErrorKind::Protocol, format!("{} is not a request", msg.name()))
+}

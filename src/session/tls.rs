@@ -1,0 +1,114 @@
+//! TLS for both ends with rustls (ring provider, AES-GCM suites first).
+//!
+//! The server loads its certificate chain and key from PEM files; the client
+//! verifies the server against a given CA file or, without one, the
+//! system's trusted roots, and checks the name from the address (or
+//! `--tls-server-name`). There is no way to turn verification off.
+
+use std::fmt;
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::{self, pki_types::ServerName};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// Accepts TLS connections with the server's certificate.
+#[derive(Clone)]
+pub struct Acceptor(TlsAcceptor);
+
+/// Opens TLS connections, verifying the server.
+#[derive(Clone)]
+pub struct Connector {
+    inner: TlsConnector,
+    name: ServerName<'static>,
+}
+
+impl fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Acceptor(..)")
+    }
+}
+
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Connector({:?})", self.name)
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read_certs(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let certs = rustls_pemfile::certs(&mut BufReader::new(file))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", path.display()));
+    }
+    Ok(certs)
+}
+
+impl Acceptor {
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Acceptor, String> {
+        let certs = read_certs(cert)?;
+        let file = std::fs::File::open(key).map_err(|e| format!("{}: {e}", key.display()))?;
+        let key_der = rustls_pemfile::private_key(&mut BufReader::new(file))
+            .map_err(|e| format!("{}: {e}", key.display()))?
+            .ok_or_else(|| format!("{}: no PEM private key in it", key.display()))?;
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(certs, key_der)
+            .map_err(|e| format!("{}: {e}", cert.display()))?;
+        Ok(Acceptor(TlsAcceptor::from(Arc::new(config))))
+    }
+
+    pub async fn accept(&self, stream: TcpStream) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+        self.0.accept(stream).await
+    }
+}
+
+impl Connector {
+    /// Trusts `ca` if given, else the system's roots; checks `server_name`.
+    pub fn new(ca: Option<&Path>, server_name: &str) -> Result<Connector, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        match ca {
+            Some(ca) => {
+                for cert in read_certs(ca)? {
+                    roots.add(cert).map_err(|e| format!("{}: {e}", ca.display()))?;
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                for cert in found.certs {
+                    let _ = roots.add(cert);
+                }
+                if roots.is_empty() {
+                    return Err("no trusted root certificates on this system; give one with --ca-cert".into());
+                }
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from(server_name.trim_start_matches('[').trim_end_matches(']').to_owned())
+            .map_err(|_| format!("{server_name:?} is not a valid TLS server name"))?;
+        Ok(Connector { inner: TlsConnector::from(Arc::new(config)), name })
+    }
+
+    /// Runs the TLS handshake over `stream` (any byte stream, so the
+    /// caller can count the bytes underneath).
+    pub async fn connect<S>(&self, stream: S) -> std::io::Result<tokio_rustls::client::TlsStream<S>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        self.inner.connect(self.name.clone(), stream).await
+    }
+}

@@ -1,0 +1,409 @@
+//! Syncing one file: skip it, fix only its metadata, or send just the
+//! chunks the destination lacks.
+//!
+//! - A file the destination lacks is sent whole: in one `PutFile` when it
+//!   fits in a chunk, else chunk by chunk into a temporary file.
+//! - A file the destination has is compared by chunk digests, both sides
+//!   hashing at once, segment by segment; equal chunks are cloned from the
+//!   old file (or, in place, left alone), a partial temporary file from an
+//!   interrupted run is checked for chunks it already holds, and only the
+//!   rest travels.
+//! - `--skip-digest` trusts equal size and mtime and reads nothing.
+//! - A source file that changes while it is read is sent as read and
+//!   counted; one that vanishes is removed from the destination too.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use tokio::task::JoinSet;
+
+use crate::codec::{Action, Entry, ErrorKind, HashTarget, Kind, Meta, RelPath, Stat};
+use crate::peer::{self, Destination, Digest, Source};
+
+use super::stats::Counters;
+use super::Ctx;
+
+/// Chunks hashed per request at most, and bytes per request at most.
+const SEGMENT_CHUNKS: u64 = 1024;
+const SEGMENT_BYTES: u64 = 64 << 20;
+/// Segments hashed at once for one file.
+const SEGMENTS_IN_FLIGHT: usize = 2;
+
+/// Where each chunk of a file being built comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Equal in the destination's existing file.
+    Old,
+    /// Already in the partial temporary file.
+    Partial,
+    /// Must be sent.
+    Send,
+}
+
+/// What happened to one file, for the counters.
+#[derive(Default)]
+struct Progress {
+    chunks_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    changed: AtomicBool,
+    vanished: AtomicBool,
+}
+
+/// Syncs one file and records the outcome.
+pub(super) async fn sync<S, D>(ctx: &Arc<Ctx<S, D>>, entry: Entry, found: Option<Stat>)
+where
+    S: Source + Clone,
+    D: Destination + Clone,
+{
+    let progress = Arc::new(Progress::default());
+    let result = sync_file(ctx, &entry, found.as_ref(), &progress).await;
+    let c = &ctx.counters;
+    let chunks_sent = progress.chunks_sent.load(Ordering::Relaxed);
+    Counters::add(&c.chunks_transferred, chunks_sent);
+    Counters::add(&c.bytes_transferred, progress.bytes_sent.load(Ordering::Relaxed));
+    let size = entry.stat.size;
+    let chunk = ctx.opts.chunk_size as u64;
+    let sent_bytes = (chunks_sent * chunk).min(size);
+    if progress.vanished.load(Ordering::Relaxed) {
+        Counters::add(&c.files_vanished, 1);
+        tracing::warn!("{}: vanished during the transfer; removed from the destination too", entry.path);
+        if found.is_some_and(|f| f.kind == Kind::File) {
+            let remove = vec![Action::Remove { path: entry.path.clone(), kind: Kind::File }];
+            ctx.apply(remove).await;
+        }
+        return;
+    }
+    match result {
+        Err(e) => {
+            Counters::add(&c.files_failed, 1);
+            ctx.fail("", e);
+        }
+        Ok(()) => {
+            if progress.changed.load(Ordering::Relaxed) {
+                Counters::add(&c.files_changed, 1);
+                tracing::warn!("{}: changed while it was read; sent as read", entry.path);
+            }
+            Counters::add(&c.bytes_skipped, size - sent_bytes);
+            if chunks_sent > 0 || (size == 0 && found.is_none_or(|f| f.kind != Kind::File || f.size != 0)) {
+                Counters::add(&c.files_transferred, 1);
+                tracing::info!("{}: {} of {} chunk(s) sent", entry.path, chunks_sent, size.div_ceil(chunk));
+            } else {
+                Counters::add(&c.files_skipped, 1);
+                tracing::debug!("{}: up to date", entry.path);
+            }
+        }
+    }
+}
+
+async fn sync_file<S, D>(
+    ctx: &Arc<Ctx<S, D>>,
+    entry: &Entry,
+    found: Option<&Stat>,
+    progress: &Arc<Progress>,
+) -> Result<(), peer::Error>
+where
+    S: Source + Clone,
+    D: Destination + Clone,
+{
+    let size = entry.stat.size;
+    let chunk = ctx.opts.chunk_size as u64;
+    let chunks = size.div_ceil(chunk);
+    Counters::add(&ctx.counters.chunks_total, chunks);
+    let old = found.filter(|f| f.kind == Kind::File);
+    if let Some(old) = old {
+        if ctx.opts.skip_digest && old.size == size && old.meta.mtime == entry.stat.meta.mtime {
+            return fix_meta(ctx, &entry.path, old.meta, entry.stat.meta).await;
+        }
+    }
+    let vanished = |e: peer::Error| {
+        if e.kind == ErrorKind::NotFound {
+            progress.vanished.store(true, Ordering::Relaxed);
+            Ok(())
+        } else {
+            Err(e)
+        }
+    };
+    if size <= chunk {
+        return sync_small(ctx, entry, old, progress).await.or_else(vanished);
+    }
+    sync_large(ctx, entry, old, chunks, progress).await.or_else(vanished)
+}
+
+/// Applies `want` where it differs from `have`.
+async fn fix_meta<S, D>(ctx: &Arc<Ctx<S, D>>, path: &RelPath, have: Meta, want: Meta) -> Result<(), peer::Error>
+where
+    S: Source + Clone,
+    D: Destination + Clone,
+{
+    if have != want {
+        tracing::info!("{path}: metadata updated");
+        ctx.apply(vec![Action::SetMeta { path: path.clone(), kind: Kind::File, meta: want }]).await;
+    }
+    Ok(())
+}
+
+/// Notes whether the source file changed since it was listed.
+fn note_change(progress: &Progress, listed: &Stat, now: &Stat, expected: Option<Digest>, got: Digest) {
+    if now.size != listed.size || now.meta.mtime != listed.meta.mtime || expected.is_some_and(|e| e != got) {
+        progress.changed.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A file of at most one chunk: compared by one digest, sent in one frame.
+async fn sync_small<S, D>(
+    ctx: &Arc<Ctx<S, D>>,
+    entry: &Entry,
+    old: Option<&Stat>,
+    progress: &Progress,
+) -> Result<(), peer::Error>
+where
+    S: Source + Clone,
+    D: Destination + Clone,
+{
+    let (path, size) = (&entry.path, entry.stat.size);
+    let mut expected = None;
+    if let Some(old) = old.filter(|o| o.size == size) {
+        let (ours, theirs) = tokio::try_join!(
+            ctx.source.hash(path.clone(), size, 0, 1),
+            ctx.dest.hash(HashTarget::Path(path.clone()), size, 0, 1),
+        )?;
+        if ours == theirs && ours.len() as u64 == size.div_ceil(ctx.opts.chunk_size as u64) {
+            return fix_meta(ctx, path, old.meta, entry.stat.meta).await;
+        }
+        expected = ours.first().copied();
+    }
+    let _permit = ctx.data.clone().acquire_many_owned(size.max(1) as u32).await;
+    for attempt in 0..2 {
+        let chunk = ctx.source.read(path.clone(), 0, size as u32).await?;
+        note_change(progress, &entry.stat, &chunk.file, expected, chunk.digest);
+        progress.bytes_sent.fetch_add(size, Ordering::Relaxed);
+        match ctx.dest.put_file(path.clone(), entry.stat.meta, chunk.data, chunk.digest).await {
+            Ok(()) => break,
+            Err(e) if e.kind == ErrorKind::DigestMismatch && attempt == 0 => {
+                tracing::warn!("{e}; sending it again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if size > 0 {
+        progress.chunks_sent.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Digests of all chunks of a file, segment by segment, from `hash`.
+async fn digests_of<F, Fut>(chunks: u64, per_segment: u64, hash: F) -> Result<Vec<Digest>, peer::Error>
+where
+    F: Fn(u64, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Digest>, peer::Error>>,
+{
+    let segments = (0..chunks.div_ceil(per_segment))
+        .map(|k| {
+            let first = k * per_segment;
+            hash(first, per_segment.min(chunks - first) as u32)
+        });
+    let parts: Vec<Vec<Digest>> = futures::stream::iter(segments).buffered(SEGMENTS_IN_FLIGHT).try_collect().await?;
+    let mut all = Vec::with_capacity(chunks.min(1 << 20) as usize);
+    for (k, part) in parts.into_iter().enumerate() {
+        let want = per_segment.min(chunks - k as u64 * per_segment) as usize;
+        let short = part.len() < want;
+        all.extend(part);
+        if short {
+            break;
+        }
+    }
+    Ok(all)
+}
+
+/// A file of several chunks.
+async fn sync_large<S, D>(
+    ctx: &Arc<Ctx<S, D>>,
+    entry: &Entry,
+    old: Option<&Stat>,
+    chunks: u64,
+    progress: &Arc<Progress>,
+) -> Result<(), peer::Error>
+where
+    S: Source + Clone,
+    D: Destination + Clone,
+{
+    let (path, size) = (&entry.path, entry.stat.size);
+    let chunk = ctx.opts.chunk_size as u64;
+    let per_segment = (SEGMENT_BYTES / chunk).clamp(1, SEGMENT_CHUNKS);
+    let source_digests = || {
+        digests_of(chunks, per_segment, |first, count| ctx.source.hash(path.clone(), size, first, count))
+    };
+    let mut origin = vec![Origin::Send; chunks as usize];
+    let mut ours: Option<Vec<Digest>> = None;
+    if let Some(old) = old {
+        let theirs = digests_of(chunks, per_segment, |first, count| {
+            ctx.dest.hash(HashTarget::Path(path.clone()), size, first, count)
+        });
+        let (mine, theirs) = tokio::try_join!(source_digests(), theirs)?;
+        for (i, o) in origin.iter_mut().enumerate() {
+            if mine.get(i).is_some_and(|d| theirs.get(i) == Some(d)) {
+                *o = Origin::Old;
+            }
+        }
+        if old.size == size && origin.iter().all(|o| *o == Origin::Old) {
+            return fix_meta(ctx, path, old.meta, entry.stat.meta).await;
+        }
+        ours = Some(mine);
+    }
+    let begun = ctx.dest.begin(path.clone(), size).await?;
+    let built = build(ctx, entry, begun, &mut origin, ours, progress).await;
+    match built {
+        Ok(()) => ctx.dest.finish(begun.handle, entry.stat.meta).await,
+        Err(e) => {
+            let remove = e.kind == ErrorKind::NotFound;
+            if e.kind != ErrorKind::Lost {
+                let _ = ctx.dest.discard(begun.handle, remove).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Fills a begun file: reuses what the partial file holds, clones equal
+/// chunks from the old file, and sends the rest.
+async fn build<S, D>(
+    ctx: &Arc<Ctx<S, D>>,
+    entry: &Entry,
+    begun: peer::Begun,
+    origin: &mut [Origin],
+    mut ours: Option<Vec<Digest>>,
+    progress: &Arc<Progress>,
+) -> Result<(), peer::Error>
+where
+    S: Source + Clone,
+    D: Destination + Clone,
+{
+    let (path, size) = (&entry.path, entry.stat.size);
+    let chunk = ctx.opts.chunk_size as u64;
+    let chunks = origin.len() as u64;
+    let per_segment = (SEGMENT_BYTES / chunk).clamp(1, SEGMENT_CHUNKS);
+    if begun.partial {
+        let mine = match ours.take() {
+            Some(mine) => mine,
+            None => digests_of(chunks, per_segment, |f, c| ctx.source.hash(path.clone(), size, f, c)).await?,
+        };
+        let partial = digests_of(chunks, per_segment, |f, c| {
+            ctx.dest.hash(HashTarget::Handle(begun.handle), size, f, c)
+        })
+        .await?;
+        for (i, o) in origin.iter_mut().enumerate() {
+            if *o == Origin::Send && mine.get(i).is_some_and(|d| partial.get(i) == Some(d)) {
+                *o = Origin::Partial;
+            }
+        }
+        ours = Some(mine);
+    }
+    if !ctx.opts.inplace {
+        let ranges = runs(origin, Origin::Old, chunk, size);
+        for part in ranges.chunks(4096) {
+            ctx.dest.copy_old(begun.handle, part.to_vec()).await?;
+        }
+    }
+    let mut sending = JoinSet::new();
+    for (i, o) in origin.iter().enumerate() {
+        if *o != Origin::Send {
+            continue;
+        }
+        if let Some(Err(e)) = sending.try_join_next().map(flatten) {
+            sending.abort_all();
+            return Err(e);
+        }
+        let offset = i as u64 * chunk;
+        let len = chunk.min(size - offset) as u32;
+        let permit = tokio::select! {
+            permit = ctx.data.clone().acquire_many_owned(len) => permit,
+            () = ctx.abort.cancelled() => return Err(peer::Error::new(ErrorKind::Lost, "transfer aborted")),
+        };
+        let Ok(permit) = permit else { break };
+        let expected = ours.as_ref().and_then(|d| d.get(i).copied());
+        let (ctx, path, progress, stat) = (ctx.clone(), path.clone(), progress.clone(), entry.stat.clone());
+        sending.spawn(async move {
+            let sent = send_chunk(&ctx, &path, &stat, begun.handle, offset, len, expected, &progress).await;
+            drop(permit);
+            sent
+        });
+    }
+    while let Some(result) = sending.join_next().await {
+        if let Err(e) = flatten(result) {
+            sending.abort_all();
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn flatten(joined: Result<Result<(), peer::Error>, tokio::task::JoinError>) -> Result<(), peer::Error> {
+    joined.map_err(|e| peer::Error::io(format!("chunk task failed: {e}")))?
+}
+
+/// Reads one chunk from the source and writes it to the destination,
+/// sending it once more if it arrives damaged.
+#[allow(clippy::too_many_arguments)]
+async fn send_chunk<S, D>(
+    ctx: &Ctx<S, D>,
+    path: &RelPath,
+    listed: &Stat,
+    handle: u64,
+    offset: u64,
+    len: u32,
+    expected: Option<Digest>,
+    progress: &Progress,
+) -> Result<(), peer::Error>
+where
+    S: Source + Clone,
+    D: Destination + Clone,
+{
+    for attempt in 0..2 {
+        let chunk = ctx.source.read(path.clone(), offset, len).await?;
+        note_change(progress, listed, &chunk.file, expected, chunk.digest);
+        progress.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
+        match ctx.dest.write(handle, offset, chunk.data, chunk.digest).await {
+            Ok(()) => {
+                tracing::debug!("{path}: chunk at {offset} ({len} bytes) sent");
+                progress.chunks_sent.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(e) if e.kind == ErrorKind::DigestMismatch && attempt == 0 => {
+                tracing::warn!("{e}; sending it again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the second attempt returns")
+}
+
+/// `(offset, len)` byte ranges of the runs of chunks with origin `which`.
+fn runs(origin: &[Origin], which: Origin, chunk: u64, size: u64) -> Vec<(u64, u64)> {
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for (i, o) in origin.iter().enumerate() {
+        if *o != which {
+            continue;
+        }
+        let offset = i as u64 * chunk;
+        let len = chunk.min(size - offset);
+        match ranges.last_mut() {
+            Some((start, run)) if *start + *run == offset => *run += len,
+            _ => ranges.push((offset, len)),
+        }
+    }
+    ranges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_coalesce_neighbours_and_clip_the_tail() {
+        use Origin::*;
+        let origin = [Old, Old, Send, Old, Partial, Old, Old];
+        assert_eq!(runs(&origin, Old, 10, 65), vec![(0, 20), (30, 10), (50, 15)]);
+        assert_eq!(runs(&origin, Send, 10, 65), vec![(20, 10)]);
+    }
+}

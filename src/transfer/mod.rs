@@ -1,0 +1,270 @@
+//! The sync engine: makes a destination tree a mirror of a source tree,
+//! whichever of the two is on the other machine.
+//!
+//! - this file: the run as a whole — stream the source listing in batches,
+//!   probe the destination for each batch, create directories and symlinks,
+//!   hand files to [`file`], then `--delete` and directory metadata.
+//! - [`file`]: one file — decide what to skip, compare chunk digests, send
+//!   only the chunks that differ.
+//! - [`stats`]: counters and the final report.
+//!
+//! Everything runs at once: several batches are probed while earlier files
+//! transfer, many files are in flight, and a large file's chunks are spread
+//! over all connections. Two bounds keep memory flat whatever the tree: the
+//! bytes of chunk data in flight ([`Options::window`]) and the number of
+//! files in progress.
+
+pub mod file;
+pub mod stats;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::codec::{Action, Entry, ErrorKind, Kind, Meta, RelPath, Stat};
+use crate::peer::{self, Destination, Source};
+
+pub use stats::{Counters, Report};
+
+/// Entries per `Apply` request.
+const ACTIONS_PER_REQUEST: usize = 512;
+/// Batches of the listing being probed and dispatched at once.
+const BATCHES_IN_FLIGHT: usize = 8;
+/// Files in progress at once (a large file counts as [`LARGE_FILE_WEIGHT`]).
+const FILES_IN_FLIGHT: usize = 1024;
+const LARGE_FILE_WEIGHT: u32 = 16;
+
+/// How a transfer behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub chunk_size: u32,
+    /// Trust equal size and mtime without reading the file.
+    pub skip_digest: bool,
+    /// Remove destination entries the source does not have.
+    pub delete: bool,
+    /// Chunks are written into existing files (nothing to copy from old).
+    pub inplace: bool,
+    /// Bytes of chunk data in flight at most.
+    pub window: usize,
+}
+
+/// What every task of a transfer shares.
+pub(crate) struct Ctx<S, D> {
+    source: S,
+    dest: D,
+    opts: Options,
+    counters: Arc<Counters>,
+    /// Permits are bytes of chunk data in flight.
+    data: Arc<Semaphore>,
+    /// Set when the session is lost: no point going on.
+    abort: CancellationToken,
+    fatal: Mutex<Option<peer::Error>>,
+    tasks: TaskTracker,
+}
+
+impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
+    /// Records a failure: a lost session stops the run, anything else is
+    /// one error line and the run goes on.
+    fn fail(&self, what: &str, error: peer::Error) {
+        if error.kind == ErrorKind::Lost {
+            let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+            if fatal.is_none() {
+                *fatal = Some(error);
+            }
+            self.abort.cancel();
+            return;
+        }
+        if self.abort.is_cancelled() {
+            return;
+        }
+        Counters::add(&self.counters.errors, 1);
+        if what.is_empty() {
+            tracing::error!("{error}");
+        } else {
+            tracing::error!("{what}: {error}");
+        }
+    }
+
+    /// Runs `actions` on the destination, reporting each that failed.
+    async fn apply(&self, actions: Vec<Action>) -> usize {
+        let total = actions.len();
+        match self.dest.apply(actions).await {
+            Ok(failures) => {
+                for (path, why) in &failures {
+                    self.fail("", peer::Error::io(format!("{path}: {why}")));
+                }
+                total - failures.len()
+            }
+            Err(e) => {
+                self.fail("", e);
+                0
+            }
+        }
+    }
+}
+
+/// Makes `dest` a mirror of `source`. Returns the counters; `Err` only when
+/// the run could not go on at all (the listing failed, the session was lost).
+pub async fn run<S, D>(source: S, dest: D, opts: Options) -> Result<Arc<Counters>, peer::Error>
+where
+    S: Source + Clone,
+    D: Destination + Clone,
+{
+    let window = opts.window.max(opts.chunk_size as usize);
+    let delete = opts.delete;
+    let ctx = Arc::new(Ctx {
+        source,
+        dest,
+        opts,
+        counters: Arc::new(Counters::default()),
+        data: Arc::new(Semaphore::new(window)),
+        abort: CancellationToken::new(),
+        fatal: Mutex::new(None),
+        tasks: TaskTracker::new(),
+    });
+    let mut listing = ctx.source.walk().await?;
+    let batches = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    let files = Arc::new(Semaphore::new(FILES_IN_FLIGHT));
+    let mut dirs: Vec<(RelPath, Meta)> = Vec::new();
+    let mut seen: HashSet<RelPath> = HashSet::new();
+    while let Some(batch) = tokio::select! {
+        batch = listing.recv() => batch,
+        () = ctx.abort.cancelled() => None,
+    } {
+        for problem in batch.problems {
+            ctx.fail("", peer::Error::io(problem));
+        }
+        for entry in &batch.entries {
+            if entry.stat.kind == Kind::Dir {
+                dirs.push((entry.path.clone(), entry.stat.meta));
+            }
+            if delete {
+                seen.insert(entry.path.clone());
+            }
+        }
+        let Ok(permit) = batches.clone().acquire_owned().await else { break };
+        let (ctx2, files) = (ctx.clone(), files.clone());
+        ctx.tasks.spawn(async move {
+            sync_batch(&ctx2, batch.entries, &files).await;
+            drop(permit);
+        });
+    }
+    ctx.tasks.close();
+    ctx.tasks.wait().await;
+    if let Some(fatal) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(fatal);
+    }
+    if delete {
+        delete_extraneous(&ctx, &seen).await?;
+    }
+    // Deepest first, after every write and delete that touches them.
+    dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.depth()));
+    for chunk in dirs.chunks(ACTIONS_PER_REQUEST) {
+        let actions = chunk
+            .iter()
+            .map(|(path, meta)| Action::SetMeta { path: path.clone(), kind: Kind::Dir, meta: *meta })
+            .collect();
+        ctx.apply(actions).await;
+    }
+    if let Some(fatal) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(fatal);
+    }
+    Ok(ctx.counters.clone())
+}
+
+/// Probes one batch on the destination, makes its directories and symlinks,
+/// and starts its files.
+async fn sync_batch<S, D>(ctx: &Arc<Ctx<S, D>>, entries: Vec<Entry>, files: &Arc<Semaphore>)
+where
+    S: Source + Clone,
+    D: Destination + Clone,
+{
+    let paths = entries.iter().map(|e| e.path.clone()).collect();
+    let found = match ctx.dest.probe(paths).await {
+        Ok(found) => found,
+        Err(e) => return ctx.fail("probing the destination", e),
+    };
+    let mut actions = Vec::new();
+    let mut pending_files = Vec::new();
+    for (entry, found) in entries.into_iter().zip(found) {
+        match entry.stat.kind {
+            Kind::Dir => {
+                Counters::add(&ctx.counters.dirs_total, 1);
+                if found.as_ref().is_none_or(|f| f.kind != Kind::Dir) {
+                    tracing::info!("{}/", entry.path);
+                    actions.push(Action::MakeDir { path: entry.path });
+                }
+            }
+            Kind::Symlink => {
+                Counters::add(&ctx.counters.symlinks_total, 1);
+                if !same_symlink(&entry.stat, found.as_ref()) {
+                    let target = entry.stat.target.as_deref().map(|t| &t[..]).unwrap_or_default();
+                    tracing::info!("{} -> {}", entry.path, String::from_utf8_lossy(target));
+                    actions.push(Action::Symlink {
+                        path: entry.path,
+                        target: entry.stat.target.unwrap_or_default(),
+                        mtime: entry.stat.meta.mtime,
+                    });
+                }
+            }
+            Kind::File => pending_files.push((entry, found)),
+        }
+    }
+    if !actions.is_empty() {
+        ctx.apply(actions).await;
+    }
+    let chunk = ctx.opts.chunk_size as u64;
+    for (entry, found) in pending_files {
+        let weight = if entry.stat.size > chunk { LARGE_FILE_WEIGHT } else { 1 };
+        let permit = tokio::select! {
+            permit = files.clone().acquire_many_owned(weight) => permit,
+            () = ctx.abort.cancelled() => return,
+        };
+        let Ok(permit) = permit else { return };
+        Counters::add(&ctx.counters.files_total, 1);
+        Counters::add(&ctx.counters.bytes_total, entry.stat.size);
+        let ctx2 = ctx.clone();
+        ctx.tasks.spawn(async move {
+            file::sync(&ctx2, entry, found).await;
+            drop(permit);
+        });
+    }
+}
+
+fn same_symlink(source: &Stat, found: Option<&Stat>) -> bool {
+    found.is_some_and(|f| f.kind == Kind::Symlink && f.target == source.target && f.meta.mtime == source.meta.mtime)
+}
+
+/// Removes what the destination has and the source does not, children
+/// before their parents. Directories holding excluded entries stay.
+async fn delete_extraneous<S, D>(ctx: &Arc<Ctx<S, D>>, seen: &HashSet<RelPath>) -> Result<(), peer::Error>
+where
+    S: Source + Clone,
+    D: Destination + Clone,
+{
+    let mut listing = ctx.dest.walk().await?;
+    let mut doomed = Vec::new();
+    while let Some(batch) = listing.recv().await {
+        for problem in batch.problems {
+            ctx.fail("", peer::Error::io(problem));
+        }
+        doomed.extend(batch.entries.into_iter().filter(|e| !seen.contains(&e.path)));
+    }
+    doomed.reverse();
+    for chunk in doomed.chunks(ACTIONS_PER_REQUEST) {
+        let actions: Vec<Action> = chunk
+            .iter()
+            .map(|e| {
+                tracing::info!("deleting {}", e.path);
+                Action::Remove { path: e.path.clone(), kind: e.stat.kind }
+            })
+            .collect();
+        let files = chunk.iter().filter(|e| e.stat.kind != Kind::Dir).count();
+        let done = ctx.apply(actions).await;
+        Counters::add(&ctx.counters.files_deleted, files.min(done) as u64);
+    }
+    Ok(())
+}
