@@ -1,0 +1,1 @@
+//! Codec tests: round trips, split frames, bad input, the fuzz corpus.

@@ -1,0 +1,5 @@
+//! One integration-test binary (as ripgrep does): shared helpers in
+//! [`util`], one module per area.
+
+mod codec;
+mod util;
