@@ -81,10 +81,12 @@ impl Tree {
     /// reading and writing, never through a symlink, never truncating.
     pub fn open_write(&self, rel: &RelPath, create: bool) -> Result<File> {
         let mut flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut mode = Mode::empty();
         if create {
             flags |= OFlags::CREATE;
+            mode = Mode::from(0o600);
         }
-        let fd = rustix::fs::openat2(&self.dir, rel.as_path(), flags, Mode::from(0o600), RESOLVE)
+        let fd = rustix::fs::openat2(&self.dir, rel.as_path(), flags, mode, RESOLVE)
             .map_err(|e| Error::from_errno(e, rel, "open for writing"))?;
         Ok(File::from(fd))
     }
@@ -161,12 +163,13 @@ impl Tree {
         Ok(())
     }
 
-    /// Makes one directory; an existing directory is fine.
+    /// Makes one directory. Whatever already exists there is left for the
+    /// next step to judge: opening through it fails cleanly if it is not a
+    /// directory or leads out of the tree.
     pub fn make_dir(&self, rel: &RelPath) -> Result<()> {
         let (parent, name) = self.parent(rel)?;
         match rustix::fs::mkdirat(&parent, name.as_slice(), Mode::from(0o755)) {
-            Ok(()) => Ok(()),
-            Err(Errno::EXIST) if self.lstat(rel)?.is_some_and(|s| s.kind == Kind::Dir) => Ok(()),
+            Ok(()) | Err(Errno::EXIST) => Ok(()),
             Err(e) => Err(Error::from_errno(e, rel, "make directory")),
         }
     }

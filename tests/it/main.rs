@@ -2,4 +2,5 @@
 //! [`util`], one module per area.
 
 mod codec;
+mod sync;
 mod util;

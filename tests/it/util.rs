@@ -1,1 +1,197 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: a real server process, the
+//! real client binary, tree builders, and a snapshot of a whole tree
+//! (bytes, modes, mtimes, link targets) to compare source and destination.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, SystemTime};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pareco");
+
+/// A `pareco listen` process serving a temporary root on 127.0.0.1.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub root: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Server {
+        let root = tempfile::tempdir().expect("temp dir");
+        Server::start_in(root, extra)
+    }
+
+    pub fn start_in(root: tempfile::TempDir, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["listen", "--bind", "127.0.0.1:0", "--root"])
+            .arg(root.path())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start server");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let port = loop {
+            let line = lines.next().expect("server exited before listening").expect("read stderr");
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                break addr.rsplit(':').next().unwrap().parse().unwrap();
+            }
+        };
+        // Keep draining the server's log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, port, root }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("pareco://127.0.0.1:{}/{path}", self.port)
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    /// The server's standard output (the generated token, with `-g`).
+    pub fn stdout_line(&mut self) -> String {
+        let out = self.child.stdout.as_mut().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(out).read_line(&mut line).expect("read stdout");
+        line.trim().to_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the client binary.
+pub fn pareco(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env_remove("PARECO_TOKEN").output().expect("run pareco")
+}
+
+/// Runs the client and expects success; returns its `--json` report.
+pub fn sync_ok(args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = pareco(&all);
+    assert!(
+        out.status.success(),
+        "pareco {args:?} failed ({:?}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Writes a file with the given content, mode and mtime (seconds, nanos).
+pub fn file(path: &Path, content: &[u8], mode: u32, mtime: (i64, u32)) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).unwrap();
+    }
+    fs::write(path, content).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    set_mtime(path, mtime);
+}
+
+pub fn set_mtime(path: &Path, (secs, nanos): (i64, u32)) {
+    let time = SystemTime::UNIX_EPOCH + Duration::new(secs as u64, nanos);
+    fs::File::options().write(true).open(path).or_else(|_| fs::File::open(path)).unwrap().set_modified(time).unwrap();
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// What a test compares of one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Snap {
+    File { content: Vec<u8>, mode: u32, mtime: (i64, i64) },
+    Dir { mode: u32, mtime: (i64, i64) },
+    Link { target: PathBuf, mtime: (i64, i64) },
+}
+
+/// Every entry below `root` (root excluded), by relative path.
+pub fn snapshot(root: &Path) -> BTreeMap<String, Snap> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Snap>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let md = fs::symlink_metadata(&path).unwrap();
+        let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let mtime = (md.mtime(), md.mtime_nsec());
+        let mode = md.mode() & 0o7777;
+        let snap = if md.file_type().is_symlink() {
+            Snap::Link { target: fs::read_link(&path).unwrap(), mtime }
+        } else if md.is_dir() {
+            walk(root, &path, out);
+            Snap::Dir { mode, mtime }
+        } else {
+            Snap::File { content: fs::read(&path).unwrap(), mode, mtime }
+        };
+        out.insert(rel, snap);
+    }
+}
+
+/// Asserts two trees are identical in every byte, mode, mtime and link.
+pub fn assert_same_tree(source: &Path, dest: &Path) {
+    let (a, b) = (snapshot(source), snapshot(dest));
+    let only_a: Vec<_> = a.keys().filter(|k| !b.contains_key(*k)).collect();
+    let only_b: Vec<_> = b.keys().filter(|k| !a.contains_key(*k)).collect();
+    assert!(only_a.is_empty() && only_b.is_empty(), "only in source: {only_a:?}; only in destination: {only_b:?}");
+    for (path, snap) in &a {
+        assert!(&b[path] == snap, "{path} differs:\n source {:?}\n dest   {:?}", short(snap), short(&b[path]));
+    }
+}
+
+fn short(s: &Snap) -> String {
+    match s {
+        Snap::File { content, mode, mtime } => format!("file {} bytes mode {mode:o} mtime {mtime:?}", content.len()),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A varied tree: nested and empty dirs, odd names, symlinks (relative,
+/// absolute, dangling), zero-byte, exactly-one-chunk and multi-chunk files,
+/// assorted modes and nanosecond mtimes. `chunk` is the chunk size used.
+pub fn varied_tree(root: &Path, chunk: usize) {
+    let t = (1_600_000_000, 123_456_789);
+    file(&root.join("plain.txt"), b"hello, world\n", 0o644, t);
+    file(&root.join("empty"), b"", 0o600, (1_500_000_000, 1));
+    file(&root.join("exact"), &noise(chunk, 1), 0o640, t);
+    file(&root.join("big.bin"), &noise(chunk * 5 + 77, 2), 0o755, (1_700_000_000, 999_999_999));
+    file(&root.join("with space/ünïcode ☃.txt"), b"snow", 0o644, t);
+    file(&root.join("new\nline"), b"newline in the name", 0o644, t);
+    file(&root.join("a/b/c/deep.txt"), &noise(3000, 3), 0o444, t);
+    fs::create_dir_all(root.join("empty-dir/inner-empty")).unwrap();
+    std::os::unix::fs::symlink("../plain.txt", root.join("a/rel-link")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", root.join("abs-link")).unwrap();
+    std::os::unix::fs::symlink("does/not/exist", root.join("dangling")).unwrap();
+    fs::set_permissions(root.join("a/b"), fs::Permissions::from_mode(0o750)).unwrap();
+    for dir in ["a/b/c", "a/b", "a", "with space", "empty-dir/inner-empty", "empty-dir"] {
+        set_mtime(&root.join(dir), (1_650_000_000, 42));
+    }
+}
