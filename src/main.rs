@@ -217,7 +217,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Listen(args) => listen(args).await,
             Command::Send { local, remote, opts } => transfer(Direction::Upload, &local, &remote, opts).await,
-            Command::Recv { remote, local, opts } => transfer(Direction::Download, &local, &remote, opts).await,
+            Command::Recv { remote, local, opts } => {
+                transfer(Direction::Download, &local, &remote, opts).await
+            }
         }
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
@@ -290,7 +292,12 @@ async fn listen(args: ListenArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn transfer(direction: Direction, local: &Path, remote: &str, opts: TransferArgs) -> Result<(), Failure> {
+async fn transfer(
+    direction: Direction,
+    local: &Path,
+    remote: &str,
+    opts: TransferArgs,
+) -> Result<(), Failure> {
     let remote: Remote = remote.parse().map_err(Failure::usage)?;
     let filter = Filter::new(&opts.includes, &opts.excludes).map_err(|e| Failure::usage(e.to_string()))?;
     let token = read_token(&opts.token)?;
@@ -305,7 +312,8 @@ async fn transfer(direction: Direction, local: &Path, remote: &str, opts: Transf
         None
     };
     let tree = open_local(direction, local)?;
-    let settings = Settings { chunk_size: opts.chunk_size, hash: opts.hash.into(), filter, inplace: opts.inplace };
+    let settings =
+        Settings { chunk_size: opts.chunk_size, hash: opts.hash.into(), filter, inplace: opts.inplace };
     let spec = SessionSpec {
         direction,
         path: remote.path.clone(),
@@ -325,9 +333,8 @@ async fn transfer(direction: Direction, local: &Path, remote: &str, opts: Transf
         window: (opts.connections as usize * 4 * chunk).clamp(16 << 20, 64 << 20).max(2 * chunk),
     };
     let started = Instant::now();
-    let pool = session::connect(&remote, spec, &config)
-        .await
-        .map_err(|e| Failure::run(format!("{remote}: {e}")))?;
+    let pool =
+        session::connect(&remote, spec, &config).await.map_err(|e| Failure::run(format!("{remote}: {e}")))?;
     let hash = settings.hash;
     let run = async {
         match direction {

@@ -56,10 +56,7 @@ impl Packet {
     /// `self.payload`.
     pub fn encode_head(&self) -> Result<Bytes, CodecError> {
         if self.payload.len() > MAX_PAYLOAD_CAP {
-            return Err(CodecError::PayloadTooLarge {
-                len: self.payload.len(),
-                limit: MAX_PAYLOAD_CAP,
-            });
+            return Err(CodecError::PayloadTooLarge { len: self.payload.len(), limit: MAX_PAYLOAD_CAP });
         }
         let mut buf = BytesMut::with_capacity(128).writer();
         buf.get_mut().put_bytes(0, PREFIX_LEN);
@@ -78,10 +75,7 @@ impl Packet {
 
 /// Sends one packet: prefix and header chained with the payload, written with
 /// vectored writes so the payload is never copied.
-pub async fn write_packet<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    packet: &Packet,
-) -> Result<u64, CodecError> {
+pub async fn write_packet<W: AsyncWrite + Unpin>(writer: &mut W, packet: &Packet) -> Result<u64, CodecError> {
     let head = packet.encode_head()?;
     let len = (head.len() + packet.payload.len()) as u64;
     let mut frame = head.chain(packet.payload.clone());
@@ -151,8 +145,8 @@ impl Decoder for FrameCodec {
 /// Decodes a MessagePack header, refusing bytes left over after the message.
 fn decode_header(header: &[u8]) -> Result<(u32, Message), CodecError> {
     let mut de = rmp_serde::Deserializer::new(header);
-    let decoded: (u32, Message) = serde::Deserialize::deserialize(&mut de)
-        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    let decoded: (u32, Message) =
+        serde::Deserialize::deserialize(&mut de).map_err(|e| CodecError::Malformed(e.to_string()))?;
     let rest = de.get_ref().len();
     if rest != 0 {
         return Err(CodecError::Malformed(format!("{rest} bytes after the message")));

@@ -16,15 +16,31 @@ use super::path::RelPath;
 pub enum Message {
     // --- handshake ---
     /// Client → server, first frame of every connection.
-    Hello { version: u32 },
+    Hello {
+        version: u32,
+    },
     /// Server → client: its version and a fresh nonce to prove the token on.
-    Challenge { version: u32, nonce: ByteBuf, token_required: bool },
+    Challenge {
+        version: u32,
+        nonce: ByteBuf,
+        token_required: bool,
+    },
     /// Client → server: open a new session.
-    Open { proof: Option<ByteBuf>, spec: SessionSpec },
+    Open {
+        proof: Option<ByteBuf>,
+        spec: SessionSpec,
+    },
     /// Client → server: add this connection to an open session.
-    Join { session: u64, proof: Option<ByteBuf> },
+    Join {
+        session: u64,
+        proof: Option<ByteBuf>,
+    },
     /// Server → client: the connection belongs to `session` now.
-    Welcome { session: u64, idle_timeout_ms: u64, max_payload: u32 },
+    Welcome {
+        session: u64,
+        idle_timeout_ms: u64,
+        max_payload: u32,
+    },
 
     // --- requests (client → server) ---
     /// Keeps an idle session from expiring.
@@ -32,26 +48,59 @@ pub enum Message {
     /// List the tree (answered by any number of `Listing`).
     Walk,
     /// `lstat` each path on the destination.
-    Probe { paths: Vec<RelPath> },
+    Probe {
+        paths: Vec<RelPath>,
+    },
     /// Digests of `count` chunks from chunk `first` of a file of `size` bytes.
-    Hash { target: HashTarget, size: u64, first: u64, count: u32 },
+    Hash {
+        target: HashTarget,
+        size: u64,
+        first: u64,
+        count: u32,
+    },
     /// Read `len` bytes at `offset` of a source file.
-    Read { path: RelPath, offset: u64, len: u32 },
+    Read {
+        path: RelPath,
+        offset: u64,
+        len: u32,
+    },
     /// Start writing a file of `size` bytes on the destination.
-    Begin { path: RelPath, size: u64 },
+    Begin {
+        path: RelPath,
+        size: u64,
+    },
     /// Copy unchanged ranges from the old file into the file being built.
-    CopyOld { handle: u64, ranges: Vec<(u64, u64)> },
+    CopyOld {
+        handle: u64,
+        ranges: Vec<(u64, u64)>,
+    },
     /// Write the payload at `offset` of the file being built.
-    Write { handle: u64, offset: u64, digest: ByteBuf },
+    Write {
+        handle: u64,
+        offset: u64,
+        digest: ByteBuf,
+    },
     /// Apply metadata and put the file in place.
-    Finish { handle: u64, meta: Meta },
+    Finish {
+        handle: u64,
+        meta: Meta,
+    },
     /// Drop a file being built: keep the partial temporary file for reuse, or
     /// remove it and the final file (its source vanished).
-    Discard { handle: u64, remove: bool },
+    Discard {
+        handle: u64,
+        remove: bool,
+    },
     /// A whole small file in one frame: the payload is its content.
-    PutFile { path: RelPath, meta: Meta, digest: ByteBuf },
+    PutFile {
+        path: RelPath,
+        meta: Meta,
+        digest: ByteBuf,
+    },
     /// Directory, symlink, metadata and delete operations, in order.
-    Apply { actions: Vec<Action> },
+    Apply {
+        actions: Vec<Action>,
+    },
     /// The transfer is over: the server ends the session.
     Close,
 
@@ -59,23 +108,42 @@ pub enum Message {
     Pong,
     /// Part of the answer to `Walk`; `done` marks the last one. `problems`
     /// name entries that could not be read (the transfer is incomplete).
-    Listing { entries: Vec<Entry>, problems: Vec<String>, done: bool },
-    Probed { found: Vec<Option<Stat>> },
+    Listing {
+        entries: Vec<Entry>,
+        problems: Vec<String>,
+        done: bool,
+    },
+    Probed {
+        found: Vec<Option<Stat>>,
+    },
     /// Digests of the requested chunks: a prefix of them, those the file
     /// fully holds.
-    Hashes { digests: DigestList },
+    Hashes {
+        digests: DigestList,
+    },
     /// Answer to `Read`; the payload is the data. `file` is the file's state
     /// right after the read, to notice a source that changes under us.
-    Data { digest: ByteBuf, file: Stat },
+    Data {
+        digest: ByteBuf,
+        file: Stat,
+    },
     /// `partial`: a temporary file from an interrupted run was kept, and
     /// `Hash` on the handle tells what it already holds.
-    Begun { handle: u64, partial: bool },
+    Begun {
+        handle: u64,
+        partial: bool,
+    },
     /// A request that needs no other answer succeeded.
     Done,
     /// Answer to `Apply`: the actions that failed, with why.
-    Applied { failures: Vec<(RelPath, String)> },
+    Applied {
+        failures: Vec<(RelPath, String)>,
+    },
     /// A request (or, with id 0, the connection) failed.
-    Error { kind: ErrorKind, message: String },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 impl Message {

@@ -61,8 +61,7 @@ impl RelPath {
     /// Parses a user-given remote path: leading, trailing and doubled `/`
     /// and `.` components are dropped; `..` and NUL are still refused.
     pub fn from_user(text: &str) -> Result<Self, PathError> {
-        let cleaned: Vec<&str> =
-            text.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+        let cleaned: Vec<&str> = text.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
         if cleaned.contains(&"..") {
             return Err(PathError::DotComponent(text.to_owned()));
         }
@@ -109,11 +108,7 @@ impl RelPath {
 
     /// Every proper ancestor, nearest the root first (the root excluded).
     pub fn ancestors(&self) -> impl Iterator<Item = &[u8]> {
-        self.0
-            .iter()
-            .enumerate()
-            .filter(|(_, &b)| b == b'/')
-            .map(|(i, _)| &self.0[..i])
+        self.0.iter().enumerate().filter(|(_, &b)| b == b'/').map(|(i, _)| &self.0[..i])
     }
 
     /// Number of components (0 for the root).

@@ -19,10 +19,7 @@ use crate::codec::{Action, ErrorKind, HashTarget, Kind, Meta, RelPath, Stat};
 
 use super::error::{Error, Result};
 use super::tree::{set_file_meta, Tree};
-use super::{
-    blocking, hash, hash_chunks, walk, Begun, Destination, Digest, Listing, Settings,
-    TEMP_SUFFIX,
-};
+use super::{blocking, hash, hash_chunks, walk, Begun, Destination, Digest, Listing, Settings, TEMP_SUFFIX};
 
 /// The destination role over a local tree. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -73,9 +70,8 @@ impl LocalDestination {
 
 /// `dir/.NAME.pareco.tmp` for `dir/NAME`.
 pub fn temp_path(path: &RelPath) -> Result<RelPath> {
-    let (parent, name) = path
-        .split_last()
-        .ok_or_else(|| Error::denied("the root cannot be written as a file"))?;
+    let (parent, name) =
+        path.split_last().ok_or_else(|| Error::denied("the root cannot be written as a file"))?;
     let mut temp = Vec::with_capacity(name.len() + TEMP_SUFFIX.len() + 1);
     temp.push(b'.');
     temp.extend_from_slice(name);

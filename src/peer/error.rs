@@ -37,7 +37,9 @@ impl Error {
             Errno::XDEV => Error::denied(format!("{rel}: leads outside the synced root")),
             Errno::LOOP => Error::denied(format!("{rel}: is a symlink, which is not followed")),
             Errno::NOENT => Error::new(ErrorKind::NotFound, format!("{what} {rel}: not found")),
-            Errno::NOTDIR => Error::new(ErrorKind::NotFound, format!("{what} {rel}: a parent is not a directory")),
+            Errno::NOTDIR => {
+                Error::new(ErrorKind::NotFound, format!("{what} {rel}: a parent is not a directory"))
+            }
             errno => Error::io(format!("{what} {rel}: {}", io::Error::from(errno))),
         }
     }

@@ -125,11 +125,7 @@ mod tests {
     fn selected(includes: &[&str], excludes: &[&str], paths: &[&str]) -> Vec<String> {
         let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let f = Filter::new(&own(includes), &own(excludes)).unwrap();
-        paths
-            .iter()
-            .filter(|p| f.selects(&RelPath::new(**p).unwrap()))
-            .map(|p| p.to_string())
-            .collect()
+        paths.iter().filter(|p| f.selects(&RelPath::new(**p).unwrap())).map(|p| p.to_string()).collect()
     }
 
     const FILES: [&str; 4] = ["file1.txt", "A-dir/file2.txt", "A-dir/file3.zip", "B-dir/file4.txt"];
@@ -138,10 +134,7 @@ mod tests {
     fn the_four_examples_of_the_original() {
         assert_eq!(selected(&["*.txt"], &[], &FILES), ["file1.txt"]);
         assert_eq!(selected(&["*/*.txt"], &[], &FILES), ["A-dir/file2.txt", "B-dir/file4.txt"]);
-        assert_eq!(
-            selected(&["**.txt"], &[], &FILES),
-            ["file1.txt", "A-dir/file2.txt", "B-dir/file4.txt"]
-        );
+        assert_eq!(selected(&["**.txt"], &[], &FILES), ["file1.txt", "A-dir/file2.txt", "B-dir/file4.txt"]);
         assert_eq!(selected(&["A*"], &[], &FILES), ["A-dir/file2.txt", "A-dir/file3.zip"]);
     }
 

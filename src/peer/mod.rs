@@ -85,8 +85,7 @@ pub trait Source: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Digest>>> + Send;
     /// Reads `len` bytes at `offset`; past the end of a file that shrank,
     /// the chunk is filled with zeros (and `Chunk::file` shows the change).
-    fn read(&self, path: RelPath, offset: u64, len: u32)
-        -> impl Future<Output = Result<Chunk>> + Send;
+    fn read(&self, path: RelPath, offset: u64, len: u32) -> impl Future<Output = Result<Chunk>> + Send;
 }
 
 /// The side data goes to.
@@ -108,8 +107,7 @@ pub trait Destination: Send + Sync + 'static {
     fn begin(&self, path: RelPath, size: u64) -> impl Future<Output = Result<Begun>> + Send;
     /// Copies unchanged `(offset, len)` ranges from the existing file into
     /// the file being built.
-    fn copy_old(&self, handle: u64, ranges: Vec<(u64, u64)>)
-        -> impl Future<Output = Result<()>> + Send;
+    fn copy_old(&self, handle: u64, ranges: Vec<(u64, u64)>) -> impl Future<Output = Result<()>> + Send;
     /// Checks `data` against `digest`, then writes it at `offset`.
     fn write(
         &self,
@@ -132,8 +130,7 @@ pub trait Destination: Send + Sync + 'static {
         digest: Digest,
     ) -> impl Future<Output = Result<()>> + Send;
     /// Runs directory-level actions in order; returns those that failed.
-    fn apply(&self, actions: Vec<Action>)
-        -> impl Future<Output = Result<Vec<(RelPath, String)>>> + Send;
+    fn apply(&self, actions: Vec<Action>) -> impl Future<Output = Result<Vec<(RelPath, String)>>> + Send;
 }
 
 /// Runs blocking file-system work on tokio's blocking pool.

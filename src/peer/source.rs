@@ -36,9 +36,7 @@ impl LocalSource {
     }
 
     pub fn new(tree: Tree, settings: Settings) -> Self {
-        LocalSource {
-            inner: Arc::new(Inner { tree: Arc::new(tree), settings, open: Mutex::default() }),
-        }
+        LocalSource { inner: Arc::new(Inner { tree: Arc::new(tree), settings, open: Mutex::default() }) }
     }
 }
 

@@ -33,11 +33,8 @@ pub struct Tree {
 impl Tree {
     /// Opens the directory at `path` (a local path, may be relative).
     pub fn open(path: &Path) -> io::Result<Tree> {
-        let dir = rustix::fs::open(
-            path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let dir =
+            rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
         Ok(Tree { dir })
     }
 
@@ -230,8 +227,8 @@ impl Tree {
     /// Names in this directory (`rel` only names it in errors).
     fn child_names(&self, rel: &RelPath) -> Result<Vec<Vec<u8>>> {
         let mut names = Vec::new();
-        let dir = rustix::fs::Dir::read_from(&self.dir)
-            .map_err(|e| Error::from_errno(e, rel, "read directory"))?;
+        let dir =
+            rustix::fs::Dir::read_from(&self.dir).map_err(|e| Error::from_errno(e, rel, "read directory"))?;
         for entry in dir {
             let entry = entry.map_err(|e| Error::from_errno(e, rel, "read directory"))?;
             let name = entry.file_name().to_bytes();

@@ -51,23 +51,22 @@ fn walk(tree: &Tree, filter: &Filter, tx: &mpsc::Sender<Batch>) {
     let root = tree.proc_path();
     let prune_root = root.clone();
     let prune_filter = filter.clone();
-    let walker = jwalk::WalkDir::new(&root)
-        .sort(true)
-        .skip_hidden(false)
-        .follow_links(false)
-        .process_read_dir(move |_, dir, _, children| {
-            children.retain(|child| match child {
-                Ok(child) => {
-                    let name = child.file_name.as_bytes();
-                    if is_temp_name(name) {
-                        return false;
+    let walker =
+        jwalk::WalkDir::new(&root).sort(true).skip_hidden(false).follow_links(false).process_read_dir(
+            move |_, dir, _, children| {
+                children.retain(|child| match child {
+                    Ok(child) => {
+                        let name = child.file_name.as_bytes();
+                        if is_temp_name(name) {
+                            return false;
+                        }
+                        relative(&prune_root, &dir.join(&child.file_name))
+                            .is_none_or(|rel| !prune_filter.excludes(&rel))
                     }
-                    relative(&prune_root, &dir.join(&child.file_name))
-                        .is_none_or(|rel| !prune_filter.excludes(&rel))
-                }
-                Err(_) => true,
-            });
-        });
+                    Err(_) => true,
+                });
+            },
+        );
 
     let mut batch = Batch::default();
     let mut started = Instant::now();
@@ -129,10 +128,8 @@ fn relative(root: &Path, path: &Path) -> Option<RelPath> {
 }
 
 fn walk_error(root: &Path, error: &jwalk::Error) -> String {
-    let shown = error
-        .path()
-        .and_then(|p| relative(root, p))
-        .map_or_else(|| "?".to_owned(), |p| p.to_string());
+    let shown =
+        error.path().and_then(|p| relative(root, p)).map_or_else(|| "?".to_owned(), |p| p.to_string());
     let cause = error.io_error().map_or_else(|| error.to_string(), |e| e.to_string());
     format!("{shown}: {cause}")
 }

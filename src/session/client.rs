@@ -44,7 +44,8 @@ impl FromStr for Remote {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Remote, String> {
-        let bad = |why: &str| format!("bad remote address {text:?}: {why} (expected pareco://HOST[:PORT]/PATH)");
+        let bad =
+            |why: &str| format!("bad remote address {text:?}: {why} (expected pareco://HOST[:PORT]/PATH)");
         let (tls, rest) = if let Some(rest) = text.strip_prefix("pareco://") {
             (false, rest)
         } else if let Some(rest) = text.strip_prefix("pareco+tls://") {
@@ -67,7 +68,11 @@ impl FromStr for Remote {
         }
         let port = match port {
             None => DEFAULT_PORT,
-            Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad("the port is not a number from 1 to 65535"))?,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad("the port is not a number from 1 to 65535"))?,
         };
         let path = RelPath::from_user(path).map_err(|e| bad(&e.to_string()))?;
         Ok(Remote { host: host.to_owned(), port, path, tls })
@@ -84,7 +89,11 @@ pub struct ClientConfig {
 
 /// Opens a session for `spec` on `remote` and joins `connections - 1` more
 /// connections to it; returns them as a running [`Pool`].
-pub async fn connect(remote: &Remote, spec: SessionSpec, config: &ClientConfig) -> Result<Pool, SessionError> {
+pub async fn connect(
+    remote: &Remote,
+    spec: SessionSpec,
+    config: &ClientConfig,
+) -> Result<Pool, SessionError> {
     let key = config.token.as_deref().map(Key::from_token);
     let wire = Arc::new(AtomicU64::new(0));
     let chunk = spec.chunk_size as usize;
@@ -129,9 +138,9 @@ async fn connect_one(
         reader.set_max_payload(welcome.max_payload as usize);
         Ok(((reader, writer), welcome))
     };
-    tokio::time::timeout(CONNECT_TIMEOUT, work)
-        .await
-        .map_err(|_| SessionError::Other(format!("no answer from {addr} within {}s", CONNECT_TIMEOUT.as_secs())))?
+    tokio::time::timeout(CONNECT_TIMEOUT, work).await.map_err(|_| {
+        SessionError::Other(format!("no answer from {addr} within {}s", CONNECT_TIMEOUT.as_secs()))
+    })?
 }
 
 #[cfg(test)]
@@ -147,7 +156,14 @@ mod tests {
         assert_eq!((r.host.as_str(), r.port, r.tls), ("::1", DEFAULT_PORT, true));
         let r: Remote = "pareco://h".parse().unwrap();
         assert!(r.path.is_root());
-        for bad in ["http://h/x", "pareco://:80/x", "pareco://h:0/x", "pareco://h:99999/", "pareco://[::1/x", "pareco://h/../x"] {
+        for bad in [
+            "http://h/x",
+            "pareco://:80/x",
+            "pareco://h:0/x",
+            "pareco://h:99999/",
+            "pareco://[::1/x",
+            "pareco://h/../x",
+        ] {
             assert!(bad.parse::<Remote>().is_err(), "{bad}");
         }
     }

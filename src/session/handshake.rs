@@ -67,11 +67,9 @@ pub async fn client(
     };
     writer.send_msg(0, msg).await?;
     match expect(reader, "Welcome").await? {
-        Message::Welcome { session, idle_timeout_ms, max_payload } => Ok(Welcome {
-            session,
-            idle_timeout: Duration::from_millis(idle_timeout_ms),
-            max_payload,
-        }),
+        Message::Welcome { session, idle_timeout_ms, max_payload } => {
+            Ok(Welcome { session, idle_timeout: Duration::from_millis(idle_timeout_ms), max_payload })
+        }
         other => Err(unexpected(&other, "Welcome")),
     }
 }

@@ -117,8 +117,7 @@ impl Pool {
         msg: Message,
     ) -> Result<mpsc::UnboundedReceiver<Result<Packet, Error>>, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.enqueue(Call { msg, payload: Bytes::new(), cost: SMALL_COST, reply: Reply::Stream(tx) })
-            .await?;
+        self.enqueue(Call { msg, payload: Bytes::new(), cost: SMALL_COST, reply: Reply::Stream(tx) }).await?;
         Ok(rx)
     }
 
@@ -163,7 +162,12 @@ impl Pool {
                 tick.tick().await;
                 let Some(queue) = queue.upgrade() else { return };
                 let (tx, _rx) = oneshot::channel();
-                let ping = Call { msg: Message::Ping, payload: Bytes::new(), cost: SMALL_COST, reply: Reply::Once(tx) };
+                let ping = Call {
+                    msg: Message::Ping,
+                    payload: Bytes::new(),
+                    cost: SMALL_COST,
+                    reply: Reply::Once(tx),
+                };
                 if queue.send(ping).await.is_err() {
                     return;
                 }
@@ -198,7 +202,8 @@ async fn write_loop(
         }
         next_id = next_id.wrapping_add(1).max(1);
         let packet = Packet::with_payload(next_id, call.msg, call.payload);
-        let timed = matches!(packet.msg, Message::Read { .. } | Message::Write { .. } | Message::PutFile { .. });
+        let timed =
+            matches!(packet.msg, Message::Read { .. } | Message::Write { .. } | Message::PutFile { .. });
         {
             let mut map = pending.lock().unwrap_or_else(|p| p.into_inner());
             let Some(map) = map.as_mut() else {

@@ -51,9 +51,15 @@ async fn walk(pool: &Pool) -> Result<Listing> {
     tokio::spawn(async move {
         while let Some(response) = responses.recv().await {
             let batch = match response {
-                Ok(Packet { msg: Message::Listing { entries, problems, .. }, .. }) => Batch { entries, problems },
-                Ok(Packet { msg, .. }) => Batch { entries: Vec::new(), problems: vec![unexpected(&msg, "Walk").message] },
-                Err(e) => Batch { entries: Vec::new(), problems: vec![format!("listing the server's tree: {e}")] },
+                Ok(Packet { msg: Message::Listing { entries, problems, .. }, .. }) => {
+                    Batch { entries, problems }
+                }
+                Ok(Packet { msg, .. }) => {
+                    Batch { entries: Vec::new(), problems: vec![unexpected(&msg, "Walk").message] }
+                }
+                Err(e) => {
+                    Batch { entries: Vec::new(), problems: vec![format!("listing the server's tree: {e}")] }
+                }
             };
             if tx.send(batch).await.is_err() {
                 return;

@@ -20,9 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::{
-    Direction, ErrorKind, HashTarget, Message, Packet, SessionSpec,
-};
+use crate::codec::{Direction, ErrorKind, HashTarget, Message, Packet, SessionSpec};
 use crate::peer::{self, hash, Destination, Filter, LocalDestination, LocalSource, Settings, Source, Tree};
 
 use super::auth::Key;
@@ -152,14 +150,15 @@ impl State {
                 ),
             ));
         }
-        let filter = Filter::new(&spec.includes, &spec.excludes).map_err(|e| peer::Error::denied(e.to_string()))?;
-        let settings = Settings { chunk_size: spec.chunk_size, hash: spec.hash, filter, inplace: spec.inplace };
+        let filter =
+            Filter::new(&spec.includes, &spec.excludes).map_err(|e| peer::Error::denied(e.to_string()))?;
+        let settings =
+            Settings { chunk_size: spec.chunk_size, hash: spec.hash, filter, inplace: spec.inplace };
         let upload = spec.direction == Direction::Upload;
         let tree = self.root.subtree(&spec.path, upload).map_err(|e| match e.kind {
-            ErrorKind::NotFound => peer::Error::new(
-                ErrorKind::NotFound,
-                format!("no directory {} on the server", spec.path),
-            ),
+            ErrorKind::NotFound => {
+                peer::Error::new(ErrorKind::NotFound, format!("no directory {} on the server", spec.path))
+            }
             _ => e,
         })?;
         let real = std::fs::read_link(tree.proc_path())
@@ -173,7 +172,10 @@ impl State {
         if sessions.len() >= self.config.max_sessions {
             return Err(peer::Error::new(
                 ErrorKind::Limit,
-                format!("the server has its maximum of {} sessions open; try again later", self.config.max_sessions),
+                format!(
+                    "the server has its maximum of {} sessions open; try again later",
+                    self.config.max_sessions
+                ),
             ));
         }
         if upload {
@@ -256,7 +258,9 @@ async fn expire_idle_sessions(state: Arc<State>) {
         let now = state.now_ms();
         let idle: Vec<Arc<Session>> = lock(&state.sessions)
             .values()
-            .filter(|s| now.saturating_sub(s.last_active.load(Ordering::Relaxed)) > timeout.as_millis() as u64)
+            .filter(|s| {
+                now.saturating_sub(s.last_active.load(Ordering::Relaxed)) > timeout.as_millis() as u64
+            })
             .cloned()
             .collect();
         for session in idle {
@@ -468,15 +472,18 @@ async fn respond(role: &Role, msg: Message, payload: Bytes) -> Result<(Message, 
                 other => Err(unexpected(&other)),
             }
         }
-        (Role::Source(_), msg @ (Message::Probe { .. }
-        | Message::Hash { .. }
-        | Message::Begin { .. }
-        | Message::CopyOld { .. }
-        | Message::Write { .. }
-        | Message::Finish { .. }
-        | Message::Discard { .. }
-        | Message::PutFile { .. }
-        | Message::Apply { .. })) => Err(peer::Error::denied(format!(
+        (
+            Role::Source(_),
+            msg @ (Message::Probe { .. }
+            | Message::Hash { .. }
+            | Message::Begin { .. }
+            | Message::CopyOld { .. }
+            | Message::Write { .. }
+            | Message::Finish { .. }
+            | Message::Discard { .. }
+            | Message::PutFile { .. }
+            | Message::Apply { .. }),
+        ) => Err(peer::Error::denied(format!(
             "a download session cannot change the server's tree ({} refused)",
             msg.name()
         ))),

@@ -131,7 +131,12 @@ where
 }
 
 /// Applies `want` where it differs from `have`.
-async fn fix_meta<S, D>(ctx: &Arc<Ctx<S, D>>, path: &RelPath, have: Meta, want: Meta) -> Result<(), peer::Error>
+async fn fix_meta<S, D>(
+    ctx: &Arc<Ctx<S, D>>,
+    path: &RelPath,
+    have: Meta,
+    want: Meta,
+) -> Result<(), peer::Error>
 where
     S: Source + Clone,
     D: Destination + Clone,
@@ -198,12 +203,12 @@ where
     F: Fn(u64, u32) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<Digest>, peer::Error>>,
 {
-    let segments = (0..chunks.div_ceil(per_segment))
-        .map(|k| {
-            let first = k * per_segment;
-            hash(first, per_segment.min(chunks - first) as u32)
-        });
-    let parts: Vec<Vec<Digest>> = futures::stream::iter(segments).buffered(SEGMENTS_IN_FLIGHT).try_collect().await?;
+    let segments = (0..chunks.div_ceil(per_segment)).map(|k| {
+        let first = k * per_segment;
+        hash(first, per_segment.min(chunks - first) as u32)
+    });
+    let parts: Vec<Vec<Digest>> =
+        futures::stream::iter(segments).buffered(SEGMENTS_IN_FLIGHT).try_collect().await?;
     let mut all = Vec::with_capacity(chunks.min(1 << 20) as usize);
     for (k, part) in parts.into_iter().enumerate() {
         let want = per_segment.min(chunks - k as u64 * per_segment) as usize;
@@ -231,9 +236,8 @@ where
     let (path, size) = (&entry.path, entry.stat.size);
     let chunk = ctx.opts.chunk_size as u64;
     let per_segment = (SEGMENT_BYTES / chunk).clamp(1, SEGMENT_CHUNKS);
-    let source_digests = || {
-        digests_of(chunks, per_segment, |first, count| ctx.source.hash(path.clone(), size, first, count))
-    };
+    let source_digests =
+        || digests_of(chunks, per_segment, |first, count| ctx.source.hash(path.clone(), size, first, count));
     let mut origin = vec![Origin::Send; chunks as usize];
     let mut ours: Option<Vec<Digest>> = None;
     if let Some(old) = old {

@@ -235,7 +235,9 @@ where
 }
 
 fn same_symlink(source: &Stat, found: Option<&Stat>) -> bool {
-    found.is_some_and(|f| f.kind == Kind::Symlink && f.target == source.target && f.meta.mtime == source.meta.mtime)
+    found.is_some_and(|f| {
+        f.kind == Kind::Symlink && f.target == source.target && f.meta.mtime == source.meta.mtime
+    })
 }
 
 /// Removes what the destination has and the source does not, children

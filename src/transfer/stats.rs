@@ -63,7 +63,11 @@ impl Counters {
             chunks_skipped: chunks_total.saturating_sub(chunks_transferred),
             errors: get(&self.errors),
             duration_s: seconds,
-            throughput_bytes_per_s: if seconds > 0.0 { (bytes_transferred as f64 / seconds) as u64 } else { 0 },
+            throughput_bytes_per_s: if seconds > 0.0 {
+                (bytes_transferred as f64 / seconds) as u64
+            } else {
+                0
+            },
             chunk_latency_us,
         }
     }

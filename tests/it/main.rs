@@ -2,5 +2,6 @@
 //! [`util`], one module per area.
 
 mod codec;
+mod live;
 mod sync;
 mod util;

@@ -107,7 +107,8 @@ fn metadata_only_changes_send_no_data() {
     let src = tempfile::tempdir().unwrap();
     varied_tree(src.path(), CHUNK);
     sync_ok(&["send", src.path().to_str().unwrap(), &server.url("dst"), "-c", C]);
-    fs::set_permissions(src.path().join("big.bin"), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    fs::set_permissions(src.path().join("big.bin"), std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .unwrap();
     set_mtime(&src.path().join("plain.txt"), (1_234_567_890, 1));
     set_mtime(&src.path().join("a/b"), (1_111_111_111, 0));
     let r = sync_ok(&["send", src.path().to_str().unwrap(), &server.url("dst"), "-c", C]);
@@ -206,7 +207,11 @@ fn glob_examples_of_the_original() {
         assert_eq!(got, *expected, "recv {filters:?}");
         // ...and upload the full tree with the same filters.
         let dst = format!("up{n}");
-        let mut args = vec!["send", &*server.path("my-dir").to_str().unwrap().to_owned().leak(), &*server.url(&dst).leak()];
+        let mut args = vec![
+            "send",
+            &*server.path("my-dir").to_str().unwrap().to_owned().leak(),
+            &*server.url(&dst).leak(),
+        ];
         args.extend_from_slice(filters);
         sync_ok(&args);
         let got: Vec<String> = snapshot(&server.path(&dst)).into_keys().collect();

@@ -106,7 +106,13 @@ pub fn file(path: &Path, content: &[u8], mode: u32, mtime: (i64, u32)) {
 
 pub fn set_mtime(path: &Path, (secs, nanos): (i64, u32)) {
     let time = SystemTime::UNIX_EPOCH + Duration::new(secs as u64, nanos);
-    fs::File::options().write(true).open(path).or_else(|_| fs::File::open(path)).unwrap().set_modified(time).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .or_else(|_| fs::File::open(path))
+        .unwrap()
+        .set_modified(time)
+        .unwrap();
 }
 
 /// Deterministic pseudo-random bytes.
@@ -161,15 +167,25 @@ pub fn assert_same_tree(source: &Path, dest: &Path) {
     let (a, b) = (snapshot(source), snapshot(dest));
     let only_a: Vec<_> = a.keys().filter(|k| !b.contains_key(*k)).collect();
     let only_b: Vec<_> = b.keys().filter(|k| !a.contains_key(*k)).collect();
-    assert!(only_a.is_empty() && only_b.is_empty(), "only in source: {only_a:?}; only in destination: {only_b:?}");
+    assert!(
+        only_a.is_empty() && only_b.is_empty(),
+        "only in source: {only_a:?}; only in destination: {only_b:?}"
+    );
     for (path, snap) in &a {
-        assert!(&b[path] == snap, "{path} differs:\n source {:?}\n dest   {:?}", short(snap), short(&b[path]));
+        assert!(
+            &b[path] == snap,
+            "{path} differs:\n source {:?}\n dest   {:?}",
+            short(snap),
+            short(&b[path])
+        );
     }
 }
 
 fn short(s: &Snap) -> String {
     match s {
-        Snap::File { content, mode, mtime } => format!("file {} bytes mode {mode:o} mtime {mtime:?}", content.len()),
+        Snap::File { content, mode, mtime } => {
+            format!("file {} bytes mode {mode:o} mtime {mtime:?}", content.len())
+        }
         other => format!("{other:?}"),
     }
 }

@@ -1,0 +1,131 @@
+//! Live sources (the database-migration case): files that change or vanish
+//! while they are read. The engine runs here between two local trees, with
+//! a source that meddles with a file the moment it is first read.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use pareco::codec::{HashAlgo, RelPath};
+use pareco::peer::{
+    Chunk, Digest, Filter, Listing, LocalDestination, LocalSource, Result, Settings, Source, Tree,
+};
+use pareco::transfer::{self, Options};
+
+use crate::util::*;
+
+const CHUNK: usize = 4096;
+
+/// A local source that runs `meddle` on the file `victim` just before it is
+/// first read.
+#[derive(Clone)]
+struct Meddling {
+    inner: LocalSource,
+    root: PathBuf,
+    victim: &'static str,
+    meddle: fn(&std::path::Path),
+    done: Arc<AtomicBool>,
+}
+
+impl Source for Meddling {
+    async fn walk(&self) -> Result<Listing> {
+        self.inner.walk().await
+    }
+
+    async fn hash(&self, path: RelPath, size: u64, first: u64, count: u32) -> Result<Vec<Digest>> {
+        self.inner.hash(path, size, first, count).await
+    }
+
+    async fn read(&self, path: RelPath, offset: u64, len: u32) -> Result<Chunk> {
+        if path.as_bytes() == self.victim.as_bytes() && !self.done.swap(true, Ordering::SeqCst) {
+            (self.meddle)(&self.root.join(self.victim));
+        }
+        self.inner.read(path, offset, len).await
+    }
+}
+
+fn settings() -> Settings {
+    Settings { chunk_size: CHUNK as u32, hash: HashAlgo::Xxh3, filter: Filter::default(), inplace: false }
+}
+
+fn options() -> Options {
+    Options { chunk_size: CHUNK as u32, skip_digest: false, delete: false, inplace: false, window: 1 << 20 }
+}
+
+fn run(
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    victim: &'static str,
+    meddle: fn(&std::path::Path),
+) -> transfer::Report {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let source = Meddling {
+            inner: LocalSource::new(Tree::open(src).unwrap(), settings()),
+            root: src.to_owned(),
+            victim,
+            meddle,
+            done: Arc::new(AtomicBool::new(false)),
+        };
+        let dest = LocalDestination::new(Tree::open(dst).unwrap(), settings());
+        let counters = transfer::run(source, dest, options()).await.expect("transfer runs");
+        counters.report(std::time::Duration::from_secs(1), 0, Default::default())
+    })
+}
+
+fn plain_run(src: &std::path::Path, dst: &std::path::Path) -> transfer::Report {
+    run(src, dst, "no such file", |_| {})
+}
+
+#[test]
+fn a_file_growing_while_read_is_sent_as_read_and_counted() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let original = noise(CHUNK * 10, 1);
+    file(&src.path().join("db/table"), &original, 0o600, (1_600_000_000, 0));
+    file(&src.path().join("db/other"), b"steady", 0o600, (1_600_000_000, 0));
+    let report = run(src.path(), dst.path(), "db/table", |path| {
+        // A writer that changes a byte in place and appends, like a database.
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+        let mut first = [0u8; 1];
+        f.read_exact_at(&mut first, 0).unwrap();
+        f.write_all_at(&[first[0] ^ 0xff], 0).unwrap();
+        f.write_all_at(b"appended by a writer", (CHUNK * 10) as u64).unwrap();
+    });
+    assert!(report.complete(), "{report:?}");
+    assert_eq!(report.files_changed_during_transfer, 1);
+    assert_eq!(report.files_vanished, 0);
+    // Sent as read: the listed size, the bytes read (the writer came first).
+    let got = std::fs::read(dst.path().join("db/table")).unwrap();
+    assert_eq!(got.len(), CHUNK * 10);
+    assert_eq!(got[0], original[0] ^ 0xff);
+    assert!(got[1..] == original[1..]);
+    // With the writer stopped, the next run makes an exact mirror and sends
+    // only what changed: the new tail.
+    let report = plain_run(src.path(), dst.path());
+    assert!(report.complete());
+    assert_eq!(report.files_changed_during_transfer, 0);
+    assert_eq!(report.bytes_transferred, 20);
+    assert_same_tree(src.path(), dst.path());
+}
+
+#[test]
+fn a_file_vanishing_while_read_is_dropped_from_the_destination() {
+    for (size, name) in [(CHUNK * 6, "big"), (100, "small")] {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        file(&src.path().join("keep"), b"keep me", 0o644, (1, 0));
+        file(&src.path().join(name), &noise(size, 2), 0o644, (2, 0));
+        // An older version is on the destination already.
+        file(&dst.path().join(name), &noise(size + 1, 3), 0o644, (1, 0));
+        let report = run(src.path(), dst.path(), if name == "big" { "big" } else { "small" }, |path| {
+            std::fs::remove_file(path).unwrap();
+        });
+        assert!(report.complete(), "{name}: {report:?}");
+        assert_eq!(report.files_vanished, 1, "{name}");
+        assert!(!dst.path().join(name).exists(), "{name}");
+        assert!(!dst.path().join(format!(".{name}.pareco.tmp")).exists(), "{name}");
+        assert_same_tree(src.path(), dst.path());
+    }
+}
