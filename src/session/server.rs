@@ -98,6 +98,12 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// Serves one stream that was accepted elsewhere (tests and the fuzz
+    /// target drive the server's state machine this way).
+    pub async fn serve_stream(&self, io: BoxIo, peer: SocketAddr) {
+        serve_connection(self.state.clone(), io, peer).await;
+    }
+
     /// Serves until the process ends.
     pub async fn run(self) {
         tokio::spawn(expire_idle_sessions(self.state.clone()));

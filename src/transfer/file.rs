@@ -27,6 +27,9 @@ use super::Ctx;
 /// Chunks hashed per request at most, and bytes per request at most.
 const SEGMENT_CHUNKS: u64 = 1024;
 const SEGMENT_BYTES: u64 = 64 << 20;
+/// Chunks one file may have (the per-chunk bookkeeping of a file is kept
+/// in memory: 17 bytes a chunk).
+const MAX_CHUNKS_PER_FILE: u64 = 1 << 26;
 /// Segments hashed at once for one file.
 const SEGMENTS_IN_FLIGHT: usize = 2;
 
@@ -109,6 +112,12 @@ where
     let size = entry.stat.size;
     let chunk = ctx.opts.chunk_size as u64;
     let chunks = size.div_ceil(chunk);
+    if chunks > MAX_CHUNKS_PER_FILE {
+        return Err(peer::Error::new(
+            ErrorKind::Limit,
+            format!("{}: {size} bytes is over {MAX_CHUNKS_PER_FILE} chunks; use a larger --chunk-size", entry.path),
+        ));
+    }
     Counters::add(&ctx.counters.chunks_total, chunks);
     let old = found.filter(|f| f.kind == Kind::File);
     if let Some(old) = old {

@@ -2,6 +2,8 @@
 //! [`util`], one module per area.
 
 mod codec;
+mod hardening;
 mod live;
 mod sync;
+mod tls;
 mod util;

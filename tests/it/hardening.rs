@@ -1,0 +1,1 @@
+//! A server that bad input cannot hurt: raw-byte clients, limits, expiry.

@@ -1,0 +1,1 @@
+//! TLS on both ends: transfers, refused certificates, mixed plaintext/TLS.
