@@ -312,7 +312,9 @@ impl Action {
 /// Why a request failed, so the other side can react without parsing text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ErrorKind {
-    /// Malformed or out-of-order message; the connection is closed.
+    /// Malformed, out-of-order or inconsistent message. With id 0 (a frame
+    /// that could not be decoded, a broken handshake) the connection is
+    /// closed; as the answer to one request, only that request failed.
     Protocol,
     /// Protocol versions differ.
     Version,

@@ -103,8 +103,8 @@ impl Inner {
             }
             Some(_) => Ok(existing),
             None => {
-                if let Some((parent, _)) = path.split_last() {
-                    self.tree.make_dirs(&parent)?;
+                if let Some((parent, _)) = path.split_last().filter(|(p, _)| !p.is_root()) {
+                    self.tree.replace_with_dirs(&parent)?;
                 }
                 Ok(None)
             }
@@ -230,12 +230,7 @@ impl Inner {
     fn apply(&self, action: &Action) -> Result<()> {
         match action {
             Action::MakeDir { path } => {
-                match self.tree.lstat(path)? {
-                    Some(st) if st.kind == Kind::Dir => return Ok(()),
-                    Some(_) => self.tree.remove_file(path)?,
-                    None => {}
-                }
-                self.tree.make_dirs(path)
+                self.tree.replace_with_dirs(path)
             }
             Action::Symlink { path, target, mtime } => {
                 match self.tree.lstat(path)? {
@@ -245,8 +240,8 @@ impl Inner {
                         self.tree.symlink(target, path)?;
                     }
                     None => {
-                        if let Some((parent, _)) = path.split_last() {
-                            self.tree.make_dirs(&parent)?;
+                        if let Some((parent, _)) = path.split_last().filter(|(p, _)| !p.is_root()) {
+                            self.tree.replace_with_dirs(&parent)?;
                         }
                         self.tree.symlink(target, path)?;
                     }

@@ -160,6 +160,25 @@ impl Tree {
         Ok(())
     }
 
+    /// Makes sure `rel` is a directory, replacing any non-directory on the
+    /// way (a destination whose file became a directory at the source).
+    pub fn replace_with_dirs(&self, rel: &RelPath) -> Result<()> {
+        if self.lstat(rel)?.is_some_and(|st| st.kind == Kind::Dir) {
+            return Ok(());
+        }
+        let mut done = RelPath::root();
+        for component in rel.as_bytes().split(|&b| b == b'/') {
+            done = done.join(component).map_err(|e| Error::denied(e.to_string()))?;
+            match self.lstat(&done)? {
+                Some(st) if st.kind == Kind::Dir => continue,
+                Some(_) => self.remove_all(&done)?,
+                None => {}
+            }
+            self.make_dir(&done)?;
+        }
+        Ok(())
+    }
+
     /// Makes one directory. Whatever already exists there is left for the
     /// next step to judge: opening through it fails cleanly if it is not a
     /// directory or leads out of the tree.
@@ -245,8 +264,22 @@ impl Tree {
             return rustix::fs::fchmod(&self.dir, Mode::from(mode & 0o7777))
                 .map_err(|e| Error::from_errno(e, rel, "set permissions"));
         }
-        let (parent, name) = self.parent(rel)?;
-        rustix::fs::chmodat(&parent, name.as_slice(), Mode::from(mode & 0o7777), AtFlags::empty())
+        // chmodat would follow a symlink put there meanwhile: pin the entry
+        // itself with O_PATH|O_NOFOLLOW, refuse a symlink, and change the
+        // inode the descriptor holds through its /proc name.
+        let fd = rustix::fs::openat2(
+            &self.dir,
+            rel.as_path(),
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            RESOLVE,
+        )
+        .map_err(|e| Error::from_errno(e, rel, "set permissions"))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| Error::from_errno(e, rel, "stat"))?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
+            return Err(Error::denied(format!("{rel}: is a symlink; its permissions are not set")));
+        }
+        rustix::fs::chmod(format!("/proc/self/fd/{}", fd.as_raw_fd()), Mode::from(mode & 0o7777))
             .map_err(|e| Error::from_errno(e, rel, "set permissions"))
     }
 

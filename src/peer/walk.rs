@@ -19,7 +19,8 @@ use crate::codec::{Entry, Kind, Meta, Mtime, RelPath, Stat};
 use super::filter::Filter;
 use super::tree::Tree;
 
-/// Entries per batch at most.
+/// A batch is sent once it has this many entries (a little more when
+/// held-back parent directories join it).
 pub const BATCH_ENTRIES: usize = 512;
 /// A batch is sent at the latest this long after its first entry.
 const BATCH_DELAY: Duration = Duration::from_millis(20);
@@ -110,7 +111,9 @@ fn walk(tree: &Tree, filter: &Filter, tx: &mpsc::Sender<Batch>) {
         } else if entry.stat.kind == Kind::Dir {
             pending.push(entry);
         }
-        if batch.entries.len() >= BATCH_ENTRIES || started.elapsed() >= BATCH_DELAY {
+        let full = batch.entries.len() >= BATCH_ENTRIES;
+        let due = !batch.entries.is_empty() && started.elapsed() >= BATCH_DELAY;
+        if full || due {
             if tx.blocking_send(std::mem::take(&mut batch)).is_err() {
                 return;
             }

@@ -120,10 +120,14 @@ impl Server {
             let state = self.state.clone();
             tokio::spawn(async move {
                 let io: BoxIo = match &state.config.tls {
-                    Some(acceptor) => match acceptor.accept(stream).await {
-                        Ok(tls) => Box::new(tls),
-                        Err(e) => {
+                    Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => Box::new(tls),
+                        Ok(Err(e)) => {
                             tracing::warn!("{peer}: TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::warn!("{peer}: no TLS handshake within {}s; closed", HANDSHAKE_TIMEOUT.as_secs());
                             return;
                         }
                     },
@@ -161,6 +165,8 @@ impl State {
         let settings =
             Settings { chunk_size: spec.chunk_size, hash: spec.hash, filter, inplace: spec.inplace };
         let upload = spec.direction == Direction::Upload;
+        // Refuse early, before making any directory, when the server is full.
+        self.check_room(&lock(&self.sessions))?;
         let tree = self.root.subtree(&spec.path, upload).map_err(|e| match e.kind {
             ErrorKind::NotFound => {
                 peer::Error::new(ErrorKind::NotFound, format!("no directory {} on the server", spec.path))
@@ -175,15 +181,7 @@ impl State {
             Role::Source(LocalSource::new(tree, settings))
         };
         let mut sessions = lock(&self.sessions);
-        if sessions.len() >= self.config.max_sessions {
-            return Err(peer::Error::new(
-                ErrorKind::Limit,
-                format!(
-                    "the server has its maximum of {} sessions open; try again later",
-                    self.config.max_sessions
-                ),
-            ));
-        }
+        self.check_room(&sessions)?;
         if upload {
             let overlapping = sessions
                 .values()
@@ -208,7 +206,9 @@ impl State {
             max_payload: spec.chunk_size,
             writes_into: upload.then_some(real),
             last_active: AtomicU64::new(self.now_ms()),
-            connections: AtomicUsize::new(0),
+            // The opening connection counts from here, so the session
+            // ends when it goes, even before the Welcome is sent.
+            connections: AtomicUsize::new(1),
             ended: CancellationToken::new(),
         });
         sessions.insert(id, session.clone());
@@ -220,6 +220,21 @@ impl State {
         Ok(session)
     }
 
+    fn check_room(&self, sessions: &HashMap<u64, Arc<Session>>) -> Result<(), peer::Error> {
+        if sessions.len() >= self.config.max_sessions {
+            return Err(peer::Error::new(
+                ErrorKind::Limit,
+                format!(
+                    "the server has its maximum of {} sessions open; try again later",
+                    self.config.max_sessions
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds a connection to session `id` (counted at once, under the lock,
+    /// so concurrent joins cannot pass the limit).
     fn join(&self, id: u64) -> Result<Arc<Session>, peer::Error> {
         let sessions = lock(&self.sessions);
         let session = sessions
@@ -232,6 +247,7 @@ impl State {
                 format!("session already has the maximum of {} connections", self.config.max_connections),
             ));
         }
+        session.connections.fetch_add(1, Ordering::Relaxed);
         Ok(session)
     }
 
@@ -316,12 +332,10 @@ async fn serve_connection(state: Arc<State>, io: BoxIo, peer: SocketAddr) {
         idle_timeout_ms: state.config.session_timeout.as_millis() as u64,
         max_payload: session.max_payload,
     };
-    if writer.send_msg(0, welcome).await.is_err() {
-        return;
+    if writer.send_msg(0, welcome).await.is_ok() {
+        reader.set_max_payload(session.max_payload as usize);
+        serve_requests(&state, &session, reader, writer, peer).await;
     }
-    reader.set_max_payload(session.max_payload as usize);
-    session.connections.fetch_add(1, Ordering::Relaxed);
-    serve_requests(&state, &session, reader, writer, peer).await;
     if session.connections.fetch_sub(1, Ordering::Relaxed) == 1 {
         state.end(&session, "ended: the client closed its connections");
     }
@@ -378,16 +392,19 @@ async fn serve_requests(
                 state.end(session, "closed by the client");
                 break;
             }
-            Message::Walk => {
-                tokio::spawn(stream_walk(session.clone(), id, tx.clone()));
-            }
             _ => {
                 let Ok(permit) = in_progress.clone().acquire_owned().await else { break };
-                let session = session.clone();
-                let tx = tx.clone();
+                let (state, session, tx) = (state.clone(), session.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let response = answer(&session, packet).await;
-                    let _ = tx.send(response).await;
+                    if let Message::Walk = packet.msg {
+                        stream_walk(&session, id, &tx).await;
+                    } else {
+                        let response = answer(&session, packet).await;
+                        let _ = tx.send(response).await;
+                    }
+                    // Work the server did keeps the session alive as much
+                    // as a frame from the client does.
+                    session.last_active.store(state.now_ms(), Ordering::Relaxed);
                     drop(permit);
                 });
             }
@@ -402,7 +419,7 @@ fn protocol_error(id: u32, message: String) -> Packet {
 }
 
 /// Sends the session's tree as `Listing` responses to request `id`.
-async fn stream_walk(session: Arc<Session>, id: u32, tx: mpsc::Sender<Packet>) {
+async fn stream_walk(session: &Session, id: u32, tx: &mpsc::Sender<Packet>) {
     let listing = match &session.role {
         Role::Source(source) => source.walk().await,
         Role::Destination(destination) => destination.walk().await,
@@ -490,7 +507,7 @@ async fn respond(role: &Role, msg: Message, payload: Bytes) -> Result<(Message, 
             | Message::PutFile { .. }
             | Message::Apply { .. }),
         ) => Err(peer::Error::denied(format!(
-            "a download session cannot change the server's tree ({} refused)",
+            "a download session only lists, hashes and reads the server's files ({} refused)",
             msg.name()
         ))),
         (Role::Source(_), other) => Err(unexpected(&other)),

@@ -125,18 +125,21 @@ where
             return fix_meta(ctx, &entry.path, old.meta, entry.stat.meta).await;
         }
     }
-    let vanished = |e: peer::Error| {
+    if size <= chunk {
+        return sync_small(ctx, entry, old, progress).await;
+    }
+    sync_large(ctx, entry, old, chunks, progress).await
+}
+
+/// Passes on the error of a call to the source, noting a missing file as
+/// a source that vanished (a missing destination file is a plain error).
+fn from_source(progress: &Progress) -> impl Fn(peer::Error) -> peer::Error + '_ {
+    |e| {
         if e.kind == ErrorKind::NotFound {
             progress.vanished.store(true, Ordering::Relaxed);
-            Ok(())
-        } else {
-            Err(e)
         }
-    };
-    if size <= chunk {
-        return sync_small(ctx, entry, old, progress).await.or_else(vanished);
+        e
     }
-    sync_large(ctx, entry, old, chunks, progress).await.or_else(vanished)
 }
 
 /// Applies `want` where it differs from `have`.
@@ -179,7 +182,7 @@ where
     let mut expected = None;
     if let Some(old) = old.filter(|o| o.size == size) {
         let (ours, theirs) = tokio::try_join!(
-            ctx.source.hash(path.clone(), size, 0, 1),
+            async { ctx.source.hash(path.clone(), size, 0, 1).await.map_err(from_source(progress)) },
             ctx.dest.hash(HashTarget::Path(path.clone()), size, 0, 1),
         )?;
         if ours == theirs && ours.len() as u64 == size.div_ceil(ctx.opts.chunk_size as u64) {
@@ -189,7 +192,7 @@ where
     }
     let _permit = ctx.data.clone().acquire_many_owned(size.max(1) as u32).await;
     for attempt in 0..2 {
-        let chunk = ctx.source.read(path.clone(), 0, size as u32).await?;
+        let chunk = ctx.source.read(path.clone(), 0, size as u32).await.map_err(from_source(progress))?;
         note_change(progress, &entry.stat, &chunk.file, expected, chunk.digest);
         progress.bytes_sent.fetch_add(size, Ordering::Relaxed);
         match ctx.dest.put_file(path.clone(), entry.stat.meta, chunk.data, chunk.digest).await {
@@ -245,8 +248,11 @@ where
     let (path, size) = (&entry.path, entry.stat.size);
     let chunk = ctx.opts.chunk_size as u64;
     let per_segment = (SEGMENT_BYTES / chunk).clamp(1, SEGMENT_CHUNKS);
-    let source_digests =
-        || digests_of(chunks, per_segment, |first, count| ctx.source.hash(path.clone(), size, first, count));
+    let source_digests = || async {
+        digests_of(chunks, per_segment, |first, count| ctx.source.hash(path.clone(), size, first, count))
+            .await
+            .map_err(from_source(progress))
+    };
     let mut origin = vec![Origin::Send; chunks as usize];
     let mut ours: Option<Vec<Digest>> = None;
     if let Some(old) = old {
@@ -269,7 +275,7 @@ where
     match built {
         Ok(()) => ctx.dest.finish(begun.handle, entry.stat.meta).await,
         Err(e) => {
-            let remove = e.kind == ErrorKind::NotFound;
+            let remove = progress.vanished.load(Ordering::Relaxed);
             if e.kind != ErrorKind::Lost {
                 let _ = ctx.dest.discard(begun.handle, remove).await;
             }
@@ -299,7 +305,9 @@ where
     if begun.partial {
         let mine = match ours.take() {
             Some(mine) => mine,
-            None => digests_of(chunks, per_segment, |f, c| ctx.source.hash(path.clone(), size, f, c)).await?,
+            None => digests_of(chunks, per_segment, |f, c| ctx.source.hash(path.clone(), size, f, c))
+                .await
+                .map_err(from_source(progress))?,
         };
         let partial = digests_of(chunks, per_segment, |f, c| {
             ctx.dest.hash(HashTarget::Handle(begun.handle), size, f, c)
@@ -373,7 +381,7 @@ where
     D: Destination + Clone,
 {
     for attempt in 0..2 {
-        let chunk = ctx.source.read(path.clone(), offset, len).await?;
+        let chunk = ctx.source.read(path.clone(), offset, len).await.map_err(from_source(progress))?;
         note_change(progress, listed, &chunk.file, expected, chunk.digest);
         progress.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
         match ctx.dest.write(handle, offset, chunk.data, chunk.digest).await {
