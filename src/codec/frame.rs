@@ -35,6 +35,10 @@ pub enum CodecError {
     EmptyHeader,
     #[error("frame payload of {len} bytes is over this connection's limit of {limit} bytes")]
     PayloadTooLarge { len: usize, limit: usize },
+    #[error("frame with a payload ({0} bytes) before the handshake is complete")]
+    PayloadInHandshake(usize),
+    #[error("connection closed in the middle of a frame ({0} bytes of it received)")]
+    Truncated(usize),
     #[error("malformed message: {0}")]
     Malformed(String),
     #[error("message could not be encoded: {0}")]
@@ -125,7 +129,10 @@ impl Decoder for FrameCodec {
             return Err(CodecError::HeaderTooLarge(header_len));
         }
         if payload_len > self.max_payload {
-            return Err(CodecError::PayloadTooLarge { len: payload_len, limit: self.max_payload });
+            return Err(match self.max_payload {
+                0 => CodecError::PayloadInHandshake(payload_len),
+                limit => CodecError::PayloadTooLarge { len: payload_len, limit },
+            });
         }
         let total = PREFIX_LEN + header_len + payload_len;
         if src.len() < total {
@@ -139,6 +146,14 @@ impl Decoder for FrameCodec {
         let payload = src.split_to(payload_len).freeze();
         let (id, msg) = decode_header(&header)?;
         Ok(Some(Packet { id, msg, payload }))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Packet>, CodecError> {
+        match self.decode(src)? {
+            Some(packet) => Ok(Some(packet)),
+            None if src.is_empty() => Ok(None),
+            None => Err(CodecError::Truncated(src.len())),
+        }
     }
 }
 

@@ -229,9 +229,7 @@ impl Inner {
 
     fn apply(&self, action: &Action) -> Result<()> {
         match action {
-            Action::MakeDir { path } => {
-                self.tree.replace_with_dirs(path)
-            }
+            Action::MakeDir { path } => self.tree.replace_with_dirs(path),
             Action::Symlink { path, target, mtime } => {
                 match self.tree.lstat(path)? {
                     Some(st) if st.target.as_deref().map(|t| &t[..]) == Some(&target[..]) => {}

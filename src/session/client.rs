@@ -127,14 +127,26 @@ async fn connect_one(
         let counted = Counted::new(tcp, wire.clone());
         let io: BoxIo = match &config.tls {
             Some(connector) => Box::new(connector.connect(counted).await.map_err(|e| {
-                SessionError::Other(format!(
-                    "TLS handshake with {addr} failed: {e} (does the server use TLS, with a certificate this client trusts?)"
-                ))
+                SessionError::Other(match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => format!(
+                        "the server at {addr} closed the connection during the TLS handshake: \
+                         it does not seem to use TLS (use a pareco:// address without --tls)"
+                    ),
+                    _ => format!("TLS handshake with {addr} failed: {e}"),
+                })
             })?),
             None => Box::new(counted),
         };
         let (mut reader, mut writer) = conn::split(io);
-        let welcome = handshake::client(&mut reader, &mut writer, key, intent).await?;
+        let welcome =
+            handshake::client(&mut reader, &mut writer, key, intent).await.map_err(|e| match e {
+                SessionError::Foreign(what) if config.tls.is_none() && what.starts_with("a TLS") => {
+                    SessionError::Other(format!(
+                        "the server at {addr} expects TLS: use --tls or a pareco+tls:// address"
+                    ))
+                }
+                other => other,
+            })?;
         reader.set_max_payload(welcome.max_payload as usize);
         Ok(((reader, writer), welcome))
     };

@@ -120,17 +120,22 @@ impl Server {
             let state = self.state.clone();
             tokio::spawn(async move {
                 let io: BoxIo = match &state.config.tls {
-                    Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => Box::new(tls),
-                        Ok(Err(e)) => {
-                            tracing::warn!("{peer}: TLS handshake failed: {e}");
-                            return;
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => Box::new(tls),
+                            Ok(Err(e)) => {
+                                tracing::warn!("{peer}: TLS handshake failed: {e}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::warn!(
+                                    "{peer}: no TLS handshake within {}s; closed",
+                                    HANDSHAKE_TIMEOUT.as_secs()
+                                );
+                                return;
+                            }
                         }
-                        Err(_) => {
-                            tracing::warn!("{peer}: no TLS handshake within {}s; closed", HANDSHAKE_TIMEOUT.as_secs());
-                            return;
-                        }
-                    },
+                    }
                     None => Box::new(stream),
                 };
                 serve_connection(state, io, peer).await;
@@ -332,12 +337,19 @@ async fn serve_connection(state: Arc<State>, io: BoxIo, peer: SocketAddr) {
         idle_timeout_ms: state.config.session_timeout.as_millis() as u64,
         max_payload: session.max_payload,
     };
-    if writer.send_msg(0, welcome).await.is_ok() {
+    let sending = if writer.send_msg(0, welcome).await.is_ok() {
         reader.set_max_payload(session.max_payload as usize);
-        serve_requests(&state, &session, reader, writer, peer).await;
-    }
+        Some(serve_requests(&state, &session, reader, writer, peer).await)
+    } else {
+        None
+    };
+    // The session ends before the socket closes, so a client that sees the
+    // close can open a new session on the same tree at once.
     if session.connections.fetch_sub(1, Ordering::Relaxed) == 1 {
         state.end(&session, "ended: the client closed its connections");
+    }
+    if let Some(sending) = sending {
+        let _ = sending.await;
     }
 }
 
@@ -356,7 +368,7 @@ async fn serve_requests(
     mut reader: conn::Reader,
     mut writer: conn::Writer,
     peer: SocketAddr,
-) {
+) -> tokio::task::JoinHandle<()> {
     let (tx, mut rx) = mpsc::channel::<Packet>(REQUESTS_PER_CONNECTION);
     let sending = tokio::spawn(async move {
         while let Some(packet) = rx.recv().await {
@@ -410,8 +422,7 @@ async fn serve_requests(
             }
         }
     }
-    drop(tx);
-    let _ = sending.await;
+    sending
 }
 
 fn protocol_error(id: u32, message: String) -> Packet {

@@ -115,7 +115,10 @@ where
     if chunks > MAX_CHUNKS_PER_FILE {
         return Err(peer::Error::new(
             ErrorKind::Limit,
-            format!("{}: {size} bytes is over {MAX_CHUNKS_PER_FILE} chunks; use a larger --chunk-size", entry.path),
+            format!(
+                "{}: {size} bytes is over {MAX_CHUNKS_PER_FILE} chunks; use a larger --chunk-size",
+                entry.path
+            ),
         ));
     }
     Counters::add(&ctx.counters.chunks_total, chunks);

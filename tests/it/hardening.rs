@@ -1,1 +1,889 @@
 //! A server that bad input cannot hurt: raw-byte clients, limits, expiry.
+//!
+//! Every test talks to a real `pareco listen` process through [`Raw`], a
+//! blocking client that writes frames by hand (`Packet::encode_head`, or
+//! bytes built here for what the library refuses to encode) and decodes the
+//! answers with the library's `FrameCodec`. Each case checks the `Error`
+//! frame the server sends where it still can, that the connection is then
+//! closed (a read returns 0) or, for a failed request, still answers, and
+//! that the server afterwards still serves a normal transfer.
+
+use std::fs;
+use std::io::{ErrorKind as IoKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use pareco::codec::{
+    Action, Direction, ErrorKind, FrameCodec, HashAlgo, Message, Meta, Mtime, Packet, RelPath, SessionSpec,
+    MAX_HEADER_LEN, MAX_PAYLOAD_CAP, PROTOCOL_VERSION,
+};
+use pareco::peer::hash;
+use pareco::session::auth::Key;
+use serde_bytes::ByteBuf;
+use tokio_util::codec::Decoder;
+
+use crate::util::*;
+
+const CHUNK: u32 = 4096;
+const TOKEN: &str = "correct-horse-battery-staple-7f3a";
+
+/// How long a raw client waits for an answer (or for the close) before it
+/// calls the server stuck.
+const WAIT: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------
+// A raw-bytes client
+// ---------------------------------------------------------------------------
+
+/// A blocking connection that speaks frames by hand.
+struct Raw {
+    stream: TcpStream,
+    buf: BytesMut,
+    codec: FrameCodec,
+}
+
+impl Raw {
+    fn connect(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Raw { stream, buf: BytesMut::new(), codec: FrameCodec::new(MAX_PAYLOAD_CAP) }
+    }
+
+    /// Sends `bytes` in one write.
+    fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to the server");
+    }
+
+    fn send(&mut self, id: u32, msg: Message) {
+        self.send_with(id, msg, Bytes::new());
+    }
+
+    fn send_with(&mut self, id: u32, msg: Message, payload: Bytes) {
+        self.send_bytes(&frame(&Packet::with_payload(id, msg, payload)));
+    }
+
+    /// The next frame, or `None` once the server has closed the connection
+    /// (cleanly: a reset or a frame cut short fails the test).
+    fn recv(&mut self) -> Option<Packet> {
+        loop {
+            if let Some(packet) = self.codec.decode(&mut self.buf).expect("the server sent a bad frame") {
+                return Some(packet);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    assert!(self.buf.is_empty(), "connection closed in the middle of a frame");
+                    return None;
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), IoKind::WouldBlock | IoKind::TimedOut) => {
+                    panic!("no frame and no close from the server within {WAIT:?}")
+                }
+                Err(e) if e.kind() == IoKind::Interrupted => {}
+                Err(e) => panic!("reading from the server: {e}"),
+            }
+        }
+    }
+
+    /// The next frame must be an `Error` of `kind`; returns its id and text.
+    fn error(&mut self, kind: ErrorKind) -> (u32, String) {
+        match self.recv() {
+            Some(Packet { id, msg: Message::Error { kind: got, message }, .. }) => {
+                assert_eq!(got, kind, "error {message:?}");
+                (id, message)
+            }
+            other => panic!("expected an {kind:?} error, got {other:?}"),
+        }
+    }
+
+    /// The server must close the connection now, with nothing more sent.
+    fn closed(&mut self) {
+        if let Some(packet) = self.recv() {
+            panic!("expected the server to close the connection, got {packet:?}");
+        }
+    }
+
+    /// A connection-level refusal: an `Error` frame with id 0, then the close.
+    fn refused(&mut self, kind: ErrorKind) -> String {
+        let (id, message) = self.error(kind);
+        assert_eq!(id, 0, "a connection-level error has id 0: {message}");
+        self.closed();
+        message
+    }
+
+    /// Sends `Hello` and reads the `Challenge`: its nonce and whether a token
+    /// is required.
+    fn hello(&mut self) -> (Vec<u8>, bool) {
+        self.send(0, Message::Hello { version: PROTOCOL_VERSION });
+        match self.recv() {
+            Some(Packet { msg: Message::Challenge { version, nonce, token_required }, .. }) => {
+                assert_eq!(version, PROTOCOL_VERSION);
+                (nonce.into_vec(), token_required)
+            }
+            other => panic!("expected Challenge, got {other:?}"),
+        }
+    }
+
+    /// Handshake up to sending `msg` (an `Open` or `Join` built from the
+    /// proof for the server's nonce, made with `token` if given).
+    fn intent(&mut self, token: Option<&str>, msg: impl FnOnce(Option<ByteBuf>) -> Message) {
+        let (nonce, _) = self.hello();
+        let proof = token.map(|t| ByteBuf::from(Key::from_token(t).prove(&nonce).to_vec()));
+        self.send(0, msg(proof));
+    }
+
+    fn open(&mut self, token: Option<&str>, spec: SessionSpec) {
+        self.intent(token, |proof| Message::Open { proof, spec });
+    }
+
+    fn join(&mut self, token: Option<&str>, session: u64) {
+        self.intent(token, |proof| Message::Join { session, proof });
+    }
+
+    /// The next frame must be `Welcome`; returns the session id.
+    fn welcome(&mut self) -> u64 {
+        match self.recv() {
+            Some(Packet { msg: Message::Welcome { session, max_payload, .. }, .. }) => {
+                assert_eq!(max_payload, CHUNK);
+                session
+            }
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+    }
+
+    /// A connection with a session opened for `spec`.
+    fn opened(port: u16, token: Option<&str>, spec: SessionSpec) -> (Raw, u64) {
+        let mut raw = Raw::connect(port);
+        raw.open(token, spec);
+        let session = raw.welcome();
+        (raw, session)
+    }
+
+    /// Sends a request and returns the answer, which must carry its id.
+    fn request(&mut self, id: u32, msg: Message, payload: Bytes) -> Message {
+        self.send_with(id, msg, payload);
+        let packet = self.recv().expect("the server closed the connection instead of answering");
+        assert_eq!(packet.id, id, "answer to another request: {packet:?}");
+        packet.msg
+    }
+
+    /// A request that must fail with `kind`; returns the error's text.
+    fn request_fails(&mut self, id: u32, msg: Message, payload: Bytes, kind: ErrorKind) -> String {
+        match self.request(id, msg, payload) {
+            Message::Error { kind: got, message } => {
+                assert_eq!(got, kind, "error {message:?}");
+                message
+            }
+            other => panic!("expected an {kind:?} error, got {other:?}"),
+        }
+    }
+
+    /// The session still answers on this connection.
+    fn pings(&mut self, id: u32) {
+        assert_eq!(self.request(id, Message::Ping, Bytes::new()), Message::Pong);
+    }
+
+    /// Ends the session with `Close` and waits until the server has closed
+    /// the connection (by then the session is gone from its table).
+    fn close_session(mut self, id: u32) {
+        assert_eq!(self.request(id, Message::Close, Bytes::new()), Message::Done);
+        self.closed();
+    }
+}
+
+/// The bytes of a whole frame.
+fn frame(packet: &Packet) -> Vec<u8> {
+    let mut bytes = packet.encode_head().expect("encode_head").to_vec();
+    bytes.extend_from_slice(&packet.payload);
+    bytes
+}
+
+/// A frame around any header (to send what `Message` cannot hold).
+fn raw_frame(header: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut bytes = (header.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+/// Mirrors of the messages that carry paths, with paths as plain bytes, so
+/// that a header with a forbidden path can be written at all. Variant and
+/// field names match `Message`, which is all its decoder looks at.
+mod mirror {
+    use pareco::codec::{Direction, HashAlgo, Meta};
+    use serde::Serialize;
+    use serde_bytes::ByteBuf;
+
+    #[derive(Serialize)]
+    pub enum Msg {
+        Open { proof: Option<ByteBuf>, spec: Spec },
+        Begin { path: ByteBuf, size: u64 },
+        Probe { paths: Vec<ByteBuf> },
+        Read { path: ByteBuf, offset: u64, len: u32 },
+        PutFile { path: ByteBuf, meta: Meta, digest: ByteBuf },
+    }
+
+    #[derive(Serialize)]
+    pub struct Spec {
+        pub direction: Direction,
+        pub path: ByteBuf,
+        pub chunk_size: u32,
+        pub hash: HashAlgo,
+        pub includes: Vec<String>,
+        pub excludes: Vec<String>,
+        pub inplace: bool,
+    }
+}
+
+fn mirror_frame(id: u32, msg: &mirror::Msg, payload: &[u8]) -> Vec<u8> {
+    raw_frame(&rmp_serde::to_vec(&(id, msg)).expect("rmp encode"), payload)
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+fn rel(path: &str) -> RelPath {
+    RelPath::new(path).unwrap()
+}
+
+fn spec(direction: Direction, path: &str) -> SessionSpec {
+    SessionSpec {
+        direction,
+        path: rel(path),
+        chunk_size: CHUNK,
+        hash: HashAlgo::Xxh3,
+        includes: Vec::new(),
+        excludes: Vec::new(),
+        inplace: false,
+    }
+}
+
+fn upload(path: &str) -> SessionSpec {
+    spec(Direction::Upload, path)
+}
+
+fn download(path: &str) -> SessionSpec {
+    spec(Direction::Download, path)
+}
+
+fn digest(data: &[u8]) -> ByteBuf {
+    hash::encode(HashAlgo::Xxh3, hash::digest(HashAlgo::Xxh3, data))
+}
+
+fn meta() -> Meta {
+    Meta { mode: 0o644, mtime: Mtime { secs: 1_600_000_000, nanos: 0 } }
+}
+
+/// The server still serves a normal upload (into `path`, a fresh name so
+/// that no leftover session of the test overlaps it).
+fn still_serves(server: &Server, path: &str, extra: &[&str]) {
+    let src = tempfile::tempdir().unwrap();
+    file(&src.path().join("small.txt"), b"still serving\n", 0o644, (1_600_000_000, 1));
+    file(&src.path().join("sub/chunks.bin"), &noise(3 * CHUNK as usize + 5, 21), 0o600, (1_600_000_002, 2));
+    let local = src.path().to_str().unwrap();
+    let url = server.url(path);
+    let mut args = vec!["send", local, &url, "-c", "4096", "-n", "2"];
+    args.extend_from_slice(extra);
+    sync_ok(&args);
+    assert_same_tree(src.path(), &server.path(path));
+}
+
+/// Every entry below `dir`, as relative paths.
+fn listing(dir: &Path) -> Vec<String> {
+    snapshot(dir).into_keys().collect()
+}
+
+// ---------------------------------------------------------------------------
+// Bytes that are not the protocol
+// ---------------------------------------------------------------------------
+
+#[test]
+fn garbage_bytes_get_a_protocol_error_and_a_close() {
+    let server = Server::start(&[]);
+    // A frame whose header is not MessagePack at all.
+    let mut raw = Raw::connect(server.port);
+    raw.send_bytes(&raw_frame(&[0xC1, 0xC1, 0xC1, 0xC1], &[]));
+    let message = raw.refused(ErrorKind::Protocol);
+    assert!(message.starts_with("malformed message"), "{message}");
+
+    // Random bytes (whose first length is over the limit).
+    let mut garbage = noise(200, 7);
+    garbage[0] = 0xEE;
+    let mut raw = Raw::connect(server.port);
+    raw.send_bytes(&garbage);
+    let message = raw.refused(ErrorKind::Protocol);
+    assert!(message.contains("over the limit"), "{message}");
+
+    // Valid MessagePack that is no message.
+    let mut raw = Raw::connect(server.port);
+    raw.send_bytes(&raw_frame(&rmp_serde::to_vec(&(0u32, "Frobnicate")).unwrap(), &[]));
+    let message = raw.refused(ErrorKind::Protocol);
+    assert!(message.contains("Frobnicate"), "{message}");
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn http_and_ssh_are_closed_without_an_answer() {
+    let server = Server::start(&[]);
+    for greeting in [&b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"[..], b"SSH-2.0-OpenSSH_9.6\r\n"] {
+        let mut raw = Raw::connect(server.port);
+        raw.send_bytes(greeting);
+        raw.closed();
+    }
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn wrong_protocol_version_names_both_versions() {
+    let server = Server::start(&[]);
+    let theirs = PROTOCOL_VERSION + 41;
+    let mut raw = Raw::connect(server.port);
+    raw.send(0, Message::Hello { version: theirs });
+    let message = raw.refused(ErrorKind::Version);
+    assert!(message.contains(&format!("version {theirs}")), "{message}");
+    assert!(message.contains(&format!("speaks {PROTOCOL_VERSION}")), "{message}");
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn header_over_one_mebibyte_is_refused_from_the_prefix() {
+    let server = Server::start(&[]);
+    let too_long = MAX_HEADER_LEN as u32 + 1;
+    let mut prefix = too_long.to_be_bytes().to_vec();
+    prefix.extend_from_slice(&0u32.to_be_bytes());
+
+    // Before the handshake...
+    let mut raw = Raw::connect(server.port);
+    raw.send_bytes(&prefix);
+    let message = raw.refused(ErrorKind::Protocol);
+    assert!(message.contains(&format!("{too_long} bytes")), "{message}");
+    assert!(message.contains(&format!("limit of {MAX_HEADER_LEN} bytes")), "{message}");
+
+    // ...and in a session.
+    let (mut raw, _) = Raw::opened(server.port, None, upload("d"));
+    raw.send_bytes(&prefix);
+    let message = raw.refused(ErrorKind::Protocol);
+    assert!(message.contains(&format!("{too_long} bytes")), "{message}");
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn payloads_are_refused_before_welcome_and_over_the_chunk_size() {
+    let server = Server::start(&[]);
+    // During the handshake the payload limit is 0.
+    let mut raw = Raw::connect(server.port);
+    raw.send_with(0, Message::Hello { version: PROTOCOL_VERSION }, Bytes::from_static(b"x"));
+    let message = raw.refused(ErrorKind::Protocol);
+    assert!(message.contains("payload (1 bytes) before the handshake is complete"), "{message}");
+
+    // A Write in the handshake, payload and all.
+    let mut raw = Raw::connect(server.port);
+    raw.hello();
+    let write = Message::Write { handle: 1, offset: 0, digest: digest(b"data") };
+    raw.send_with(0, write, Bytes::from_static(b"data"));
+    let message = raw.refused(ErrorKind::Protocol);
+    assert!(message.contains("before the handshake is complete"), "{message}");
+
+    // In a session, the limit is the chunk size.
+    let (mut raw, _) = Raw::opened(server.port, None, upload("d"));
+    let data = Bytes::from(noise(CHUNK as usize + 1, 3));
+    raw.send_with(7, Message::Write { handle: 1, offset: 0, digest: digest(&data) }, data);
+    let message = raw.refused(ErrorKind::Protocol);
+    assert!(message.contains(&format!("payload of {} bytes", CHUNK + 1)), "{message}");
+    assert!(message.contains(&format!("limit of {CHUNK} bytes")), "{message}");
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn truncated_frame_then_close() {
+    let server = Server::start(&[]);
+    // In the handshake.
+    let hello = frame(&Packet::new(0, Message::Hello { version: PROTOCOL_VERSION }));
+    let mut raw = Raw::connect(server.port);
+    raw.send_bytes(&hello[..hello.len() - 1]);
+    raw.stream.shutdown(Shutdown::Write).unwrap();
+    let message = raw.refused(ErrorKind::Protocol);
+    assert!(message.contains("closed in the middle of a frame"), "{message}");
+
+    // In a session: half a Write, then the end of the stream.
+    let (mut raw, _) = Raw::opened(server.port, None, upload("d"));
+    let data = Bytes::from_static(b"0123456789");
+    let write =
+        frame(&Packet::with_payload(1, Message::Write { handle: 1, offset: 0, digest: digest(&data) }, data));
+    raw.send_bytes(&write[..write.len() - 4]);
+    raw.stream.shutdown(Shutdown::Write).unwrap();
+    raw.refused(ErrorKind::Protocol);
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn messages_out_of_order_are_refused() {
+    let server = Server::start(&[]);
+    // A Write, an Open, a Ping before Hello.
+    let before_hello = [
+        Message::Write { handle: 1, offset: 0, digest: ByteBuf::new() },
+        Message::Open { proof: None, spec: upload("d") },
+        Message::Ping,
+    ];
+    for msg in before_hello {
+        let name = msg.name();
+        let mut raw = Raw::connect(server.port);
+        raw.send(0, msg);
+        let message = raw.refused(ErrorKind::Protocol);
+        assert!(message.contains(&format!("expected Hello, got {name}")), "{message}");
+    }
+    // Hello twice; a Begin instead of Open or Join.
+    for msg in [Message::Hello { version: PROTOCOL_VERSION }, Message::Begin { path: rel("f"), size: 1 }] {
+        let name = msg.name();
+        let mut raw = Raw::connect(server.port);
+        raw.hello();
+        raw.send(0, msg);
+        let message = raw.refused(ErrorKind::Protocol);
+        assert!(message.contains(&format!("expected Open or Join, got {name}")), "{message}");
+    }
+    // Handshake messages inside a session are failed requests; the session
+    // goes on.
+    let (mut raw, _) = Raw::opened(server.port, None, upload("d"));
+    let late = [
+        Message::Hello { version: PROTOCOL_VERSION },
+        Message::Open { proof: None, spec: upload("e") },
+        Message::Welcome { session: 1, idle_timeout_ms: 1, max_payload: 1 },
+        Message::Pong,
+    ];
+    for (id, msg) in (1..).zip(late) {
+        let name = msg.name();
+        let message = raw.request_fails(id, msg, Bytes::new(), ErrorKind::Protocol);
+        assert_eq!(message, format!("{name} is not a request"));
+    }
+    raw.pings(10);
+    assert!(!server.path("e").exists());
+    raw.close_session(11);
+    still_serves(&server, "after", &[]);
+}
+
+// ---------------------------------------------------------------------------
+// Sessions and tokens
+// ---------------------------------------------------------------------------
+
+#[test]
+fn join_of_an_unknown_session_is_refused() {
+    let server = Server::start(&[]);
+    let mut raw = Raw::connect(server.port);
+    raw.join(None, 0x0123_4567_89ab_cdef);
+    let message = raw.refused(ErrorKind::NoSession);
+    assert!(message.contains("0123456789abcdef"), "{message}");
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn token_server_refuses_missing_and_wrong_proofs() {
+    let server = Server::start(&["-a", TOKEN]);
+    let (mut good, session) = Raw::opened(server.port, Some(TOKEN), upload("held"));
+
+    // Open without a proof, with a wrong one, with a proof of the wrong size.
+    let mut raw = Raw::connect(server.port);
+    raw.open(None, upload("d"));
+    let message = raw.refused(ErrorKind::Auth);
+    assert!(message.contains("token is required"), "{message}");
+    let mut raw = Raw::connect(server.port);
+    raw.open(Some("not the token"), upload("d"));
+    assert_eq!(raw.refused(ErrorKind::Auth), "wrong token");
+    let mut raw = Raw::connect(server.port);
+    raw.hello();
+    raw.send(0, Message::Open { proof: Some(ByteBuf::from(vec![0u8; 5])), spec: upload("d") });
+    assert_eq!(raw.refused(ErrorKind::Auth), "wrong token");
+
+    // Join an open session with a wrong token, without one; and a wrong
+    // token does not tell whether a session exists.
+    for session in [session, session ^ 1] {
+        let mut raw = Raw::connect(server.port);
+        raw.join(Some("not the token"), session);
+        assert_eq!(raw.refused(ErrorKind::Auth), "wrong token");
+        let mut raw = Raw::connect(server.port);
+        raw.join(None, session);
+        raw.refused(ErrorKind::Auth);
+    }
+
+    // The client binary without the token and with a wrong one.
+    let src = tempfile::tempdir().unwrap();
+    file(&src.path().join("f"), b"x", 0o644, (1, 0));
+    let local = src.path().to_str().unwrap();
+    let out = pareco(&["send", local, &server.url("d")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("the server requires a token"), "{}", stderr(&out));
+    let out = pareco(&["send", local, &server.url("d"), "-a", "not the token"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("wrong token"), "{}", stderr(&out));
+
+    // Nothing was made under the root but the held session's directory.
+    assert_eq!(listing(server.root.path()), ["held"]);
+    good.pings(1);
+    good.close_session(2);
+    still_serves(&server, "after", &["-a", TOKEN]);
+}
+
+#[test]
+fn idle_session_expires_and_its_id_is_gone() {
+    let server = Server::start(&["--session-timeout", "300ms"]);
+    let (mut raw, session) = Raw::opened(server.port, None, upload("d"));
+    let started = Instant::now();
+    raw.closed();
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(3), "closed only after {waited:?}");
+    let mut late = Raw::connect(server.port);
+    late.join(None, session);
+    let message = late.refused(ErrorKind::NoSession);
+    assert!(message.contains(&format!("{session:016x}")), "{message}");
+    // A client that keeps its session alive is not expired.
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn max_sessions_is_enforced() {
+    let server = Server::start(&["--max-sessions", "1"]);
+    let (mut held, _) = Raw::opened(server.port, None, download(""));
+    let mut raw = Raw::connect(server.port);
+    raw.open(None, upload("d"));
+    let message = raw.refused(ErrorKind::Limit);
+    assert!(message.contains("maximum of 1 sessions"), "{message}");
+    assert!(message.contains("try again later"), "{message}");
+    // The client binary says so too.
+    let src = tempfile::tempdir().unwrap();
+    file(&src.path().join("f"), b"x", 0o644, (1, 0));
+    let out = pareco(&["send", src.path().to_str().unwrap(), &server.url("d")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("maximum of 1 sessions"), "{}", stderr(&out));
+    assert!(!server.path("d").exists());
+    held.pings(1);
+    held.close_session(2);
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn max_connections_is_enforced() {
+    let server = Server::start(&["--max-connections", "2"]);
+    // A Pong shows each connection is in the session before the next Join.
+    let (mut first, session) = Raw::opened(server.port, None, upload("d"));
+    first.pings(1);
+    let mut second = Raw::connect(server.port);
+    second.join(None, session);
+    assert_eq!(second.welcome(), session);
+    second.pings(1);
+    let mut third = Raw::connect(server.port);
+    third.join(None, session);
+    let message = third.refused(ErrorKind::Limit);
+    assert!(message.contains("maximum of 2 connections"), "{message}");
+    first.pings(2);
+    second.pings(2);
+    drop(second);
+    first.close_session(3);
+    still_serves(&server, "after", &[]);
+}
+
+// ---------------------------------------------------------------------------
+// Requests in an open session
+// ---------------------------------------------------------------------------
+
+#[test]
+fn write_to_an_unknown_handle_fails_and_the_session_goes_on() {
+    let server = Server::start(&[]);
+    let (mut raw, _) = Raw::opened(server.port, None, upload("d"));
+    let data = Bytes::from_static(b"abcd");
+    let write = Message::Write { handle: 4242, offset: 0, digest: digest(&data) };
+    let message = raw.request_fails(1, write, data, ErrorKind::Protocol);
+    assert!(message.contains("handle 4242"), "{message}");
+    let finish = Message::Finish { handle: 4242, meta: meta() };
+    raw.request_fails(2, finish, Bytes::new(), ErrorKind::Protocol);
+    raw.pings(3);
+    raw.close_session(4);
+    assert_eq!(listing(&server.path("d")), Vec::<String>::new());
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn write_past_the_end_of_a_begun_file_fails_and_the_session_goes_on() {
+    let server = Server::start(&[]);
+    let (mut raw, _) = Raw::opened(server.port, None, upload("d"));
+    let handle = match raw.request(1, Message::Begin { path: rel("f"), size: 10 }, Bytes::new()) {
+        Message::Begun { handle, partial: false } => handle,
+        other => panic!("expected Begun, got {other:?}"),
+    };
+    let data = Bytes::from_static(b"WXYZ");
+    for (id, offset) in [(2, 8), (3, 10), (4, u64::MAX - 1)] {
+        let write = Message::Write { handle, offset, digest: digest(&data) };
+        let message = raw.request_fails(id, write, data.clone(), ErrorKind::Protocol);
+        assert!(message.contains(&format!("chunk at {offset} is past the end")), "{message}");
+    }
+    raw.pings(5);
+    // The file can still be written and finished.
+    let write = Message::Write { handle, offset: 6, digest: digest(&data) };
+    assert_eq!(raw.request(6, write, data.clone()), Message::Done);
+    assert_eq!(raw.request(7, Message::Finish { handle, meta: meta() }, Bytes::new()), Message::Done);
+    assert_eq!(fs::read(server.path("d/f")).unwrap(), b"\0\0\0\0\0\0WXYZ");
+    raw.close_session(8);
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn forbidden_paths_make_the_frame_malformed() {
+    let outer = tempfile::tempdir().unwrap();
+    let root = tempfile::Builder::new().prefix("root").tempdir_in(outer.path()).unwrap();
+    let server = Server::start_in(root, &[]);
+    let bad: [&[u8]; 7] = [b"..", b"../x", b"a/../../x", b"/etc/x", b"a\0b", b"a//b", b"a/"];
+    // A fresh upload directory per session: a session whose connection was
+    // just refused may still hold its directory for a moment.
+    let mut sessions = 0;
+    let mut next_upload = || {
+        sessions += 1;
+        upload(&format!("d/{sessions}"))
+    };
+    for path in bad {
+        let shown = String::from_utf8_lossy(path).into_owned();
+        let msgs = [
+            mirror::Msg::Begin { path: ByteBuf::from(path), size: 1 },
+            mirror::Msg::Probe { paths: vec![ByteBuf::from(&b"ok"[..]), ByteBuf::from(path)] },
+            mirror::Msg::PutFile { path: ByteBuf::from(path), meta: meta(), digest: digest(b"x") },
+        ];
+        for msg in msgs {
+            let payload: &[u8] = if matches!(msg, mirror::Msg::PutFile { .. }) { b"x" } else { b"" };
+            let (mut raw, _) = Raw::opened(server.port, None, next_upload());
+            raw.send_bytes(&mirror_frame(1, &msg, payload));
+            let message = raw.refused(ErrorKind::Protocol);
+            assert!(message.starts_with("malformed message"), "{shown:?}: {message}");
+            assert!(message.contains("path"), "{shown:?}: {message}");
+        }
+        // A Read in a download session.
+        let (mut raw, _) = Raw::opened(server.port, None, download(""));
+        let read = mirror::Msg::Read { path: ByteBuf::from(path), offset: 0, len: 1 };
+        raw.send_bytes(&mirror_frame(1, &read, b""));
+        raw.refused(ErrorKind::Protocol);
+        // The session path of an Open.
+        let spec = mirror::Spec {
+            direction: Direction::Upload,
+            path: ByteBuf::from(path),
+            chunk_size: CHUNK,
+            hash: HashAlgo::Xxh3,
+            includes: Vec::new(),
+            excludes: Vec::new(),
+            inplace: false,
+        };
+        let mut raw = Raw::connect(server.port);
+        raw.hello();
+        raw.send_bytes(&mirror_frame(0, &mirror::Msg::Open { proof: None, spec }, b""));
+        let message = raw.refused(ErrorKind::Protocol);
+        assert!(message.contains("malformed message"), "{shown:?}: {message}");
+    }
+    // Nothing was made beside the root, nor in it but the sessions' empty
+    // directories.
+    assert_eq!(fs::read_dir(outer.path()).unwrap().count(), 1);
+    let made = listing(server.root.path());
+    assert_eq!(made.len(), 1 + sessions, "{made:?}");
+    assert!(
+        made.iter().all(|p| p == "d" || p.strip_prefix("d/").is_some_and(|n| n.parse::<u32>().is_ok())),
+        "{made:?}"
+    );
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn requests_against_the_session_direction_are_denied() {
+    let server = Server::start(&[]);
+    file(&server.path("src/f"), b"source file", 0o644, (1, 0));
+
+    // Reading from an upload session.
+    let (mut raw, _) = Raw::opened(server.port, None, upload("src"));
+    let read = Message::Read { path: rel("f"), offset: 0, len: 4 };
+    let message = raw.request_fails(1, read, Bytes::new(), ErrorKind::Denied);
+    assert!(message.contains("upload session"), "{message}");
+    raw.pings(2);
+    raw.close_session(3);
+
+    // Changing the tree of a download session.
+    let (mut raw, _) = Raw::opened(server.port, None, download("src"));
+    let put = Message::PutFile { path: rel("new"), meta: meta(), digest: digest(b"data") };
+    let message = raw.request_fails(1, put, Bytes::from_static(b"data"), ErrorKind::Denied);
+    assert!(message.contains("download session") && message.contains("PutFile"), "{message}");
+    let denied = [
+        Message::PutFile { path: rel("f"), meta: meta(), digest: digest(b"data") },
+        Message::Begin { path: rel("f"), size: 4 },
+        Message::Apply { actions: vec![Action::Remove { path: rel("f"), kind: pareco::codec::Kind::File }] },
+        Message::Apply { actions: vec![Action::MakeDir { path: rel("dir") }] },
+    ];
+    for (id, msg) in (2..).zip(denied) {
+        let payload = if msg.has_payload() { Bytes::from_static(b"data") } else { Bytes::new() };
+        raw.request_fails(id, msg, payload, ErrorKind::Denied);
+    }
+    raw.pings(10);
+    raw.close_session(11);
+    assert_eq!(listing(&server.path("src")), ["f"]);
+    assert_eq!(fs::read(server.path("src/f")).unwrap(), b"source file");
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn symlinks_out_of_the_root_are_not_followed() {
+    let outer = tempfile::tempdir().unwrap();
+    let outside = outer.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let root = tempfile::Builder::new().prefix("root").tempdir_in(outer.path()).unwrap();
+    let server = Server::start_in(root, &[]);
+    fs::create_dir(server.path("d")).unwrap();
+    std::os::unix::fs::symlink(&outside, server.path("d/abs")).unwrap();
+    std::os::unix::fs::symlink("../../outside", server.path("d/rel")).unwrap();
+    assert!(server.path("d/rel/.").is_dir(), "the relative link does lead outside");
+
+    let (mut raw, _) = Raw::opened(server.port, None, upload("d"));
+    let mut id = 0;
+    let mut next = || {
+        id += 1;
+        id
+    };
+    for link in ["abs", "rel"] {
+        for name in [format!("{link}/x"), format!("{link}/new/x")] {
+            let begin = Message::Begin { path: rel(&name), size: 3 };
+            let message = raw.request_fails(next(), begin, Bytes::new(), ErrorKind::Denied);
+            assert!(message.contains("outside the synced root"), "{name}: {message}");
+            let put = Message::PutFile { path: rel(&name), meta: meta(), digest: digest(b"abc") };
+            let message = raw.request_fails(next(), put, Bytes::from_static(b"abc"), ErrorKind::Denied);
+            assert!(message.contains("outside the synced root"), "{name}: {message}");
+            assert!(!message.contains(outer.path().to_str().unwrap()), "{message}");
+        }
+        let apply = Message::Apply {
+            actions: vec![
+                Action::MakeDir { path: rel(&format!("{link}/dir")) },
+                Action::Symlink {
+                    path: rel(&format!("{link}/sym")),
+                    target: ByteBuf::from(&b"/etc"[..]),
+                    mtime: Mtime { secs: 1, nanos: 0 },
+                },
+            ],
+        };
+        match raw.request(next(), apply, Bytes::new()) {
+            Message::Applied { failures } => assert_eq!(failures.len(), 2, "{failures:?}"),
+            other => panic!("expected Applied, got {other:?}"),
+        }
+        // Looking through the link is refused too.
+        let probe = Message::Probe { paths: vec![rel(&format!("{link}/x"))] };
+        let message = raw.request_fails(next(), probe, Bytes::new(), ErrorKind::Denied);
+        assert!(message.contains("outside the synced root"), "{message}");
+    }
+    raw.pings(next());
+    raw.close_session(next());
+
+    // A session cannot be opened through the link either.
+    let mut raw = Raw::connect(server.port);
+    raw.open(None, upload("d/abs/sub"));
+    let message = raw.refused(ErrorKind::Denied);
+    assert!(message.contains("outside the synced root"), "{message}");
+    let mut raw = Raw::connect(server.port);
+    raw.open(None, download("d/rel"));
+    raw.refused(ErrorKind::Denied);
+
+    assert_eq!(listing(&outside), Vec::<String>::new(), "something was made outside the root");
+    assert_eq!(fs::read_link(server.path("d/abs")).unwrap(), outside);
+    still_serves(&server, "after", &[]);
+}
+
+// ---------------------------------------------------------------------------
+// What errors and logs reveal
+// ---------------------------------------------------------------------------
+
+#[test]
+fn errors_before_authentication_reveal_no_server_path() {
+    let server = Server::start(&["-a", TOKEN]);
+    let root = server.root.path().to_str().unwrap().to_owned();
+    let real_root = fs::canonicalize(server.root.path()).unwrap().to_str().unwrap().to_owned();
+    let mut messages = Vec::new();
+    let mut refused = |bytes: Vec<u8>, after_hello: bool, kind: ErrorKind| {
+        let mut raw = Raw::connect(server.port);
+        if after_hello {
+            raw.hello();
+        }
+        raw.send_bytes(&bytes);
+        messages.push(raw.refused(kind));
+    };
+    let hello = |version| frame(&Packet::new(0, Message::Hello { version }));
+    refused(raw_frame(&[0xC1], &[]), false, ErrorKind::Protocol);
+    refused(hello(PROTOCOL_VERSION + 1), false, ErrorKind::Version);
+    refused(frame(&Packet::new(0, Message::Ping)), false, ErrorKind::Protocol);
+    refused([(MAX_HEADER_LEN as u32 + 1).to_be_bytes(), [0; 4]].concat(), false, ErrorKind::Protocol);
+    refused(frame(&Packet::new(0, Message::Open { proof: None, spec: upload("d") })), true, ErrorKind::Auth);
+    let missing = Message::Open { proof: None, spec: download("no/such/dir") };
+    refused(frame(&Packet::new(0, missing)), true, ErrorKind::Auth);
+    let wrong = Message::Open { proof: Some(ByteBuf::from(vec![7u8; 32])), spec: upload("etc") };
+    refused(frame(&Packet::new(0, wrong)), true, ErrorKind::Auth);
+    refused(frame(&Packet::new(0, Message::Join { session: 1, proof: None })), true, ErrorKind::Auth);
+    refused(frame(&Packet::new(0, Message::Ping)), true, ErrorKind::Protocol);
+    let bad_path = mirror::Msg::Begin { path: ByteBuf::from(&b"../../etc/passwd"[..]), size: 1 };
+    refused(mirror_frame(0, &bad_path, b""), true, ErrorKind::Protocol);
+    assert_eq!(messages.len(), 10);
+    for message in &messages {
+        assert!(!message.contains(&root) && !message.contains(&real_root), "{message}");
+        assert!(!message.contains(TOKEN), "{message}");
+    }
+    assert_eq!(listing(server.root.path()), Vec::<String>::new());
+    still_serves(&server, "after", &["-a", TOKEN]);
+}
+
+#[test]
+fn token_never_appears_in_the_server_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let log_path = dir.path().join("server.log");
+    let log = fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["listen", "--bind", "127.0.0.1:0", "-vv", "-a", TOKEN, "--root"])
+        .arg(&root)
+        .env_remove("PARECO_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start server");
+    let started = Instant::now();
+    let port: u16 = loop {
+        let text = fs::read_to_string(&log_path).unwrap();
+        if let Some(line) = text.lines().find_map(|l| l.strip_prefix("listening on ")) {
+            break line.rsplit(':').next().unwrap().parse().unwrap();
+        }
+        assert!(child.try_wait().unwrap().is_none(), "server exited:\n{text}");
+        assert!(started.elapsed() < WAIT, "server not listening after {WAIT:?}:\n{text}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let url = |path: &str| format!("pareco://127.0.0.1:{port}/{path}");
+    let src = tempfile::tempdir().unwrap();
+    file(&src.path().join("f.txt"), b"secret-free content\n", 0o644, (1_600_000_000, 0));
+    file(&src.path().join("big"), &noise(5 * CHUNK as usize, 8), 0o644, (1_600_000_000, 0));
+    let local = src.path().to_str().unwrap();
+
+    // Failing: a wrong token, a missing one, a raw client with a bad proof.
+    let wrong = format!("{TOKEN}-but-wrong");
+    for args in [vec!["send", local, &url("a"), "-a", &wrong], vec!["send", local, &url("a")]] {
+        let out = pareco(&args);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(!stderr(&out).contains(TOKEN), "{}", stderr(&out));
+    }
+    let mut raw = Raw::connect(port);
+    raw.open(Some(&wrong), upload("a"));
+    raw.refused(ErrorKind::Auth);
+    // Succeeding, both ways, with several connections.
+    let up = sync_ok(&["send", local, &url("a"), "-a", TOKEN, "-c", "4096", "-n", "3", "-vv"]);
+    assert_eq!(up["files_transferred"], 2, "{up}");
+    let back = tempfile::tempdir().unwrap();
+    sync_ok(&["recv", &url("a"), back.path().to_str().unwrap(), "-a", TOKEN, "-c", "4096", "-n", "3"]);
+    assert_same_tree(src.path(), back.path());
+
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("wrong token"), "the refusals are logged:\n{log}");
+    assert!(log.contains("opened"), "the sessions are logged:\n{log}");
+    assert!(!log.contains(TOKEN), "the token is in the server log:\n{log}");
+}
