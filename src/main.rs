@@ -183,6 +183,10 @@ fn parse_chunk_size(text: &str) -> Result<u32, String> {
     Ok(size as u32)
 }
 
+/// Threads for file-system work (reads, writes, hashing). More than a few
+/// per core only adds contention in the kernel and context switches.
+const BLOCKING_THREADS: usize = 16;
+
 /// A failure, with the exit status it maps to.
 struct Failure {
     status: u8,
@@ -206,7 +210,11 @@ fn main() -> ExitCode {
     };
     let server = matches!(cli.command, Command::Listen(_));
     init_logging(verbosity, server);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pareco: error: cannot start the runtime: {e}");

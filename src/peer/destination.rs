@@ -72,11 +72,16 @@ impl LocalDestination {
 pub fn temp_path(path: &RelPath) -> Result<RelPath> {
     let (parent, name) =
         path.split_last().ok_or_else(|| Error::denied("the root cannot be written as a file"))?;
+    parent.join(&temp_name(name)).map_err(|e| Error::denied(e.to_string()))
+}
+
+/// `.NAME.pareco.tmp` for `NAME`.
+fn temp_name(name: &[u8]) -> Vec<u8> {
     let mut temp = Vec::with_capacity(name.len() + TEMP_SUFFIX.len() + 1);
     temp.push(b'.');
     temp.extend_from_slice(name);
     temp.extend_from_slice(TEMP_SUFFIX.as_bytes());
-    parent.join(&temp).map_err(|e| Error::denied(e.to_string()))
+    temp
 }
 
 impl Inner {
@@ -204,27 +209,43 @@ impl Inner {
 
     fn put_file(&self, path: RelPath, meta: Meta, data: &[u8], digest: Digest) -> Result<()> {
         check_digest(&self.settings, data, digest, &path, 0)?;
-        self.prepare_file_slot(&path)?;
-        let (file, temp) = if self.settings.inplace {
-            (self.tree.open_write(&path, true)?, None)
-        } else {
-            let temp = temp_path(&path)?;
-            (self.fresh_temp(&temp)?, Some(temp))
-        };
-        let written = file
-            .write_all_at(data, 0)
-            .and_then(|()| file.set_len(data.len() as u64))
-            .map_err(|e| Error::from_io(e, &path, "write"));
-        if let Err(e) = written.and_then(|()| set_file_meta(&file, meta, &path)) {
-            if let Some(temp) = &temp {
-                let _ = self.tree.remove_file(temp);
+        if self.settings.inplace {
+            self.prepare_file_slot(&path)?;
+            let file = self.tree.open_write(&path, true)?;
+            file.write_all_at(data, 0)
+                .and_then(|()| file.set_len(data.len() as u64))
+                .map_err(|e| Error::from_io(e, &path, "write"))?;
+            return set_file_meta(&file, meta, &path);
+        }
+        // The common case of many small files, in few system calls: the
+        // parent directory is opened once and the rest happens by name.
+        let (parent, name) = match self.tree.parent_of(&path) {
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                if let Some((dir, _)) = path.split_last() {
+                    self.tree.replace_with_dirs(&dir)?;
+                }
+                self.tree.parent_of(&path)?
             }
+            other => other?,
+        };
+        if parent.stat(name)?.is_some_and(|st| st.kind != Kind::File) {
+            self.tree.remove_all(&path)?;
+        }
+        let temp = temp_name(name);
+        let file = match parent.create_new(&temp) {
+            Ok(file) => file,
+            Err(_) => {
+                // A stale temporary file (or anything else) is in the way.
+                self.tree.remove_all(&temp_path(&path)?)?;
+                parent.create_new(&temp)?
+            }
+        };
+        let written = file.write_all_at(data, 0).map_err(|e| Error::from_io(e, &path, "write"));
+        if let Err(e) = written.and_then(|()| set_file_meta(&file, meta, &path)) {
+            let _ = self.tree.remove_file(&temp_path(&path)?);
             return Err(e);
         }
-        match &temp {
-            Some(temp) => self.tree.rename(temp, &path),
-            None => Ok(()),
-        }
+        parent.rename(&temp, name)
     }
 
     fn apply(&self, action: &Action) -> Result<()> {
@@ -265,7 +286,7 @@ impl Destination for LocalDestination {
 
     async fn probe(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Stat>>> {
         let inner = self.inner.clone();
-        blocking(move || paths.iter().map(|p| inner.tree.lstat(p)).collect()).await
+        blocking(move || inner.tree.lstat_all(&paths)).await
     }
 
     async fn hash(&self, target: HashTarget, size: u64, first: u64, count: u32) -> Result<Vec<Digest>> {

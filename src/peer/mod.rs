@@ -158,6 +158,22 @@ pub(crate) fn read_full_at(file: &std::fs::File, buf: &mut [u8], offset: u64) ->
     Ok(done)
 }
 
+/// Reads up to `len` bytes at `offset` into a new buffer, without first
+/// zeroing it; fewer at the end of the file.
+pub(crate) fn read_new_at(file: &std::fs::File, len: usize, offset: u64) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(len);
+    while data.len() < len {
+        let at = offset + data.len() as u64;
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut data), at) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(data)
+}
+
 /// Digests of the chunks `first..first+count` of `file` (chunks of a file of
 /// `size` bytes), stopping at the first chunk the file does not fully hold.
 pub(crate) fn hash_chunks(

@@ -10,7 +10,7 @@ use crate::codec::RelPath;
 
 use super::error::{Error, Result};
 use super::tree::{file_stat, Tree};
-use super::{blocking, hash, hash_chunks, read_full_at, walk, Chunk, Digest, Listing, Settings, Source};
+use super::{blocking, hash, hash_chunks, read_new_at, walk, Chunk, Digest, Listing, Settings, Source};
 
 /// Open files are kept for the next chunk up to this many; then the cache
 /// starts over.
@@ -80,8 +80,10 @@ impl Source for LocalSource {
         let inner = self.inner.clone();
         blocking(move || {
             let file = inner.file(&path)?;
-            let mut data = vec![0u8; len as usize];
-            read_full_at(&file, &mut data, offset).map_err(|e| Error::from_io(e, &path, "read"))?;
+            let mut data =
+                read_new_at(&file, len as usize, offset).map_err(|e| Error::from_io(e, &path, "read"))?;
+            // Past the end of a file that shrank: zeros, as the doc says.
+            data.resize(len as usize, 0);
             let digest = hash::digest(inner.settings.hash, &data);
             let stat = file_stat(&file, &path)?;
             Ok(Chunk { data: Bytes::from(data), digest, file: stat })

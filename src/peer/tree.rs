@@ -88,65 +88,60 @@ impl Tree {
         Ok(File::from(fd))
     }
 
-    /// The parent directory of `rel` (opened beneath the tree) and the last
-    /// component. The root itself has no parent and is refused.
-    fn parent(&self, rel: &RelPath) -> Result<(OwnedFd, Vec<u8>)> {
-        let (parent, name) = rel
+    /// The directory holding `rel`, opened beneath the tree, and the name
+    /// of `rel` in it. The root itself has no parent and is refused.
+    pub fn parent_of<'a>(&self, rel: &'a RelPath) -> Result<(Parent, &'a [u8])> {
+        let (dir, name) = rel
             .split_last()
             .ok_or_else(|| Error::denied(format!("{rel}: the root itself cannot be changed")))?;
         let fd = rustix::fs::openat2(
             &self.dir,
-            parent.as_path(),
+            dir.as_path(),
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
             RESOLVE,
         )
-        .map_err(|e| Error::from_errno(e, &parent, "open directory"))?;
-        Ok((fd, name.to_vec()))
+        .map_err(|e| Error::from_errno(e, &dir, "open directory"))?;
+        Ok((Parent { fd, dir }, name))
     }
 
     /// `lstat`: the entry's state, or `None` when nothing (or something
     /// other than a file, directory or symlink) is there.
     pub fn lstat(&self, rel: &RelPath) -> Result<Option<Stat>> {
-        let st = if rel.is_root() {
-            rustix::fs::fstat(&self.dir)
-        } else {
-            let (parent, name) = match self.parent(rel) {
-                Ok(p) => p,
-                Err(e) if e.kind == crate::codec::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            rustix::fs::statat(&parent, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
-        };
-        let st = match st {
-            Ok(st) => st,
-            Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(None),
-            Err(e) => return Err(Error::from_errno(e, rel, "stat")),
-        };
-        let kind = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
-            rustix::fs::FileType::RegularFile => Kind::File,
-            rustix::fs::FileType::Directory => Kind::Dir,
-            rustix::fs::FileType::Symlink => Kind::Symlink,
-            _ => return Ok(None),
-        };
-        let target = if kind == Kind::Symlink { Some(self.read_link(rel)?) } else { None };
-        Ok(Some(Stat {
-            kind,
-            size: if kind == Kind::File { st.st_size as u64 } else { 0 },
-            meta: Meta {
-                mode: st.st_mode & 0o7777,
-                mtime: Mtime { secs: st.st_mtime, nanos: st.st_mtime_nsec as u32 },
-            },
-            target: target.map(serde_bytes::ByteBuf::from),
-        }))
+        if rel.is_root() {
+            let st = rustix::fs::fstat(&self.dir).map_err(|e| Error::from_errno(e, rel, "stat"))?;
+            return Ok(stat_of(&st, None));
+        }
+        match self.parent_of(rel) {
+            Ok((parent, name)) => parent.stat(name),
+            Err(e) if e.kind == crate::codec::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
-    /// The target of a symlink, as bytes, never followed.
-    pub fn read_link(&self, rel: &RelPath) -> Result<Vec<u8>> {
-        let (parent, name) = self.parent(rel)?;
-        let target = rustix::fs::readlinkat(&parent, name.as_slice(), Vec::new())
-            .map_err(|e| Error::from_errno(e, rel, "read link"))?;
-        Ok(target.into_bytes())
+    /// [`lstat`](Tree::lstat) of many paths, opening each parent directory
+    /// once for a run of paths that share it (as a listing's do).
+    pub fn lstat_all(&self, rels: &[RelPath]) -> Result<Vec<Option<Stat>>> {
+        let mut last: Option<Parent> = None;
+        let mut out = Vec::with_capacity(rels.len());
+        for rel in rels {
+            let Some((dir, name)) = rel.split_last() else {
+                out.push(self.lstat(rel)?);
+                continue;
+            };
+            if last.as_ref().is_none_or(|p| p.dir != dir) {
+                last = match self.parent_of(rel) {
+                    Ok((parent, _)) => Some(parent),
+                    Err(e) if e.kind == crate::codec::ErrorKind::NotFound => None,
+                    Err(e) => return Err(e),
+                };
+            }
+            out.push(match &last {
+                Some(parent) if parent.dir == dir => parent.stat(name)?,
+                _ => None,
+            });
+        }
+        Ok(out)
     }
 
     /// Makes `rel` and every missing directory above it (mode 0755, later
@@ -183,8 +178,8 @@ impl Tree {
     /// next step to judge: opening through it fails cleanly if it is not a
     /// directory or leads out of the tree.
     pub fn make_dir(&self, rel: &RelPath) -> Result<()> {
-        let (parent, name) = self.parent(rel)?;
-        match rustix::fs::mkdirat(&parent, name.as_slice(), Mode::from(0o755)) {
+        let (parent, name) = self.parent_of(rel)?;
+        match rustix::fs::mkdirat(&parent.fd, name, Mode::from(0o755)) {
             Ok(()) | Err(Errno::EXIST) => Ok(()),
             Err(e) => Err(Error::from_errno(e, rel, "make directory")),
         }
@@ -192,23 +187,22 @@ impl Tree {
 
     /// Makes `rel` a symlink to `target`.
     pub fn symlink(&self, target: &[u8], rel: &RelPath) -> Result<()> {
-        let (parent, name) = self.parent(rel)?;
-        rustix::fs::symlinkat(target, &parent, name.as_slice())
-            .map_err(|e| Error::from_errno(e, rel, "make symlink"))
+        let (parent, name) = self.parent_of(rel)?;
+        rustix::fs::symlinkat(target, &parent.fd, name).map_err(|e| Error::from_errno(e, rel, "make symlink"))
     }
 
     /// Renames `from` to `to` (both below this tree), replacing `to`.
     pub fn rename(&self, from: &RelPath, to: &RelPath) -> Result<()> {
-        let (from_parent, from_name) = self.parent(from)?;
-        let (to_parent, to_name) = self.parent(to)?;
-        rustix::fs::renameat(&from_parent, from_name.as_slice(), &to_parent, to_name.as_slice())
+        let (from_parent, from_name) = self.parent_of(from)?;
+        let (to_parent, to_name) = self.parent_of(to)?;
+        rustix::fs::renameat(&from_parent.fd, from_name, &to_parent.fd, to_name)
             .map_err(|e| Error::from_errno(e, to, "rename into place"))
     }
 
     /// Removes a file or symlink; a missing entry is fine.
     pub fn remove_file(&self, rel: &RelPath) -> Result<()> {
-        let (parent, name) = self.parent(rel)?;
-        match rustix::fs::unlinkat(&parent, name.as_slice(), AtFlags::empty()) {
+        let (parent, name) = self.parent_of(rel)?;
+        match rustix::fs::unlinkat(&parent.fd, name, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(Error::from_errno(e, rel, "remove")),
         }
@@ -217,8 +211,8 @@ impl Tree {
     /// Removes an empty directory. Returns false, and leaves it, when it is
     /// not empty.
     pub fn remove_empty_dir(&self, rel: &RelPath) -> Result<bool> {
-        let (parent, name) = self.parent(rel)?;
-        match rustix::fs::unlinkat(&parent, name.as_slice(), AtFlags::REMOVEDIR) {
+        let (parent, name) = self.parent_of(rel)?;
+        match rustix::fs::unlinkat(&parent.fd, name, AtFlags::REMOVEDIR) {
             Ok(()) | Err(Errno::NOENT) => Ok(true),
             Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => Ok(false),
             Err(e) => Err(Error::from_errno(e, rel, "remove directory")),
@@ -289,11 +283,77 @@ impl Tree {
         let result = if rel.is_root() {
             rustix::fs::futimens(&self.dir, &times)
         } else {
-            let (parent, name) = self.parent(rel)?;
-            rustix::fs::utimensat(&parent, name.as_slice(), &times, AtFlags::SYMLINK_NOFOLLOW)
+            let (parent, name) = self.parent_of(rel)?;
+            rustix::fs::utimensat(&parent.fd, name, &times, AtFlags::SYMLINK_NOFOLLOW)
         };
         result.map_err(|e| Error::from_errno(e, rel, "set mtime"))
     }
+}
+
+/// A directory of a tree, opened to work on several of its entries by
+/// name. Names are single components, so nothing is resolved through
+/// them, and the last component is never followed.
+#[derive(Debug)]
+pub struct Parent {
+    fd: OwnedFd,
+    /// Its path in the tree, for messages.
+    dir: RelPath,
+}
+
+impl Parent {
+    fn shown(&self, name: &[u8]) -> RelPath {
+        self.dir.join(name).unwrap_or_default()
+    }
+
+    /// The state of entry `name`, as [`Tree::lstat`] gives it.
+    pub fn stat(&self, name: &[u8]) -> Result<Option<Stat>> {
+        let st = match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(None),
+            Err(e) => return Err(Error::from_errno(e, &self.shown(name), "stat")),
+        };
+        let target = if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
+            let target = rustix::fs::readlinkat(&self.fd, name, Vec::new())
+                .map_err(|e| Error::from_errno(e, &self.shown(name), "read link"))?;
+            Some(target.into_bytes())
+        } else {
+            None
+        };
+        Ok(stat_of(&st, target))
+    }
+
+    /// Creates entry `name` as a new, empty file (mode 0600); fails if
+    /// anything is there.
+    pub fn create_new(&self, name: &[u8]) -> Result<File> {
+        let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&self.fd, name, flags, Mode::from(0o600))
+            .map_err(|e| Error::from_errno(e, &self.shown(name), "create"))?;
+        Ok(File::from(fd))
+    }
+
+    /// Renames entry `from` to `to`, replacing `to`.
+    pub fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
+        rustix::fs::renameat(&self.fd, from, &self.fd, to)
+            .map_err(|e| Error::from_errno(e, &self.shown(to), "rename into place"))
+    }
+}
+
+fn stat_of(st: &rustix::fs::Stat, target: Option<Vec<u8>>) -> Option<Stat> {
+    let kind = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+        rustix::fs::FileType::RegularFile => Kind::File,
+        rustix::fs::FileType::Directory => Kind::Dir,
+        rustix::fs::FileType::Symlink => Kind::Symlink,
+        _ => return None,
+    };
+    Some(Stat {
+        kind,
+        size: if kind == Kind::File { st.st_size as u64 } else { 0 },
+        meta: Meta {
+            mode: st.st_mode & 0o7777,
+            mtime: Mtime { secs: st.st_mtime, nanos: st.st_mtime_nsec as u32 },
+        },
+        target: target.map(serde_bytes::ByteBuf::from),
+    })
 }
 
 /// Sets permission bits and mtime on an open file.

@@ -1,7 +1,8 @@
 //! One connection: a byte stream (plain TCP or TLS, boxed) split into a
 //! frame reader and a frame writer, with a count of the bytes it moved.
 
-use std::io;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,7 +12,9 @@ use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 use tokio_util::codec::FramedRead;
 
-use crate::codec::{write_packet, CodecError, FrameCodec, Message, Packet};
+use bytes::{Buf, Bytes};
+
+use crate::codec::{CodecError, FrameCodec, Message, Packet};
 
 /// A byte stream a connection can run over.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -24,16 +27,24 @@ pub struct Reader {
     framed: FramedRead<ReadHalf<BoxIo>, FrameCodec>,
 }
 
-/// Writes frames onto one connection.
+/// Writes frames onto one connection. Frames can be queued and then sent
+/// together, headers and payloads alike, in vectored writes: a burst of
+/// small frames costs one system call, and payloads are never copied.
 pub struct Writer {
     inner: WriteHalf<BoxIo>,
+    queue: VecDeque<Bytes>,
+    queued: usize,
 }
+
+/// Slices handed to one vectored write at most.
+const IOV_BATCH: usize = 64;
 
 /// Splits a stream into a frame reader (accepting no payload until the
 /// handshake raises the limit) and a frame writer.
 pub fn split(io: BoxIo) -> (Reader, Writer) {
     let (read, write) = tokio::io::split(io);
-    (Reader { framed: FramedRead::new(read, FrameCodec::new(0)) }, Writer { inner: write })
+    let writer = Writer { inner: write, queue: VecDeque::new(), queued: 0 };
+    (Reader { framed: FramedRead::new(read, FrameCodec::new(0)) }, writer)
 }
 
 impl Reader {
@@ -54,11 +65,57 @@ impl Reader {
 }
 
 impl Writer {
-    pub async fn send(&mut self, packet: &Packet) -> Result<u64, CodecError> {
-        write_packet(&mut self.inner, packet).await
+    /// Queues a frame to be sent by the next [`flush`](Writer::flush).
+    pub fn queue(&mut self, packet: &Packet) -> Result<(), CodecError> {
+        let head = packet.encode_head()?;
+        self.queued += head.len() + packet.payload.len();
+        self.queue.push_back(head);
+        if !packet.payload.is_empty() {
+            self.queue.push_back(packet.payload.clone());
+        }
+        Ok(())
     }
 
-    pub async fn send_msg(&mut self, id: u32, msg: Message) -> Result<u64, CodecError> {
+    /// Bytes queued and not yet sent.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Sends everything queued.
+    pub async fn flush(&mut self) -> Result<(), CodecError> {
+        use tokio::io::AsyncWriteExt;
+        while !self.queue.is_empty() {
+            let mut slices = [IoSlice::new(&[]); IOV_BATCH];
+            let count = self.queue.len().min(IOV_BATCH);
+            for (slice, bytes) in slices.iter_mut().zip(&self.queue) {
+                *slice = IoSlice::new(bytes);
+            }
+            let mut written = self.inner.write_vectored(&slices[..count]).await?;
+            if written == 0 {
+                return Err(io::Error::from(io::ErrorKind::WriteZero).into());
+            }
+            self.queued -= written;
+            while written > 0 {
+                let Some(front) = self.queue.front_mut() else { break };
+                if written >= front.len() {
+                    written -= front.len();
+                    self.queue.pop_front();
+                } else {
+                    front.advance(written);
+                    written = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one frame (and anything queued before it).
+    pub async fn send(&mut self, packet: &Packet) -> Result<(), CodecError> {
+        self.queue(packet)?;
+        self.flush().await
+    }
+
+    pub async fn send_msg(&mut self, id: u32, msg: Message) -> Result<(), CodecError> {
         self.send(&Packet::new(id, msg)).await
     }
 

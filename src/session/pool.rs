@@ -23,6 +23,8 @@ use super::conn::{Reader, Writer};
 
 /// Requests of no particular size count as this many bytes in flight.
 const SMALL_COST: usize = 1024;
+/// Bytes of requests queued before they are sent together.
+const WRITE_BATCH: usize = 256 << 10;
 
 /// A request waiting for a connection.
 struct Call {
@@ -192,33 +194,81 @@ async fn write_loop(
             call = jobs.recv() => match call { Ok(call) => call, Err(_) => break },
             () = done.cancelled() => return,
         };
-        let mut permit = first;
-        let extra = call.cost.clamp(1, capacity) - 1;
-        if extra > 0 {
-            match budget.clone().acquire_many_owned(extra as u32).await {
-                Ok(more) => permit.merge(more),
-                Err(_) => return,
+        let mut next = Some((call, first));
+        // Queue this request and whatever else is ready and fits, then send
+        // them all at once.
+        while let Some((call, mut permit)) = next.take() {
+            let extra = call.cost.clamp(1, capacity) - 1;
+            if extra > 0 {
+                match budget.clone().try_acquire_many_owned(extra as u32) {
+                    Ok(more) => permit.merge(more),
+                    Err(_) => {
+                        // Send what is queued before waiting: the room is
+                        // freed by answers to exactly those requests.
+                        if !flush(&mut writer, &pending, &done).await {
+                            return;
+                        }
+                        match budget.clone().acquire_many_owned(extra as u32).await {
+                            Ok(more) => permit.merge(more),
+                            Err(_) => return,
+                        }
+                    }
+                }
+            }
+            next_id = next_id.wrapping_add(1).max(1);
+            let packet = Packet::with_payload(next_id, call.msg, call.payload);
+            let timed =
+                matches!(packet.msg, Message::Read { .. } | Message::Write { .. } | Message::PutFile { .. });
+            {
+                let mut map = pending.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(map) = map.as_mut() else {
+                    call.reply.send(Err(Error::new(ErrorKind::Lost, "connection to the server lost")));
+                    return;
+                };
+                map.insert(
+                    next_id,
+                    Pending { reply: call.reply, sent: Instant::now(), timed, _budget: permit },
+                );
+            }
+            if let Err(e) = writer.queue(&packet) {
+                if let Some(p) = pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                    .and_then(|m| m.remove(&next_id))
+                {
+                    p.reply.send(Err(Error::new(ErrorKind::Protocol, e.to_string())));
+                }
+                continue;
+            }
+            if writer.queued() >= WRITE_BATCH {
+                break;
+            }
+            if let Ok(permit) = budget.clone().try_acquire_owned() {
+                next = jobs.try_recv().ok().map(|call| (call, permit));
             }
         }
-        next_id = next_id.wrapping_add(1).max(1);
-        let packet = Packet::with_payload(next_id, call.msg, call.payload);
-        let timed =
-            matches!(packet.msg, Message::Read { .. } | Message::Write { .. } | Message::PutFile { .. });
-        {
-            let mut map = pending.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(map) = map.as_mut() else {
-                call.reply.send(Err(Error::new(ErrorKind::Lost, "connection to the server lost")));
-                return;
-            };
-            map.insert(next_id, Pending { reply: call.reply, sent: Instant::now(), timed, _budget: permit });
-        }
-        if let Err(e) = writer.send(&packet).await {
-            done.cancel();
-            fail_all(&pending, &format!("sending to the server failed: {e}"));
+        if !flush(&mut writer, &pending, &done).await {
             return;
         }
     }
     writer.shutdown().await;
+}
+
+/// Sends what the writer has queued; on failure the connection is done for.
+async fn flush(
+    writer: &mut Writer,
+    pending: &PendingMap,
+    done: &tokio_util::sync::CancellationToken,
+) -> bool {
+    match writer.flush().await {
+        Ok(()) => true,
+        Err(e) => {
+            done.cancel();
+            fail_all(pending, &format!("sending to the server failed: {e}"));
+            false
+        }
+    }
 }
 
 async fn read_loop(

@@ -33,6 +33,8 @@ use super::SessionError;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests one connection may have in progress on the server.
 pub const REQUESTS_PER_CONNECTION: usize = 64;
+/// Bytes of answers queued before they are sent together.
+const WRITE_BATCH: usize = 256 << 10;
 
 /// How a server is set up.
 #[derive(Debug, Clone)]
@@ -371,8 +373,18 @@ async fn serve_requests(
 ) -> tokio::task::JoinHandle<()> {
     let (tx, mut rx) = mpsc::channel::<Packet>(REQUESTS_PER_CONNECTION);
     let sending = tokio::spawn(async move {
-        while let Some(packet) = rx.recv().await {
-            if writer.send(&packet).await.is_err() {
+        // Answers that are ready together go out in one write.
+        'send: while let Some(packet) = rx.recv().await {
+            let mut next = Some(packet);
+            while let Some(packet) = next.take() {
+                if writer.queue(&packet).is_err() {
+                    break 'send;
+                }
+                if writer.queued() < WRITE_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if writer.flush().await.is_err() {
                 break;
             }
         }
