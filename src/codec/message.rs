@@ -51,12 +51,10 @@ pub enum Message {
     Probe {
         paths: Vec<RelPath>,
     },
-    /// Digests of `count` chunks from chunk `first` of a file of `size` bytes.
+    /// Digests of a span of chunks of a file.
     Hash {
         target: HashTarget,
-        size: u64,
-        first: u64,
-        count: u32,
+        span: Span,
     },
     /// Read `len` bytes at `offset` of a source file.
     Read {
@@ -279,6 +277,20 @@ pub enum HashTarget {
     Path(RelPath),
     /// The partial temporary file of a destination file being built.
     Handle(u64),
+}
+
+/// Chunks `first..first + count` of a file of `size` bytes, digested in
+/// groups of `group` consecutive chunks: with `group` 1 each chunk's digest;
+/// otherwise one digest per group, the digest of its chunks' digests packed
+/// back to back. A group ends at `group` chunks, at the end of the span or
+/// at the end of the file. Answers cover a prefix: they stop before the
+/// first chunk the file does not fully hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    pub size: u64,
+    pub first: u64,
+    pub count: u32,
+    pub group: u32,
 }
 
 /// Digests packed back to back, each `HashAlgo::width` bytes, big-endian.

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use crate::codec::{Action, ErrorKind, HashTarget, Kind, Meta, RelPath, Stat};
+use crate::codec::{Action, ErrorKind, HashTarget, Kind, Meta, RelPath, Span, Stat};
 
 use super::error::{Error, Result};
 use super::tree::{set_file_meta, Tree};
@@ -146,18 +146,18 @@ impl Inner {
         Ok(begun)
     }
 
-    fn hash(&self, target: HashTarget, size: u64, first: u64, count: u32) -> Result<Vec<Digest>> {
+    fn hash(&self, target: HashTarget, span: Span) -> Result<Vec<Digest>> {
         match target {
             HashTarget::Path(path) => {
                 let file = self.tree.open_read(&path)?;
-                hash_chunks(&file, &self.settings, size, first, count, &path)
+                hash_chunks(&file, &self.settings, span, &path)
             }
             HashTarget::Handle(handle) => {
                 let b = self.building(handle)?;
                 if !b.partial {
                     return Ok(Vec::new());
                 }
-                hash_chunks(&b.file, &self.settings, size.min(b.size), first, count, &b.path)
+                hash_chunks(&b.file, &self.settings, Span { size: span.size.min(b.size), ..span }, &b.path)
             }
         }
     }
@@ -289,9 +289,9 @@ impl Destination for LocalDestination {
         blocking(move || inner.tree.lstat_all(&paths)).await
     }
 
-    async fn hash(&self, target: HashTarget, size: u64, first: u64, count: u32) -> Result<Vec<Digest>> {
+    async fn hash(&self, target: HashTarget, span: Span) -> Result<Vec<Digest>> {
         let inner = self.inner.clone();
-        blocking(move || inner.hash(target, size, first, count)).await
+        blocking(move || inner.hash(target, span)).await
     }
 
     async fn begin(&self, path: RelPath, size: u64) -> Result<Begun> {

@@ -24,7 +24,7 @@ use std::future::Future;
 
 use bytes::Bytes;
 
-use crate::codec::{Action, HashAlgo, HashTarget, Meta, RelPath, Stat};
+use crate::codec::{Action, HashAlgo, HashTarget, Meta, RelPath, Span, Stat};
 
 pub use destination::LocalDestination;
 pub use error::{Error, Result};
@@ -74,15 +74,8 @@ pub struct Begun {
 pub trait Source: Send + Sync + 'static {
     /// Lists the tree, filtered, in batches.
     fn walk(&self) -> impl Future<Output = Result<Listing>> + Send;
-    /// Digests of `count` chunks from chunk `first` of `path` (of `size`
-    /// bytes when listed); a prefix if the file got shorter.
-    fn hash(
-        &self,
-        path: RelPath,
-        size: u64,
-        first: u64,
-        count: u32,
-    ) -> impl Future<Output = Result<Vec<Digest>>> + Send;
+    /// Digests of a span of chunks of `path` (see [`Span`]).
+    fn hash(&self, path: RelPath, span: Span) -> impl Future<Output = Result<Vec<Digest>>> + Send;
     /// Reads `len` bytes at `offset`; past the end of a file that shrank,
     /// the chunk is filled with zeros (and `Chunk::file` shows the change).
     fn read(&self, path: RelPath, offset: u64, len: u32) -> impl Future<Output = Result<Chunk>> + Send;
@@ -94,15 +87,9 @@ pub trait Destination: Send + Sync + 'static {
     fn walk(&self) -> impl Future<Output = Result<Listing>> + Send;
     /// `lstat` of each path; `None` where nothing usable is.
     fn probe(&self, paths: Vec<RelPath>) -> impl Future<Output = Result<Vec<Option<Stat>>>> + Send;
-    /// Digests of a range of chunks of the existing file (`Path`) or of the
-    /// partial file being built (`Handle`); a prefix where it is shorter.
-    fn hash(
-        &self,
-        target: HashTarget,
-        size: u64,
-        first: u64,
-        count: u32,
-    ) -> impl Future<Output = Result<Vec<Digest>>> + Send;
+    /// Digests of a span of chunks of the existing file (`Path`) or of the
+    /// partial file being built (`Handle`).
+    fn hash(&self, target: HashTarget, span: Span) -> impl Future<Output = Result<Vec<Digest>>> + Send;
     /// Starts building `path` with `size` bytes.
     fn begin(&self, path: RelPath, size: u64) -> impl Future<Output = Result<Begun>> + Send;
     /// Copies unchanged `(offset, len)` ranges from the existing file into
@@ -174,30 +161,41 @@ pub(crate) fn read_new_at(file: &std::fs::File, len: usize, offset: u64) -> std:
     Ok(data)
 }
 
-/// Digests of the chunks `first..first+count` of `file` (chunks of a file of
-/// `size` bytes), stopping at the first chunk the file does not fully hold.
+/// The digests of `span` of `file` (see [`Span`]).
 pub(crate) fn hash_chunks(
     file: &std::fs::File,
     settings: &Settings,
-    size: u64,
-    first: u64,
-    count: u32,
+    span: Span,
     rel: &RelPath,
 ) -> Result<Vec<Digest>> {
     let chunk = settings.chunk_size as u64;
+    let group = span.group.max(1) as usize;
+    let width = settings.hash.width();
     let mut buf = vec![0u8; settings.chunk_size as usize];
-    let mut out = Vec::with_capacity(count.min(4096) as usize);
-    for index in first..first.saturating_add(count as u64) {
+    let mut out = Vec::with_capacity((span.count as usize / group).min(4096));
+    let mut packed: Vec<u8> = Vec::with_capacity(if group > 1 { group * width } else { 0 });
+    let end = span.first.saturating_add(span.count as u64);
+    for index in span.first..end {
         let offset = index.saturating_mul(chunk);
-        if offset >= size {
+        if offset >= span.size {
             break;
         }
-        let len = chunk.min(size - offset) as usize;
+        let len = chunk.min(span.size - offset) as usize;
         let got = read_full_at(file, &mut buf[..len], offset).map_err(|e| Error::from_io(e, rel, "read"))?;
         if got < len {
             break;
         }
-        out.push(hash::digest(settings.hash, &buf[..len]));
+        let digest = hash::digest(settings.hash, &buf[..len]);
+        if group == 1 {
+            out.push(digest);
+            continue;
+        }
+        packed.extend_from_slice(&digest.to_be_bytes()[16 - width..]);
+        let last = packed.len() == group * width || index + 1 == end || offset + len as u64 == span.size;
+        if last {
+            out.push(hash::digest(settings.hash, &packed));
+            packed.clear();
+        }
     }
     Ok(out)
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use crate::codec::RelPath;
+use crate::codec::{RelPath, Span};
 
 use super::error::{Error, Result};
 use super::tree::{file_stat, Tree};
@@ -61,11 +61,11 @@ impl Source for LocalSource {
         Ok(walk::spawn_walk(self.inner.tree.clone(), self.inner.settings.filter.clone()))
     }
 
-    async fn hash(&self, path: RelPath, size: u64, first: u64, count: u32) -> Result<Vec<Digest>> {
+    async fn hash(&self, path: RelPath, span: Span) -> Result<Vec<Digest>> {
         let inner = self.inner.clone();
         blocking(move || {
             let file = inner.file(&path)?;
-            hash_chunks(&file, &inner.settings, size, first, count, &path)
+            hash_chunks(&file, &inner.settings, span, &path)
         })
         .await
     }

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::codec::{Action, ErrorKind, HashAlgo, HashTarget, Message, Meta, Packet, RelPath, Stat};
+use crate::codec::{Action, ErrorKind, HashAlgo, HashTarget, Message, Meta, Packet, RelPath, Span, Stat};
 use crate::peer::hash;
 use crate::peer::{Batch, Begun, Chunk, Destination, Digest, Error, Listing, Result, Source};
 
@@ -89,8 +89,8 @@ impl Source for RemoteSource {
         walk(&self.pool).await
     }
 
-    async fn hash(&self, path: RelPath, size: u64, first: u64, count: u32) -> Result<Vec<Digest>> {
-        let msg = Message::Hash { target: HashTarget::Path(path), size, first, count };
+    async fn hash(&self, path: RelPath, span: Span) -> Result<Vec<Digest>> {
+        let msg = Message::Hash { target: HashTarget::Path(path), span };
         hashes(&self.pool, self.hash, msg).await
     }
 
@@ -122,8 +122,8 @@ impl Destination for RemoteDestination {
         }
     }
 
-    async fn hash(&self, target: HashTarget, size: u64, first: u64, count: u32) -> Result<Vec<Digest>> {
-        hashes(&self.pool, self.hash, Message::Hash { target, size, first, count }).await
+    async fn hash(&self, target: HashTarget, span: Span) -> Result<Vec<Digest>> {
+        hashes(&self.pool, self.hash, Message::Hash { target, span }).await
     }
 
     async fn begin(&self, path: RelPath, size: u64) -> Result<Begun> {

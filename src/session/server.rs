@@ -476,8 +476,8 @@ async fn answer(session: &Session, packet: Packet) -> Packet {
 async fn respond(role: &Role, msg: Message, payload: Bytes) -> Result<(Message, Bytes), peer::Error> {
     let done = |()| (Message::Done, Bytes::new());
     match (role, msg) {
-        (Role::Source(source), Message::Hash { target: HashTarget::Path(path), size, first, count }) => {
-            let digests = source.hash(path, size, first, count).await?;
+        (Role::Source(source), Message::Hash { target: HashTarget::Path(path), span }) => {
+            let digests = source.hash(path, span).await?;
             let algo = source.settings().hash;
             Ok((Message::Hashes { digests: hash::pack(algo, &digests) }, Bytes::new()))
         }
@@ -492,8 +492,8 @@ async fn respond(role: &Role, msg: Message, payload: Bytes) -> Result<(Message, 
                 Message::Probe { paths } => {
                     Ok((Message::Probed { found: dest.probe(paths).await? }, Bytes::new()))
                 }
-                Message::Hash { target, size, first, count } => {
-                    let digests = dest.hash(target, size, first, count).await?;
+                Message::Hash { target, span } => {
+                    let digests = dest.hash(target, span).await?;
                     Ok((Message::Hashes { digests: hash::pack(algo, &digests) }, Bytes::new()))
                 }
                 Message::Begin { path, size } => {

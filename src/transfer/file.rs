@@ -18,7 +18,7 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinSet;
 
-use crate::codec::{Action, Entry, ErrorKind, HashTarget, Kind, Meta, RelPath, Stat};
+use crate::codec::{Action, Entry, ErrorKind, HashTarget, Kind, Meta, RelPath, Span, Stat};
 use crate::peer::{self, Destination, Digest, Source};
 
 use super::stats::Counters;
@@ -27,6 +27,11 @@ use super::Ctx;
 /// Chunks hashed per request at most, and bytes per request at most.
 const SEGMENT_CHUNKS: u64 = 1024;
 const SEGMENT_BYTES: u64 = 64 << 20;
+/// Bytes of chunks summed up in one digest in the first round of comparing
+/// a file (with chunks this size or larger, chunks are compared directly).
+const GROUP_BYTES: u64 = 64 << 10;
+/// Groups being compared chunk by chunk at once for one file.
+const REFINES_IN_FLIGHT: usize = 16;
 /// Chunks one file may have (the per-chunk bookkeeping of a file is kept
 /// in memory: 17 bytes a chunk).
 const MAX_CHUNKS_PER_FILE: u64 = 1 << 26;
@@ -184,9 +189,10 @@ where
     let (path, size) = (&entry.path, entry.stat.size);
     let mut expected = None;
     if let Some(old) = old.filter(|o| o.size == size) {
+        let whole = Span { size, first: 0, count: 1, group: 1 };
         let (ours, theirs) = tokio::try_join!(
-            async { ctx.source.hash(path.clone(), size, 0, 1).await.map_err(from_source(progress)) },
-            ctx.dest.hash(HashTarget::Path(path.clone()), size, 0, 1),
+            async { ctx.source.hash(path.clone(), whole).await.map_err(from_source(progress)) },
+            ctx.dest.hash(HashTarget::Path(path.clone()), whole),
         )?;
         if ours == theirs && ours.len() as u64 == size.div_ceil(ctx.opts.chunk_size as u64) {
             return fix_meta(ctx, path, old.meta, entry.stat.meta).await;
@@ -212,21 +218,27 @@ where
     Ok(())
 }
 
-/// Digests of all chunks of a file, segment by segment, from `hash`.
-async fn digests_of<F, Fut>(chunks: u64, per_segment: u64, hash: F) -> Result<Vec<Digest>, peer::Error>
+/// Digests of chunks `0..chunks` in groups of `group`, a segment per request,
+/// from `hash` (given a span without its size).
+async fn digests_of<F, Fut>(
+    chunks: u64,
+    group: u64,
+    per_segment: u64,
+    hash: F,
+) -> Result<Vec<Digest>, peer::Error>
 where
-    F: Fn(u64, u32) -> Fut,
+    F: Fn(u64, u32, u32) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<Digest>, peer::Error>>,
 {
     let segments = (0..chunks.div_ceil(per_segment)).map(|k| {
         let first = k * per_segment;
-        hash(first, per_segment.min(chunks - first) as u32)
+        hash(first, per_segment.min(chunks - first) as u32, group as u32)
     });
     let parts: Vec<Vec<Digest>> =
         futures::stream::iter(segments).buffered(SEGMENTS_IN_FLIGHT).try_collect().await?;
-    let mut all = Vec::with_capacity(chunks.min(1 << 20) as usize);
+    let mut all = Vec::with_capacity(chunks.div_ceil(group).min(1 << 20) as usize);
     for (k, part) in parts.into_iter().enumerate() {
-        let want = per_segment.min(chunks - k as u64 * per_segment) as usize;
+        let want = (per_segment.min(chunks - k as u64 * per_segment)).div_ceil(group) as usize;
         let short = part.len() < want;
         all.extend(part);
         if short {
@@ -234,6 +246,14 @@ where
         }
     }
     Ok(all)
+}
+
+/// How a large file is compared: chunks per group of the first, coarse
+/// round, and chunks per hash request.
+fn plan(chunk: u64) -> (u64, u64) {
+    let group = (GROUP_BYTES / chunk).max(1);
+    let per_segment = ((SEGMENT_BYTES / chunk).clamp(1, SEGMENT_CHUNKS) / group).max(1) * group;
+    (group, per_segment)
 }
 
 /// A file of several chunks.
@@ -249,29 +269,13 @@ where
     D: Destination + Clone,
 {
     let (path, size) = (&entry.path, entry.stat.size);
-    let chunk = ctx.opts.chunk_size as u64;
-    let per_segment = (SEGMENT_BYTES / chunk).clamp(1, SEGMENT_CHUNKS);
-    let source_digests = || async {
-        digests_of(chunks, per_segment, |first, count| ctx.source.hash(path.clone(), size, first, count))
-            .await
-            .map_err(from_source(progress))
-    };
     let mut origin = vec![Origin::Send; chunks as usize];
-    let mut ours: Option<Vec<Digest>> = None;
+    let mut ours: Vec<Option<Digest>> = Vec::new();
     if let Some(old) = old {
-        let theirs = digests_of(chunks, per_segment, |first, count| {
-            ctx.dest.hash(HashTarget::Path(path.clone()), size, first, count)
-        });
-        let (mine, theirs) = tokio::try_join!(source_digests(), theirs)?;
-        for (i, o) in origin.iter_mut().enumerate() {
-            if mine.get(i).is_some_and(|d| theirs.get(i) == Some(d)) {
-                *o = Origin::Old;
-            }
-        }
+        ours = compare(ctx, path, size, old.size, &mut origin, progress).await?;
         if old.size == size && origin.iter().all(|o| *o == Origin::Old) {
             return fix_meta(ctx, path, old.meta, entry.stat.meta).await;
         }
-        ours = Some(mine);
     }
     let begun = ctx.dest.begin(path.clone(), size).await?;
     let built = build(ctx, entry, begun, &mut origin, ours, progress).await;
@@ -287,6 +291,69 @@ where
     }
 }
 
+/// Compares a file with the destination's existing version, both sides
+/// hashing at once: first whole groups of chunks, then the chunks of the
+/// groups that differ, so that a file with scattered small changes costs
+/// few digests on the wire. Marks equal chunks `Old`; returns the source
+/// digests it learnt of the chunks that differ.
+async fn compare<S, D>(
+    ctx: &Arc<Ctx<S, D>>,
+    path: &RelPath,
+    size: u64,
+    old_size: u64,
+    origin: &mut [Origin],
+    progress: &Progress,
+) -> Result<Vec<Option<Digest>>, peer::Error>
+where
+    S: Source + Clone,
+    D: Destination + Clone,
+{
+    let chunks = origin.len() as u64;
+    let (group, per_segment) = plan(ctx.opts.chunk_size as u64);
+    let span = |first, count, group| Span { size, first, count, group };
+    let mine = digests_of(chunks, group, per_segment, |f, c, g| ctx.source.hash(path.clone(), span(f, c, g)));
+    let theirs = digests_of(chunks, group, per_segment, |f, c, g| {
+        ctx.dest.hash(HashTarget::Path(path.clone()), span(f, c, g))
+    });
+    let (mine, theirs) = tokio::try_join!(async { mine.await.map_err(from_source(progress)) }, theirs)?;
+    let mut ours = vec![None; origin.len()];
+    let mut refine = Vec::new();
+    // Chunks the old file holds at least partly: a group it ends in is
+    // compared chunk by chunk, so a grown file reuses all it can.
+    let old_chunks = old_size.div_ceil(ctx.opts.chunk_size as u64);
+    for g in 0..chunks.div_ceil(group) {
+        let range = (g * group) as usize..((g + 1) * group).min(chunks) as usize;
+        match (mine.get(g as usize), theirs.get(g as usize)) {
+            (Some(a), Some(b)) if a == b => origin[range].fill(Origin::Old),
+            (Some(a), Some(_)) if group == 1 => ours[range.start] = Some(*a),
+            _ if group > 1 && g * group < old_chunks => refine.push(g),
+            _ => {}
+        }
+    }
+    let refined = refine.into_iter().map(|g| {
+        let (first, count) = (g * group, group.min(chunks - g * group) as u32);
+        let mine = ctx.source.hash(path.clone(), span(first, count, 1));
+        let theirs = ctx.dest.hash(HashTarget::Path(path.clone()), span(first, count, 1));
+        async move {
+            let (mine, theirs) =
+                tokio::try_join!(async { mine.await.map_err(from_source(progress)) }, theirs)?;
+            Ok::<_, peer::Error>((first, mine, theirs))
+        }
+    });
+    let mut refined = futures::stream::iter(refined).buffer_unordered(REFINES_IN_FLIGHT);
+    while let Some((first, mine, theirs)) = refined.try_next().await? {
+        for (k, digest) in mine.iter().enumerate() {
+            let i = first as usize + k;
+            if theirs.get(k) == Some(digest) {
+                origin[i] = Origin::Old;
+            } else {
+                ours[i] = Some(*digest);
+            }
+        }
+    }
+    Ok(ours)
+}
+
 /// Fills a begun file: reuses what the partial file holds, clones equal
 /// chunks from the old file, and sends the rest.
 async fn build<S, D>(
@@ -294,7 +361,7 @@ async fn build<S, D>(
     entry: &Entry,
     begun: peer::Begun,
     origin: &mut [Origin],
-    mut ours: Option<Vec<Digest>>,
+    mut ours: Vec<Option<Digest>>,
     progress: &Arc<Progress>,
 ) -> Result<(), peer::Error>
 where
@@ -304,24 +371,27 @@ where
     let (path, size) = (&entry.path, entry.stat.size);
     let chunk = ctx.opts.chunk_size as u64;
     let chunks = origin.len() as u64;
-    let per_segment = (SEGMENT_BYTES / chunk).clamp(1, SEGMENT_CHUNKS);
+    let (_, per_segment) = plan(chunk);
     if begun.partial {
-        let mine = match ours.take() {
-            Some(mine) => mine,
-            None => digests_of(chunks, per_segment, |f, c| ctx.source.hash(path.clone(), size, f, c))
-                .await
-                .map_err(from_source(progress))?,
-        };
-        let partial = digests_of(chunks, per_segment, |f, c| {
-            ctx.dest.hash(HashTarget::Handle(begun.handle), size, f, c)
+        let span = |first, count, group| Span { size, first, count, group };
+        let unknown =
+            origin.iter().zip(&ours).any(|(o, d)| *o == Origin::Send && d.is_none()) || ours.is_empty();
+        if unknown {
+            let mine =
+                digests_of(chunks, 1, per_segment, |f, c, g| ctx.source.hash(path.clone(), span(f, c, g)))
+                    .await
+                    .map_err(from_source(progress))?;
+            ours = (0..chunks as usize).map(|i| mine.get(i).copied()).collect();
+        }
+        let partial = digests_of(chunks, 1, per_segment, |f, c, g| {
+            ctx.dest.hash(HashTarget::Handle(begun.handle), span(f, c, g))
         })
         .await?;
         for (i, o) in origin.iter_mut().enumerate() {
-            if *o == Origin::Send && mine.get(i).is_some_and(|d| partial.get(i) == Some(d)) {
+            if *o == Origin::Send && ours[i].is_some() && partial.get(i).copied() == ours[i] {
                 *o = Origin::Partial;
             }
         }
-        ours = Some(mine);
     }
     if !ctx.opts.inplace {
         let ranges = runs(origin, Origin::Old, chunk, size);
@@ -345,7 +415,7 @@ where
             () = ctx.abort.cancelled() => return Err(peer::Error::new(ErrorKind::Lost, "transfer aborted")),
         };
         let Ok(permit) = permit else { break };
-        let expected = ours.as_ref().and_then(|d| d.get(i).copied());
+        let expected = ours.get(i).copied().flatten();
         let (ctx, path, progress, stat) = (ctx.clone(), path.clone(), progress.clone(), entry.stat.clone());
         sending.spawn(async move {
             let sent = send_chunk(&ctx, &path, &stat, begun.handle, offset, len, expected, &progress).await;

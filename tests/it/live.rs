@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use pareco::codec::{HashAlgo, RelPath};
+use pareco::codec::{HashAlgo, RelPath, Span};
 use pareco::peer::{
     Chunk, Digest, Filter, Listing, LocalDestination, LocalSource, Result, Settings, Source, Tree,
 };
@@ -32,8 +32,8 @@ impl Source for Meddling {
         self.inner.walk().await
     }
 
-    async fn hash(&self, path: RelPath, size: u64, first: u64, count: u32) -> Result<Vec<Digest>> {
-        self.inner.hash(path, size, first, count).await
+    async fn hash(&self, path: RelPath, span: Span) -> Result<Vec<Digest>> {
+        self.inner.hash(path, span).await
     }
 
     async fn read(&self, path: RelPath, offset: u64, len: u32) -> Result<Chunk> {

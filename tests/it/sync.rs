@@ -449,3 +449,38 @@ fn usage_errors_exit_2_and_failures_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
 }
+
+#[test]
+fn scattered_small_changes_cost_few_digests_on_the_wire() {
+    for direction in ["send", "recv"] {
+        let server = Server::start(&[]);
+        let local = tempfile::tempdir().unwrap();
+        let (src, dst) = if direction == "send" {
+            (local.path().to_owned(), server.path("d"))
+        } else {
+            (server.path("d"), local.path().to_owned())
+        };
+        const SMALL: usize = 1024;
+        let old = noise(SMALL * 4096, 7);
+        let mut new = old.clone();
+        let touched: Vec<usize> = (0..12).map(|k| (k * 337 + 11) % 4096).collect();
+        for &c in &touched {
+            new[c * SMALL + 100] ^= 0x5a;
+        }
+        file(&src.join("db"), &new, 0o600, (5, 0));
+        file(&dst.join("db"), &old, 0o600, (4, 0));
+        let url = server.url("d");
+        let args = if direction == "send" {
+            vec!["send", local.path().to_str().unwrap(), &url, "-c", "1k"]
+        } else {
+            vec!["recv", &url, local.path().to_str().unwrap(), "-c", "1k"]
+        };
+        let r = sync_ok(&args);
+        assert_same_tree(&src, &dst);
+        let changed = (touched.len() * SMALL) as u64;
+        assert_eq!(count(&r, "bytes_transferred"), changed, "{direction}");
+        // 4096 chunk digests would be 32 KiB; grouped, far less travels.
+        let wire = count(&r, "wire_bytes");
+        assert!(wire < changed + 24 * 1024, "{direction}: {wire} bytes on the wire for {changed} changed");
+    }
+}
