@@ -5,12 +5,11 @@
 //! the payload off its read buffer, so the payload reaches the file write as
 //! the very bytes the socket filled. Writing does not go through a tokio-util
 //! `Encoder`, whose single `BytesMut` would force a copy of every payload:
-//! [`Packet::encode_head`] renders the prefix and header into a small buffer
-//! and [`write_packet`] sends it chained with the payload `Bytes` as one
-//! vectored write.
+//! [`Packet::encode_head`] renders the prefix and header into a small buffer,
+//! and the connection's writer (`session::conn::Writer`) sends heads and
+//! payload `Bytes` side by side in vectored writes.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::Decoder;
 
 use super::message::Message;
@@ -75,16 +74,6 @@ impl Packet {
         buf[4..8].copy_from_slice(&(self.payload.len() as u32).to_be_bytes());
         Ok(buf.freeze())
     }
-}
-
-/// Sends one packet: prefix and header chained with the payload, written with
-/// vectored writes so the payload is never copied.
-pub async fn write_packet<W: AsyncWrite + Unpin>(writer: &mut W, packet: &Packet) -> Result<u64, CodecError> {
-    let head = packet.encode_head()?;
-    let len = (head.len() + packet.payload.len()) as u64;
-    let mut frame = head.chain(packet.payload.clone());
-    writer.write_all_buf(&mut frame).await?;
-    Ok(len)
 }
 
 /// Decodes frames into [`Packet`]s, enforcing the header limit and a payload

@@ -1,8 +1,8 @@
 //! The wire codec: bytes ⇄ frames ⇄ messages. No file system, no policy.
 //!
 //! - [`frame`]: the frame layout (an 8-byte length prefix, a MessagePack header,
-//!   an optional raw payload), the tokio-util [`FrameCodec`] decoder and the
-//!   vectored, copy-free frame writer.
+//!   an optional raw payload), the tokio-util [`FrameCodec`] decoder, and
+//!   the encoding of a frame's head to send beside its payload.
 //! - [`message`]: every message of the protocol as one serde enum, and the
 //!   plain data types the messages carry.
 //! - [`path`]: [`RelPath`], a path relative to a synced root that is checked
@@ -16,7 +16,7 @@ pub mod frame;
 pub mod message;
 pub mod path;
 
-pub use frame::{write_packet, CodecError, FrameCodec, Packet};
+pub use frame::{CodecError, FrameCodec, Packet};
 pub use message::*;
 pub use path::RelPath;
 

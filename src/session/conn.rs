@@ -198,3 +198,44 @@ pub fn foreign_protocol(first: &[u8]) -> Option<&'static str> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Message, Packet};
+
+    /// Queued frames, a big payload among them, arrive whole and in order.
+    #[tokio::test]
+    async fn queued_frames_arrive_in_order() {
+        let (a, b) = tokio::io::duplex(64 << 10);
+        let (_, mut writer) = split(Box::new(a));
+        let (mut reader, _keep) = split(Box::new(b));
+        reader.set_max_payload(2 << 20);
+        let big = Bytes::from(vec![7u8; 1 << 20]);
+        let packets = [
+            Packet::new(1, Message::Ping),
+            Packet::with_payload(2, Message::Write { handle: 1, offset: 0, digest: Default::default() }, big),
+            Packet::new(3, Message::Done),
+        ];
+        let sending = async {
+            for p in &packets {
+                writer.queue(p).unwrap();
+            }
+            assert_eq!(
+                writer.queued(),
+                packets.iter().map(|p| p.encode_head().unwrap().len() + p.payload.len()).sum()
+            );
+            writer.flush().await.unwrap();
+            assert_eq!(writer.queued(), 0);
+        };
+        let receiving = async {
+            let mut got = Vec::new();
+            for _ in 0..packets.len() {
+                got.push(reader.next().await.unwrap().unwrap());
+            }
+            got
+        };
+        let ((), got) = tokio::join!(sending, receiving);
+        assert_eq!(got, packets);
+    }
+}
