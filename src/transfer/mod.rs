@@ -32,9 +32,9 @@ pub use stats::{Counters, Report};
 /// Entries per `Apply` request.
 const ACTIONS_PER_REQUEST: usize = 512;
 /// Batches of the listing being probed and dispatched at once.
-const BATCHES_IN_FLIGHT: usize = 8;
+const BATCHES_IN_FLIGHT: usize = 32;
 /// Files in progress at once (a large file counts as [`LARGE_FILE_WEIGHT`]).
-const FILES_IN_FLIGHT: usize = 1024;
+const FILES_IN_FLIGHT: usize = 4096;
 const LARGE_FILE_WEIGHT: u32 = 16;
 
 /// How a transfer behaves.
@@ -188,12 +188,17 @@ where
         Err(e) => return ctx.fail("probing the destination", e),
     };
     let mut actions = Vec::new();
+    // Files create missing parent directories themselves, so they need not
+    // wait for this batch's directories, unless a directory replaces some
+    // other kind of entry.
+    let mut replacing = false;
     let mut pending_files = Vec::new();
     for (entry, found) in entries.into_iter().zip(found) {
         match entry.stat.kind {
             Kind::Dir => {
                 Counters::add(&ctx.counters.dirs_total, 1);
                 if found.as_ref().is_none_or(|f| f.kind != Kind::Dir) {
+                    replacing |= found.is_some();
                     tracing::info!("{}/", entry.path);
                     actions.push(Action::MakeDir { path: entry.path });
                 }
@@ -213,8 +218,11 @@ where
             Kind::File => pending_files.push((entry, found)),
         }
     }
-    if !actions.is_empty() {
+    if replacing {
         ctx.apply(actions).await;
+    } else if !actions.is_empty() {
+        let ctx2 = ctx.clone();
+        ctx.tasks.spawn(async move { ctx2.apply(actions).await });
     }
     let chunk = ctx.opts.chunk_size as u64;
     for (entry, found) in pending_files {
