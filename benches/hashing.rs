@@ -15,8 +15,6 @@ use hdrhistogram::Histogram;
 use pareco::codec::{HashAlgo, RelPath, Span};
 use pareco::peer::{hash, Filter, LocalSource, Settings, Source, Tree};
 
-const ALGOS: [HashAlgo; 6] =
-    [HashAlgo::Xxh3, HashAlgo::Xxh128, HashAlgo::Xxh64, HashAlgo::Crc32, HashAlgo::Crc32c, HashAlgo::Adler32];
 const FILE_SIZE: usize = 256 << 20;
 
 fn histogram() -> Histogram<u64> {
@@ -40,7 +38,7 @@ fn digests_in_memory() {
     for size in [4 << 10, 64 << 10, 1 << 20] {
         let data: Vec<u8> = (0..size).map(|i: usize| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
         let rounds = (512 << 20) / size;
-        for algo in ALGOS {
+        for algo in HashAlgo::ALL {
             let mut hist = histogram();
             let started = Instant::now();
             for _ in 0..rounds {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use pareco::codec::{Direction, HashAlgo, SessionSpec};
 use pareco::peer::{self, Filter, LocalDestination, LocalSource, Settings, Tree};
@@ -97,9 +97,10 @@ struct TransferArgs {
     chunk_size: u32,
     #[command(flatten)]
     token: TokenArgs,
-    /// Digest function for comparing and checking chunks.
-    #[arg(long, value_enum, default_value_t = HashArg::Xxh3)]
-    hash: HashArg,
+    /// Digest function for comparing and checking chunks: xxh3, xxh128,
+    /// xxh64, crc32, crc32c or adler32.
+    #[arg(long, default_value = "xxh3", value_parser = parse_hash)]
+    hash: HashAlgo,
     /// Trust equal size and mtime: never read such files.
     #[arg(long)]
     skip_digest: bool,
@@ -141,27 +142,11 @@ struct Verbosity {
     quiet: bool,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum HashArg {
-    Xxh3,
-    Xxh128,
-    Xxh64,
-    Crc32,
-    Crc32c,
-    Adler32,
-}
-
-impl From<HashArg> for HashAlgo {
-    fn from(h: HashArg) -> HashAlgo {
-        match h {
-            HashArg::Xxh3 => HashAlgo::Xxh3,
-            HashArg::Xxh128 => HashAlgo::Xxh128,
-            HashArg::Xxh64 => HashAlgo::Xxh64,
-            HashArg::Crc32 => HashAlgo::Crc32,
-            HashArg::Crc32c => HashAlgo::Crc32c,
-            HashArg::Adler32 => HashAlgo::Adler32,
-        }
-    }
+fn parse_hash(text: &str) -> Result<HashAlgo, String> {
+    HashAlgo::from_name(text).ok_or_else(|| {
+        let names: Vec<&str> = HashAlgo::ALL.iter().map(|a| a.name()).collect();
+        format!("unknown digest function (use one of: {})", names.join(", "))
+    })
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -320,13 +305,12 @@ async fn transfer(
         None
     };
     let tree = open_local(direction, local)?;
-    let settings =
-        Settings { chunk_size: opts.chunk_size, hash: opts.hash.into(), filter, inplace: opts.inplace };
+    let settings = Settings { chunk_size: opts.chunk_size, hash: opts.hash, filter, inplace: opts.inplace };
     let spec = SessionSpec {
         direction,
         path: remote.path.clone(),
         chunk_size: opts.chunk_size,
-        hash: opts.hash.into(),
+        hash: opts.hash,
         includes: opts.includes.clone(),
         excludes: opts.excludes.clone(),
         inplace: opts.inplace,

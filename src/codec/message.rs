@@ -205,6 +205,32 @@ pub enum HashAlgo {
 }
 
 impl HashAlgo {
+    pub const ALL: [HashAlgo; 6] = [
+        HashAlgo::Xxh3,
+        HashAlgo::Xxh128,
+        HashAlgo::Xxh64,
+        HashAlgo::Crc32,
+        HashAlgo::Crc32c,
+        HashAlgo::Adler32,
+    ];
+
+    /// The lower-case name users give it by.
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlgo::Xxh3 => "xxh3",
+            HashAlgo::Xxh128 => "xxh128",
+            HashAlgo::Xxh64 => "xxh64",
+            HashAlgo::Crc32 => "crc32",
+            HashAlgo::Crc32c => "crc32c",
+            HashAlgo::Adler32 => "adler32",
+        }
+    }
+
+    /// The algorithm called `name`, if any.
+    pub fn from_name(name: &str) -> Option<HashAlgo> {
+        HashAlgo::ALL.into_iter().find(|a| a.name() == name)
+    }
+
     /// Bytes of one digest on the wire.
     pub fn width(self) -> usize {
         match self {

@@ -71,15 +71,6 @@ pub fn unpack(algo: HashAlgo, list: &DigestList) -> Result<Vec<Digest>> {
 mod tests {
     use super::*;
 
-    const ALL: [HashAlgo; 6] = [
-        HashAlgo::Xxh3,
-        HashAlgo::Xxh128,
-        HashAlgo::Xxh64,
-        HashAlgo::Crc32,
-        HashAlgo::Crc32c,
-        HashAlgo::Adler32,
-    ];
-
     #[test]
     fn known_values() {
         assert_eq!(digest(HashAlgo::Crc32, b"123456789"), 0xcbf43926);
@@ -89,7 +80,8 @@ mod tests {
 
     #[test]
     fn pack_round_trips_and_fits_width() {
-        for algo in ALL {
+        for algo in HashAlgo::ALL {
+            assert_eq!(HashAlgo::from_name(algo.name()), Some(algo));
             let ds: Vec<Digest> = (0..5u8).map(|i| digest(algo, &[i; 100])).collect();
             let packed = pack(algo, &ds);
             assert_eq!(packed.0.len(), 5 * algo.width());

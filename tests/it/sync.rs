@@ -71,28 +71,17 @@ fn fully_different_files_are_replaced() {
 
 #[test]
 fn one_differing_chunk_travels_alone() {
-    for direction in ["send", "recv"] {
-        let server = Server::start(&[]);
-        let local = tempfile::tempdir().unwrap();
+    for way in both_ways() {
         let content = noise(CHUNK * 10 + 100, 4);
         let mut changed = content.clone();
         changed[CHUNK * 6 + 5] ^= 0xff;
-        let (src, dst) = if direction == "send" {
-            (local.path().to_owned(), server.path("d"))
-        } else {
-            (server.path("d"), local.path().to_owned())
-        };
+        let (src, dst) = (&way.src, &way.dst);
         file(&src.join("f"), &changed, 0o644, (1_600_000_000, 5));
         file(&dst.join("f"), &content, 0o644, (1_600_000_000, 5));
         let inode = fs::metadata(dst.join("f")).unwrap().ino();
-        let args = if direction == "send" {
-            vec!["send", local.path().to_str().unwrap(), &*server.url("d").leak(), "-c", C]
-        } else {
-            vec!["recv", &*server.url("d").leak(), local.path().to_str().unwrap(), "-c", C]
-        };
-        let r = sync_ok(&args);
-        assert_same_tree(&src, &dst);
-        assert_eq!(count(&r, "bytes_transferred"), CHUNK as u64, "{direction}");
+        let r = way.sync(&["-c", C]);
+        assert_same_tree(src, dst);
+        assert_eq!(count(&r, "bytes_transferred"), CHUNK as u64, "{}", way.name);
         assert_eq!(count(&r, "chunks_transferred"), 1);
         assert_eq!(count(&r, "chunks_total"), 11);
         assert_eq!(count(&r, "chunks_skipped"), 10);
@@ -259,14 +248,8 @@ fn skip_digest_trusts_size_and_mtime() {
 
 #[test]
 fn inplace_keeps_the_inode_and_sends_changed_chunks() {
-    for direction in ["send", "recv"] {
-        let server = Server::start(&[]);
-        let local = tempfile::tempdir().unwrap();
-        let (src, dst) = if direction == "send" {
-            (local.path().to_owned(), server.path("d"))
-        } else {
-            (server.path("d"), local.path().to_owned())
-        };
+    for way in both_ways() {
+        let (src, dst) = (&way.src, &way.dst);
         let old = noise(CHUNK * 6, 2);
         let mut new = old.clone();
         new[CHUNK * 2] ^= 1;
@@ -276,15 +259,9 @@ fn inplace_keeps_the_inode_and_sends_changed_chunks() {
         file(&src.join("small"), b"new small", 0o644, (3, 3));
         file(&dst.join("small"), b"old small", 0o644, (1, 1));
         let inode = fs::metadata(dst.join("db")).unwrap().ino();
-        let url = server.url("d");
-        let args = if direction == "send" {
-            vec!["send", local.path().to_str().unwrap(), &url, "--inplace", "-c", C]
-        } else {
-            vec!["recv", &url, local.path().to_str().unwrap(), "--inplace", "-c", C]
-        };
-        let r = sync_ok(&args);
-        assert_same_tree(&src, &dst);
-        assert_eq!(fs::metadata(dst.join("db")).unwrap().ino(), inode, "{direction}");
+        let r = way.sync(&["--inplace", "-c", C]);
+        assert_same_tree(src, dst);
+        assert_eq!(fs::metadata(dst.join("db")).unwrap().ino(), inode, "{}", way.name);
         // The changed chunk and the small file (the 3-byte tail is there).
         assert_eq!(count(&r, "bytes_transferred"), (CHUNK + 9) as u64);
     }
@@ -452,14 +429,8 @@ fn usage_errors_exit_2_and_failures_exit_1() {
 
 #[test]
 fn scattered_small_changes_cost_few_digests_on_the_wire() {
-    for direction in ["send", "recv"] {
-        let server = Server::start(&[]);
-        let local = tempfile::tempdir().unwrap();
-        let (src, dst) = if direction == "send" {
-            (local.path().to_owned(), server.path("d"))
-        } else {
-            (server.path("d"), local.path().to_owned())
-        };
+    for way in both_ways() {
+        let (src, dst) = (&way.src, &way.dst);
         const SMALL: usize = 1024;
         let old = noise(SMALL * 4096, 7);
         let mut new = old.clone();
@@ -469,18 +440,12 @@ fn scattered_small_changes_cost_few_digests_on_the_wire() {
         }
         file(&src.join("db"), &new, 0o600, (5, 0));
         file(&dst.join("db"), &old, 0o600, (4, 0));
-        let url = server.url("d");
-        let args = if direction == "send" {
-            vec!["send", local.path().to_str().unwrap(), &url, "-c", "1k"]
-        } else {
-            vec!["recv", &url, local.path().to_str().unwrap(), "-c", "1k"]
-        };
-        let r = sync_ok(&args);
-        assert_same_tree(&src, &dst);
+        let r = way.sync(&["-c", "1k"]);
+        assert_same_tree(src, dst);
         let changed = (touched.len() * SMALL) as u64;
-        assert_eq!(count(&r, "bytes_transferred"), changed, "{direction}");
+        assert_eq!(count(&r, "bytes_transferred"), changed, "{}", way.name);
         // 4096 chunk digests would be 32 KiB; grouped, far less travels.
         let wire = count(&r, "wire_bytes");
-        assert!(wire < changed + 24 * 1024, "{direction}: {wire} bytes on the wire for {changed} changed");
+        assert!(wire < changed + 24 * 1024, "{}: {wire} bytes on the wire for {changed} changed", way.name);
     }
 }

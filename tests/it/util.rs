@@ -211,3 +211,45 @@ pub fn varied_tree(root: &Path, chunk: usize) {
         set_mtime(&root.join(dir), (1_650_000_000, 42));
     }
 }
+
+/// One direction of a test that runs a transfer both ways: a fresh server,
+/// a local directory, and which of the two is the source.
+pub struct Way {
+    /// `send` (local → server) or `recv` (server → local).
+    pub name: &'static str,
+    pub server: Server,
+    pub local: tempfile::TempDir,
+    /// The source tree and the destination tree, whichever side they are.
+    pub src: PathBuf,
+    pub dst: PathBuf,
+}
+
+impl Way {
+    /// Runs the transfer from `src` to `dst` with `extra` options; returns
+    /// the `--json` report.
+    pub fn sync(&self, extra: &[&str]) -> serde_json::Value {
+        let url = self.server.url("d");
+        let local = self.local.path().to_str().expect("UTF-8 temp path");
+        let mut args = match self.name {
+            "send" => vec!["send", local, &url],
+            _ => vec!["recv", &url, local],
+        };
+        args.extend_from_slice(extra);
+        sync_ok(&args)
+    }
+}
+
+/// An upload and a download, each with its own server; the remote tree is
+/// the server's `d`.
+pub fn both_ways() -> [Way; 2] {
+    ["send", "recv"].map(|name| {
+        let server = Server::start(&[]);
+        let local = tempfile::tempdir().expect("temp dir");
+        let (src, dst) = if name == "send" {
+            (local.path().to_owned(), server.path("d"))
+        } else {
+            (server.path("d"), local.path().to_owned())
+        };
+        Way { name, server, local, src, dst }
+    })
+}

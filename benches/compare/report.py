@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""report.py RESULTS_DIR: turn the runs recorded by benches/compare.sh into one
+table (printed, and written as Markdown to RESULTS_DIR/results.md).
+
+RESULTS_DIR holds header.txt, manifest.json, links.tsv, iperf.tsv and runs/*/
+(meta, client.stdout, client.stderr, client.time, server.rss)."""
+import json
+import os
+import re
+import statistics
+import sys
+
+MIB = 1 << 20
+
+
+def read(path, default=""):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def parse_meta(text):
+    meta = {}
+    for line in text.splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            meta[k] = v
+    return meta
+
+
+def time_line(text):
+    """GNU time -o output with -f '%e %U %S %M' (an optional 'Command exited/terminated
+    ...' line before it), or the same line written from /proc for the pareco server.
+    Returns (cpu seconds = user + system, peak RSS KiB), None where unknown."""
+    for line in reversed(text.strip().splitlines()):
+        f = line.split()
+        try:
+            vals = [float(x) for x in f]
+        except ValueError:
+            continue
+        if len(vals) == 4:
+            return vals[1] + vals[2], int(vals[3])
+        if len(vals) == 3:
+            return vals[1] + vals[2], None
+    return None, None
+
+
+def rsync_wire(stdout):
+    sent = re.search(r"Total bytes sent:\s*([\d,.]+)", stdout)
+    recv = re.search(r"Total bytes received:\s*([\d,.]+)", stdout)
+    if not (sent and recv):
+        return None
+    return int(sent.group(1).replace(",", "").replace(".", "")) + int(
+        recv.group(1).replace(",", "").replace(".", "")
+    )
+
+
+def pareco_json(stdout):
+    for line in reversed(stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                pass
+    return None
+
+
+def load_runs(root):
+    runs = []
+    rdir = os.path.join(root, "runs")
+    for name in sorted(os.listdir(rdir)) if os.path.isdir(rdir) else []:
+        d = os.path.join(rdir, name)
+        meta = parse_meta(read(os.path.join(d, "meta")))
+        if "seconds" not in meta:
+            continue
+        out = read(os.path.join(d, "client.stdout"))
+        r = {
+            "dir": d,
+            "order": int(meta.get("order", 0)),
+            "scenario": meta["scenario"],
+            "link": meta["link"],
+            "tool": meta["tool"],
+            "variant": meta["variant"],
+            "seconds": float(meta["seconds"]),
+            "exit": int(meta.get("exit", "0")),
+            "source_bytes": int(meta["source_bytes"]),
+            "verify": meta.get("verify", "?"),
+            "server_alive": meta.get("server_alive", "1"),
+            "stderr": read(os.path.join(d, "client.stderr")),
+            "wire": None,
+            "json": None,
+        }
+        if r["tool"] == "rsync":
+            r["wire"] = rsync_wire(out)
+        else:
+            j = pareco_json(out)
+            r["json"] = j
+            if j is not None:
+                r["wire"] = j.get("wire_bytes")
+        r["client_cpu"], r["client_rss"] = time_line(read(os.path.join(d, "client.time")))
+        r["server_cpu"], r["server_rss"] = time_line(read(os.path.join(d, "server.rss")))
+        r["ok"] = r["exit"] == 0 and r["verify"] == "ok"
+        runs.append(r)
+    runs.sort(key=lambda r: r["order"])
+    return runs
+
+
+def fmt(x, spec):
+    return "—" if x is None else format(x, spec)
+
+
+SCEN_NAMES = {
+    "1": "1 cold copy, upload",
+    "2": "2 cold copy, small files, upload",
+    "3": "3 re-sync, nothing changed",
+    "4": "4 1 % of pages changed",
+    "5": "5 cold copy, download",
+    "6": "6 cold copy, TLS, upload",
+}
+
+
+def main():
+    root = sys.argv[1]
+    manifest = json.loads(read(os.path.join(root, "manifest.json"), "{}") or "{}")
+    links = {}
+    for line in read(os.path.join(root, "links.tsv")).splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2:
+            links[parts[0]] = parts[1]
+    iperf = {}
+    for line in read(os.path.join(root, "iperf.tsv")).splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3:
+            iperf[parts[0]] = (float(parts[1]) if parts[1] else None, float(parts[2]) if parts[2] else None)
+    runs = load_runs(root)
+
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["scenario"], r["link"], r["variant"]), []).append(r)
+
+    # medians per group over successful runs
+    stats = {}
+    for key, rs in groups.items():
+        good = [r for r in rs if r["ok"]]
+        med = statistics.median([r["seconds"] for r in good]) if good else None
+        wires = [r["wire"] for r in good if r["wire"] is not None]
+        stats[key] = {
+            "runs": rs,
+            "good": good,
+            "median": med,
+            "wire": statistics.median(wires) if wires else None,
+            "crss": max([r["client_rss"] for r in rs if r["client_rss"]], default=None),
+            "srss": max([r["server_rss"] for r in rs if r["server_rss"]], default=None),
+            "ccpu": statistics.median([r["client_cpu"] for r in good if r["client_cpu"] is not None])
+            if any(r["client_cpu"] is not None for r in good) else None,
+            "scpu": statistics.median([r["server_cpu"] for r in good if r["server_cpu"] is not None])
+            if any(r["server_cpu"] is not None for r in good) else None,
+        }
+
+    header = [
+        "scenario", "link", "tool", "runs", "median s", "MB/s", "wire MB",
+        "client RSS MiB", "server RSS MiB", "pareco/rsync", "% of iperf3 -P8",
+        "client CPU s", "server CPU s", "notes",
+    ]
+    rows = []
+    failures = []
+    for key, st in stats.items():
+        scen, link, variant = key
+        rs, med = st["runs"], st["median"]
+        src = rs[0]["source_bytes"]
+        mbps = src / med / 1e6 if med else None
+        rsync_key = (scen, link, "rsync")
+        ratio = None
+        if not variant.startswith("rsync") and rsync_key in stats and med and stats[rsync_key]["median"]:
+            ratio = med / stats[rsync_key]["median"]
+        pct = None
+        if link in iperf and iperf[link][1] and mbps and scen in ("1", "2", "5", "6"):
+            pct = mbps * 8 / iperf[link][1] * 100
+        notes = []
+        if scen == "4" and st["wire"] is not None and manifest.get("delta_changed_bytes_4k"):
+            if variant == "pareco -c 1MiB":
+                notes.append(f"wire = {st['wire'] / manifest['delta_changed_bytes_1m']:.2f}× changed 1 MiB chunks")
+            notes.append(f"wire = {st['wire'] / manifest['delta_changed_bytes_4k']:.2f}× changed 4 KiB pages")
+        if scen == "6" and variant == "rsync":
+            notes.append("plain TCP: the rsync daemon has no TLS")
+        dead = sum(1 for r in rs if r["server_alive"] == "0")
+        if dead:
+            notes.append(f"server process gone at the end of {dead} run(s)")
+        nbad = len(rs) - len(st["good"])
+        if nbad:
+            exits = sorted({r["exit"] for r in rs if not r["ok"]})
+            verifies = sorted({r["verify"][:60] for r in rs if r["exit"] == 0 and r["verify"] != "ok"})
+            what = f"{nbad}/{len(rs)} runs FAILED (exit {','.join(map(str, exits))})"
+            if verifies:
+                what += " verify: " + " | ".join(verifies)
+            notes.append(what)
+            for r in rs:
+                if not r["ok"]:
+                    failures.append(r)
+        if variant.startswith("pareco"):
+            jsons = [r["json"] for r in st["good"] if r["json"] and r["json"].get("chunks_transferred")]
+            if jsons:
+                p50 = statistics.median(j["chunk_latency_us"]["p50"] for j in jsons)
+                notes.append(f"chunk p50 {p50 / 1000:.1f} ms")
+        rows.append([
+            SCEN_NAMES.get(scen, scen), link, variant, f"{len(st['good'])}/{len(rs)}",
+            fmt(med, ".2f" if med is None or med >= 1 else ".3f"), fmt(mbps, ".1f"),
+            fmt(st["wire"] / 1e6 if st["wire"] is not None else None, ".1f"),
+            fmt(st["crss"] / 1024 if st["crss"] else None, ".1f"),
+            fmt(st["srss"] / 1024 if st["srss"] else None, ".1f"),
+            fmt(ratio, ".2f"), fmt(pct, ".0f"), fmt(st["ccpu"], ".2f"), fmt(st["scpu"], ".2f"),
+            "; ".join(notes),
+        ])
+
+    # plain text
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
+    def line(cells):
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+    text = [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
+
+    md = []
+    md.append(read(os.path.join(root, "header.txt")).rstrip())
+    md.append("")
+    md.append("| " + " | ".join(header) + " |")
+    md.append("|" + "|".join("---" if i < 3 or i == len(header) - 1 else "---:" for i in range(len(header))) + "|")
+    for r in rows:
+        md.append("| " + " | ".join(str(c) for c in r) + " |")
+    md.append("")
+    if links:
+        md.append("Links:")
+        md.append("")
+        for name, desc in links.items():
+            md.append(f"- `{name}`: {desc}")
+        md.append("")
+    if iperf:
+        md.append("| link | iperf3 -P 1 Mbit/s | iperf3 -P 8 Mbit/s |")
+        md.append("|---|---:|---:|")
+        for name, (p1, p8) in iperf.items():
+            md.append(f"| {name} | {fmt(p1, '.0f')} | {fmt(p8, '.0f')} |")
+        md.append("")
+    if manifest:
+        md.append(
+            "Data: scenario 1/3/5/6 {bf} files, {bb:.0f} MiB in all; scenario 2 {sf} files of {ss} bytes in {sd} "
+            "directories ({sb:.1f} MiB); scenario 4 one file of {db:.0f} MiB with {cp} of its {dp} 4 KiB pages "
+            "rewritten = {c4:.2f} MB of changed 4 KiB chunks; those pages touch {c1n} of the 1 MiB chunks = "
+            "{c1:.1f} MB of changed 1 MiB chunks.".format(
+                bf=manifest["big_files"], bb=manifest["big_bytes"] / MIB, sf=manifest["small_files"],
+                ss=manifest["params"]["small_size"], sd=manifest["small_dirs"], sb=manifest["small_bytes"] / MIB,
+                db=manifest["delta_bytes"] / MIB, cp=manifest["delta_changed_pages"], dp=manifest["delta_pages"],
+                c4=manifest["delta_changed_bytes_4k"] / 1e6, c1n=manifest["delta_changed_chunks_1m"],
+                c1=manifest["delta_changed_bytes_1m"] / 1e6,
+            )
+        )
+        md.append("")
+    if failures:
+        md.append("Failed runs:")
+        md.append("")
+        for r in failures:
+            tail = "\n".join(r["stderr"].strip().splitlines()[-8:])
+            md.append(f"- {SCEN_NAMES.get(r['scenario'], r['scenario'])} / {r['link']} / {r['variant']}: "
+                      f"exit {r['exit']}, verify {r['verify']} ({os.path.basename(r['dir'])})")
+            if tail:
+                md.append("")
+                md.append("  ```")
+                md.extend("  " + l for l in tail.splitlines())
+                md.append("  ```")
+        md.append("")
+    with open(os.path.join(root, "results.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+
+    print("\n".join(text))
+    print()
+    for name, desc in links.items():
+        print(f"link {name}: {desc.replace('`', '')}")
+    for name, (p1, p8) in iperf.items():
+        print(f"iperf3 {name}: -P 1 {fmt(p1, '.0f')} Mbit/s, -P 8 {fmt(p8, '.0f')} Mbit/s")
+    if failures:
+        print()
+        print("FAILED RUNS:")
+        for r in failures:
+            print(f"  {r['scenario']} {r['link']} {r['variant']}: exit {r['exit']}, verify {r['verify']}  ({r['dir']})")
+            for l in r["stderr"].strip().splitlines()[-8:]:
+                print("    | " + l)
+
+
+if __name__ == "__main__":
+    main()
