@@ -173,7 +173,9 @@ pub(crate) fn hash_chunks(
     let width = settings.hash.width();
     let mut buf = vec![0u8; settings.chunk_size as usize];
     let mut out = Vec::with_capacity((span.count as usize / group).min(4096));
-    let mut packed: Vec<u8> = Vec::with_capacity(if group > 1 { group * width } else { 0 });
+    // `group` comes from the peer: size the buffer by what the span can hold.
+    let per_group = if group > 1 { group.min(span.count as usize) * width } else { 0 };
+    let mut packed: Vec<u8> = Vec::with_capacity(per_group.min(1 << 20));
     let end = span.first.saturating_add(span.count as u64);
     for index in span.first..end {
         let offset = index.saturating_mul(chunk);

@@ -169,7 +169,18 @@ impl Tree {
                 Some(_) => self.remove_all(&done)?,
                 None => {}
             }
-            self.make_dir(&done)?;
+            let (parent, name) = self.parent_of(&done)?;
+            match rustix::fs::mkdirat(&parent.fd, name, Mode::from(0o755)) {
+                Ok(()) => {}
+                // Made meanwhile by another task, or a FIFO, socket or
+                // device that lstat does not report: replace the latter.
+                Err(Errno::EXIST) if parent.stat(name)?.is_some_and(|st| st.kind == Kind::Dir) => {}
+                Err(Errno::EXIST) => {
+                    self.remove_file(&done)?;
+                    self.make_dir(&done)?;
+                }
+                Err(e) => return Err(Error::from_errno(e, &done, "make directory")),
+            }
         }
         Ok(())
     }

@@ -132,6 +132,10 @@ async fn connect_one(
                         "the server at {addr} closed the connection during the TLS handshake: \
                          it does not seem to use TLS (use a pareco:// address without --tls)"
                     ),
+                    _ if e.to_string().contains("CaUsedAsEndEntity") => format!(
+                        "TLS handshake with {addr} failed: {e} (the server's self-signed certificate \
+                         is marked as a CA; make it with basicConstraints CA:FALSE, see README)"
+                    ),
                     _ => format!("TLS handshake with {addr} failed: {e}"),
                 })
             })?),

@@ -59,7 +59,25 @@ struct State {
     key: Option<Key>,
     config: ServerConfig,
     sessions: Mutex<HashMap<u64, Arc<Session>>>,
+    /// The trees upload sessions write into, by session id.
+    writers: Writers,
     epoch: Instant,
+}
+
+type Writers = Arc<Mutex<HashMap<u64, PathBuf>>>;
+
+/// An upload session's claim on the tree it writes into. It is released
+/// when the session is dropped, that is once the last request still
+/// running for it is done, not merely when the session leaves the table.
+struct WriteClaim {
+    writers: Writers,
+    id: u64,
+}
+
+impl Drop for WriteClaim {
+    fn drop(&mut self) {
+        lock(&self.writers).remove(&self.id);
+    }
 }
 
 /// One open session on the server.
@@ -67,9 +85,8 @@ struct Session {
     id: u64,
     role: Role,
     max_payload: u32,
-    /// For uploads: the real path written into, so that no second session
-    /// writes into an overlapping tree.
-    writes_into: Option<PathBuf>,
+    /// For uploads: the claim on the tree written into.
+    _claim: Option<WriteClaim>,
     /// Milliseconds since the server's epoch when a frame last arrived.
     last_active: AtomicU64,
     connections: AtomicUsize,
@@ -92,7 +109,14 @@ impl Server {
             .await
             .map_err(|e| SessionError::Other(format!("cannot listen on {addr}: {e}")))?;
         let key = config.token.as_deref().map(Key::from_token);
-        let state = State { root, key, config, sessions: Mutex::default(), epoch: Instant::now() };
+        let state = State {
+            root,
+            key,
+            config,
+            sessions: Mutex::default(),
+            writers: Writers::default(),
+            epoch: Instant::now(),
+        };
         Ok(Server { listener, state: Arc::new(state) })
     }
 
@@ -189,12 +213,9 @@ impl State {
         };
         let mut sessions = lock(&self.sessions);
         self.check_room(&sessions)?;
+        let mut writers = lock(&self.writers);
         if upload {
-            let overlapping = sessions
-                .values()
-                .filter_map(|s| s.writes_into.as_deref())
-                .any(|other| overlaps(other, &real));
-            if overlapping {
+            if writers.values().any(|other| overlaps(other, &real)) {
                 return Err(peer::Error::new(
                     ErrorKind::Busy,
                     format!("another session is writing into {} or a directory overlapping it", spec.path),
@@ -207,11 +228,15 @@ impl State {
                 break id;
             }
         };
+        if upload {
+            writers.insert(id, real);
+        }
+        drop(writers);
         let session = Arc::new(Session {
             id,
             role,
             max_payload: spec.chunk_size,
-            writes_into: upload.then_some(real),
+            _claim: upload.then(|| WriteClaim { writers: self.writers.clone(), id }),
             last_active: AtomicU64::new(self.now_ms()),
             // The opening connection counts from here, so the session
             // ends when it goes, even before the Welcome is sent.

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use pareco::codec::{
-    Action, Direction, ErrorKind, FrameCodec, HashAlgo, Message, Meta, Mtime, Packet, RelPath, SessionSpec,
-    MAX_HEADER_LEN, MAX_PAYLOAD_CAP, PROTOCOL_VERSION,
+    Action, Direction, ErrorKind, FrameCodec, HashAlgo, HashTarget, Message, Meta, Mtime, Packet, RelPath,
+    SessionSpec, Span, MAX_HEADER_LEN, MAX_PAYLOAD_CAP, PROTOCOL_VERSION,
 };
 use pareco::peer::hash;
 use pareco::session::auth::Key;
@@ -886,4 +886,36 @@ fn token_never_appears_in_the_server_log() {
     assert!(log.contains("wrong token"), "the refusals are logged:\n{log}");
     assert!(log.contains("opened"), "the sessions are logged:\n{log}");
     assert!(!log.contains(TOKEN), "the token is in the server log:\n{log}");
+}
+
+#[test]
+fn absurd_hash_spans_are_answered_not_fatal() {
+    let server = Server::start(&[]);
+    file(&server.path("d/f"), &noise(10_000, 1), 0o644, (1, 0));
+    let (mut raw, _) = Raw::opened(server.port, None, download("d"));
+    // A group of 4 billion chunks and a count to match: the server must
+    // size nothing by them.
+    for (id, group, count) in [(1, u32::MAX, u32::MAX), (2, u32::MAX, 3), (3, 0, u32::MAX)] {
+        let span = Span { size: u64::MAX, first: 0, count, group };
+        match raw.request(id, Message::Hash { target: HashTarget::Path(rel("f")), span }, Bytes::new()) {
+            Message::Hashes { .. } | Message::Error { .. } => {}
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    raw.pings(4);
+    raw.close_session(5);
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn a_fifo_in_the_way_of_a_directory_is_replaced() {
+    let server = Server::start(&[]);
+    std::fs::create_dir_all(server.path("d")).unwrap();
+    let fifo = rustix::fs::FileType::Fifo;
+    rustix::fs::mknodat(rustix::fs::CWD, server.path("d/sub"), fifo, rustix::fs::Mode::from(0o644), 0)
+        .unwrap();
+    let src = tempfile::tempdir().unwrap();
+    file(&src.path().join("sub/inner.txt"), b"inside", 0o644, (1, 0));
+    sync_ok(&["send", src.path().to_str().unwrap(), &server.url("d")]);
+    assert_same_tree(src.path(), &server.path("d"));
 }
