@@ -214,13 +214,11 @@ impl State {
         let mut sessions = lock(&self.sessions);
         self.check_room(&sessions)?;
         let mut writers = lock(&self.writers);
-        if upload {
-            if writers.values().any(|other| overlaps(other, &real)) {
-                return Err(peer::Error::new(
-                    ErrorKind::Busy,
-                    format!("another session is writing into {} or a directory overlapping it", spec.path),
-                ));
-            }
+        if upload && writers.values().any(|other| overlaps(other, &real)) {
+            return Err(peer::Error::new(
+                ErrorKind::Busy,
+                format!("another session is writing into {} or a directory overlapping it", spec.path),
+            ));
         }
         let id = loop {
             let id = u64::from_le_bytes(random8().map_err(|e| peer::Error::io(e.to_string()))?);
