@@ -32,9 +32,9 @@ const SEGMENT_BYTES: u64 = 64 << 20;
 const GROUP_BYTES: u64 = 64 << 10;
 /// Groups being compared chunk by chunk at once for one file.
 const REFINES_IN_FLIGHT: usize = 16;
-/// Chunks one file may have (the per-chunk bookkeeping of a file is kept
-/// in memory: 17 bytes a chunk).
-const MAX_CHUNKS_PER_FILE: u64 = 1 << 26;
+/// Chunks one file may have: the per-chunk bookkeeping of a file is kept in
+/// memory, up to 33 bytes a chunk (16 Mi chunks of 1 MiB: a 16 TiB file).
+const MAX_CHUNKS_PER_FILE: u64 = 1 << 24;
 /// Segments hashed at once for one file.
 const SEGMENTS_IN_FLIGHT: usize = 2;
 
@@ -52,7 +52,10 @@ enum Origin {
 /// What happened to one file, for the counters.
 #[derive(Default)]
 struct Progress {
+    /// Chunks delivered, and their bytes (each counted once).
     chunks_sent: AtomicU64,
+    data_sent: AtomicU64,
+    /// Payload bytes put on the wire, a chunk sent again counted again.
     bytes_sent: AtomicU64,
     changed: AtomicBool,
     vanished: AtomicBool,
@@ -72,7 +75,7 @@ where
     Counters::add(&c.bytes_transferred, progress.bytes_sent.load(Ordering::Relaxed));
     let size = entry.stat.size;
     let chunk = ctx.opts.chunk_size as u64;
-    let sent_bytes = (chunks_sent * chunk).min(size);
+    let sent_bytes = progress.data_sent.load(Ordering::Relaxed).min(size);
     if progress.vanished.load(Ordering::Relaxed) {
         Counters::add(&c.files_vanished, 1);
         tracing::warn!("{}: vanished during the transfer; removed from the destination too", entry.path);
@@ -214,6 +217,7 @@ where
     }
     if size > 0 {
         progress.chunks_sent.fetch_add(1, Ordering::Relaxed);
+        progress.data_sent.fetch_add(size, Ordering::Relaxed);
     }
     Ok(())
 }
@@ -461,6 +465,7 @@ where
             Ok(()) => {
                 tracing::debug!("{path}: chunk at {offset} ({len} bytes) sent");
                 progress.chunks_sent.fetch_add(1, Ordering::Relaxed);
+                progress.data_sent.fetch_add(len as u64, Ordering::Relaxed);
                 return Ok(());
             }
             Err(e) if e.kind == ErrorKind::DigestMismatch && attempt == 0 => {

@@ -122,6 +122,7 @@ fn grown_and_shrunk_files_reuse_their_common_chunks() {
     // grow: its two new chunks; shrink: nothing, even its one-byte tail
     // chunk is there already.
     assert_eq!(count(&r, "bytes_transferred"), (CHUNK + 10) as u64);
+    assert_eq!(count(&r, "bytes_skipped"), count(&r, "bytes_total") - (CHUNK + 10) as u64);
 }
 
 #[test]
