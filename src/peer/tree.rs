@@ -66,12 +66,12 @@ impl Tree {
         let fd = rustix::fs::openat2(
             &self.dir,
             rel.as_path(),
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
             Mode::empty(),
             RESOLVE,
         )
         .map_err(|e| Error::from_errno(e, rel, "open"))?;
-        Ok(File::from(fd))
+        regular_file(fd, rel)
     }
 
     /// Opens (`create`: or creates, with mode 0600) a regular file for
@@ -83,9 +83,9 @@ impl Tree {
             flags |= OFlags::CREATE;
             mode = Mode::from(0o600);
         }
-        let fd = rustix::fs::openat2(&self.dir, rel.as_path(), flags, mode, RESOLVE)
+        let fd = rustix::fs::openat2(&self.dir, rel.as_path(), flags | OFlags::NONBLOCK, mode, RESOLVE)
             .map_err(|e| Error::from_errno(e, rel, "open for writing"))?;
-        Ok(File::from(fd))
+        regular_file(fd, rel)
     }
 
     /// The directory holding `rel`, opened beneath the tree, and the name
@@ -365,6 +365,17 @@ fn stat_of(st: &rustix::fs::Stat, target: Option<Vec<u8>>) -> Option<Stat> {
         },
         target: target.map(serde_bytes::ByteBuf::from),
     })
+}
+
+/// `fd` as a [`File`] if it is a regular file. Files are opened with
+/// `O_NONBLOCK` so that a FIFO named by a peer cannot hang the open; a
+/// regular file ignores the flag.
+fn regular_file(fd: OwnedFd, rel: &RelPath) -> Result<File> {
+    let st = rustix::fs::fstat(&fd).map_err(|e| Error::from_errno(e, rel, "stat"))?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(Error::denied(format!("{rel}: not a regular file")));
+    }
+    Ok(File::from(fd))
 }
 
 /// Sets permission bits and mtime on an open file.

@@ -368,8 +368,9 @@ async fn serve_connection(state: Arc<State>, io: BoxIo, peer: SocketAddr) {
     } else {
         None
     };
-    // The session ends before the socket closes, so a client that sees the
-    // close can open a new session on the same tree at once.
+    // The session leaves the table before the socket closes. (An upload's
+    // claim on its tree lasts until the last request still running for it
+    // is done; see WriteClaim.)
     if session.connections.fetch_sub(1, Ordering::Relaxed) == 1 {
         state.end(&session, "ended: the client closed its connections");
     }

@@ -919,3 +919,30 @@ fn a_fifo_in_the_way_of_a_directory_is_replaced() {
     sync_ok(&["send", src.path().to_str().unwrap(), &server.url("d")]);
     assert_same_tree(src.path(), &server.path("d"));
 }
+
+#[test]
+fn a_fifo_named_by_a_client_does_not_hang_the_server() {
+    let server = Server::start(&[]);
+    std::fs::create_dir_all(server.path("d")).unwrap();
+    let fifo = rustix::fs::FileType::Fifo;
+    rustix::fs::mknodat(rustix::fs::CWD, server.path("d/pipe"), fifo, rustix::fs::Mode::from(0o644), 0)
+        .unwrap();
+    let (mut raw, _) = Raw::opened(server.port, None, download("d"));
+    let message = raw.request_fails(
+        1,
+        Message::Read { path: rel("pipe"), offset: 0, len: 10 },
+        Bytes::new(),
+        ErrorKind::Denied,
+    );
+    assert!(message.contains("not a regular file"), "{message}");
+    let span = Span { size: 10, first: 0, count: 1, group: 1 };
+    raw.request_fails(
+        2,
+        Message::Hash { target: HashTarget::Path(rel("pipe")), span },
+        Bytes::new(),
+        ErrorKind::Denied,
+    );
+    raw.pings(3);
+    raw.close_session(4);
+    still_serves(&server, "after", &[]);
+}
