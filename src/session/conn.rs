@@ -106,6 +106,10 @@ impl Writer {
                 }
             }
         }
+        // TLS takes the bytes into its own buffer and may not have passed
+        // them all to the socket yet: push them out, or the peer might wait
+        // for them forever. (A no-op on plain TCP.)
+        self.inner.flush().await?;
         Ok(())
     }
 
