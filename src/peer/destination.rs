@@ -228,9 +228,6 @@ impl Inner {
             }
             other => other?,
         };
-        if parent.stat(name)?.is_some_and(|st| st.kind != Kind::File) {
-            self.tree.remove_all(&path)?;
-        }
         let temp = temp_name(name);
         let file = match parent.create_new(&temp) {
             Ok(file) => file,
@@ -245,7 +242,16 @@ impl Inner {
             let _ = self.tree.remove_file(&temp_path(&path)?);
             return Err(e);
         }
-        parent.rename(&temp, name)
+        // A rename replaces a file, symlink or special file at `name`; only
+        // a directory there (the source's file was a directory here) has to
+        // go first.
+        match parent.rename(&temp, name) {
+            Err(e) if parent.stat(name)?.is_some_and(|st| st.kind == Kind::Dir) => {
+                self.tree.remove_all(&path).map_err(|_| e)?;
+                parent.rename(&temp, name)
+            }
+            other => other,
+        }
     }
 
     fn apply(&self, action: &Action) -> Result<()> {
