@@ -149,15 +149,18 @@ ensure_tools() {
 }
 ensure_tools
 
+GIT_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ $BUILD == 1 ]]; then
   command -v cargo >/dev/null || die "cargo not found (or use --pareco BIN)"
   log "building pareco (release) into $CARGO_TARGET_DIR"
   (cd "$REPO" && cargo build --release --quiet --bin pareco)
   PARECO=$CARGO_TARGET_DIR/release/pareco
+  BIN_NOTE="built by this run from the working tree at commit $GIT_REV (uncommitted changes included)"
 fi
 [[ -n "$PARECO" ]] || PARECO=$CARGO_TARGET_DIR/release/pareco
 [[ -x "$PARECO" ]] || die "no pareco binary at $PARECO"
 PARECO=$(readlink -f "$PARECO")
+[[ $BUILD == 1 ]] || BIN_NOTE="not built by this run: binary of $(date -u -r "$PARECO" '+%Y-%m-%d %H:%M UTC'); HEAD is now $GIT_REV"
 
 # ---------------------------------------------------------------- data
 mkdir -p "$WORK"
@@ -214,15 +217,15 @@ EOF
 # ---------------------------------------------------------------- header
 MEM_GIB=$(awk '/MemTotal/ {printf "%.1f", $2/1048576}' /proc/meminfo)
 CPU_MODEL=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
-GIT_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 {
   echo "### pareco vs rsync, $(date -u '+%Y-%m-%d %H:%M UTC') ($PROFILE data)"
   echo
   echo "- machine: \`nproc\` = $(nproc), memory $MEM_GIB GiB, ${CPU_MODEL:-unknown CPU}, Linux $(uname -r)"
   echo "- command: \`$CMDLINE\`"
-  echo "- pareco: $("$PARECO" --version 2>/dev/null) at commit $GIT_REV (working tree as built; $PARECO)"
+  echo "- pareco: $("$PARECO" --version 2>/dev/null), $BIN_NOTE ($PARECO)"
   echo "- rsync: $(rsync --version | head -1 | sed 's/  */ /g'), daemon per run, no ssh"
   echo "- warm cache: nothing is dropped from the page cache (sources are read from RAM); \`sync\` before every run"
+  echo "- load average (1, 5, 15 min) at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- runs: $RUNS per tool and scenario ($CUBIC_RUNS on wan-loss-cubic), alternating pareco/rsync; median of the successful runs"
 } > "$RESULTS/header.txt"
 cat "$RESULTS/header.txt" >&2
@@ -395,7 +398,8 @@ do_run() { # SCENARIO VARIANT RUN
   fi
   printf '%q ' "${CLI_NS[@]}" "${cmd[@]}" > "$dir/command"
 
-  local rc=0 t0 t1
+  local rc=0 t0 t1 load1
+  load1=$(cut -d' ' -f1 /proc/loadavg)
   t0=$EPOCHREALTIME
   "${CLI_NS[@]}" timeout -k 10 "$TIMEOUT" /usr/bin/time -f '%e %U %S %M' -o "$dir/client.time" \
     "${cmd[@]}" > "$dir/client.stdout" 2> "$dir/client.stderr" < /dev/null || rc=$?
@@ -421,6 +425,7 @@ do_run() { # SCENARIO VARIANT RUN
     echo "exit=$rc"
     echo "source_bytes=$bytes"
     echo "verify=$verify"
+    echo "load1=$load1"
   } >> "$dir/meta"
   rm -rf "$dest"
   log "$(printf '%-8s s%s %-15s run %s/%s: %8.2f s  exit %s  verify %s' "$LINK" "$scen" "$variant" "$run" "$LINK_RUNS" "$secs" "$rc" "$verify")"
@@ -531,6 +536,7 @@ for link in ${LINKS//,/ }; do
   teardown_link
 done
 log "all runs done in $(( (SECONDS - STARTED) / 60 )) min $(( (SECONDS - STARTED) % 60 )) s"
+echo "- load average (1, 5, 15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg); all runs took $(( (SECONDS - STARTED) / 60 )) min $(( (SECONDS - STARTED) % 60 )) s" >> "$RESULTS/header.txt"
 
 # ---------------------------------------------------------------- report
 echo

@@ -89,6 +89,7 @@ def load_runs(root):
             "source_bytes": int(meta["source_bytes"]),
             "verify": meta.get("verify", "?"),
             "server_alive": meta.get("server_alive", "1"),
+            "load1": float(meta["load1"]) if meta.get("load1") else None,
             "stderr": read(os.path.join(d, "client.stderr")),
             "wire": None,
             "json": None,
@@ -223,6 +224,10 @@ def main():
 
     md = []
     md.append(read(os.path.join(root, "header.txt")).rstrip())
+    loads = [r["load1"] for r in runs if r["load1"] is not None]
+    if loads:
+        md.append(f"- 1-minute load average when each run started: median {statistics.median(loads):.2f}, "
+                  f"min {min(loads):.2f}, max {max(loads):.2f}")
     md.append("")
     md.append("| " + " | ".join(header) + " |")
     md.append("|" + "|".join("---" if i < 3 or i == len(header) - 1 else "---:" for i in range(len(header))) + "|")
@@ -271,6 +276,10 @@ def main():
     with open(os.path.join(root, "results.md"), "w") as f:
         f.write("\n".join(md) + "\n")
 
+    if loads:
+        print(f"1-minute load average when each run started: median {statistics.median(loads):.2f}, "
+              f"min {min(loads):.2f}, max {max(loads):.2f}")
+        print()
     print("\n".join(text))
     print()
     for name, desc in links.items():
