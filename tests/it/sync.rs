@@ -450,3 +450,34 @@ fn scattered_small_changes_cost_few_digests_on_the_wire() {
         assert!(wire < changed + 24 * 1024, "{}: {wire} bytes on the wire for {changed} changed", way.name);
     }
 }
+
+#[test]
+fn interrupt_ends_the_session_and_a_rerun_finishes_the_job() {
+    let server = Server::start(&[]);
+    let src = tempfile::tempdir().unwrap();
+    file(&src.path().join("big"), &noise(48 << 20, 12), 0o644, (1_600_000_000, 0));
+    let mut client = std::process::Command::new(BIN)
+        .args(["send", src.path().to_str().unwrap(), &server.url("d"), "-n", "1", "-c", "4k", "-q"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once a megabyte of the file has been written.
+    let temp = server.path("d/.big.pareco.tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while fs::metadata(&temp).map_or(0, |m| m.blocks() * 512) < 1 << 20 {
+        assert!(std::time::Instant::now() < deadline, "the transfer never got going");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let status =
+        std::process::Command::new("kill").args(["-INT", &client.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = client.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert!(!server.path("d/big").exists(), "no file under its final name before it is complete");
+    // The session is gone (the tree is not held), and the rerun completes,
+    // reusing the partial file.
+    let r = sync_ok(&["send", src.path().to_str().unwrap(), &server.url("d"), "-c", "4k"]);
+    assert_same_tree(src.path(), &server.path("d"));
+    assert!(count(&r, "bytes_transferred") <= (47 << 20), "{r}");
+}
