@@ -456,7 +456,7 @@ fn interrupt_ends_the_session_and_a_rerun_finishes_the_job() {
     let server = Server::start(&[]);
     let src = tempfile::tempdir().unwrap();
     file(&src.path().join("big"), &noise(48 << 20, 12), 0o644, (1_600_000_000, 0));
-    let mut client = std::process::Command::new(BIN)
+    let client = std::process::Command::new(BIN)
         .args(["send", src.path().to_str().unwrap(), &server.url("d"), "-n", "1", "-c", "4k", "-q"])
         .stderr(std::process::Stdio::piped())
         .spawn()
