@@ -38,6 +38,9 @@ Options (each also settable by the environment variable shown):
   --quick                 scale the data down (64 MiB, 2 000 files) for development [PARECO_BENCH_QUICK=1]
   --work DIR              data, destinations, results         [PARECO_BENCH_WORK, default /tmp/pareco-bench]
   --timeout SEC           kill a client run after SEC seconds [PARECO_BENCH_TIMEOUT, default 1800]
+  --no-loopfs             keep the destinations in the work dir instead of on a fresh journaled
+                          ext4 loop-mounted at WORK/mnt (the default when run as root and
+                          'mount -o loop' works; see BENCHMARKS.md) [PARECO_BENCH_LOOPFS=0]
   --no-build              use the existing binary, do not run cargo
   --pareco BIN            use this pareco binary (implies --no-build) [PARECO_BIN]
   -h, --help              this text
@@ -83,6 +86,7 @@ RUNS_SET=0
 LINKS=${PARECO_BENCH_LINKS:-loopback,wan-loss,wan-clean,wan-loss-cubic}
 QUICK=${PARECO_BENCH_QUICK:-0}
 TIMEOUT=${PARECO_BENCH_TIMEOUT:-1800}
+LOOPFS=${PARECO_BENCH_LOOPFS:-1}
 PARECO=${PARECO_BIN:-}
 BUILD=1
 [[ -n "$PARECO" ]] && BUILD=0
@@ -104,6 +108,7 @@ while [[ $# -gt 0 ]]; do
     --quick) QUICK=1; shift ;;
     --work) WORK=${2:?}; shift 2 ;;
     --timeout) TIMEOUT=${2:?}; shift 2 ;;
+    --no-loopfs) LOOPFS=0; shift ;;
     --no-build) BUILD=0; shift ;;
     --pareco) PARECO=${2:?}; BUILD=0; shift 2 ;;
     *) usage >&2; die "unknown option: $1" ;;
@@ -137,6 +142,10 @@ ensure_tools() {
   command -v pgrep >/dev/null || pkgs+=(procps)
   command -v ss >/dev/null || pkgs+=(iproute2)
   command -v timeout >/dev/null || pkgs+=(coreutils)
+  if [[ $LOOPFS == 1 && $EUID -eq 0 ]]; then
+    command -v mkfs.ext4 >/dev/null || pkgs+=(e2fsprogs)
+    command -v mountpoint >/dev/null || pkgs+=(util-linux)
+  fi
   if [[ ${#pkgs[@]} -gt 0 ]]; then
     if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
       log "installing ${pkgs[*]}"
@@ -182,8 +191,108 @@ DELTA_BYTES=$(manifest delta_bytes)
 
 STAMP=$(date +%Y%m%d-%H%M%S)
 RESULTS=$WORK/results/$STAMP-$PROFILE
-mkdir -p "$RESULTS/runs" "$WORK/dst" "$WORK/local"
+mkdir -p "$RESULTS/runs"
 cp "$DATA/manifest.json" "$RESULTS/"
+
+# ---------------------------------------------------------------- processes
+SRV_PID=""       # the server process (pareco listen, or rsync --daemon)
+SRV_WRAP_PID=""  # /usr/bin/time around the rsync daemon
+IPERF_PID=""
+WAN_UP=0
+cleanup() {
+  local rc=$?
+  if [[ -n "$SRV_PID" ]]; then kill "$SRV_PID" 2>/dev/null || true; fi
+  if [[ -n "$IPERF_PID" ]]; then kill "$IPERF_PID" 2>/dev/null || true; fi
+  wait 2>/dev/null || true
+  loopfs_down
+  if [[ $WAN_UP == 1 ]]; then
+    log "bringing the WAN namespaces down"
+    bash "$NETNS" down >/dev/null 2>&1 || true
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- destination file system
+# Every destination tree (uploads: WORK/mnt/dst/..., reached by both servers through
+# their root WORK; downloads: WORK/mnt/local/...; the prepared trees of scenarios 3
+# and 4) lives on a fresh ext4 with its default journal, made by this script in a
+# sparse image file under WORK and loop-mounted at WORK/mnt. Why: on an ext4
+# without a journal (as /tmp is here) the inode allocator skips inodes freed in the
+# last few minutes (recently_deleted() in fs/ext4/ialloc.c, only consulted when
+# there is no journal), so creating many files right after deleting many others
+# gets slower run after run, for both tools. The sources stay where they are.
+LOOP_IMG=$WORK/loopfs.img
+LOOP_MNT=$WORK/mnt
+LOOP_MOUNTED=0
+loopfs_down() {
+  [[ $LOOP_MOUNTED == 1 ]] || return 0
+  for _ in $(seq 20); do
+    umount "$LOOP_MNT" 2>/dev/null && { LOOP_MOUNTED=0; break; }
+    sleep 0.5
+  done
+  if [[ $LOOP_MOUNTED == 1 ]]; then
+    log "could not unmount $LOOP_MNT (busy?): detaching it lazily"
+    umount -l "$LOOP_MNT" 2>/dev/null || true
+    LOOP_MOUNTED=0
+  fi
+  rm -f "$LOOP_IMG"
+  rmdir "$LOOP_MNT" 2>/dev/null || true
+}
+loopfs_up() { # sets DST_BASE, DST_PREFIX and DST_NOTE; returns 1 with the reason in LOOPFS_WHY when it cannot
+  [[ $EUID -eq 0 ]] || { LOOPFS_WHY="not root"; return 1; }
+  command -v mkfs.ext4 >/dev/null || { LOOPFS_WHY="no mkfs.ext4"; return 1; }
+  command -v mount >/dev/null || { LOOPFS_WHY="no mount(8)"; return 1; }
+  # left over from an interrupted run of this script
+  if mountpoint -q "$LOOP_MNT" 2>/dev/null; then
+    log "$LOOP_MNT is still mounted (an earlier run was interrupted?): unmounting it"
+    umount "$LOOP_MNT" >&2 || { LOOPFS_WHY="$LOOP_MNT is mounted and cannot be unmounted"; return 1; }
+  fi
+  rm -f "$LOOP_IMG"
+  # the destinations hold at most one tree at a time (plus a temporary copy of the
+  # scenario 4 file); 3x all the data plus 512 MiB is ample. Sparse: truncate.
+  local mib=$(( (3 * (BIG_BYTES + SMALL_BYTES + DELTA_BYTES) >> 20) + 512 ))
+  local out
+  truncate -s "${mib}M" "$LOOP_IMG" || { LOOPFS_WHY="truncate -s ${mib}M $LOOP_IMG failed"; return 1; }
+  if ! out=$(mkfs.ext4 -q -F -L pareco-bench "$LOOP_IMG" 2>&1); then
+    rm -f "$LOOP_IMG"; LOOPFS_WHY="mkfs.ext4 failed: $out"; return 1
+  fi
+  mkdir -p "$LOOP_MNT"
+  if ! out=$(mount -o loop "$LOOP_IMG" "$LOOP_MNT" 2>&1); then
+    rm -f "$LOOP_IMG"; rmdir "$LOOP_MNT" 2>/dev/null || true
+    LOOPFS_WHY="mount -o loop failed: $out"; return 1
+  fi
+  LOOP_MOUNTED=1
+  [[ $(fs_of "$LOOP_MNT") == "ext4 with a journal" ]] || log "warning: $LOOP_MNT is $(fs_of "$LOOP_MNT"), not a journaled ext4"
+  local dev; dev=$(findmnt -n -o SOURCE --target "$LOOP_MNT" 2>/dev/null || echo "a loop device")
+  DST_BASE=$LOOP_MNT DST_PREFIX=mnt/
+  DST_NOTE="a fresh ext4 with its default journal (\`mkfs.ext4\`, ${mib} MiB sparse image \`WORK/loopfs.img\`, \`mount -o loop\` at \`WORK/mnt\`), made for this run, the same for both tools; sources in \`WORK/data\` ($(fs_of "$DATA"))"
+  log "destinations: ext4 with journal, ${mib} MiB sparse image on $dev, mounted at $LOOP_MNT"
+  return 0
+}
+fs_of() { # DIR: "ext4 without a journal", "ext4 with a journal", "xfs", ... (a mounted ext4 with a
+  # journal has /proc/fs/jbd2/DEV-INO; /proc/fs/ext4/DEV exists for every mounted ext4)
+  local fs dev; fs=$(findmnt -n -o FSTYPE --target "$1" 2>/dev/null || echo '?')
+  dev=$(findmnt -n -o SOURCE --target "$1" 2>/dev/null || true)
+  dev=${dev##*/}
+  if [[ $fs == ext4 && -n "$dev" && -d /proc/fs/ext4/$dev ]]; then
+    if compgen -G "/proc/fs/jbd2/$dev-*" >/dev/null; then fs+=" with a journal"; else fs+=" without a journal"; fi
+  fi
+  echo "$fs"
+}
+DST_BASE=$WORK DST_PREFIX="" LOOPFS_WHY=""
+WORK_FS=$(fs_of "$WORK")
+DST_NOTE="in the work dir ($WORK_FS, as found)"
+if [[ $LOOPFS == 1 ]]; then
+  if ! loopfs_up; then
+    log "NOT using a loop-mounted file system for the destinations ($LOOPFS_WHY): they stay in $WORK ($WORK_FS)"
+    DST_NOTE="in the work dir ($WORK_FS, as found; no loop file system: $LOOPFS_WHY)"
+  fi
+else
+  DST_NOTE="in the work dir ($WORK_FS, as found; --no-loopfs)"
+fi
+mkdir -p "$DST_BASE/dst" "$DST_BASE/local"
 : > "$RESULTS/links.tsv"
 : > "$RESULTS/iperf.tsv"
 
@@ -224,31 +333,13 @@ CPU_MODEL=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo "- command: \`$CMDLINE\`"
   echo "- pareco: $("$PARECO" --version 2>/dev/null), $BIN_NOTE ($PARECO)"
   echo "- rsync: $(rsync --version | head -1 | sed 's/  */ /g'), daemon per run, no ssh"
+  echo "- destinations: $DST_NOTE"
   echo "- warm cache: nothing is dropped from the page cache (sources are read from RAM); \`sync\` before every run"
   echo "- load average (1, 5, 15 min) at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- runs: $RUNS per tool and scenario ($CUBIC_RUNS on wan-loss-cubic), alternating pareco/rsync; median of the successful runs"
 } > "$RESULTS/header.txt"
 cat "$RESULTS/header.txt" >&2
 echo >&2
-
-# ---------------------------------------------------------------- processes
-SRV_PID=""       # the server process (pareco listen, or rsync --daemon)
-SRV_WRAP_PID=""  # /usr/bin/time around the rsync daemon
-IPERF_PID=""
-WAN_UP=0
-cleanup() {
-  local rc=$?
-  if [[ -n "$SRV_PID" ]]; then kill "$SRV_PID" 2>/dev/null || true; fi
-  if [[ -n "$IPERF_PID" ]]; then kill "$IPERF_PID" 2>/dev/null || true; fi
-  wait 2>/dev/null || true
-  if [[ $WAN_UP == 1 ]]; then
-    log "bringing the WAN namespaces down"
-    bash "$NETNS" down >/dev/null 2>&1 || true
-  fi
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 SRV_NS=() CLI_NS=() SRV_HOST=127.0.0.1 LINK=""
 
@@ -356,7 +447,7 @@ do_run() { # SCENARIO VARIANT RUN
     5) src=$DATA/big; bytes=$BIG_BYTES; mode=down ;;
   esac
   # fresh destination state
-  if [[ $mode == up ]]; then rel=dst/$tag; else rel=local/$tag; fi
+  if [[ $mode == up ]]; then rel=${DST_PREFIX}dst/$tag; else rel=${DST_PREFIX}local/$tag; fi
   dest=$WORK/$rel
   rm -rf "$dest"
   case $scen in
