@@ -259,15 +259,23 @@ loopfs_up() { # sets DST_BASE, DST_PREFIX and DST_NOTE; returns 1 with the reaso
     rm -f "$LOOP_IMG"; LOOPFS_WHY="mkfs.ext4 failed: $out"; return 1
   fi
   mkdir -p "$LOOP_MNT"
-  if ! out=$(mount -o loop "$LOOP_IMG" "$LOOP_MNT" 2>&1); then
+  if ! out=$(mount -o loop,nodiscard "$LOOP_IMG" "$LOOP_MNT" 2>&1); then
     rm -f "$LOOP_IMG"; rmdir "$LOOP_MNT" 2>/dev/null || true
     LOOPFS_WHY="mount -o loop failed: $out"; return 1
   fi
   LOOP_MOUNTED=1
+  # Write every block of the image once, then free it again. Until a block of the
+  # sparse image has been written, the first write into it costs the writer about
+  # 2.5 s of CPU per GiB more (measured: a 1 GiB download used 2.8 s of system time
+  # on a fresh image and 0.45 s on a filled one), and which tool happens to land on
+  # fresh blocks is luck. nodiscard keeps the freed blocks allocated in the image.
+  log "filling the ${mib} MiB image once so no run writes into never-written blocks"
+  dd if=/dev/zero of="$LOOP_MNT/.fill" bs=4M status=none 2>/dev/null
+  sync; rm -f "$LOOP_MNT/.fill"; sync
   [[ $(fs_of "$LOOP_MNT") == "ext4 with a journal" ]] || log "warning: $LOOP_MNT is $(fs_of "$LOOP_MNT"), not a journaled ext4"
   local dev; dev=$(findmnt -n -o SOURCE --target "$LOOP_MNT" 2>/dev/null || echo "a loop device")
   DST_BASE=$LOOP_MNT DST_PREFIX=mnt/
-  DST_NOTE="a fresh ext4 with its default journal (\`mkfs.ext4\`, ${mib} MiB sparse image \`WORK/loopfs.img\`, \`mount -o loop\` at \`WORK/mnt\`), made for this run, the same for both tools; sources in \`WORK/data\` ($(fs_of "$DATA"))"
+  DST_NOTE="a fresh ext4 with its default journal (\`mkfs.ext4\`, ${mib} MiB sparse image \`WORK/loopfs.img\`, \`mount -o loop,nodiscard\` at \`WORK/mnt\`, every block written once before the first run), made for this run, the same for both tools; sources in \`WORK/data\` ($(fs_of "$DATA"))"
   log "destinations: ext4 with journal, ${mib} MiB sparse image on $dev, mounted at $LOOP_MNT"
   return 0
 }
