@@ -95,6 +95,11 @@ pub enum Message {
         meta: Meta,
         digest: ByteBuf,
     },
+    /// Several whole small files in one frame: the payload is their
+    /// contents back to back, in the order of `files`.
+    PutFiles {
+        files: Vec<SmallFile>,
+    },
     /// Directory, symlink, metadata and delete operations, in order.
     Apply {
         actions: Vec<Action>,
@@ -137,6 +142,11 @@ pub enum Message {
     Applied {
         failures: Vec<(RelPath, String)>,
     },
+    /// Answer to `PutFiles`: the files that failed, by their index in the
+    /// request, with why; every other file is in place.
+    FilesPut {
+        failures: Vec<FileFailure>,
+    },
     /// A request (or, with id 0, the connection) failed.
     Error {
         kind: ErrorKind,
@@ -164,6 +174,7 @@ impl Message {
             Message::Finish { .. } => "Finish",
             Message::Discard { .. } => "Discard",
             Message::PutFile { .. } => "PutFile",
+            Message::PutFiles { .. } => "PutFiles",
             Message::Apply { .. } => "Apply",
             Message::Close => "Close",
             Message::Pong => "Pong",
@@ -174,13 +185,17 @@ impl Message {
             Message::Begun { .. } => "Begun",
             Message::Done => "Done",
             Message::Applied { .. } => "Applied",
+            Message::FilesPut { .. } => "FilesPut",
             Message::Error { .. } => "Error",
         }
     }
 
     /// Does this message travel with a payload?
     pub fn has_payload(&self) -> bool {
-        matches!(self, Message::Write { .. } | Message::PutFile { .. } | Message::Data { .. })
+        matches!(
+            self,
+            Message::Write { .. } | Message::PutFile { .. } | Message::PutFiles { .. } | Message::Data { .. }
+        )
     }
 }
 
@@ -345,6 +360,25 @@ impl Action {
             | Action::Remove { path, .. } => path,
         }
     }
+}
+
+/// One file of a `PutFiles` request: `len` bytes of the payload, after
+/// those of the files before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmallFile {
+    pub path: RelPath,
+    pub meta: Meta,
+    pub len: u32,
+    pub digest: ByteBuf,
+}
+
+/// A file of a `PutFiles` request that was not written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileFailure {
+    /// Its index in the request's `files`.
+    pub index: u32,
+    pub kind: ErrorKind,
+    pub message: String,
 }
 
 /// Why a request failed, so the other side can react without parsing text.

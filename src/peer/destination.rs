@@ -19,7 +19,9 @@ use crate::codec::{Action, ErrorKind, HashTarget, Kind, Meta, RelPath, Span, Sta
 
 use super::error::{Error, Result};
 use super::tree::{set_file_meta, Tree};
-use super::{blocking, hash, hash_chunks, walk, Begun, Destination, Digest, Listing, Settings, TEMP_SUFFIX};
+use super::{
+    blocking, hash, hash_chunks, walk, Begun, Destination, Digest, Listing, NewFile, Settings, TEMP_SUFFIX,
+};
 
 /// The destination role over a local tree. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -328,6 +330,31 @@ impl Destination for LocalDestination {
     async fn put_file(&self, path: RelPath, meta: Meta, data: Bytes, digest: Digest) -> Result<()> {
         let inner = self.inner.clone();
         blocking(move || inner.put_file(path, meta, &data, digest)).await
+    }
+
+    async fn put_files(&self, files: Vec<NewFile>, data: Bytes) -> Result<Vec<(usize, Error)>> {
+        let total: u64 = files.iter().map(|f| u64::from(f.len)).sum();
+        if total != data.len() as u64 {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!("{} files of {total} bytes in all came with {} bytes", files.len(), data.len()),
+            ));
+        }
+        let inner = self.inner.clone();
+        // One trip to the blocking pool for all of them.
+        blocking(move || {
+            let mut start = 0;
+            let mut failures = Vec::new();
+            for (index, file) in files.into_iter().enumerate() {
+                let end = start + file.len as usize;
+                if let Err(e) = inner.put_file(file.path, file.meta, &data[start..end], file.digest) {
+                    failures.push((index, e));
+                }
+                start = end;
+            }
+            Ok(failures)
+        })
+        .await
     }
 
     async fn apply(&self, actions: Vec<Action>) -> Result<Vec<(RelPath, String)>> {

@@ -61,6 +61,16 @@ pub struct Chunk {
     pub file: Stat,
 }
 
+/// A whole small file for [`Destination::put_files`]: `len` bytes of the
+/// shared buffer, after those of the files before it.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    pub path: RelPath,
+    pub meta: Meta,
+    pub len: u32,
+    pub digest: Digest,
+}
+
 /// A file the destination has started building.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Begun {
@@ -79,6 +89,9 @@ pub trait Source: Send + Sync + 'static {
     /// Reads `len` bytes at `offset`; past the end of a file that shrank,
     /// the chunk is filled with zeros (and `Chunk::file` shows the change).
     fn read(&self, path: RelPath, offset: u64, len: u32) -> impl Future<Output = Result<Chunk>> + Send;
+    /// Reads whole small files, each `(path, len)`, as `read(path, 0, len)`
+    /// would, with one outcome per file.
+    fn read_files(&self, files: Vec<(RelPath, u32)>) -> impl Future<Output = Vec<Result<Chunk>>> + Send;
 }
 
 /// The side data goes to.
@@ -116,6 +129,14 @@ pub trait Destination: Send + Sync + 'static {
         data: Bytes,
         digest: Digest,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Writes whole small files at once, as `put_file` would each; `data`
+    /// holds their contents back to back. Returns the files that failed, by
+    /// index, with why.
+    fn put_files(
+        &self,
+        files: Vec<NewFile>,
+        data: Bytes,
+    ) -> impl Future<Output = Result<Vec<(usize, Error)>>> + Send;
     /// Runs directory-level actions in order; returns those that failed.
     fn apply(&self, actions: Vec<Action>) -> impl Future<Output = Result<Vec<(RelPath, String)>>> + Send;
 }

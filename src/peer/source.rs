@@ -71,23 +71,47 @@ impl Source for LocalSource {
     }
 
     async fn read(&self, path: RelPath, offset: u64, len: u32) -> Result<Chunk> {
-        if len > self.inner.settings.chunk_size {
+        self.inner.check_len(len)?;
+        let inner = self.inner.clone();
+        blocking(move || inner.read_chunk(&*inner.file(&path)?, &path, offset, len)).await
+    }
+
+    async fn read_files(&self, files: Vec<(RelPath, u32)>) -> Vec<Result<Chunk>> {
+        let inner = self.inner.clone();
+        let count = files.len();
+        // One trip to the blocking pool for all of them; the files are read
+        // once, so they bypass the cache of open files.
+        let read = blocking(move || {
+            Ok(files
+                .iter()
+                .map(|(path, len)| {
+                    inner.check_len(*len)?;
+                    inner.read_chunk(&inner.tree.open_read(path)?, path, 0, *len)
+                })
+                .collect())
+        });
+        read.await.unwrap_or_else(|e| vec![Err(e); count])
+    }
+}
+
+impl Inner {
+    fn check_len(&self, len: u32) -> Result<()> {
+        if len > self.settings.chunk_size {
             return Err(Error::new(
                 crate::codec::ErrorKind::Protocol,
                 format!("read of {len} bytes is over the chunk size"),
             ));
         }
-        let inner = self.inner.clone();
-        blocking(move || {
-            let file = inner.file(&path)?;
-            let mut data =
-                read_new_at(&file, len as usize, offset).map_err(|e| Error::from_io(e, &path, "read"))?;
-            // Past the end of a file that shrank: zeros, as the doc says.
-            data.resize(len as usize, 0);
-            let digest = hash::digest(inner.settings.hash, &data);
-            let stat = file_stat(&file, &path)?;
-            Ok(Chunk { data: Bytes::from(data), digest, file: stat })
-        })
-        .await
+        Ok(())
+    }
+
+    fn read_chunk(&self, file: &File, path: &RelPath, offset: u64, len: u32) -> Result<Chunk> {
+        let mut data =
+            read_new_at(file, len as usize, offset).map_err(|e| Error::from_io(e, path, "read"))?;
+        // Past the end of a file that shrank: zeros, as the doc says.
+        data.resize(len as usize, 0);
+        let digest = hash::digest(self.settings.hash, &data);
+        let stat = file_stat(file, path)?;
+        Ok(Chunk { data: Bytes::from(data), digest, file: stat })
     }
 }

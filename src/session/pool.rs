@@ -217,8 +217,13 @@ async fn write_loop(
             }
             next_id = next_id.wrapping_add(1).max(1);
             let packet = Packet::with_payload(next_id, call.msg, call.payload);
-            let timed =
-                matches!(packet.msg, Message::Read { .. } | Message::Write { .. } | Message::PutFile { .. });
+            let timed = matches!(
+                packet.msg,
+                Message::Read { .. }
+                    | Message::Write { .. }
+                    | Message::PutFile { .. }
+                    | Message::PutFiles { .. }
+            );
             {
                 let mut map = pending.lock().unwrap_or_else(|p| p.into_inner());
                 let Some(map) = map.as_mut() else {

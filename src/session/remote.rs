@@ -5,9 +5,11 @@
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::codec::{Action, ErrorKind, HashAlgo, HashTarget, Message, Meta, Packet, RelPath, Span, Stat};
+use crate::codec::{
+    Action, ErrorKind, HashAlgo, HashTarget, Message, Meta, Packet, RelPath, SmallFile, Span, Stat,
+};
 use crate::peer::hash;
-use crate::peer::{Batch, Begun, Chunk, Destination, Digest, Error, Listing, Result, Source};
+use crate::peer::{Batch, Begun, Chunk, Destination, Digest, Error, Listing, NewFile, Result, Source};
 
 use super::pool::Pool;
 
@@ -107,6 +109,11 @@ impl Source for RemoteSource {
             other => Err(unexpected(&other, "Read")),
         }
     }
+
+    async fn read_files(&self, files: Vec<(RelPath, u32)>) -> Vec<Result<Chunk>> {
+        // One `Read` each, all at once over the pool's connections.
+        futures::future::join_all(files.into_iter().map(|(path, len)| self.read(path, 0, len))).await
+    }
 }
 
 impl Destination for RemoteDestination {
@@ -155,6 +162,26 @@ impl Destination for RemoteDestination {
         let cost = data.len().max(SMALL);
         let msg = Message::PutFile { path, meta, digest: hash::encode(self.hash, digest) };
         done(&self.pool, msg, data, cost).await
+    }
+
+    async fn put_files(&self, files: Vec<NewFile>, data: Bytes) -> Result<Vec<(usize, Error)>> {
+        let count = files.len();
+        let files = files
+            .into_iter()
+            .map(|f| SmallFile {
+                path: f.path,
+                meta: f.meta,
+                len: f.len,
+                digest: hash::encode(self.hash, f.digest),
+            })
+            .collect();
+        let cost = data.len().max(SMALL);
+        match self.pool.call(Message::PutFiles { files }, data, cost).await?.msg {
+            Message::FilesPut { failures } if failures.iter().all(|f| (f.index as usize) < count) => {
+                Ok(failures.into_iter().map(|f| (f.index as usize, Error::new(f.kind, f.message))).collect())
+            }
+            other => Err(unexpected(&other, "PutFiles")),
+        }
     }
 
     async fn apply(&self, actions: Vec<Action>) -> Result<Vec<(RelPath, String)>> {

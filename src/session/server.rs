@@ -20,8 +20,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::{Direction, ErrorKind, HashTarget, Message, Packet, SessionSpec};
-use crate::peer::{self, hash, Destination, Filter, LocalDestination, LocalSource, Settings, Source, Tree};
+use crate::codec::{Direction, ErrorKind, FileFailure, HashTarget, Message, Packet, SessionSpec};
+use crate::peer::{
+    self, hash, Destination, Filter, LocalDestination, LocalSource, NewFile, Settings, Source, Tree,
+};
 
 use super::auth::Key;
 use super::conn::{self, BoxIo};
@@ -533,6 +535,26 @@ async fn respond(role: &Role, msg: Message, payload: Bytes) -> Result<(Message, 
                 Message::PutFile { path, meta, digest } => {
                     dest.put_file(path, meta, payload, hash::decode(algo, &digest)?).await.map(done)
                 }
+                Message::PutFiles { files } => {
+                    let files = files
+                        .into_iter()
+                        .map(|f| {
+                            let digest = hash::decode(algo, &f.digest)?;
+                            Ok(NewFile { path: f.path, meta: f.meta, len: f.len, digest })
+                        })
+                        .collect::<Result<Vec<_>, peer::Error>>()?;
+                    let failures = dest
+                        .put_files(files, payload)
+                        .await?
+                        .into_iter()
+                        .map(|(index, e)| FileFailure {
+                            index: index as u32,
+                            kind: e.kind,
+                            message: e.message,
+                        })
+                        .collect();
+                    Ok((Message::FilesPut { failures }, Bytes::new()))
+                }
                 Message::Apply { actions } => {
                     Ok((Message::Applied { failures: dest.apply(actions).await? }, Bytes::new()))
                 }
@@ -552,6 +574,7 @@ async fn respond(role: &Role, msg: Message, payload: Bytes) -> Result<(Message, 
             | Message::Finish { .. }
             | Message::Discard { .. }
             | Message::PutFile { .. }
+            | Message::PutFiles { .. }
             | Message::Apply { .. }),
         ) => Err(peer::Error::denied(format!(
             "a download session only lists, hashes and reads the server's files ({} refused)",

@@ -225,13 +225,23 @@ where
         ctx.tasks.spawn(async move { ctx2.apply(actions).await });
     }
     let chunk = ctx.opts.chunk_size as u64;
+    let bundle_bytes = file::bundle_bytes(ctx.opts.chunk_size);
+    let mut bundle = Vec::new();
+    let mut bundled = 0;
     for (entry, found) in pending_files {
+        if file::bundles(&entry, found.as_ref(), ctx.opts.chunk_size) {
+            if bundled + entry.stat.size > bundle_bytes || bundle.len() == file::BUNDLE_FILES {
+                if !start_bundle(ctx, std::mem::take(&mut bundle), files).await {
+                    return;
+                }
+                bundled = 0;
+            }
+            bundled += entry.stat.size;
+            bundle.push((entry, found));
+            continue;
+        }
         let weight = if entry.stat.size > chunk { LARGE_FILE_WEIGHT } else { 1 };
-        let permit = tokio::select! {
-            permit = files.clone().acquire_many_owned(weight) => permit,
-            () = ctx.abort.cancelled() => return,
-        };
-        let Ok(permit) = permit else { return };
+        let Some(permit) = files_permit(ctx, files, weight).await else { return };
         Counters::add(&ctx.counters.files_total, 1);
         Counters::add(&ctx.counters.bytes_total, entry.stat.size);
         let ctx2 = ctx.clone();
@@ -239,6 +249,47 @@ where
             file::sync(&ctx2, entry, found).await;
             drop(permit);
         });
+    }
+    start_bundle(ctx, bundle, files).await;
+}
+
+/// Starts sending a bundle of new small files; false when the run stops.
+async fn start_bundle<S, D>(
+    ctx: &Arc<Ctx<S, D>>,
+    bundle: Vec<(Entry, Option<Stat>)>,
+    files: &Arc<Semaphore>,
+) -> bool
+where
+    S: Source + Clone,
+    D: Destination + Clone,
+{
+    if bundle.is_empty() {
+        return true;
+    }
+    let Some(permit) = files_permit(ctx, files, bundle.len() as u32).await else { return false };
+    Counters::add(&ctx.counters.files_total, bundle.len() as u64);
+    Counters::add(&ctx.counters.bytes_total, bundle.iter().map(|(e, _)| e.stat.size).sum());
+    let ctx2 = ctx.clone();
+    ctx.tasks.spawn(async move {
+        file::sync_bundle(&ctx2, bundle).await;
+        drop(permit);
+    });
+    true
+}
+
+/// Room for `weight` more files in progress; `None` when the run stops.
+async fn files_permit<S, D>(
+    ctx: &Ctx<S, D>,
+    files: &Arc<Semaphore>,
+    weight: u32,
+) -> Option<tokio::sync::OwnedSemaphorePermit>
+where
+    S: Source + Clone,
+    D: Destination + Clone,
+{
+    tokio::select! {
+        permit = files.clone().acquire_many_owned(weight) => permit.ok(),
+        () = ctx.abort.cancelled() => None,
     }
 }
 

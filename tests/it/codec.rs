@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 use pareco::codec::{
-    Action, CodecError, DigestList, Direction, Entry, ErrorKind, FrameCodec, HashAlgo, HashTarget, Kind,
-    Message, Meta, Mtime, Packet, RelPath, SessionSpec, Span, Stat, MAX_HEADER_LEN, MAX_PAYLOAD_CAP,
-    PREFIX_LEN,
+    Action, CodecError, DigestList, Direction, Entry, ErrorKind, FileFailure, FrameCodec, HashAlgo,
+    HashTarget, Kind, Message, Meta, Mtime, Packet, RelPath, SessionSpec, SmallFile, Span, Stat,
+    MAX_HEADER_LEN, MAX_PAYLOAD_CAP, PREFIX_LEN,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -45,7 +45,7 @@ fn config(cases: u32) -> Config {
 }
 
 /// Number of `Message` variants; [`variant_index`] must stay exhaustive.
-const VARIANTS: usize = 27;
+const VARIANTS: usize = 29;
 
 /// A dense index per variant. No wildcard arm on purpose: a new variant does
 /// not compile until it is given an index here (and a strategy and a sample
@@ -79,6 +79,8 @@ fn variant_index(msg: &Message) -> usize {
         Message::Done => 24,
         Message::Applied { .. } => 25,
         Message::Error { .. } => 26,
+        Message::PutFiles { .. } => 27,
+        Message::FilesPut { .. } => 28,
     }
 }
 
@@ -347,6 +349,27 @@ fn message_strategies() -> Vec<BoxedStrategy<Message>> {
             .prop_map(|failures| Message::Applied { failures })
             .boxed(),
         (error_kind(), text()).prop_map(|(kind, message)| Message::Error { kind, message }).boxed(),
+        prop::collection::vec(
+            (rel_path(), meta(), any::<u32>(), digest()).prop_map(|(path, meta, len, digest)| SmallFile {
+                path,
+                meta,
+                len,
+                digest,
+            }),
+            0..8,
+        )
+        .prop_map(|files| Message::PutFiles { files })
+        .boxed(),
+        prop::collection::vec(
+            (any::<u32>(), error_kind(), text()).prop_map(|(index, kind, message)| FileFailure {
+                index,
+                kind,
+                message,
+            }),
+            0..6,
+        )
+        .prop_map(|failures| Message::FilesPut { failures })
+        .boxed(),
     ]
 }
 
@@ -464,6 +487,27 @@ fn sample_packets() -> Vec<Packet> {
         Packet::new(9, Message::Done),
         Packet::new(12, Message::Applied { failures: vec![(rel("old"), "directory not empty".into())] }),
         Packet::new(0, Message::Error { kind: ErrorKind::Version, message: "peer speaks version 2".into() }),
+        Packet::with_payload(
+            14,
+            Message::PutFiles {
+                files: vec![
+                    SmallFile { path: rel("a/1"), meta, len: 2, digest: digest() },
+                    SmallFile { path: rel("a/2"), meta, len: 0, digest: digest() },
+                    SmallFile { path: rel("a/3"), meta, len: 3, digest: digest() },
+                ],
+            },
+            Bytes::from_static(b"hi!!!"),
+        ),
+        Packet::new(
+            14,
+            Message::FilesPut {
+                failures: vec![FileFailure {
+                    index: 2,
+                    kind: ErrorKind::DigestMismatch,
+                    message: "a/3: bad".into(),
+                }],
+            },
+        ),
     ];
     for (i, p) in packets.iter().enumerate() {
         assert_eq!(variant_index(&p.msg), i, "sample_packets out of variant order");

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use pareco::codec::{
     Action, Direction, ErrorKind, FrameCodec, HashAlgo, HashTarget, Message, Meta, Mtime, Packet, RelPath,
-    SessionSpec, Span, MAX_HEADER_LEN, MAX_PAYLOAD_CAP, PROTOCOL_VERSION,
+    SessionSpec, SmallFile, Span, MAX_HEADER_LEN, MAX_PAYLOAD_CAP, PROTOCOL_VERSION,
 };
 use pareco::peer::hash;
 use pareco::session::auth::Key;
@@ -711,6 +711,9 @@ fn requests_against_the_session_direction_are_denied() {
     assert!(message.contains("download session") && message.contains("PutFile"), "{message}");
     let denied = [
         Message::PutFile { path: rel("f"), meta: meta(), digest: digest(b"data") },
+        Message::PutFiles {
+            files: vec![SmallFile { path: rel("f"), meta: meta(), len: 4, digest: digest(b"data") }],
+        },
         Message::Begin { path: rel("f"), size: 4 },
         Message::Apply { actions: vec![Action::Remove { path: rel("f"), kind: pareco::codec::Kind::File }] },
         Message::Apply { actions: vec![Action::MakeDir { path: rel("dir") }] },
@@ -719,10 +722,69 @@ fn requests_against_the_session_direction_are_denied() {
         let payload = if msg.has_payload() { Bytes::from_static(b"data") } else { Bytes::new() };
         raw.request_fails(id, msg, payload, ErrorKind::Denied);
     }
-    raw.pings(10);
-    raw.close_session(11);
+    raw.pings(11);
+    raw.close_session(12);
     assert_eq!(listing(&server.path("src")), ["f"]);
     assert_eq!(fs::read(server.path("src/f")).unwrap(), b"source file");
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn put_files_answers_file_by_file_and_refuses_lengths_that_do_not_add_up() {
+    let outer = tempfile::tempdir().unwrap();
+    let outside = outer.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let root = tempfile::Builder::new().prefix("root").tempdir_in(outer.path()).unwrap();
+    let server = Server::start_in(root, &[]);
+    fs::create_dir(server.path("d")).unwrap();
+    std::os::unix::fs::symlink(&outside, server.path("d/out")).unwrap();
+
+    let (mut raw, _) = Raw::opened(server.port, None, upload("d"));
+    let small = |path: &str, data: &[u8], claimed: &[u8]| SmallFile {
+        path: rel(path),
+        meta: meta(),
+        len: data.len() as u32,
+        digest: digest(claimed),
+    };
+    let files = vec![
+        small("a", b"one", b"one"),
+        small("out/b", b"two", b"two"),
+        small("sub/c", b"three", b"not three"),
+        small("sub/empty", b"", b""),
+        small("e", b"four", b"four"),
+    ];
+    let payload = Bytes::from_static(b"onetwothreefour");
+    match raw.request(1, Message::PutFiles { files }, payload) {
+        Message::FilesPut { failures } => {
+            let got: Vec<(u32, ErrorKind)> = failures.iter().map(|f| (f.index, f.kind)).collect();
+            assert_eq!(got, [(1, ErrorKind::Denied), (2, ErrorKind::DigestMismatch)], "{failures:?}");
+            assert!(failures[1].message.contains("sub/c"), "{failures:?}");
+        }
+        other => panic!("expected FilesPut, got {other:?}"),
+    }
+    assert_eq!(fs::read(server.path("d/a")).unwrap(), b"one");
+    assert_eq!(fs::read(server.path("d/e")).unwrap(), b"four");
+    assert_eq!(fs::read(server.path("d/sub/empty")).unwrap(), b"");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs::metadata(server.path("d/e")).unwrap().permissions().mode() & 0o7777, meta().mode);
+    assert_eq!(listing(&server.path("d/sub")), ["empty"], "no torn or temporary file");
+    assert!(listing(&outside).is_empty(), "nothing written through the link");
+
+    // Lengths that claim more (or fewer) bytes than the payload has: the
+    // request fails as a whole, nothing is written, the session goes on.
+    for (id, claimed) in [(2, 5), (3, 3)] {
+        let files = vec![SmallFile { path: rel("f"), meta: meta(), len: claimed, digest: digest(b"four") }];
+        let message = raw.request_fails(
+            id,
+            Message::PutFiles { files },
+            Bytes::from_static(b"four"),
+            ErrorKind::Protocol,
+        );
+        assert!(message.contains("bytes"), "{message}");
+    }
+    assert!(!server.path("d/f").exists());
+    raw.pings(4);
+    raw.close_session(5);
     still_serves(&server, "after", &[]);
 }
 

@@ -2,6 +2,7 @@
 //! [`util`], one module per area.
 
 mod codec;
+mod damage;
 mod hardening;
 mod live;
 mod sync;
