@@ -62,6 +62,11 @@ pub enum Message {
         offset: u64,
         len: u32,
     },
+    /// Read several whole small files, each `(path, len)`, as one `Read`
+    /// at offset 0 each would.
+    ReadFiles {
+        files: Vec<(RelPath, u32)>,
+    },
     /// Start writing a file of `size` bytes on the destination.
     Begin {
         path: RelPath,
@@ -130,6 +135,11 @@ pub enum Message {
         digest: ByteBuf,
         file: Stat,
     },
+    /// Answer to `ReadFiles`: one outcome per file, in order; the payload is
+    /// the data of the files read, back to back, `len` bytes each.
+    FilesRead {
+        files: Vec<FileRead>,
+    },
     /// `partial`: a temporary file from an interrupted run was kept, and
     /// `Hash` on the handle tells what it already holds.
     Begun {
@@ -168,6 +178,7 @@ impl Message {
             Message::Probe { .. } => "Probe",
             Message::Hash { .. } => "Hash",
             Message::Read { .. } => "Read",
+            Message::ReadFiles { .. } => "ReadFiles",
             Message::Begin { .. } => "Begin",
             Message::CopyOld { .. } => "CopyOld",
             Message::Write { .. } => "Write",
@@ -182,6 +193,7 @@ impl Message {
             Message::Probed { .. } => "Probed",
             Message::Hashes { .. } => "Hashes",
             Message::Data { .. } => "Data",
+            Message::FilesRead { .. } => "FilesRead",
             Message::Begun { .. } => "Begun",
             Message::Done => "Done",
             Message::Applied { .. } => "Applied",
@@ -194,7 +206,11 @@ impl Message {
     pub fn has_payload(&self) -> bool {
         matches!(
             self,
-            Message::Write { .. } | Message::PutFile { .. } | Message::PutFiles { .. } | Message::Data { .. }
+            Message::Write { .. }
+                | Message::PutFile { .. }
+                | Message::PutFiles { .. }
+                | Message::Data { .. }
+                | Message::FilesRead { .. }
         )
     }
 }
@@ -370,6 +386,16 @@ pub struct SmallFile {
     pub meta: Meta,
     pub len: u32,
     pub digest: ByteBuf,
+}
+
+/// The outcome of one file of a `ReadFiles` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileRead {
+    /// Read: its data is in the payload. As in `Data`, `file` is the file's
+    /// state right after the read.
+    Read { digest: ByteBuf, file: Stat },
+    /// Not read (a file that vanished is `NotFound`).
+    Failed { kind: ErrorKind, message: String },
 }
 
 /// A file of a `PutFiles` request that was not written.

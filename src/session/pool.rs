@@ -223,6 +223,7 @@ async fn write_loop(
                     | Message::Write { .. }
                     | Message::PutFile { .. }
                     | Message::PutFiles { .. }
+                    | Message::ReadFiles { .. }
             );
             {
                 let mut map = pending.lock().unwrap_or_else(|p| p.into_inner());

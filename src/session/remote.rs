@@ -6,7 +6,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::codec::{
-    Action, ErrorKind, HashAlgo, HashTarget, Message, Meta, Packet, RelPath, SmallFile, Span, Stat,
+    Action, ErrorKind, FileRead, HashAlgo, HashTarget, Message, Meta, Packet, RelPath, SmallFile, Span, Stat,
 };
 use crate::peer::hash;
 use crate::peer::{Batch, Begun, Chunk, Destination, Digest, Error, Listing, NewFile, Result, Source};
@@ -111,8 +111,43 @@ impl Source for RemoteSource {
     }
 
     async fn read_files(&self, files: Vec<(RelPath, u32)>) -> Vec<Result<Chunk>> {
-        // One `Read` each, all at once over the pool's connections.
-        futures::future::join_all(files.into_iter().map(|(path, len)| self.read(path, 0, len))).await
+        let count = files.len();
+        let lens: Vec<usize> = files.iter().map(|(_, len)| *len as usize).collect();
+        let cost = lens.iter().sum::<usize>().max(SMALL);
+        let answer = match self.pool.call(Message::ReadFiles { files }, Bytes::new(), cost).await {
+            Ok(packet) => packet,
+            Err(e) => return vec![Err(e); count],
+        };
+        let Message::FilesRead { files } = answer.msg else {
+            return vec![Err(unexpected(&answer.msg, "ReadFiles")); count];
+        };
+        let read: usize = files
+            .iter()
+            .zip(&lens)
+            .filter(|(f, _)| matches!(f, FileRead::Read { .. }))
+            .map(|(_, len)| len)
+            .sum();
+        if files.len() != count || answer.payload.len() != read {
+            let why = format!(
+                "server answered {} of {count} files with {} bytes where {read} were due",
+                files.len(),
+                answer.payload.len()
+            );
+            return vec![Err(Error::new(ErrorKind::Protocol, why)); count];
+        }
+        let mut start = 0;
+        files
+            .into_iter()
+            .zip(lens)
+            .map(|(outcome, len)| match outcome {
+                FileRead::Read { digest, file } => {
+                    let data = answer.payload.slice(start..start + len);
+                    start += len;
+                    Ok(Chunk { data, digest: hash::decode(self.hash, &digest)?, file })
+                }
+                FileRead::Failed { kind, message } => Err(Error::new(kind, message)),
+            })
+            .collect()
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::{Direction, ErrorKind, FileFailure, HashTarget, Message, Packet, SessionSpec};
+use crate::codec::{Direction, ErrorKind, FileFailure, FileRead, HashTarget, Message, Packet, SessionSpec};
 use crate::peer::{
     self, hash, Destination, Filter, LocalDestination, LocalSource, NewFile, Settings, Source, Tree,
 };
@@ -512,6 +512,27 @@ async fn respond(role: &Role, msg: Message, payload: Bytes) -> Result<(Message, 
             let digest = hash::encode(source.settings().hash, chunk.digest);
             Ok((Message::Data { digest, file: chunk.file }, chunk.data))
         }
+        (Role::Source(source), Message::ReadFiles { files }) => {
+            let total: u64 = files.iter().map(|(_, len)| u64::from(*len)).sum();
+            let limit = source.settings().chunk_size;
+            if total > u64::from(limit) {
+                return Err(peer::Error::new(
+                    ErrorKind::Protocol,
+                    format!("ReadFiles asks for {total} bytes, over the chunk size {limit}"),
+                ));
+            }
+            let algo = source.settings().hash;
+            let mut data = bytes::BytesMut::with_capacity(total as usize);
+            let outcomes = source.read_files(files).await.into_iter().map(|read| match read {
+                Ok(chunk) => {
+                    data.extend_from_slice(&chunk.data);
+                    FileRead::Read { digest: hash::encode(algo, chunk.digest), file: chunk.file }
+                }
+                Err(e) => FileRead::Failed { kind: e.kind, message: e.message },
+            });
+            let files = outcomes.collect();
+            Ok((Message::FilesRead { files }, data.freeze()))
+        }
         (Role::Destination(dest), msg) => {
             let algo = dest.settings().hash;
             match msg {
@@ -558,7 +579,7 @@ async fn respond(role: &Role, msg: Message, payload: Bytes) -> Result<(Message, 
                 Message::Apply { actions } => {
                     Ok((Message::Applied { failures: dest.apply(actions).await? }, Bytes::new()))
                 }
-                Message::Read { .. } => {
+                Message::Read { .. } | Message::ReadFiles { .. } => {
                     Err(peer::Error::denied("an upload session does not read files from the server"))
                 }
                 other => Err(unexpected(&other)),

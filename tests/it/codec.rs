@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 use pareco::codec::{
-    Action, CodecError, DigestList, Direction, Entry, ErrorKind, FileFailure, FrameCodec, HashAlgo,
+    Action, CodecError, DigestList, Direction, Entry, ErrorKind, FileFailure, FileRead, FrameCodec, HashAlgo,
     HashTarget, Kind, Message, Meta, Mtime, Packet, RelPath, SessionSpec, SmallFile, Span, Stat,
     MAX_HEADER_LEN, MAX_PAYLOAD_CAP, PREFIX_LEN,
 };
@@ -45,7 +45,7 @@ fn config(cases: u32) -> Config {
 }
 
 /// Number of `Message` variants; [`variant_index`] must stay exhaustive.
-const VARIANTS: usize = 29;
+const VARIANTS: usize = 31;
 
 /// A dense index per variant. No wildcard arm on purpose: a new variant does
 /// not compile until it is given an index here (and a strategy and a sample
@@ -81,6 +81,8 @@ fn variant_index(msg: &Message) -> usize {
         Message::Error { .. } => 26,
         Message::PutFiles { .. } => 27,
         Message::FilesPut { .. } => 28,
+        Message::ReadFiles { .. } => 29,
+        Message::FilesRead { .. } => 30,
     }
 }
 
@@ -370,6 +372,18 @@ fn message_strategies() -> Vec<BoxedStrategy<Message>> {
         )
         .prop_map(|failures| Message::FilesPut { failures })
         .boxed(),
+        prop::collection::vec((rel_path(), any::<u32>()), 0..8)
+            .prop_map(|files| Message::ReadFiles { files })
+            .boxed(),
+        prop::collection::vec(
+            prop_oneof![
+                (digest(), stat()).prop_map(|(digest, file)| FileRead::Read { digest, file }),
+                (error_kind(), text()).prop_map(|(kind, message)| FileRead::Failed { kind, message }),
+            ],
+            0..6,
+        )
+        .prop_map(|files| Message::FilesRead { files })
+        .boxed(),
     ]
 }
 
@@ -507,6 +521,20 @@ fn sample_packets() -> Vec<Packet> {
                     message: "a/3: bad".into(),
                 }],
             },
+        ),
+        Packet::new(15, Message::ReadFiles { files: vec![(rel("a/1"), 2), (rel("a/gone"), 3)] }),
+        Packet::with_payload(
+            15,
+            Message::FilesRead {
+                files: vec![
+                    FileRead::Read {
+                        digest: digest(),
+                        file: Stat { kind: Kind::File, size: 2, meta, target: None },
+                    },
+                    FileRead::Failed { kind: ErrorKind::NotFound, message: "a/gone: not found".into() },
+                ],
+            },
+            Bytes::from_static(b"hi"),
         ),
     ];
     for (i, p) in packets.iter().enumerate() {

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use pareco::codec::{
-    Action, Direction, ErrorKind, FrameCodec, HashAlgo, HashTarget, Message, Meta, Mtime, Packet, RelPath,
-    SessionSpec, SmallFile, Span, MAX_HEADER_LEN, MAX_PAYLOAD_CAP, PROTOCOL_VERSION,
+    Action, Direction, ErrorKind, FileRead, FrameCodec, HashAlgo, HashTarget, Message, Meta, Mtime, Packet,
+    RelPath, SessionSpec, SmallFile, Span, MAX_HEADER_LEN, MAX_PAYLOAD_CAP, PROTOCOL_VERSION,
 };
 use pareco::peer::hash;
 use pareco::session::auth::Key;
@@ -165,10 +165,15 @@ impl Raw {
 
     /// Sends a request and returns the answer, which must carry its id.
     fn request(&mut self, id: u32, msg: Message, payload: Bytes) -> Message {
+        self.request_with_payload(id, msg, payload).0
+    }
+
+    /// A request and its answer, with the answer's payload.
+    fn request_with_payload(&mut self, id: u32, msg: Message, payload: Bytes) -> (Message, Bytes) {
         self.send_with(id, msg, payload);
         let packet = self.recv().expect("the server closed the connection instead of answering");
         assert_eq!(packet.id, id, "answer to another request: {packet:?}");
-        packet.msg
+        (packet.msg, packet.payload)
     }
 
     /// A request that must fail with `kind`; returns the error's text.
@@ -701,8 +706,11 @@ fn requests_against_the_session_direction_are_denied() {
     let read = Message::Read { path: rel("f"), offset: 0, len: 4 };
     let message = raw.request_fails(1, read, Bytes::new(), ErrorKind::Denied);
     assert!(message.contains("upload session"), "{message}");
-    raw.pings(2);
-    raw.close_session(3);
+    let read = Message::ReadFiles { files: vec![(rel("f"), 4)] };
+    let message = raw.request_fails(2, read, Bytes::new(), ErrorKind::Denied);
+    assert!(message.contains("upload session"), "{message}");
+    raw.pings(3);
+    raw.close_session(4);
 
     // Changing the tree of a download session.
     let (mut raw, _) = Raw::opened(server.port, None, download("src"));
@@ -785,6 +793,49 @@ fn put_files_answers_file_by_file_and_refuses_lengths_that_do_not_add_up() {
     assert!(!server.path("d/f").exists());
     raw.pings(4);
     raw.close_session(5);
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn read_files_answers_file_by_file_and_refuses_more_than_a_chunk() {
+    let outer = tempfile::tempdir().unwrap();
+    let outside = outer.path().join("outside");
+    file(&outside, b"secret", 0o644, (1, 0));
+    let root = tempfile::Builder::new().prefix("root").tempdir_in(outer.path()).unwrap();
+    let server = Server::start_in(root, &[]);
+    file(&server.path("s/a"), b"alpha", 0o644, (1, 0));
+    file(&server.path("s/sub/b"), b"beta", 0o600, (2, 5));
+    std::os::unix::fs::symlink(&outside, server.path("s/link")).unwrap();
+
+    let (mut raw, _) = Raw::opened(server.port, None, download("s"));
+    let files = vec![(rel("a"), 5), (rel("gone"), 3), (rel("link"), 6), (rel("sub/b"), 4), (rel("sub"), 1)];
+    let (msg, payload) = raw.request_with_payload(1, Message::ReadFiles { files }, Bytes::new());
+    let Message::FilesRead { files } = msg else { panic!("expected FilesRead, got {msg:?}") };
+    assert_eq!(payload, Bytes::from_static(b"alphabeta"));
+    let outcome: Vec<Result<(u64, i64), ErrorKind>> = files
+        .iter()
+        .map(|f| match f {
+            FileRead::Read { file, .. } => Ok((file.size, file.meta.mtime.secs)),
+            FileRead::Failed { kind, .. } => Err(*kind),
+        })
+        .collect();
+    // The symlink is not followed (it is not a regular file), nor is the
+    // directory read.
+    assert_eq!(outcome[0], Ok((5, 1)));
+    assert_eq!(outcome[1], Err(ErrorKind::NotFound));
+    assert!(outcome[2].is_err(), "{files:?}");
+    assert_eq!(outcome[3], Ok((4, 2)));
+    assert!(outcome[4].is_err(), "{files:?}");
+    if let FileRead::Read { digest: got, .. } = &files[3] {
+        assert_eq!(*got, digest(b"beta"));
+    }
+
+    // More bytes in all than one chunk: refused as a whole.
+    let files = vec![(rel("a"), 1 << 20), (rel("sub/b"), 1)];
+    let message = raw.request_fails(2, Message::ReadFiles { files }, Bytes::new(), ErrorKind::Protocol);
+    assert!(message.contains("chunk size"), "{message}");
+    raw.pings(3);
+    raw.close_session(4);
     still_serves(&server, "after", &[]);
 }
 
