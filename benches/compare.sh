@@ -38,6 +38,9 @@ Options (each also settable by the environment variable shown):
   --quick                 scale the data down (64 MiB, 2 000 files) for development [PARECO_BENCH_QUICK=1]
   --work DIR              data, destinations, results         [PARECO_BENCH_WORK, default /tmp/pareco-bench]
   --timeout SEC           kill a client run after SEC seconds [PARECO_BENCH_TIMEOUT, default 1800]
+  --iperf-secs SEC        length of each iperf3 measurement of a link [PARECO_BENCH_IPERF_SECS,
+                          default 30: on the lossy cubic link a 5 s run is mostly slow start
+                          and reads 2-2.5x the steady rate]
   --no-loopfs             keep the destinations in the work dir instead of on a fresh journaled
                           ext4 loop-mounted at WORK/mnt (the default when run as root and
                           'mount -o loop' works; see BENCHMARKS.md) [PARECO_BENCH_LOOPFS=0]
@@ -86,6 +89,7 @@ RUNS_SET=0
 LINKS=${PARECO_BENCH_LINKS:-loopback,wan-loss,wan-clean,wan-loss-cubic}
 QUICK=${PARECO_BENCH_QUICK:-0}
 TIMEOUT=${PARECO_BENCH_TIMEOUT:-1800}
+IPERF_SECS=${PARECO_BENCH_IPERF_SECS:-30}
 LOOPFS=${PARECO_BENCH_LOOPFS:-1}
 PARECO=${PARECO_BIN:-}
 BUILD=1
@@ -108,6 +112,7 @@ while [[ $# -gt 0 ]]; do
     --quick) QUICK=1; shift ;;
     --work) WORK=${2:?}; shift 2 ;;
     --timeout) TIMEOUT=${2:?}; shift 2 ;;
+    --iperf-secs) IPERF_SECS=${2:?}; shift 2 ;;
     --no-loopfs) LOOPFS=0; shift ;;
     --no-build) BUILD=0; shift ;;
     --pareco) PARECO=${2:?}; BUILD=0; shift 2 ;;
@@ -124,6 +129,7 @@ fi
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs wants a positive integer, not '$RUNS'"
 [[ "$CUBIC_RUNS" =~ ^[1-9][0-9]*$ ]] || die "--cubic-runs wants a positive integer, not '$CUBIC_RUNS'"
 [[ "$TIMEOUT" =~ ^[1-9][0-9]*$ ]] || die "--timeout wants seconds, not '$TIMEOUT'"
+[[ "$IPERF_SECS" =~ ^[1-9][0-9]*$ ]] || die "--iperf-secs wants seconds, not '$IPERF_SECS'"
 for s in ${LAN_SCENARIOS//,/ } ${WAN_SCENARIOS//,/ } ${CUBIC_SCENARIOS//,/ }; do
   [[ "$s" =~ ^[1-6]$ ]] || die "unknown scenario '$s' (1-6)"
 done
@@ -345,6 +351,7 @@ CPU_MODEL=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo "- warm cache: nothing is dropped from the page cache (sources are read from RAM); \`sync\` before every run"
   echo "- load average (1, 5, 15 min) at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- runs: $RUNS per tool and scenario ($CUBIC_RUNS on wan-loss-cubic), alternating pareco/rsync; median of the successful runs"
+  echo "- link capacity: iperf3 -P 1 and -P 8, ${IPERF_SECS} s each, on every WAN link before its runs"
 } > "$RESULTS/header.txt"
 cat "$RESULTS/header.txt" >&2
 echo >&2
@@ -544,7 +551,7 @@ run_scenario() { # SCENARIO
 }
 
 # ---------------------------------------------------------------- links
-iperf_measure() { # records the link's own capacity: iperf3 -P 1 and -P 8, 5 s each, receiver Mbit/s
+iperf_measure() { # records the link's own capacity: iperf3 -P 1 and -P 8, IPERF_SECS each, receiver Mbit/s
   local port p out res=()
   port=$(free_port)
   "${SRV_NS[@]}" iperf3 -s -p "$port" > "$RESULTS/iperf-$LINK-server.log" 2>&1 < /dev/null &
@@ -552,7 +559,7 @@ iperf_measure() { # records the link's own capacity: iperf3 -P 1 and -P 8, 5 s e
   wait_port "$port" || die "iperf3 server did not start"
   for p in 1 8; do
     out=$RESULTS/iperf-$LINK-P$p.json
-    "${CLI_NS[@]}" iperf3 -c "$SRV_HOST" -p "$port" -t 5 -P "$p" -J > "$out" 2>&1 || true
+    "${CLI_NS[@]}" iperf3 -c "$SRV_HOST" -p "$port" -t "$IPERF_SECS" -P "$p" -J > "$out" 2>&1 || true
     res+=("$(python3 -c 'import json,sys
 try: print("%.1f" % (json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"] / 1e6))
 except Exception: print("")' "$out")")
