@@ -38,6 +38,9 @@ Options (each also settable by the environment variable shown):
   --quick                 scale the data down (64 MiB, 2 000 files) for development [PARECO_BENCH_QUICK=1]
   --work DIR              data, destinations, results         [PARECO_BENCH_WORK, default /tmp/pareco-bench]
   --timeout SEC           kill a client run after SEC seconds [PARECO_BENCH_TIMEOUT, default 1800]
+  --warm-mib MIB          before each run, touch and free this much memory (see BENCHMARKS.md)
+                          [PARECO_BENCH_WARM_MIB, default 3072 when the kernel has free page
+                          reporting (/sys/module/page_reporting), else 0]
   --iperf-secs SEC        length of each iperf3 measurement of a link [PARECO_BENCH_IPERF_SECS,
                           default 30: on the lossy cubic link a 5 s run is mostly slow start
                           and reads 2-2.5x the steady rate]
@@ -90,6 +93,7 @@ LINKS=${PARECO_BENCH_LINKS:-loopback,wan-loss,wan-clean,wan-loss-cubic}
 QUICK=${PARECO_BENCH_QUICK:-0}
 TIMEOUT=${PARECO_BENCH_TIMEOUT:-1800}
 IPERF_SECS=${PARECO_BENCH_IPERF_SECS:-30}
+if [[ -d /sys/module/page_reporting ]]; then WARM_MIB=${PARECO_BENCH_WARM_MIB:-3072}; else WARM_MIB=${PARECO_BENCH_WARM_MIB:-0}; fi
 LOOPFS=${PARECO_BENCH_LOOPFS:-1}
 PARECO=${PARECO_BIN:-}
 BUILD=1
@@ -113,6 +117,7 @@ while [[ $# -gt 0 ]]; do
     --work) WORK=${2:?}; shift 2 ;;
     --timeout) TIMEOUT=${2:?}; shift 2 ;;
     --iperf-secs) IPERF_SECS=${2:?}; shift 2 ;;
+    --warm-mib) WARM_MIB=${2:?}; shift 2 ;;
     --no-loopfs) LOOPFS=0; shift ;;
     --no-build) BUILD=0; shift ;;
     --pareco) PARECO=${2:?}; BUILD=0; shift 2 ;;
@@ -130,6 +135,7 @@ fi
 [[ "$CUBIC_RUNS" =~ ^[1-9][0-9]*$ ]] || die "--cubic-runs wants a positive integer, not '$CUBIC_RUNS'"
 [[ "$TIMEOUT" =~ ^[1-9][0-9]*$ ]] || die "--timeout wants seconds, not '$TIMEOUT'"
 [[ "$IPERF_SECS" =~ ^[1-9][0-9]*$ ]] || die "--iperf-secs wants seconds, not '$IPERF_SECS'"
+[[ "$WARM_MIB" =~ ^[0-9]+$ ]] || die "--warm-mib wants MiB, not '$WARM_MIB'"
 for s in ${LAN_SCENARIOS//,/ } ${WAN_SCENARIOS//,/ } ${CUBIC_SCENARIOS//,/ }; do
   [[ "$s" =~ ^[1-6]$ ]] || die "unknown scenario '$s' (1-6)"
 done
@@ -210,6 +216,7 @@ cleanup() {
   if [[ -n "$SRV_PID" ]]; then kill "$SRV_PID" 2>/dev/null || true; fi
   if [[ -n "$IPERF_PID" ]]; then kill "$IPERF_PID" 2>/dev/null || true; fi
   wait 2>/dev/null || true
+  rm -f "/dev/shm/pareco-bench-warm.$$"
   loopfs_down
   if [[ $WAN_UP == 1 ]]; then
     log "bringing the WAN namespaces down"
@@ -352,6 +359,11 @@ CPU_MODEL=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo "- load average (1, 5, 15 min) at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- runs: $RUNS per tool and scenario ($CUBIC_RUNS on wan-loss-cubic), alternating pareco/rsync; median of the successful runs"
   echo "- link capacity: iperf3 -P 1 and -P 8, ${IPERF_SECS} s each, on every WAN link before its runs"
+  if [[ $WARM_MIB -gt 0 ]]; then
+    echo "- memory: $WARM_MIB MiB written to /dev/shm and freed again right before every run (free page reporting, see BENCHMARKS.md)"
+  else
+    echo "- memory: no warm-up before the runs (--warm-mib 0)"
+  fi
 } > "$RESULTS/header.txt"
 cat "$RESULTS/header.txt" >&2
 echo >&2
@@ -446,6 +458,22 @@ variants_of() {
   esac
 }
 
+# ---------------------------------------------------------------- guest memory
+# On a VM whose kernel hands free memory back to the host (free page reporting,
+# as on the Firecracker VM of BENCHMARKS.md), the first touch of a page handed
+# back costs a fault in the host: writing 1 GiB into the page cache took 1.7 s
+# of system time instead of 0.35 s when the freed memory had had 15 s to be
+# reported (dd, measured). Which run meets such pages is luck, and the cost
+# lands on whichever process writes. So before every run WARM_MIB of memory is
+# touched and freed: the run's allocations reuse those pages, which are handed
+# back only a few seconds after they are freed.
+warm_memory() {
+  [[ $WARM_MIB -gt 0 ]] || return 0
+  local f=/dev/shm/pareco-bench-warm.$$
+  head -c "$((WARM_MIB << 20))" /dev/zero > "$f" 2>/dev/null || log "warning: could not warm $WARM_MIB MiB in /dev/shm"
+  rm -f "$f"
+}
+
 do_run() { # SCENARIO VARIANT RUN
   local scen=$1 variant=$2 run=$3
   ORDER=$((ORDER + 1))
@@ -470,6 +498,7 @@ do_run() { # SCENARIO VARIANT RUN
     4) mkdir -p "$dest"; cp -a "$DATA/delta/old/file.bin" "$dest/file.bin" ;;  # the old version
   esac
   sync
+  warm_memory
 
   local tls=0
   [[ "$variant" == "pareco TLS" ]] && tls=1
