@@ -168,12 +168,6 @@ fn parse_chunk_size(text: &str) -> Result<u32, String> {
     Ok(size as u32)
 }
 
-/// mimalloc keeps freed chunk buffers for reuse; the system allocator hands
-/// each 1 MiB frame fresh pages from the kernel, whose faults cost ~15 % of
-/// a receiving side's CPU.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Threads for file-system work (reads, writes, hashing). More than a few
 /// per core only adds contention in the kernel and context switches.
 const BLOCKING_THREADS: usize = 16;

@@ -61,6 +61,15 @@ pub struct Chunk {
     pub file: Stat,
 }
 
+/// Small files read together by [`Source::read_files`]: the bytes of those
+/// read, back to back (each its requested length), and for each file its
+/// digest and its state right after the read, or why it was not read.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub data: Bytes,
+    pub files: Vec<Result<(Digest, Stat)>>,
+}
+
 /// A whole small file for [`Destination::put_files`]: `len` bytes of the
 /// shared buffer, after those of the files before it.
 #[derive(Debug, Clone)]
@@ -90,8 +99,8 @@ pub trait Source: Send + Sync + 'static {
     /// the chunk is filled with zeros (and `Chunk::file` shows the change).
     fn read(&self, path: RelPath, offset: u64, len: u32) -> impl Future<Output = Result<Chunk>> + Send;
     /// Reads whole small files, each `(path, len)`, as `read(path, 0, len)`
-    /// would, with one outcome per file.
-    fn read_files(&self, files: Vec<(RelPath, u32)>) -> impl Future<Output = Vec<Result<Chunk>>> + Send;
+    /// would, into one buffer.
+    fn read_files(&self, files: Vec<(RelPath, u32)>) -> impl Future<Output = Result<Bundle>> + Send;
 }
 
 /// The side data goes to.

@@ -4,13 +4,16 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
-use crate::codec::{RelPath, Span};
+use crate::codec::{RelPath, Span, Stat};
 
 use super::error::{Error, Result};
 use super::tree::{file_stat, Tree};
-use super::{blocking, hash, hash_chunks, read_new_at, walk, Chunk, Digest, Listing, Settings, Source};
+use super::{
+    blocking, hash, hash_chunks, read_full_at, read_new_at, walk, Bundle, Chunk, Digest, Listing, Settings,
+    Source,
+};
 
 /// Open files are kept for the next chunk up to this many; then the cache
 /// starts over.
@@ -76,21 +79,35 @@ impl Source for LocalSource {
         blocking(move || inner.read_chunk(&*inner.file(&path)?, &path, offset, len)).await
     }
 
-    async fn read_files(&self, files: Vec<(RelPath, u32)>) -> Vec<Result<Chunk>> {
+    async fn read_files(&self, files: Vec<(RelPath, u32)>) -> Result<Bundle> {
+        let total: u64 = files.iter().map(|(_, len)| u64::from(*len)).sum();
+        if total > u64::from(self.inner.settings.chunk_size) {
+            return Err(Error::new(
+                crate::codec::ErrorKind::Protocol,
+                format!("reading {total} bytes of small files at once is over the chunk size"),
+            ));
+        }
         let inner = self.inner.clone();
-        let count = files.len();
-        // One trip to the blocking pool for all of them; the files are read
-        // once, so they bypass the cache of open files.
-        let read = blocking(move || {
-            Ok(files
+        // One trip to the blocking pool and one buffer for all of them; the
+        // files are read once, so they bypass the cache of open files.
+        blocking(move || {
+            let mut data = BytesMut::with_capacity(total as usize);
+            let files = files
                 .iter()
                 .map(|(path, len)| {
-                    inner.check_len(*len)?;
-                    inner.read_chunk(&inner.tree.open_read(path)?, path, 0, *len)
+                    let start = data.len();
+                    // Past the end of a file that shrank: zeros.
+                    data.resize(start + *len as usize, 0);
+                    let read = inner.read_whole(path, &mut data[start..]);
+                    if read.is_err() {
+                        data.truncate(start);
+                    }
+                    read
                 })
-                .collect())
-        });
-        read.await.unwrap_or_else(|e| vec![Err(e); count])
+                .collect();
+            Ok(Bundle { data: data.freeze(), files })
+        })
+        .await
     }
 }
 
@@ -103,6 +120,13 @@ impl Inner {
             ));
         }
         Ok(())
+    }
+
+    /// Reads the start of a small file into `buf`, zeros past its end.
+    fn read_whole(&self, path: &RelPath, buf: &mut [u8]) -> Result<(Digest, Stat)> {
+        let file = self.tree.open_read(path)?;
+        read_full_at(&file, buf, 0).map_err(|e| Error::from_io(e, path, "read"))?;
+        Ok((hash::digest(self.settings.hash, buf), file_stat(&file, path)?))
     }
 
     fn read_chunk(&self, file: &File, path: &RelPath, offset: u64, len: u32) -> Result<Chunk> {

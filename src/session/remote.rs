@@ -9,7 +9,9 @@ use crate::codec::{
     Action, ErrorKind, FileRead, HashAlgo, HashTarget, Message, Meta, Packet, RelPath, SmallFile, Span, Stat,
 };
 use crate::peer::hash;
-use crate::peer::{Batch, Begun, Chunk, Destination, Digest, Error, Listing, NewFile, Result, Source};
+use crate::peer::{
+    Batch, Begun, Bundle, Chunk, Destination, Digest, Error, Listing, NewFile, Result, Source,
+};
 
 use super::pool::Pool;
 
@@ -110,16 +112,13 @@ impl Source for RemoteSource {
         }
     }
 
-    async fn read_files(&self, files: Vec<(RelPath, u32)>) -> Vec<Result<Chunk>> {
+    async fn read_files(&self, files: Vec<(RelPath, u32)>) -> Result<Bundle> {
         let count = files.len();
         let lens: Vec<usize> = files.iter().map(|(_, len)| *len as usize).collect();
         let cost = lens.iter().sum::<usize>().max(SMALL);
-        let answer = match self.pool.call(Message::ReadFiles { files }, Bytes::new(), cost).await {
-            Ok(packet) => packet,
-            Err(e) => return vec![Err(e); count],
-        };
+        let answer = self.pool.call(Message::ReadFiles { files }, Bytes::new(), cost).await?;
         let Message::FilesRead { files } = answer.msg else {
-            return vec![Err(unexpected(&answer.msg, "ReadFiles")); count];
+            return Err(unexpected(&answer.msg, "ReadFiles"));
         };
         let read: usize = files
             .iter()
@@ -128,26 +127,23 @@ impl Source for RemoteSource {
             .map(|(_, len)| len)
             .sum();
         if files.len() != count || answer.payload.len() != read {
-            let why = format!(
-                "server answered {} of {count} files with {} bytes where {read} were due",
-                files.len(),
-                answer.payload.len()
-            );
-            return vec![Err(Error::new(ErrorKind::Protocol, why)); count];
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "server answered {} of {count} files with {} bytes where {read} were due",
+                    files.len(),
+                    answer.payload.len()
+                ),
+            ));
         }
-        let mut start = 0;
-        files
+        let files = files
             .into_iter()
-            .zip(lens)
-            .map(|(outcome, len)| match outcome {
-                FileRead::Read { digest, file } => {
-                    let data = answer.payload.slice(start..start + len);
-                    start += len;
-                    Ok(Chunk { data, digest: hash::decode(self.hash, &digest)?, file })
-                }
+            .map(|outcome| match outcome {
+                FileRead::Read { digest, file } => Ok((hash::decode(self.hash, &digest)?, file)),
                 FileRead::Failed { kind, message } => Err(Error::new(kind, message)),
             })
-            .collect()
+            .collect();
+        Ok(Bundle { data: answer.payload, files })
     }
 }
 

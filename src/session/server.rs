@@ -513,25 +513,17 @@ async fn respond(role: &Role, msg: Message, payload: Bytes) -> Result<(Message, 
             Ok((Message::Data { digest, file: chunk.file }, chunk.data))
         }
         (Role::Source(source), Message::ReadFiles { files }) => {
-            let total: u64 = files.iter().map(|(_, len)| u64::from(*len)).sum();
-            let limit = source.settings().chunk_size;
-            if total > u64::from(limit) {
-                return Err(peer::Error::new(
-                    ErrorKind::Protocol,
-                    format!("ReadFiles asks for {total} bytes, over the chunk size {limit}"),
-                ));
-            }
             let algo = source.settings().hash;
-            let mut data = bytes::BytesMut::with_capacity(total as usize);
-            let outcomes = source.read_files(files).await.into_iter().map(|read| match read {
-                Ok(chunk) => {
-                    data.extend_from_slice(&chunk.data);
-                    FileRead::Read { digest: hash::encode(algo, chunk.digest), file: chunk.file }
-                }
-                Err(e) => FileRead::Failed { kind: e.kind, message: e.message },
-            });
-            let files = outcomes.collect();
-            Ok((Message::FilesRead { files }, data.freeze()))
+            let bundle = source.read_files(files).await?;
+            let files = bundle
+                .files
+                .into_iter()
+                .map(|read| match read {
+                    Ok((digest, file)) => FileRead::Read { digest: hash::encode(algo, digest), file },
+                    Err(e) => FileRead::Failed { kind: e.kind, message: e.message },
+                })
+                .collect();
+            Ok((Message::FilesRead { files }, bundle.data))
         }
         (Role::Destination(dest), msg) => {
             let algo = dest.settings().hash;

@@ -103,30 +103,30 @@ where
         let bytes: u64 = files.iter().map(|(e, _)| e.stat.size).sum();
         let _permit = ctx.data.clone().acquire_many_owned(bytes.max(1) as u32).await;
         let wanted = files.iter().map(|(e, _)| (e.path.clone(), e.stat.size as u32)).collect();
-        let reads = ctx.source.read_files(wanted).await;
-        let mut data = bytes::BytesMut::with_capacity(bytes as usize);
         let mut batch = Vec::with_capacity(files.len());
         let mut sent = Vec::with_capacity(files.len());
-        for (i, ((entry, _), read)) in files.iter().zip(reads).enumerate() {
-            match read {
-                Ok(chunk) => {
-                    note_change(&progress[i], &entry.stat, &chunk.file, None, chunk.digest);
-                    progress[i].bytes_sent.fetch_add(entry.stat.size, Ordering::Relaxed);
-                    data.extend_from_slice(&chunk.data);
-                    let len = chunk.data.len() as u32;
-                    batch.push(peer::NewFile {
-                        path: entry.path.clone(),
-                        meta: entry.stat.meta,
-                        len,
-                        digest: chunk.digest,
-                    });
-                    sent.push(i);
+        let mut data = bytes::Bytes::new();
+        match ctx.source.read_files(wanted).await {
+            Ok(bundle) => {
+                data = bundle.data;
+                for (i, ((entry, _), read)) in files.iter().zip(bundle.files).enumerate() {
+                    match read {
+                        Ok((digest, now)) => {
+                            note_change(&progress[i], &entry.stat, &now, None, digest);
+                            progress[i].bytes_sent.fetch_add(entry.stat.size, Ordering::Relaxed);
+                            let (path, meta, len) =
+                                (entry.path.clone(), entry.stat.meta, entry.stat.size as u32);
+                            batch.push(peer::NewFile { path, meta, len, digest });
+                            sent.push(i);
+                        }
+                        Err(e) => results[i] = Err(from_source(&progress[i])(e)),
+                    }
                 }
-                Err(e) => results[i] = Err(from_source(&progress[i])(e)),
             }
+            Err(e) => results.iter_mut().for_each(|r| *r = Err(e.clone())),
         }
         if !batch.is_empty() {
-            match ctx.dest.put_files(batch, data.freeze()).await {
+            match ctx.dest.put_files(batch, data).await {
                 Ok(failures) => {
                     for (k, e) in failures {
                         let Some(&i) = sent.get(k) else { continue };

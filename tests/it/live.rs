@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use pareco::codec::{HashAlgo, RelPath, Span};
 use pareco::peer::{
-    Chunk, Digest, Filter, Listing, LocalDestination, LocalSource, Result, Settings, Source, Tree,
+    Bundle, Chunk, Digest, Filter, Listing, LocalDestination, LocalSource, Result, Settings, Source, Tree,
 };
 use pareco::transfer::{self, Options};
 
@@ -43,13 +43,13 @@ impl Source for Meddling {
         self.inner.read(path, offset, len).await
     }
 
-    async fn read_files(&self, files: Vec<(RelPath, u32)>) -> Vec<Result<Chunk>> {
-        // One by one, through `read`, so the victim is meddled with here too.
-        let mut out = Vec::new();
-        for (path, len) in files {
-            out.push(self.read(path, 0, len).await);
+    async fn read_files(&self, files: Vec<(RelPath, u32)>) -> Result<Bundle> {
+        if files.iter().any(|(path, _)| path.as_bytes() == self.victim.as_bytes())
+            && !self.done.swap(true, Ordering::SeqCst)
+        {
+            (self.meddle)(&self.root.join(self.victim));
         }
-        out
+        self.inner.read_files(files).await
     }
 }
 
