@@ -187,7 +187,30 @@ impl Failure {
     }
 }
 
+/// Keeps freed chunk and receive buffers (up to the 64 MiB chunk-size cap)
+/// in glibc's heap for reuse. By default glibc gives each buffer over its
+/// adaptive threshold fresh pages from the kernel, and their page faults
+/// (50 000-90 000 per GiB received, against 9 000-10 000 with this) cost
+/// the receiving side CPU. Two arenas: buffers are allocated on one thread
+/// and freed on another, and with one arena per thread each arena kept its
+/// own spare buffers (an upload client peaked at 73-111 MiB, 40 with two).
+#[cfg(target_env = "gnu")]
+fn tune_allocator() {
+    const KEEP: libc::c_int = 64 << 20;
+    // SAFETY: mallopt only sets three of glibc's malloc parameters; it is
+    // called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, KEEP);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 2 * KEEP);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn tune_allocator() {}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let verbosity = match &cli.command {
         Command::Listen(a) => &a.verbosity,
