@@ -11,7 +11,7 @@
 use std::fs;
 use std::io::{ErrorKind as IoKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -283,6 +283,17 @@ fn digest(data: &[u8]) -> ByteBuf {
 
 fn meta() -> Meta {
     Meta { mode: 0o644, mtime: Mtime { secs: 1_600_000_000, nanos: 0 } }
+}
+
+/// A server whose root sits in a temporary directory beside an empty
+/// directory `outside`, for links that lead out of the root. Keep the
+/// first value alive: it holds both.
+fn server_beside_outside() -> (tempfile::TempDir, PathBuf, Server) {
+    let outer = tempfile::tempdir().unwrap();
+    let outside = outer.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let root = tempfile::Builder::new().prefix("root").tempdir_in(outer.path()).unwrap();
+    (outer, outside, Server::start_in(root, &[]))
 }
 
 /// The server still serves a normal upload (into `path`, a fresh name so
@@ -739,11 +750,7 @@ fn requests_against_the_session_direction_are_denied() {
 
 #[test]
 fn put_files_answers_file_by_file_and_refuses_lengths_that_do_not_add_up() {
-    let outer = tempfile::tempdir().unwrap();
-    let outside = outer.path().join("outside");
-    fs::create_dir(&outside).unwrap();
-    let root = tempfile::Builder::new().prefix("root").tempdir_in(outer.path()).unwrap();
-    let server = Server::start_in(root, &[]);
+    let (_outer, outside, server) = server_beside_outside();
     fs::create_dir(server.path("d")).unwrap();
     std::os::unix::fs::symlink(&outside, server.path("d/out")).unwrap();
 
@@ -798,11 +805,9 @@ fn put_files_answers_file_by_file_and_refuses_lengths_that_do_not_add_up() {
 
 #[test]
 fn read_files_answers_file_by_file_and_refuses_more_than_a_chunk() {
-    let outer = tempfile::tempdir().unwrap();
-    let outside = outer.path().join("outside");
+    let (_outer, outside, server) = server_beside_outside();
+    let outside = outside.join("secret");
     file(&outside, b"secret", 0o644, (1, 0));
-    let root = tempfile::Builder::new().prefix("root").tempdir_in(outer.path()).unwrap();
-    let server = Server::start_in(root, &[]);
     file(&server.path("s/a"), b"alpha", 0o644, (1, 0));
     file(&server.path("s/sub/b"), b"beta", 0o600, (2, 5));
     std::os::unix::fs::symlink(&outside, server.path("s/link")).unwrap();
@@ -841,11 +846,7 @@ fn read_files_answers_file_by_file_and_refuses_more_than_a_chunk() {
 
 #[test]
 fn symlinks_out_of_the_root_are_not_followed() {
-    let outer = tempfile::tempdir().unwrap();
-    let outside = outer.path().join("outside");
-    fs::create_dir(&outside).unwrap();
-    let root = tempfile::Builder::new().prefix("root").tempdir_in(outer.path()).unwrap();
-    let server = Server::start_in(root, &[]);
+    let (outer, outside, server) = server_beside_outside();
     fs::create_dir(server.path("d")).unwrap();
     std::os::unix::fs::symlink(&outside, server.path("d/abs")).unwrap();
     std::os::unix::fs::symlink("../../outside", server.path("d/rel")).unwrap();
