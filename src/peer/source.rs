@@ -74,19 +74,14 @@ impl Source for LocalSource {
     }
 
     async fn read(&self, path: RelPath, offset: u64, len: u32) -> Result<Chunk> {
-        self.inner.check_len(len)?;
+        self.inner.check_len(len.into())?;
         let inner = self.inner.clone();
         blocking(move || inner.read_chunk(&*inner.file(&path)?, &path, offset, len)).await
     }
 
     async fn read_files(&self, files: Vec<(RelPath, u32)>) -> Result<Bundle> {
         let total: u64 = files.iter().map(|(_, len)| u64::from(*len)).sum();
-        if total > u64::from(self.inner.settings.chunk_size) {
-            return Err(Error::new(
-                crate::codec::ErrorKind::Protocol,
-                format!("reading {total} bytes of small files at once is over the chunk size"),
-            ));
-        }
+        self.inner.check_len(total)?;
         let inner = self.inner.clone();
         // One trip to the blocking pool and one buffer for all of them; the
         // files are read once, so they bypass the cache of open files.
@@ -112,8 +107,10 @@ impl Source for LocalSource {
 }
 
 impl Inner {
-    fn check_len(&self, len: u32) -> Result<()> {
-        if len > self.settings.chunk_size {
+    /// A read (of one chunk, or of a bundle of small files) is at most a
+    /// chunk.
+    fn check_len(&self, len: u64) -> Result<()> {
+        if len > u64::from(self.settings.chunk_size) {
             return Err(Error::new(
                 crate::codec::ErrorKind::Protocol,
                 format!("read of {len} bytes is over the chunk size"),
