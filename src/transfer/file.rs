@@ -105,28 +105,26 @@ where
         let wanted = files.iter().map(|(e, _)| (e.path.clone(), e.stat.size as u32)).collect();
         let mut batch = Vec::with_capacity(files.len());
         let mut sent = Vec::with_capacity(files.len());
-        let mut data = bytes::Bytes::new();
-        match ctx.source.read_files(wanted).await {
-            Ok(bundle) => {
-                data = bundle.data;
-                for (i, ((entry, _), read)) in files.iter().zip(bundle.files).enumerate() {
-                    match read {
-                        Ok((digest, now)) => {
-                            note_change(&progress[i], &entry.stat, &now, None, digest);
-                            progress[i].bytes_sent.fetch_add(entry.stat.size, Ordering::Relaxed);
-                            let (path, meta, len) =
-                                (entry.path.clone(), entry.stat.meta, entry.stat.size as u32);
-                            batch.push(peer::NewFile { path, meta, len, digest });
-                            sent.push(i);
-                        }
-                        Err(e) => results[i] = Err(from_source(&progress[i])(e)),
-                    }
+        // A request that failed as a whole fails each of its files.
+        let bundle = ctx
+            .source
+            .read_files(wanted)
+            .await
+            .unwrap_or_else(|e| peer::Bundle { data: bytes::Bytes::new(), files: vec![Err(e); files.len()] });
+        for (i, ((entry, _), read)) in files.iter().zip(bundle.files).enumerate() {
+            match read {
+                Ok((digest, now)) => {
+                    note_change(&progress[i], &entry.stat, &now, None, digest);
+                    progress[i].bytes_sent.fetch_add(entry.stat.size, Ordering::Relaxed);
+                    let (path, meta, len) = (entry.path.clone(), entry.stat.meta, entry.stat.size as u32);
+                    batch.push(peer::NewFile { path, meta, len, digest });
+                    sent.push(i);
                 }
+                Err(e) => results[i] = Err(from_source(&progress[i])(e)),
             }
-            Err(e) => results.iter_mut().for_each(|r| *r = Err(e.clone())),
         }
         if !batch.is_empty() {
-            match ctx.dest.put_files(batch, data).await {
+            match ctx.dest.put_files(batch, bundle.data).await {
                 Ok(failures) => {
                     for (k, e) in failures {
                         let Some(&i) = sent.get(k) else { continue };
