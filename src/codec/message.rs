@@ -116,10 +116,13 @@ pub enum Message {
     Pong,
     /// Part of the answer to `Walk`; `done` marks the last one. `problems`
     /// name entries that could not be read (the transfer is incomplete).
+    /// `root`, in the first one, is the metadata of the listed directory
+    /// itself, which is never an entry.
     Listing {
         entries: Vec<Entry>,
         problems: Vec<String>,
         done: bool,
+        root: Option<Meta>,
     },
     Probed {
         found: Vec<Option<Stat>>,

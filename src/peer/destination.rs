@@ -125,6 +125,7 @@ impl Inner {
     }
 
     fn begin(&self, path: RelPath, size: u64) -> Result<Begun> {
+        below_root(&path)?;
         let existing = self.prepare_file_slot(&path)?;
         let building = if self.settings.inplace {
             let file = self.tree.open_write(&path, true)?;
@@ -210,6 +211,7 @@ impl Inner {
     }
 
     fn put_file(&self, path: RelPath, meta: Meta, data: &[u8], digest: Digest) -> Result<()> {
+        below_root(&path)?;
         check_digest(&self.settings, data, digest, &path, 0)?;
         if self.settings.inplace {
             self.prepare_file_slot(&path)?;
@@ -257,6 +259,11 @@ impl Inner {
     }
 
     fn apply(&self, action: &Action) -> Result<()> {
+        match action {
+            // The root itself only ever gets its metadata set.
+            Action::SetMeta { path, kind: Kind::Dir, .. } if path.is_root() => {}
+            other => below_root(other.path())?,
+        }
         match action {
             Action::MakeDir { path } => self.tree.replace_with_dirs(path),
             Action::Symlink { path, target, mtime } => {
@@ -378,6 +385,15 @@ fn check_digest(settings: &Settings, data: &[u8], digest: Digest, path: &RelPath
             format!("{path}: chunk at {offset} does not match its digest"),
         ))
     }
+}
+
+/// Refuses the root of the tree as the target of an operation that
+/// creates, replaces or removes an entry, before anything is touched.
+fn below_root(path: &RelPath) -> Result<()> {
+    if path.is_root() {
+        return Err(Error::denied("the root itself cannot be replaced or removed, only its metadata set"));
+    }
+    Ok(())
 }
 
 fn protocol(message: String) -> Error {

@@ -44,6 +44,27 @@ impl LocalSource {
 }
 
 impl Inner {
+    /// Runs `work` on the open file of `path` (from the cache with
+    /// `cached`); `work` tells whether the file still had a name when it was
+    /// done. A file unlinked since it was opened has been replaced (renamed
+    /// over: the safe way to rewrite a file) or deleted, and the path tells
+    /// which: `work` runs once more on the file now at the path, and only
+    /// when there is none has the file vanished (`NotFound`).
+    fn at_path<T>(
+        &self,
+        path: &RelPath,
+        cached: bool,
+        mut work: impl FnMut(&File) -> Result<(T, bool)>,
+    ) -> Result<T> {
+        let open = || if cached { self.file(path) } else { self.tree.open_read(path).map(Arc::new) };
+        let (out, named) = work(&*open()?)?;
+        if named {
+            return Ok(out);
+        }
+        self.forget(path);
+        Ok(work(&*open()?)?.0)
+    }
+
     /// The open file for `rel`, from the cache or freshly opened.
     fn file(&self, rel: &RelPath) -> Result<Arc<File>> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
@@ -57,6 +78,11 @@ impl Inner {
         open.insert(rel.clone(), file.clone());
         Ok(file)
     }
+
+    /// Drops the cached open file of `rel`.
+    fn forget(&self, rel: &RelPath) {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(rel);
+    }
 }
 
 impl Source for LocalSource {
@@ -67,8 +93,10 @@ impl Source for LocalSource {
     async fn hash(&self, path: RelPath, span: Span) -> Result<Vec<Digest>> {
         let inner = self.inner.clone();
         blocking(move || {
-            let file = inner.file(&path)?;
-            hash_chunks(&file, &inner.settings, span, &path)
+            inner.at_path(&path, true, |file| {
+                let digests = hash_chunks(file, &inner.settings, span, &path)?;
+                Ok((digests, file_stat(file, &path)?.1))
+            })
         })
         .await
     }
@@ -76,7 +104,7 @@ impl Source for LocalSource {
     async fn read(&self, path: RelPath, offset: u64, len: u32) -> Result<Chunk> {
         self.inner.check_len(len.into())?;
         let inner = self.inner.clone();
-        blocking(move || inner.read_chunk(&*inner.file(&path)?, &path, offset, len)).await
+        blocking(move || inner.at_path(&path, true, |file| inner.read_chunk(file, &path, offset, len))).await
     }
 
     async fn read_files(&self, files: Vec<(RelPath, u32)>) -> Result<Bundle> {
@@ -121,18 +149,22 @@ impl Inner {
 
     /// Reads the start of a small file into `buf`, zeros past its end.
     fn read_whole(&self, path: &RelPath, buf: &mut [u8]) -> Result<(Digest, Stat)> {
-        let file = self.tree.open_read(path)?;
-        read_full_at(&file, buf, 0).map_err(|e| Error::from_io(e, path, "read"))?;
-        Ok((hash::digest(self.settings.hash, buf), file_stat(&file, path)?))
+        self.at_path(path, false, |file| {
+            buf.fill(0);
+            read_full_at(file, buf, 0).map_err(|e| Error::from_io(e, path, "read"))?;
+            let (stat, named) = file_stat(file, path)?;
+            Ok(((hash::digest(self.settings.hash, buf), stat), named))
+        })
     }
 
-    fn read_chunk(&self, file: &File, path: &RelPath, offset: u64, len: u32) -> Result<Chunk> {
+    /// Reads one chunk; tells whether the file still had a name after it.
+    fn read_chunk(&self, file: &File, path: &RelPath, offset: u64, len: u32) -> Result<(Chunk, bool)> {
         let mut data =
             read_new_at(file, len as usize, offset).map_err(|e| Error::from_io(e, path, "read"))?;
         // Past the end of a file that shrank: zeros, as the doc says.
         data.resize(len as usize, 0);
         let digest = hash::digest(self.settings.hash, &data);
-        let stat = file_stat(file, path)?;
-        Ok(Chunk { data: Bytes::from(data), digest, file: stat })
+        let (stat, named) = file_stat(file, path)?;
+        Ok((Chunk { data: Bytes::from(data), digest, file: stat }, named))
     }
 }

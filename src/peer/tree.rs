@@ -55,8 +55,13 @@ impl Tree {
         Ok(Tree { dir })
     }
 
-    /// A path that names this very directory, for tools (the walker) that
-    /// take a path: `/proc/self/fd/N` resolves to the descriptor we hold.
+    /// The directory's descriptor, for resolving paths beneath it.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.dir
+    }
+
+    /// A path that names this very directory: `/proc/self/fd/N` resolves
+    /// to the descriptor we hold.
     pub fn proc_path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/self/fd/{}", self.dir.as_raw_fd()))
     }
@@ -233,6 +238,9 @@ impl Tree {
     /// Removes whatever is at `rel`, a whole directory tree included
     /// (symlinks inside are removed, never followed).
     pub fn remove_all(&self, rel: &RelPath) -> Result<()> {
+        if rel.is_root() {
+            return Err(Error::denied("the root itself cannot be removed"));
+        }
         match self.lstat(rel)? {
             None => Ok(()),
             Some(st) if st.kind != Kind::Dir => self.remove_file(rel),
@@ -318,19 +326,11 @@ impl Parent {
 
     /// The state of entry `name`, as [`Tree::lstat`] gives it.
     pub fn stat(&self, name: &[u8]) -> Result<Option<Stat>> {
-        let st = match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(None),
-            Err(e) => return Err(Error::from_errno(e, &self.shown(name), "stat")),
-        };
-        let target = if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
-            let target = rustix::fs::readlinkat(&self.fd, name, Vec::new())
-                .map_err(|e| Error::from_errno(e, &self.shown(name), "read link"))?;
-            Some(target.into_bytes())
-        } else {
-            None
-        };
-        Ok(stat_of(&st, target))
+        match stat_at(&self.fd, name) {
+            Ok(stat) => Ok(stat),
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => Ok(None),
+            Err(e) => Err(Error::from_errno(e, &self.shown(name), "stat")),
+        }
     }
 
     /// Creates entry `name` as a new, empty file (mode 0600); fails if
@@ -347,6 +347,21 @@ impl Parent {
         rustix::fs::renameat(&self.fd, from, &self.fd, to)
             .map_err(|e| Error::from_errno(e, &self.shown(to), "rename into place"))
     }
+}
+
+/// `lstat` of entry `name` of directory `dir` (with its target if it is a
+/// symlink); `None` for anything but a file, directory or symlink.
+pub(crate) fn stat_at<P: rustix::path::Arg + Copy>(
+    dir: &OwnedFd,
+    name: P,
+) -> rustix::io::Result<Option<Stat>> {
+    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    let target = if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
+        Some(rustix::fs::readlinkat(dir, name, Vec::new())?.into_bytes())
+    } else {
+        None
+    };
+    Ok(stat_of(&st, target))
 }
 
 fn stat_of(st: &rustix::fs::Stat, target: Option<Vec<u8>>) -> Option<Stat> {
@@ -386,14 +401,12 @@ pub fn set_file_meta(file: &File, meta: Meta, rel: &RelPath) -> Result<()> {
         .map_err(|e| Error::from_errno(e, rel, "set mtime"))
 }
 
-/// The state of an open file, as [`Tree::lstat`] would give it; a file
-/// that has been deleted since it was opened is `NotFound`.
-pub fn file_stat(file: &File, rel: &RelPath) -> Result<Stat> {
+/// The state of an open file, as [`Tree::lstat`] would give it, and
+/// whether it still has a name (false once it has been unlinked since it
+/// was opened: deleted, or replaced by a rename over it).
+pub fn file_stat(file: &File, rel: &RelPath) -> Result<(Stat, bool)> {
     let st = rustix::fs::fstat(file.as_fd()).map_err(|e| Error::from_errno(e, rel, "stat"))?;
-    if st.st_nlink == 0 {
-        return Err(Error::from_errno(Errno::NOENT, rel, "read"));
-    }
-    Ok(Stat {
+    let stat = Stat {
         kind: Kind::File,
         size: st.st_size as u64,
         meta: Meta {
@@ -401,7 +414,8 @@ pub fn file_stat(file: &File, rel: &RelPath) -> Result<Stat> {
             mtime: Mtime { secs: st.st_mtime, nanos: st.st_mtime_nsec as u32 },
         },
         target: None,
-    })
+    };
+    Ok((stat, st.st_nlink > 0))
 }
 
 fn timestamps(mtime: Mtime) -> Timestamps {

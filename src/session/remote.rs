@@ -55,14 +55,14 @@ async fn walk(pool: &Pool) -> Result<Listing> {
     tokio::spawn(async move {
         while let Some(response) = responses.recv().await {
             let batch = match response {
-                Ok(Packet { msg: Message::Listing { entries, problems, .. }, .. }) => {
-                    Batch { entries, problems }
+                Ok(Packet { msg: Message::Listing { entries, problems, root, .. }, .. }) => {
+                    Batch { entries, problems, root }
                 }
                 Ok(Packet { msg, .. }) => {
-                    Batch { entries: Vec::new(), problems: vec![unexpected(&msg, "Walk").message] }
+                    Batch { problems: vec![unexpected(&msg, "Walk").message], ..Batch::default() }
                 }
                 Err(e) => {
-                    Batch { entries: Vec::new(), problems: vec![format!("listing the server's tree: {e}")] }
+                    Batch { problems: vec![format!("listing the server's tree: {e}")], ..Batch::default() }
                 }
             };
             if tx.send(batch).await.is_err() {

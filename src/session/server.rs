@@ -481,12 +481,17 @@ async fn stream_walk(session: &Session, id: u32, tx: &mpsc::Sender<Packet>) {
         }
     };
     while let Some(batch) = listing.recv().await {
-        let msg = Message::Listing { entries: batch.entries, problems: batch.problems, done: false };
+        let msg = Message::Listing {
+            entries: batch.entries,
+            problems: batch.problems,
+            done: false,
+            root: batch.root,
+        };
         if tx.send(Packet::new(id, msg)).await.is_err() {
             return;
         }
     }
-    let last = Message::Listing { entries: Vec::new(), problems: Vec::new(), done: true };
+    let last = Message::Listing { entries: Vec::new(), problems: Vec::new(), done: true, root: None };
     let _ = tx.send(Packet::new(id, last)).await;
 }
 

@@ -130,12 +130,24 @@ where
     let files = Arc::new(Semaphore::new(FILES_IN_FLIGHT));
     let mut dirs: Vec<(RelPath, Meta)> = Vec::new();
     let mut seen: HashSet<RelPath> = HashSet::new();
-    while let Some(batch) = tokio::select! {
+    let mut root = None;
+    let mut incomplete = false;
+    while let Some(mut batch) = tokio::select! {
         batch = listing.recv() => batch,
         () = ctx.abort.cancelled() => None,
     } {
+        incomplete |= !batch.problems.is_empty();
         for problem in batch.problems {
             ctx.fail("", peer::Error::io(problem));
+        }
+        root = root.or(batch.root);
+        if batch.entries.iter().any(|e| e.path.is_root()) {
+            // Only a broken or lying source lists the root as an entry:
+            // acting on it could replace the whole destination.
+            incomplete = true;
+            batch.entries.retain(|e| !e.path.is_root());
+            let why = "the source listed the root itself as an entry; that entry is ignored";
+            ctx.fail("", peer::Error::new(ErrorKind::Protocol, why));
         }
         for entry in &batch.entries {
             if entry.stat.kind == Kind::Dir {
@@ -158,9 +170,20 @@ where
         return Err(fatal);
     }
     if delete {
-        delete_extraneous(&ctx, &seen).await?;
+        let errors = Counters::get(&ctx.counters.errors);
+        if incomplete || errors > 0 {
+            tracing::warn!(
+                "--delete skipped: {}; nothing is deleted unless the source was listed and copied without error",
+                if incomplete { "the source listing is incomplete".to_owned() } else { format!("{errors} error(s)") }
+            );
+        } else {
+            delete_extraneous(&ctx, &seen).await?;
+        }
     }
-    // Deepest first, after every write and delete that touches them.
+    // The root of the transfer gets the source root's metadata too.
+    dirs.extend(root.map(|meta| (RelPath::root(), meta)));
+    // Deepest first (the root last), after every write and delete that
+    // touches them.
     dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.depth()));
     for chunk in dirs.chunks(ACTIONS_PER_REQUEST) {
         let actions = chunk

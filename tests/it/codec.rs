@@ -335,8 +335,13 @@ fn message_strategies() -> Vec<BoxedStrategy<Message>> {
         prop::collection::vec(action(), 0..8).prop_map(|actions| Message::Apply { actions }).boxed(),
         Just(Message::Close).boxed(),
         Just(Message::Pong).boxed(),
-        (prop::collection::vec(entry(), 0..8), prop::collection::vec(text(), 0..3), any::<bool>())
-            .prop_map(|(entries, problems, done)| Message::Listing { entries, problems, done })
+        (
+            prop::collection::vec(entry(), 0..8),
+            prop::collection::vec(text(), 0..3),
+            any::<bool>(),
+            prop::option::of(meta()),
+        )
+            .prop_map(|(entries, problems, done, root)| Message::Listing { entries, problems, done, root })
             .boxed(),
         prop::collection::vec(prop::option::of(stat()), 0..8)
             .prop_map(|found| Message::Probed { found })
@@ -483,15 +488,12 @@ fn sample_packets() -> Vec<Packet> {
             2,
             Message::Listing {
                 entries: vec![
-                    Entry {
-                        path: RelPath::root(),
-                        stat: Stat { kind: Kind::Dir, size: 0, meta, target: None },
-                    },
                     Entry { path: rel("a"), stat: file_stat.clone() },
                     Entry { path: rel("link"), stat: link_stat.clone() },
                 ],
                 problems: vec!["secret: permission denied".into()],
                 done: true,
+                root: Some(meta),
             },
         ),
         Packet::new(3, Message::Probed { found: vec![Some(file_stat.clone()), None, Some(link_stat)] }),

@@ -9,212 +9,23 @@
 //! that the server afterwards still serves a normal transfer.
 
 use std::fs;
-use std::io::{ErrorKind as IoKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use pareco::codec::{
-    Action, Direction, ErrorKind, FileRead, FrameCodec, HashAlgo, HashTarget, Message, Meta, Mtime, Packet,
-    RelPath, SessionSpec, SmallFile, Span, MAX_HEADER_LEN, MAX_PAYLOAD_CAP, PROTOCOL_VERSION,
+    Action, Direction, ErrorKind, FileRead, HashAlgo, HashTarget, Kind, Message, Meta, Mtime, Packet,
+    RelPath, SessionSpec, SmallFile, Span, MAX_HEADER_LEN, PROTOCOL_VERSION,
 };
 use pareco::peer::hash;
-use pareco::session::auth::Key;
 use serde_bytes::ByteBuf;
-use tokio_util::codec::Decoder;
 
+use crate::raw::*;
 use crate::util::*;
 
-const CHUNK: u32 = 4096;
 const TOKEN: &str = "correct-horse-battery-staple-7f3a";
-
-/// How long a raw client waits for an answer (or for the close) before it
-/// calls the server stuck.
-const WAIT: Duration = Duration::from_secs(5);
-
-// ---------------------------------------------------------------------------
-// A raw-bytes client
-// ---------------------------------------------------------------------------
-
-/// A blocking connection that speaks frames by hand.
-struct Raw {
-    stream: TcpStream,
-    buf: BytesMut,
-    codec: FrameCodec,
-}
-
-impl Raw {
-    fn connect(port: u16) -> Raw {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Raw { stream, buf: BytesMut::new(), codec: FrameCodec::new(MAX_PAYLOAD_CAP) }
-    }
-
-    /// Sends `bytes` in one write.
-    fn send_bytes(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write to the server");
-    }
-
-    fn send(&mut self, id: u32, msg: Message) {
-        self.send_with(id, msg, Bytes::new());
-    }
-
-    fn send_with(&mut self, id: u32, msg: Message, payload: Bytes) {
-        self.send_bytes(&frame(&Packet::with_payload(id, msg, payload)));
-    }
-
-    /// The next frame, or `None` once the server has closed the connection
-    /// (cleanly: a reset or a frame cut short fails the test).
-    fn recv(&mut self) -> Option<Packet> {
-        loop {
-            if let Some(packet) = self.codec.decode(&mut self.buf).expect("the server sent a bad frame") {
-                return Some(packet);
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => {
-                    assert!(self.buf.is_empty(), "connection closed in the middle of a frame");
-                    return None;
-                }
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), IoKind::WouldBlock | IoKind::TimedOut) => {
-                    panic!("no frame and no close from the server within {WAIT:?}")
-                }
-                Err(e) if e.kind() == IoKind::Interrupted => {}
-                Err(e) => panic!("reading from the server: {e}"),
-            }
-        }
-    }
-
-    /// The next frame must be an `Error` of `kind`; returns its id and text.
-    fn error(&mut self, kind: ErrorKind) -> (u32, String) {
-        match self.recv() {
-            Some(Packet { id, msg: Message::Error { kind: got, message }, .. }) => {
-                assert_eq!(got, kind, "error {message:?}");
-                (id, message)
-            }
-            other => panic!("expected an {kind:?} error, got {other:?}"),
-        }
-    }
-
-    /// The server must close the connection now, with nothing more sent.
-    fn closed(&mut self) {
-        if let Some(packet) = self.recv() {
-            panic!("expected the server to close the connection, got {packet:?}");
-        }
-    }
-
-    /// A connection-level refusal: an `Error` frame with id 0, then the close.
-    fn refused(&mut self, kind: ErrorKind) -> String {
-        let (id, message) = self.error(kind);
-        assert_eq!(id, 0, "a connection-level error has id 0: {message}");
-        self.closed();
-        message
-    }
-
-    /// Sends `Hello` and reads the `Challenge`: its nonce and whether a token
-    /// is required.
-    fn hello(&mut self) -> (Vec<u8>, bool) {
-        self.send(0, Message::Hello { version: PROTOCOL_VERSION });
-        match self.recv() {
-            Some(Packet { msg: Message::Challenge { version, nonce, token_required }, .. }) => {
-                assert_eq!(version, PROTOCOL_VERSION);
-                (nonce.into_vec(), token_required)
-            }
-            other => panic!("expected Challenge, got {other:?}"),
-        }
-    }
-
-    /// Handshake up to sending `msg` (an `Open` or `Join` built from the
-    /// proof for the server's nonce, made with `token` if given).
-    fn intent(&mut self, token: Option<&str>, msg: impl FnOnce(Option<ByteBuf>) -> Message) {
-        let (nonce, _) = self.hello();
-        let proof = token.map(|t| ByteBuf::from(Key::from_token(t).prove(&nonce).to_vec()));
-        self.send(0, msg(proof));
-    }
-
-    fn open(&mut self, token: Option<&str>, spec: SessionSpec) {
-        self.intent(token, |proof| Message::Open { proof, spec });
-    }
-
-    fn join(&mut self, token: Option<&str>, session: u64) {
-        self.intent(token, |proof| Message::Join { session, proof });
-    }
-
-    /// The next frame must be `Welcome`; returns the session id.
-    fn welcome(&mut self) -> u64 {
-        match self.recv() {
-            Some(Packet { msg: Message::Welcome { session, max_payload, .. }, .. }) => {
-                assert_eq!(max_payload, CHUNK);
-                session
-            }
-            other => panic!("expected Welcome, got {other:?}"),
-        }
-    }
-
-    /// A connection with a session opened for `spec`.
-    fn opened(port: u16, token: Option<&str>, spec: SessionSpec) -> (Raw, u64) {
-        let mut raw = Raw::connect(port);
-        raw.open(token, spec);
-        let session = raw.welcome();
-        (raw, session)
-    }
-
-    /// Sends a request and returns the answer, which must carry its id.
-    fn request(&mut self, id: u32, msg: Message, payload: Bytes) -> Message {
-        self.request_with_payload(id, msg, payload).0
-    }
-
-    /// A request and its answer, with the answer's payload.
-    fn request_with_payload(&mut self, id: u32, msg: Message, payload: Bytes) -> (Message, Bytes) {
-        self.send_with(id, msg, payload);
-        let packet = self.recv().expect("the server closed the connection instead of answering");
-        assert_eq!(packet.id, id, "answer to another request: {packet:?}");
-        (packet.msg, packet.payload)
-    }
-
-    /// A request that must fail with `kind`; returns the error's text.
-    fn request_fails(&mut self, id: u32, msg: Message, payload: Bytes, kind: ErrorKind) -> String {
-        match self.request(id, msg, payload) {
-            Message::Error { kind: got, message } => {
-                assert_eq!(got, kind, "error {message:?}");
-                message
-            }
-            other => panic!("expected an {kind:?} error, got {other:?}"),
-        }
-    }
-
-    /// The session still answers on this connection.
-    fn pings(&mut self, id: u32) {
-        assert_eq!(self.request(id, Message::Ping, Bytes::new()), Message::Pong);
-    }
-
-    /// Ends the session with `Close` and waits until the server has closed
-    /// the connection (by then the session is gone from its table).
-    fn close_session(mut self, id: u32) {
-        assert_eq!(self.request(id, Message::Close, Bytes::new()), Message::Done);
-        self.closed();
-    }
-}
-
-/// The bytes of a whole frame.
-fn frame(packet: &Packet) -> Vec<u8> {
-    let mut bytes = packet.encode_head().expect("encode_head").to_vec();
-    bytes.extend_from_slice(&packet.payload);
-    bytes
-}
-
-/// A frame around any header (to send what `Message` cannot hold).
-fn raw_frame(header: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut bytes = (header.len() as u32).to_be_bytes().to_vec();
-    bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    bytes.extend_from_slice(header);
-    bytes.extend_from_slice(payload);
-    bytes
-}
 
 /// Mirrors of the messages that carry paths, with paths as plain bytes, so
 /// that a header with a forbidden path can be written at all. Variant and
@@ -643,6 +454,48 @@ fn write_past_the_end_of_a_begun_file_fails_and_the_session_goes_on() {
     assert_eq!(raw.request(7, Message::Finish { handle, meta: meta() }, Bytes::new()), Message::Done);
     assert_eq!(fs::read(server.path("d/f")).unwrap(), b"\0\0\0\0\0\0WXYZ");
     raw.close_session(8);
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn an_upload_session_can_neither_replace_nor_remove_its_root() {
+    let server = Server::start(&[]);
+    varied_tree(&server.path("d"), CHUNK as usize);
+    let before = snapshot(&server.path("d"));
+    let (mut raw, _) = Raw::opened(server.port, None, upload("d"));
+    let root = RelPath::root();
+    let message = raw.request_fails(
+        1,
+        Message::Begin { path: root.clone(), size: 3 * CHUNK as u64 },
+        Bytes::new(),
+        ErrorKind::Denied,
+    );
+    assert!(message.contains("the root itself"), "{message}");
+    let data = Bytes::from_static(b"root?");
+    let put = Message::PutFile { path: root.clone(), meta: meta(), digest: digest(&data) };
+    raw.request_fails(2, put, data.clone(), ErrorKind::Denied);
+    let file = SmallFile { path: root.clone(), meta: meta(), len: data.len() as u32, digest: digest(&data) };
+    match raw.request(3, Message::PutFiles { files: vec![file] }, data) {
+        Message::FilesPut { failures } => assert_eq!(failures.len(), 1, "{failures:?}"),
+        other => panic!("expected FilesPut, got {other:?}"),
+    }
+    let target = ByteBuf::from(b"/".to_vec());
+    let actions = vec![
+        Action::Symlink { path: root.clone(), target, mtime: meta().mtime },
+        Action::MakeDir { path: root.clone() },
+        Action::Remove { path: root.clone(), kind: Kind::Dir },
+        Action::Remove { path: root.clone(), kind: Kind::File },
+        Action::SetMeta { path: root.clone(), kind: Kind::File, meta: meta() },
+    ];
+    match raw.request(4, Message::Apply { actions }, Bytes::new()) {
+        Message::Applied { failures } => {
+            assert_eq!(failures.len(), 5, "{failures:?}");
+            assert!(failures.iter().all(|(path, why)| path.is_root() && why.contains("the root itself")));
+        }
+        other => panic!("expected Applied, got {other:?}"),
+    }
+    raw.close_session(5);
+    assert!(snapshot(&server.path("d")) == before, "the session's root changed");
     still_serves(&server, "after", &[]);
 }
 

@@ -138,3 +138,31 @@ fn a_file_vanishing_while_read_is_dropped_from_the_destination() {
         assert_same_tree(src.path(), dst.path());
     }
 }
+
+#[test]
+fn a_file_replaced_by_rename_while_read_is_changed_not_vanished() {
+    // The safe way to rewrite a file: write a new one beside it, rename it
+    // over the old. The source had the old one open already (it hashed it
+    // to compare with the destination's copy).
+    fn replace(path: &std::path::Path) {
+        let new = path.with_extension("new");
+        std::fs::write(&new, noise(CHUNK * 6 + 5, 9)).unwrap();
+        std::fs::rename(&new, path).unwrap();
+    }
+    for (size, name) in [(CHUNK * 6, "big"), (100, "small")] {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        file(&src.path().join(name), &noise(size, 2), 0o644, (2, 0));
+        // An older version of the same size is on the destination already.
+        file(&dst.path().join(name), &noise(size, 3), 0o644, (1, 0));
+        let report = run(src.path(), dst.path(), if name == "big" { "big" } else { "small" }, replace);
+        assert!(report.complete(), "{name}: {report:?}");
+        assert_eq!(report.files_vanished, 0, "{name}");
+        assert_eq!(report.files_changed_during_transfer, 1, "{name}");
+        assert!(dst.path().join(name).exists(), "{name}: the destination copy was deleted");
+        // The writer is done: the next run makes an exact mirror.
+        let report = plain_run(src.path(), dst.path());
+        assert!(report.complete() && report.files_changed_during_transfer == 0, "{name}: {report:?}");
+        assert_same_tree(src.path(), dst.path());
+    }
+}

@@ -3,8 +3,11 @@
 
 mod codec;
 mod damage;
+mod fake;
 mod hardening;
 mod live;
+mod raw;
+mod safety;
 mod sync;
 mod tls;
 mod util;

@@ -1,0 +1,229 @@
+//! Walking a [`Tree`] into a stream of entry batches.
+//!
+//! The walk is an async task that puts entries in order and sends them in
+//! batches as it goes, so the transfer starts before a large tree has been
+//! read to the end. Directories are read ([`read`]) on the blocking pool,
+//! several at once and ahead of the order: the next directories the order
+//! will need are read first, at most [`READ_AHEAD`] of them before they are
+//! needed. Waiting for the receiver costs no thread, so a client that stops
+//! reading holds nothing but this task's memory, and dropping the receiver
+//! ends the walk.
+//!
+//! Entries come parent first, each directory's entries sorted by name,
+//! right after it. Filters are applied here: excluded directories are not
+//! even read, and a directory that is not selected itself is listed only
+//! once something below it is (so its selected contents have a parent to
+//! go into). The root itself is never an entry; its metadata rides in the
+//! first batch.
+
+mod read;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::codec::{Entry, Kind, Meta, RelPath};
+
+use super::filter::Filter;
+use super::tree::Tree;
+use read::{read_dir, DirRead};
+
+/// A batch is sent once it has this many entries (a little more when
+/// held-back parent directories join it)...
+pub const BATCH_ENTRIES: usize = 512;
+/// ...or about this many bytes of paths and link targets, so that its
+/// `Listing` frame stays well below the 1 MiB header limit.
+pub const BATCH_BYTES: usize = 256 << 10;
+/// A batch is sent at the latest this long after its first entry, and
+/// before waiting for a directory that is still being read.
+const BATCH_DELAY: Duration = Duration::from_millis(20);
+/// Directories read ahead of the order (being read, or read and waiting),
+/// which bounds both the blocking threads and the memory a walk takes.
+pub const READ_AHEAD: usize = 16;
+
+/// One piece of a listing: entries, and the paths that could not be read
+/// (each a one-line message), which make the listing incomplete.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub entries: Vec<Entry>,
+    pub problems: Vec<String>,
+    /// The metadata of the walked directory itself (in the first batch).
+    pub root: Option<Meta>,
+}
+
+/// The receiving end of a walk; closed after the last batch.
+pub type Listing = mpsc::Receiver<Batch>;
+
+/// Is `name` one of pareco's own temporary files (never listed)?
+pub fn is_temp_name(name: &[u8]) -> bool {
+    name.starts_with(b".") && name.ends_with(super::TEMP_SUFFIX.as_bytes())
+}
+
+/// Starts walking `tree`, returning the batches as they are made.
+pub fn spawn_walk(tree: Arc<Tree>, filter: Filter) -> Listing {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(Walk::new(tree, filter, tx).run());
+    rx
+}
+
+/// A directory being listed: the entries of it not yet emitted.
+struct Frame {
+    dir: RelPath,
+    entries: std::vec::IntoIter<(Vec<u8>, crate::codec::Stat)>,
+    /// Subdirectories (in order) not yet read ahead.
+    unread: std::collections::VecDeque<RelPath>,
+}
+
+struct Walk {
+    tree: Arc<Tree>,
+    filter: Arc<Filter>,
+    tx: mpsc::Sender<Batch>,
+    batch: Batch,
+    bytes: usize,
+    started: Instant,
+    /// Directories met but not yet listed because nothing below them was
+    /// selected so far (only with include patterns), nearest the root first.
+    held: Vec<Entry>,
+    ahead: std::collections::HashMap<RelPath, JoinHandle<DirRead>>,
+}
+
+impl Walk {
+    fn new(tree: Arc<Tree>, filter: Filter, tx: mpsc::Sender<Batch>) -> Walk {
+        Walk {
+            tree,
+            filter: Arc::new(filter),
+            tx,
+            batch: Batch::default(),
+            bytes: 0,
+            started: Instant::now(),
+            held: Vec::new(),
+            ahead: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Walks the whole tree; stops early when the receiver is gone.
+    async fn run(mut self) {
+        let root = RelPath::root();
+        let Some(read) = self.read(&root).await else { return };
+        self.batch.root = read.own.as_ref().map(|st| st.meta);
+        let mut stack = vec![self.frame(root, read)];
+        self.read_ahead(&mut stack);
+        while let Some(frame) = stack.last_mut() {
+            let Some((name, stat)) = frame.entries.next() else {
+                stack.pop();
+                continue;
+            };
+            let Ok(path) = frame.dir.join(&name) else { continue };
+            let is_dir = stat.kind == Kind::Dir;
+            if is_dir && frame.unread.front() == Some(&path) {
+                // Not read ahead: it is read now, not a second time later.
+                frame.unread.pop_front();
+            }
+            if !self.emit(Entry { path: path.clone(), stat }).await {
+                return;
+            }
+            if is_dir {
+                let Some(read) = self.read(&path).await else { return };
+                let frame = self.frame(path, read);
+                stack.push(frame);
+                self.read_ahead(&mut stack);
+            }
+        }
+        self.flush(true).await;
+    }
+
+    /// The frame of a directory just read; its problems join the batch.
+    fn frame(&mut self, dir: RelPath, read: DirRead) -> Frame {
+        self.batch.problems.extend(read.problems);
+        for path in read.skipped {
+            tracing::warn!("{path}: skipped: not a regular file, directory or symlink");
+        }
+        let unread = read
+            .entries
+            .iter()
+            .filter(|(_, stat)| stat.kind == Kind::Dir)
+            .filter_map(|(name, _)| dir.join(name).ok())
+            .collect();
+        Frame { dir, entries: read.entries.into_iter(), unread }
+    }
+
+    /// Starts reading the next directories the order will need, deepest
+    /// frame first, while fewer than [`READ_AHEAD`] are read ahead.
+    fn read_ahead(&mut self, stack: &mut [Frame]) {
+        for frame in stack.iter_mut().rev() {
+            while self.ahead.len() < READ_AHEAD {
+                let Some(dir) = frame.unread.pop_front() else { break };
+                let (tree, filter) = (self.tree.clone(), self.filter.clone());
+                let read = tokio::task::spawn_blocking({
+                    let dir = dir.clone();
+                    move || read_dir(&tree, &filter, &dir)
+                });
+                self.ahead.insert(dir, read);
+            }
+        }
+    }
+
+    /// The contents of `dir`: read ahead, or read now. Sends the batch so
+    /// far first if the read is not done yet. `None` when the receiver is
+    /// gone.
+    async fn read(&mut self, dir: &RelPath) -> Option<DirRead> {
+        let handle = match self.ahead.remove(dir) {
+            Some(handle) => handle,
+            None => {
+                let (tree, filter, dir) = (self.tree.clone(), self.filter.clone(), dir.clone());
+                tokio::task::spawn_blocking(move || read_dir(&tree, &filter, &dir))
+            }
+        };
+        if !handle.is_finished() && !self.flush(false).await {
+            return None;
+        }
+        Some(handle.await.unwrap_or_else(|e| DirRead {
+            problems: vec![format!("{dir}: reading the directory failed: {e}")],
+            ..DirRead::default()
+        }))
+    }
+
+    /// Adds `entry` to the batch (or holds a directory back, see
+    /// [`Walk::held`]) and sends the batch when it is due. False when the
+    /// receiver is gone.
+    async fn emit(&mut self, entry: Entry) -> bool {
+        self.held.retain(|dir| entry.path.starts_with(&dir.path) && entry.path != dir.path);
+        if !self.filter.selects(&entry.path) {
+            if entry.stat.kind == Kind::Dir {
+                self.held.push(entry);
+            }
+            return true;
+        }
+        if self.batch.entries.is_empty() {
+            self.started = Instant::now();
+        }
+        for entry in std::mem::take(&mut self.held).into_iter().chain([entry]) {
+            self.bytes += entry_bytes(&entry);
+            self.batch.entries.push(entry);
+        }
+        let full = self.batch.entries.len() >= BATCH_ENTRIES || self.bytes >= BATCH_BYTES;
+        if full || self.started.elapsed() >= BATCH_DELAY {
+            return self.flush(false).await;
+        }
+        true
+    }
+
+    /// Sends the batch if it holds anything (`last`: even if empty, when
+    /// nothing was sent yet, so the root's metadata arrives). False when
+    /// the receiver is gone.
+    async fn flush(&mut self, last: bool) -> bool {
+        let empty = self.batch.entries.is_empty() && self.batch.problems.is_empty();
+        if empty && !(last && self.batch.root.is_some()) {
+            return true;
+        }
+        self.bytes = 0;
+        self.tx.send(std::mem::take(&mut self.batch)).await.is_ok()
+    }
+}
+
+/// Roughly the bytes an entry takes in a `Listing` frame.
+fn entry_bytes(entry: &Entry) -> usize {
+    entry.path.as_bytes().len() + entry.stat.target.as_ref().map_or(0, |t| t.len()) + 48
+}

@@ -1,0 +1,100 @@
+//! Reading one directory of a walk: its entries, sorted by name, each with
+//! its `lstat`, read through the directory's own descriptor.
+//!
+//! The directory is opened from the tree's root with `openat2` refusing
+//! every symlink on the way (`RESOLVE_NO_SYMLINKS`) and any step out of the
+//! tree (`RESOLVE_BENEATH`), and its entries are stated with `statat` on
+//! that descriptor without following them. So a directory swapped for a
+//! symlink while the walk runs (by a client that may write into the tree)
+//! fails to open and becomes a problem; it is never followed.
+
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+use crate::codec::{RelPath, Stat};
+use crate::peer::filter::Filter;
+use crate::peer::tree::{stat_at, Tree};
+
+use super::is_temp_name;
+
+const STRICT: ResolveFlags =
+    ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
+
+/// One directory as read: its own metadata, its listed entries sorted by
+/// name, the entries that could not be read, and the names of special
+/// files that were skipped.
+#[derive(Debug, Default)]
+pub struct DirRead {
+    pub own: Option<Stat>,
+    pub entries: Vec<(Vec<u8>, Stat)>,
+    pub problems: Vec<String>,
+    pub skipped: Vec<RelPath>,
+}
+
+/// Reads the directory `dir` of `tree`: excluded entries and pareco's own
+/// temporary files are left out before they are even stated. A directory
+/// that is gone (deleted while the walk ran) reads as empty, without a
+/// problem; any other failure is a problem.
+pub fn read_dir(tree: &Tree, filter: &Filter, dir: &RelPath) -> DirRead {
+    let mut read = DirRead::default();
+    if let Err(e) = read_into(tree, filter, dir, &mut read) {
+        if e != Errno::NOENT {
+            read.problems.push(format!("{dir}: cannot read directory: {}", std::io::Error::from(e)));
+        }
+    }
+    read.entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    read
+}
+
+fn read_into(tree: &Tree, filter: &Filter, dir: &RelPath, read: &mut DirRead) -> Result<(), Errno> {
+    let fd = rustix::fs::openat2(
+        tree.fd(),
+        dir.as_path(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        STRICT,
+    )?;
+    read.own = stat_at(&fd, c".")?;
+    for (name, file_type) in names(&fd)? {
+        let bytes = name.as_bytes();
+        let Ok(path) = dir.join(bytes) else { continue };
+        if is_temp_name(bytes) || filter.excludes(&path) {
+            continue;
+        }
+        if is_special(file_type) {
+            read.skipped.push(path);
+            continue;
+        }
+        match stat_at(&fd, &name) {
+            Ok(Some(stat)) => read.entries.push((bytes.to_vec(), stat)),
+            // A FIFO, socket or device the directory entry did not tell.
+            Ok(None) if file_type == FileType::Unknown => read.skipped.push(path),
+            // Gone meanwhile (or replaced by a special file): not listed.
+            Ok(None) | Err(Errno::NOENT) => {}
+            Err(e) => read.problems.push(format!("{path}: {}", std::io::Error::from(e))),
+        }
+    }
+    Ok(())
+}
+
+/// The names in the directory (`.` and `..` left out) with the type the
+/// directory entry gives.
+fn names(fd: &OwnedFd) -> Result<Vec<(CString, FileType)>, Errno> {
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(fd)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        names.push((name.to_owned(), entry.file_type()));
+    }
+    Ok(names)
+}
+
+fn is_special(file_type: FileType) -> bool {
+    !matches!(file_type, FileType::RegularFile | FileType::Directory | FileType::Symlink | FileType::Unknown)
+}

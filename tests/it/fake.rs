@@ -1,0 +1,79 @@
+//! A fake server that lies: it speaks the protocol (the handshake, then
+//! frames through the library's codec) and answers every request with
+//! whatever the test's script says, so that the client's defences can be
+//! tested against a server no honest implementation would be.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pareco::codec::{ErrorKind, Message, Packet, PROTOCOL_VERSION};
+use serde_bytes::ByteBuf;
+
+use crate::raw::Raw;
+
+/// What the fake server answers to one request: any number of frames
+/// (several `Listing`s for a `Walk`), each with its payload.
+pub type Answers = Vec<(Message, Bytes)>;
+
+/// A fake server listening on 127.0.0.1 until the test process ends.
+pub struct Fake {
+    pub port: u16,
+}
+
+impl Fake {
+    /// Serves every connection with `script`, which sees each request and
+    /// returns the answers. `Ping` and `Close` are answered as a real
+    /// server would.
+    pub fn start(script: impl Fn(&Message) -> Answers + Send + Sync + 'static) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("local addr").port();
+        let script = Arc::new(script);
+        // The chunk size of the session opened, for the connections joining it.
+        let chunk = Arc::new(AtomicU32::new(1 << 20));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (script, chunk) = (script.clone(), chunk.clone());
+                std::thread::spawn(move || serve(Raw::accepted(stream), &*script, &chunk));
+            }
+        });
+        Fake { port }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("pareco://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+fn serve(mut conn: Raw, script: &(dyn Fn(&Message) -> Answers + Send + Sync), chunk: &AtomicU32) {
+    let Some(Packet { msg: Message::Hello { .. }, .. }) = conn.next() else { return };
+    let nonce = ByteBuf::from(vec![7u8; 32]);
+    conn.send(0, Message::Challenge { version: PROTOCOL_VERSION, nonce, token_required: false });
+    let max_payload = match conn.next() {
+        Some(Packet { msg: Message::Open { spec, .. }, .. }) => {
+            chunk.store(spec.chunk_size, Ordering::SeqCst);
+            spec.chunk_size
+        }
+        Some(Packet { msg: Message::Join { .. }, .. }) => chunk.load(Ordering::SeqCst),
+        _ => return,
+    };
+    conn.send(0, Message::Welcome { session: 1, idle_timeout_ms: 150_000, max_payload });
+    while let Some(packet) = conn.next() {
+        let answers = match packet.msg {
+            Message::Ping => vec![(Message::Pong, Bytes::new())],
+            Message::Close => vec![(Message::Done, Bytes::new())],
+            ref msg => script(msg),
+        };
+        for (msg, payload) in answers {
+            conn.send_with(packet.id, msg, payload);
+        }
+    }
+}
+
+/// The answer to anything a script does not expect.
+pub fn refuse(msg: &Message) -> Answers {
+    let message = format!("the fake server does not answer {}", msg.name());
+    vec![(Message::Error { kind: ErrorKind::Io, message }, Bytes::new())]
+}

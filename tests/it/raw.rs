@@ -1,0 +1,222 @@
+//! A blocking connection that speaks frames by hand, for tests that play
+//! a client (or a server) that the library would never be: it writes frames
+//! with `Packet::encode_head` (or bytes built by the test) and decodes what
+//! comes back with the library's `FrameCodec`.
+
+use std::io::{ErrorKind as IoKind, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pareco::codec::{ErrorKind, FrameCodec, Message, Packet, SessionSpec, MAX_PAYLOAD_CAP, PROTOCOL_VERSION};
+use pareco::session::auth::Key;
+use serde_bytes::ByteBuf;
+use tokio_util::codec::Decoder;
+
+/// The chunk size raw sessions open with.
+pub const CHUNK: u32 = 4096;
+
+/// How long a raw connection waits for an answer (or for the close) before
+/// it calls the other side stuck.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A blocking connection that speaks frames by hand.
+pub struct Raw {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    codec: FrameCodec,
+}
+
+impl Raw {
+    pub fn connect(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Raw { stream, buf: BytesMut::new(), codec: FrameCodec::new(MAX_PAYLOAD_CAP) }
+    }
+
+    /// The server's end of a connection a fake server accepted: it waits
+    /// as long as a real server would for the client's next request.
+    pub fn accepted(stream: TcpStream) -> Raw {
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Raw { stream, buf: BytesMut::new(), codec: FrameCodec::new(MAX_PAYLOAD_CAP) }
+    }
+
+    /// The next frame, or `None` when the stream ended or failed in any
+    /// way (for a fake server, whose client may go at any moment).
+    pub fn next(&mut self) -> Option<Packet> {
+        loop {
+            if let Some(packet) = self.codec.decode(&mut self.buf).ok()? {
+                return Some(packet);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Sends `bytes` in one write.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to the server");
+    }
+
+    pub fn send(&mut self, id: u32, msg: Message) {
+        self.send_with(id, msg, Bytes::new());
+    }
+
+    pub fn send_with(&mut self, id: u32, msg: Message, payload: Bytes) {
+        self.send_bytes(&frame(&Packet::with_payload(id, msg, payload)));
+    }
+
+    /// The next frame, or `None` once the server has closed the connection
+    /// (cleanly: a reset or a frame cut short fails the test).
+    pub fn recv(&mut self) -> Option<Packet> {
+        loop {
+            if let Some(packet) = self.codec.decode(&mut self.buf).expect("the server sent a bad frame") {
+                return Some(packet);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    assert!(self.buf.is_empty(), "connection closed in the middle of a frame");
+                    return None;
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), IoKind::WouldBlock | IoKind::TimedOut) => {
+                    panic!("no frame and no close from the server within {WAIT:?}")
+                }
+                Err(e) if e.kind() == IoKind::Interrupted => {}
+                Err(e) => panic!("reading from the server: {e}"),
+            }
+        }
+    }
+
+    /// The next frame must be an `Error` of `kind`; returns its id and text.
+    pub fn error(&mut self, kind: ErrorKind) -> (u32, String) {
+        match self.recv() {
+            Some(Packet { id, msg: Message::Error { kind: got, message }, .. }) => {
+                assert_eq!(got, kind, "error {message:?}");
+                (id, message)
+            }
+            other => panic!("expected an {kind:?} error, got {other:?}"),
+        }
+    }
+
+    /// The server must close the connection now, with nothing more sent.
+    pub fn closed(&mut self) {
+        if let Some(packet) = self.recv() {
+            panic!("expected the server to close the connection, got {packet:?}");
+        }
+    }
+
+    /// A connection-level refusal: an `Error` frame with id 0, then the close.
+    pub fn refused(&mut self, kind: ErrorKind) -> String {
+        let (id, message) = self.error(kind);
+        assert_eq!(id, 0, "a connection-level error has id 0: {message}");
+        self.closed();
+        message
+    }
+
+    /// Sends `Hello` and reads the `Challenge`: its nonce and whether a token
+    /// is required.
+    pub fn hello(&mut self) -> (Vec<u8>, bool) {
+        self.send(0, Message::Hello { version: PROTOCOL_VERSION });
+        match self.recv() {
+            Some(Packet { msg: Message::Challenge { version, nonce, token_required }, .. }) => {
+                assert_eq!(version, PROTOCOL_VERSION);
+                (nonce.into_vec(), token_required)
+            }
+            other => panic!("expected Challenge, got {other:?}"),
+        }
+    }
+
+    /// Handshake up to sending `msg` (an `Open` or `Join` built from the
+    /// proof for the server's nonce, made with `token` if given).
+    pub fn intent(&mut self, token: Option<&str>, msg: impl FnOnce(Option<ByteBuf>) -> Message) {
+        let (nonce, _) = self.hello();
+        let proof = token.map(|t| ByteBuf::from(Key::from_token(t).prove(&nonce).to_vec()));
+        self.send(0, msg(proof));
+    }
+
+    pub fn open(&mut self, token: Option<&str>, spec: SessionSpec) {
+        self.intent(token, |proof| Message::Open { proof, spec });
+    }
+
+    pub fn join(&mut self, token: Option<&str>, session: u64) {
+        self.intent(token, |proof| Message::Join { session, proof });
+    }
+
+    /// The next frame must be `Welcome`; returns the session id.
+    pub fn welcome(&mut self) -> u64 {
+        match self.recv() {
+            Some(Packet { msg: Message::Welcome { session, max_payload, .. }, .. }) => {
+                assert_eq!(max_payload, CHUNK);
+                session
+            }
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+    }
+
+    /// A connection with a session opened for `spec`.
+    pub fn opened(port: u16, token: Option<&str>, spec: SessionSpec) -> (Raw, u64) {
+        let mut raw = Raw::connect(port);
+        raw.open(token, spec);
+        let session = raw.welcome();
+        (raw, session)
+    }
+
+    /// Sends a request and returns the answer, which must carry its id.
+    pub fn request(&mut self, id: u32, msg: Message, payload: Bytes) -> Message {
+        self.request_with_payload(id, msg, payload).0
+    }
+
+    /// A request and its answer, with the answer's payload.
+    pub fn request_with_payload(&mut self, id: u32, msg: Message, payload: Bytes) -> (Message, Bytes) {
+        self.send_with(id, msg, payload);
+        let packet = self.recv().expect("the server closed the connection instead of answering");
+        assert_eq!(packet.id, id, "answer to another request: {packet:?}");
+        (packet.msg, packet.payload)
+    }
+
+    /// A request that must fail with `kind`; returns the error's text.
+    pub fn request_fails(&mut self, id: u32, msg: Message, payload: Bytes, kind: ErrorKind) -> String {
+        match self.request(id, msg, payload) {
+            Message::Error { kind: got, message } => {
+                assert_eq!(got, kind, "error {message:?}");
+                message
+            }
+            other => panic!("expected an {kind:?} error, got {other:?}"),
+        }
+    }
+
+    /// The session still answers on this connection.
+    pub fn pings(&mut self, id: u32) {
+        assert_eq!(self.request(id, Message::Ping, Bytes::new()), Message::Pong);
+    }
+
+    /// Ends the session with `Close` and waits until the server has closed
+    /// the connection (by then the session is gone from its table).
+    pub fn close_session(mut self, id: u32) {
+        assert_eq!(self.request(id, Message::Close, Bytes::new()), Message::Done);
+        self.closed();
+    }
+}
+
+/// The bytes of a whole frame.
+pub fn frame(packet: &Packet) -> Vec<u8> {
+    let mut bytes = packet.encode_head().expect("encode_head").to_vec();
+    bytes.extend_from_slice(&packet.payload);
+    bytes
+}
+
+/// A frame around any header (to send what `Message` cannot hold).
+pub fn raw_frame(header: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut bytes = (header.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(payload);
+    bytes
+}

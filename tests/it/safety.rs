@@ -1,0 +1,166 @@
+//! Data safety: what a transfer must never lose, whatever the other side
+//! claims or the source's file system does. The client-side defences are
+//! tested against [`Fake`], a server that lies.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use bytes::Bytes;
+use pareco::codec::{Entry, ErrorKind, Kind, Message, Meta, Mtime, RelPath, Stat};
+use serde_bytes::ByteBuf;
+
+use crate::fake::{refuse, Answers, Fake};
+use crate::util::*;
+
+/// The mode and mtime of a directory itself.
+fn own_meta(dir: &Path) -> (u32, (i64, i64)) {
+    let md = fs::symlink_metadata(dir).unwrap();
+    (md.mode() & 0o7777, (md.mtime(), md.mtime_nsec()))
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn the_root_gets_the_source_roots_mode_and_mtime() {
+    for way in both_ways() {
+        fs::create_dir_all(&way.src).unwrap();
+        file(&way.src.join("PG_VERSION"), b"16\n", 0o600, (1_600_000_000, 1));
+        file(&way.src.join("base/1/1259"), &noise(20_000, 1), 0o600, (1_600_000_000, 2));
+        // A PostgreSQL data directory: 0700, or the server refuses it.
+        set_mode(&way.src, 0o700);
+        set_mtime(&way.src, (1_650_000_000, 123_456_789));
+        // The destination root exists already, with a mode of its own.
+        fs::create_dir_all(&way.dst).unwrap();
+        set_mode(&way.dst, 0o755);
+        way.sync(&["-c", "4096"]);
+        assert_eq!(own_meta(&way.dst), own_meta(&way.src), "{}", way.name);
+        assert_same_tree(&way.src, &way.dst);
+        // Only the root differs: the next run puts it right again.
+        set_mode(&way.dst, 0o775);
+        set_mtime(&way.dst, (1_700_000_000, 0));
+        way.sync(&["-c", "4096"]);
+        assert_eq!(own_meta(&way.dst), own_meta(&way.src), "{}", way.name);
+        set_mode(&way.src, 0o755);
+    }
+}
+
+/// A `Walk` answer of the given listing frames, then the final one.
+fn walk_answer(listings: Vec<Message>) -> Answers {
+    let last = Message::Listing { entries: Vec::new(), problems: Vec::new(), done: true, root: None };
+    listings.into_iter().chain([last]).map(|m| (m, Bytes::new())).collect()
+}
+
+fn listing(entries: Vec<Entry>, problems: Vec<String>) -> Message {
+    Message::Listing { entries, problems, done: false, root: None }
+}
+
+fn meta() -> Meta {
+    Meta { mode: 0o644, mtime: Mtime { secs: 1_600_000_000, nanos: 0 } }
+}
+
+/// Runs `pareco recv` from `fake` into `local` (which holds a varied tree)
+/// and checks that it fails with exit 1 and leaves `local` as it was.
+fn recv_changes_nothing(fake: &Fake, local: &Path, extra: &[&str]) -> String {
+    let before = snapshot(local);
+    let url = fake.url("d");
+    let mut args = vec!["recv", &url, local.to_str().unwrap(), "-c", "4096", "-n", "2"];
+    args.extend_from_slice(extra);
+    let out = pareco(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(snapshot(local) == before, "the destination changed:\n{}", stderr(&out));
+    stderr(&out)
+}
+
+#[test]
+fn a_server_listing_the_root_as_an_entry_cannot_empty_a_recv_destination() {
+    let symlink = Stat {
+        kind: Kind::Symlink,
+        size: 0,
+        meta: meta(),
+        target: Some(ByteBuf::from(b"/somewhere/else".to_vec())),
+    };
+    let big_file = Stat { kind: Kind::File, size: 3 * 4096 + 1, meta: meta(), target: None };
+    let small_file = Stat { kind: Kind::File, size: 10, meta: meta(), target: None };
+    for stat in [symlink, big_file, small_file] {
+        let fake = Fake::start(move |msg| match msg {
+            Message::Walk => {
+                walk_answer(vec![listing(vec![Entry { path: RelPath::root(), stat: stat.clone() }], vec![])])
+            }
+            other => refuse(other),
+        });
+        let local = tempfile::tempdir().unwrap();
+        varied_tree(local.path(), 4096);
+        let errors = recv_changes_nothing(&fake, local.path(), &[]);
+        assert!(errors.contains("listed the root itself"), "{errors}");
+        // With --delete too: the listing counts as incomplete.
+        let errors = recv_changes_nothing(&fake, local.path(), &["--delete"]);
+        assert!(errors.contains("--delete skipped"), "{errors}");
+    }
+}
+
+#[test]
+fn recv_delete_deletes_nothing_after_an_incomplete_listing() {
+    let answers: [fn() -> Answers; 2] = [
+        // One directory could not be read: its entries are missing.
+        || walk_answer(vec![listing(Vec::new(), vec!["secret: Permission denied (os error 13)".into()])]),
+        // The walk failed as a whole (a busy server).
+        || {
+            let message = "listing failed: resource busy".to_owned();
+            vec![(Message::Error { kind: ErrorKind::Io, message }, Bytes::new())]
+        },
+    ];
+    for answer in answers {
+        let fake = Fake::start(move |msg| match msg {
+            Message::Walk => answer(),
+            other => refuse(other),
+        });
+        let local = tempfile::tempdir().unwrap();
+        varied_tree(local.path(), 4096);
+        let errors = recv_changes_nothing(&fake, local.path(), &["--delete"]);
+        assert!(errors.contains("--delete skipped: the source listing is incomplete"), "{errors}");
+    }
+}
+
+/// Runs the client as an unprivileged user: as `nobody` when the tests run
+/// as root (who can read any directory), else as the user running them.
+fn unprivileged(args: &[&str]) -> std::process::Output {
+    let mut command = if rustix::process::geteuid().is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--", BIN]);
+        c
+    } else {
+        Command::new(BIN)
+    };
+    command.args(args).env_remove("PARECO_TOKEN").output().expect("run pareco")
+}
+
+#[test]
+fn send_delete_with_an_unreadable_source_directory_deletes_nothing() {
+    let server = Server::start(&[]);
+    let src = tempfile::tempdir().unwrap();
+    set_mode(src.path(), 0o755);
+    file(&src.path().join("keep.txt"), b"keep", 0o644, (1_600_000_000, 0));
+    file(&src.path().join("secret/inner.txt"), b"inner", 0o644, (1_600_000_000, 0));
+    file(&src.path().join("secret/deeper/x"), &noise(9000, 4), 0o644, (1_600_000_000, 0));
+    let (local, url) = (src.path().to_str().unwrap(), server.url("d"));
+    sync_ok(&["send", local, &url, "-c", "4096"]);
+    let mirror = snapshot(&server.path("d"));
+    // Now the source directory cannot be read by the client.
+    set_mode(&src.path().join("secret"), 0o000);
+    let out = unprivileged(&["send", local, &url, "--delete", "-c", "4096"]);
+    set_mode(&src.path().join("secret"), 0o755);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("secret"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--delete skipped"), "{}", stderr(&out));
+    // Everything is still there; only the directory's own mode followed
+    // the source's (0000), as it should.
+    let mut now = snapshot(&server.path("d"));
+    assert!(matches!(now.remove("secret"), Some(Snap::Dir { mode: 0, .. })));
+    let mut mirror = mirror;
+    mirror.remove("secret");
+    assert!(now == mirror, "the destination changed:\n{}", stderr(&out));
+}
