@@ -168,10 +168,6 @@ fn parse_chunk_size(text: &str) -> Result<u32, String> {
     Ok(size as u32)
 }
 
-/// Threads for file-system work (reads, writes, hashing). More than a few
-/// per core only adds contention in the kernel and context switches.
-const BLOCKING_THREADS: usize = 16;
-
 /// A failure, with the exit status it maps to.
 struct Failure {
     status: u8,
@@ -209,6 +205,20 @@ fn tune_allocator() {
 #[cfg(not(target_env = "gnu"))]
 fn tune_allocator() {}
 
+/// Raises the soft limit of open files to the hard limit (many systems start
+/// processes at 1024, far below what many sessions or files in flight
+/// use); returns the limit now in force.
+fn raise_open_file_limit() -> std::io::Result<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    // `None` is no limit at all.
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some() && limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        setrlimit(Resource::Nofile, limit.clone())?;
+    }
+    Ok(limit.current.unwrap_or(u64::MAX))
+}
+
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
@@ -219,7 +229,7 @@ fn main() -> ExitCode {
     let server = matches!(cli.command, Command::Listen(_));
     init_logging(verbosity, server);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .max_blocking_threads(BLOCKING_THREADS)
+        .max_blocking_threads(peer::BLOCKING_THREADS)
         .enable_all()
         .build()
     {
@@ -301,6 +311,17 @@ async fn listen(args: ListenArgs) -> Result<(), Failure> {
         max_connections: args.max_connections as usize,
         tls,
     };
+    let needed = config.descriptors_needed();
+    match raise_open_file_limit() {
+        Ok(limit) if limit < needed => tracing::warn!(
+            "the open-file limit is {limit}, and {} sessions of {} connections may need {needed}: \
+             raise the limit (ulimit -Hn) or lower --max-sessions/--max-connections",
+            config.max_sessions,
+            config.max_connections
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let server = Server::bind(&args.bind, config).await.map_err(Failure::run)?;
     let addr = server.local_addr().map_err(Failure::run)?;
     eprintln!("listening on {addr}");
@@ -347,6 +368,9 @@ async fn transfer(
         inplace: opts.inplace,
         window: (opts.connections as usize * 4 * chunk).clamp(16 << 20, 64 << 20).max(2 * chunk),
     };
+    if let Err(e) = raise_open_file_limit() {
+        tracing::warn!("cannot raise the open-file limit: {e}");
+    }
     let started = Instant::now();
     let pool =
         session::connect(&remote, spec, &config).await.map_err(|e| Failure::run(format!("{remote}: {e}")))?;

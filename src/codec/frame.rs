@@ -13,7 +13,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
 use super::message::Message;
-use super::{MAX_HEADER_LEN, MAX_PAYLOAD_CAP, PREFIX_LEN};
+use super::{MAX_HANDSHAKE_HEADER_LEN, MAX_HEADER_LEN, MAX_PAYLOAD_CAP, PREFIX_LEN};
 
 /// One decoded frame: a request id, the message, and the raw payload that
 /// followed the header (empty when the message carries none).
@@ -30,6 +30,8 @@ pub struct Packet {
 pub enum CodecError {
     #[error("frame header of {0} bytes is over the limit of {MAX_HEADER_LEN} bytes")]
     HeaderTooLarge(usize),
+    #[error("handshake frame header of {0} bytes is over the limit of {MAX_HANDSHAKE_HEADER_LEN} bytes")]
+    HandshakeHeaderTooLarge(usize),
     #[error("frame with an empty header")]
     EmptyHeader,
     #[error("frame payload of {len} bytes is over this connection's limit of {limit} bytes")]
@@ -76,19 +78,34 @@ impl Packet {
     }
 }
 
-/// Decodes frames into [`Packet`]s, enforcing the header limit and a payload
-/// limit that the session raises to its chunk size after the handshake.
+/// Decodes frames into [`Packet`]s, enforcing a header limit and a payload
+/// limit, both of which a session raises after the handshake.
 #[derive(Debug, Clone)]
 pub struct FrameCodec {
     max_payload: usize,
+    /// Smaller during the handshake, so that a peer that has not proved
+    /// anything yet can make the other side buffer little.
+    handshake: bool,
 }
 
 impl FrameCodec {
     /// A decoder that accepts payloads of up to `max_payload` bytes (capped
-    /// at [`MAX_PAYLOAD_CAP`]). Handshake frames carry none, so a connection
-    /// starts with 0.
+    /// at [`MAX_PAYLOAD_CAP`]) and headers of up to [`MAX_HEADER_LEN`].
     pub fn new(max_payload: usize) -> Self {
-        FrameCodec { max_payload: max_payload.min(MAX_PAYLOAD_CAP) }
+        FrameCodec { max_payload: max_payload.min(MAX_PAYLOAD_CAP), handshake: false }
+    }
+
+    /// The decoder of a connection's handshake: no payloads, and headers of
+    /// up to [`MAX_HANDSHAKE_HEADER_LEN`].
+    pub fn handshake() -> Self {
+        FrameCodec { max_payload: 0, handshake: true }
+    }
+
+    /// Ends the handshake: payloads of up to `max_payload` bytes, headers
+    /// of up to [`MAX_HEADER_LEN`] from now on.
+    pub fn open(&mut self, max_payload: usize) {
+        self.handshake = false;
+        self.set_max_payload(max_payload);
     }
 
     pub fn set_max_payload(&mut self, max_payload: usize) {
@@ -113,6 +130,9 @@ impl Decoder for FrameCodec {
         let payload_len = u32::from_be_bytes([src[4], src[5], src[6], src[7]]) as usize;
         if header_len == 0 {
             return Err(CodecError::EmptyHeader);
+        }
+        if self.handshake && header_len > MAX_HANDSHAKE_HEADER_LEN {
+            return Err(CodecError::HandshakeHeaderTooLarge(header_len));
         }
         if header_len > MAX_HEADER_LEN {
             return Err(CodecError::HeaderTooLarge(header_len));

@@ -27,6 +27,11 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest MessagePack header a frame may carry.
 pub const MAX_HEADER_LEN: usize = 1 << 20;
 
+/// Largest header of a handshake frame (an `Open` with its globs is the
+/// largest): a peer that has not authenticated yet makes the server
+/// buffer at most this much.
+pub const MAX_HANDSHAKE_HEADER_LEN: usize = 64 << 10;
+
 /// Hard cap on a frame's payload, whatever chunk size a session negotiates.
 pub const MAX_PAYLOAD_CAP: usize = 64 << 20;
 

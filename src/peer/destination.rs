@@ -1,16 +1,16 @@
 //! [`LocalDestination`]: the destination role over a local [`Tree`].
 //!
-//! A changed file is built in `dir/.NAME.pareco.tmp`: unchanged chunks are
-//! cloned from the old file with `copy_file_range`, new chunks written at
-//! their offsets after their digest is checked, and only a complete file is
-//! renamed over the old one. A temporary file left by an interrupted run is
+//! A changed file is built in a temporary file beside it ([`super::temp`]):
+//! unchanged chunks are copied from the old file (holes kept, see
+//! [`super::copy`]), new chunks written at their offsets after their digest
+//! is checked, and only a complete file is renamed over the old one. A temporary file left by an interrupted run is
 //! kept and offered for reuse (`Begun::partial`). With `inplace`, chunks go
 //! straight into the existing file instead.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -18,10 +18,14 @@ use bytes::Bytes;
 use crate::codec::{Action, ErrorKind, HashTarget, Kind, Meta, RelPath, Span, Stat};
 
 use super::error::{Error, Result};
-use super::tree::{set_file_meta, Tree};
+use super::temp::{temp_name, temp_path};
+use super::tree::{link_count, set_file_meta, Tree};
 use super::{
-    blocking, hash, hash_chunks, walk, Begun, Destination, Digest, Listing, NewFile, Settings, TEMP_SUFFIX,
+    blocking, copy, hash, hash_chunks, walk, Begun, Destination, Digest, Listing, NewFile, Settings,
 };
+
+/// Files being built at once at most (each holds up to two descriptors).
+pub const MAX_BUILDING: usize = 512;
 
 /// The destination role over a local tree. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -34,6 +38,8 @@ struct Inner {
     tree: Arc<Tree>,
     settings: Settings,
     building: Mutex<HashMap<u64, Arc<Building>>>,
+    /// Files being built or being begun (at most [`MAX_BUILDING`]).
+    slots: AtomicUsize,
     next_handle: AtomicU64,
 }
 
@@ -64,26 +70,11 @@ impl LocalDestination {
                 tree: Arc::new(tree),
                 settings,
                 building: Mutex::default(),
+                slots: AtomicUsize::new(0),
                 next_handle: AtomicU64::new(1),
             }),
         }
     }
-}
-
-/// `dir/.NAME.pareco.tmp` for `dir/NAME`.
-pub fn temp_path(path: &RelPath) -> Result<RelPath> {
-    let (parent, name) =
-        path.split_last().ok_or_else(|| Error::denied("the root cannot be written as a file"))?;
-    parent.join(&temp_name(name)).map_err(|e| Error::denied(e.to_string()))
-}
-
-/// `.NAME.pareco.tmp` for `NAME`.
-fn temp_name(name: &[u8]) -> Vec<u8> {
-    let mut temp = Vec::with_capacity(name.len() + TEMP_SUFFIX.len() + 1);
-    temp.push(b'.');
-    temp.extend_from_slice(name);
-    temp.extend_from_slice(TEMP_SUFFIX.as_bytes());
-    temp
 }
 
 impl Inner {
@@ -92,7 +83,9 @@ impl Inner {
     }
 
     fn take(&self, handle: u64) -> Result<Arc<Building>> {
-        self.lock().remove(&handle).ok_or_else(|| unknown_handle(handle))
+        let taken = self.lock().remove(&handle).ok_or_else(|| unknown_handle(handle))?;
+        self.slots.fetch_sub(1, Ordering::SeqCst);
+        Ok(taken)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Building>>> {
@@ -126,27 +119,63 @@ impl Inner {
 
     fn begin(&self, path: RelPath, size: u64) -> Result<Begun> {
         below_root(&path)?;
+        if self.slots.fetch_add(1, Ordering::SeqCst) >= MAX_BUILDING {
+            self.slots.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!("{path}: {MAX_BUILDING} files are being built already; finish or discard one first"),
+            ));
+        }
+        let begun = self.start(path, size);
+        if begun.is_err() {
+            self.slots.fetch_sub(1, Ordering::SeqCst);
+        }
+        begun
+    }
+
+    fn start(&self, path: RelPath, size: u64) -> Result<Begun> {
         let existing = self.prepare_file_slot(&path)?;
-        let building = if self.settings.inplace {
-            let file = self.tree.open_write(&path, true)?;
-            Building { path, size, temp: None, file, old: None, partial: false }
-        } else {
-            let temp = temp_path(&path)?;
-            let (file, partial) = match self.tree.lstat(&temp)? {
-                Some(st) if st.kind == Kind::File => (self.tree.open_write(&temp, false)?, true),
-                _ => (self.fresh_temp(&temp)?, false),
-            };
-            let old = match existing {
-                Some(st) => Some((self.tree.open_read(&path)?, st.size)),
-                None => None,
-            };
-            Building { path, size, temp: Some(temp), file, old, partial }
+        let building = match self.open_in_place(&path)? {
+            Some(file) => Building { path, size, temp: None, file, old: None, partial: false },
+            None => {
+                let temp = temp_path(&path)?;
+                let kept = match self.tree.lstat(&temp)? {
+                    Some(st) if st.kind == Kind::File => Some(self.tree.open_write(&temp, false)?),
+                    _ => None,
+                };
+                // A kept temporary file with another name is shared with
+                // something else: start afresh rather than write into it.
+                let (file, partial) = match kept {
+                    Some(file) if link_count(&file, &temp)? == 1 => (file, true),
+                    _ => (self.fresh_temp(&temp)?, false),
+                };
+                let old = match existing {
+                    Some(st) => Some((self.tree.open_read(&path)?, st.size)),
+                    None => None,
+                };
+                Building { path, size, temp: Some(temp), file, old, partial }
+            }
         };
         building.file.set_len(size).map_err(|e| Error::from_io(e, &building.path, "resize"))?;
         let begun =
             Begun { handle: self.next_handle.fetch_add(1, Ordering::Relaxed), partial: building.partial };
         self.lock().insert(begun.handle, Arc::new(building));
         Ok(begun)
+    }
+
+    /// With `inplace`, the file itself to write into (made if missing),
+    /// unless it has other names (hard links), which writing into it would
+    /// change too: such a file is replaced instead, as without `inplace`.
+    fn open_in_place(&self, path: &RelPath) -> Result<Option<File>> {
+        if !self.settings.inplace {
+            return Ok(None);
+        }
+        let file = self.tree.open_write(path, true)?;
+        if link_count(&file, path)? > 1 {
+            tracing::debug!("{path}: has hard links; replaced rather than written in place");
+            return Ok(None);
+        }
+        Ok(Some(file))
     }
 
     fn hash(&self, target: HashTarget, span: Span) -> Result<Vec<Digest>> {
@@ -175,7 +204,7 @@ impl Inner {
             if end.is_none() {
                 return Err(protocol(format!("{}: copy range past the end of the file", b.path)));
             }
-            copy_range(old, &b.file, offset, len).map_err(|e| Error::from_io(e, &b.path, "copy"))?;
+            copy::copy_range(old, &b.file, offset, len).map_err(|e| Error::from_io(e, &b.path, "copy"))?;
         }
         Ok(())
     }
@@ -215,11 +244,12 @@ impl Inner {
         check_digest(&self.settings, data, digest, &path, 0)?;
         if self.settings.inplace {
             self.prepare_file_slot(&path)?;
-            let file = self.tree.open_write(&path, true)?;
-            file.write_all_at(data, 0)
-                .and_then(|()| file.set_len(data.len() as u64))
-                .map_err(|e| Error::from_io(e, &path, "write"))?;
-            return set_file_meta(&file, meta, &path);
+            if let Some(file) = self.open_in_place(&path)? {
+                file.write_all_at(data, 0)
+                    .and_then(|()| file.set_len(data.len() as u64))
+                    .map_err(|e| Error::from_io(e, &path, "write"))?;
+                return set_file_meta(&file, meta, &path);
+            }
         }
         // The common case of many small files, in few system calls: the
         // parent directory is opened once and the rest happens by name.
@@ -402,34 +432,4 @@ fn protocol(message: String) -> Error {
 
 fn unknown_handle(handle: u64) -> Error {
     protocol(format!("no file is being built under handle {handle}"))
-}
-
-/// Copies `len` bytes at `offset` from `from` to the same offset of `to`,
-/// in the kernel where it can (`copy_file_range`), else through a buffer.
-fn copy_range(from: &File, to: &File, offset: u64, len: u64) -> std::io::Result<()> {
-    let (mut off_in, mut off_out, mut left) = (offset, offset, len);
-    while left > 0 {
-        let step = left.min(1 << 30) as usize;
-        match rustix::fs::copy_file_range(from, Some(&mut off_in), to, Some(&mut off_out), step) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => left -= n as u64,
-            Err(rustix::io::Errno::XDEV | rustix::io::Errno::NOSYS | rustix::io::Errno::INVAL) => {
-                return copy_through_buffer(from, to, off_in, left);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-fn copy_through_buffer(from: &File, to: &File, mut offset: u64, mut left: u64) -> std::io::Result<()> {
-    let mut buf = vec![0u8; left.min(1 << 20) as usize];
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        from.read_exact_at(&mut buf[..n], offset)?;
-        to.write_all_at(&buf[..n], offset)?;
-        offset += n as u64;
-        left -= n as u64;
-    }
-    Ok(())
 }

@@ -30,8 +30,28 @@ pub struct FilterError {
     pub reason: String,
 }
 
+/// Patterns per list (includes, excludes) at most, and bytes per pattern:
+/// compiling globs costs time and memory, and a server compiles those a
+/// client sends.
+pub const MAX_PATTERNS: usize = 64;
+pub const MAX_PATTERN_LEN: usize = 1024;
+
 impl Filter {
     pub fn new(includes: &[String], excludes: &[String]) -> Result<Filter, FilterError> {
+        for patterns in [includes, excludes] {
+            if patterns.len() > MAX_PATTERNS {
+                return Err(FilterError {
+                    pattern: patterns[MAX_PATTERNS].clone(),
+                    reason: format!("more than {MAX_PATTERNS} patterns"),
+                });
+            }
+            if let Some(long) = patterns.iter().find(|p| p.len() > MAX_PATTERN_LEN) {
+                return Err(FilterError {
+                    pattern: long.chars().take(40).collect::<String>() + "...",
+                    reason: format!("longer than {MAX_PATTERN_LEN} bytes"),
+                });
+            }
+        }
         Ok(Filter { include: compile(includes)?, exclude: compile(excludes)? })
     }
 
@@ -151,5 +171,20 @@ mod tests {
         assert_eq!(expand_free_double_stars("**").unwrap(), ["**"]);
         assert!(expand_free_double_stars("a**b**c**d**e**f").is_err());
         assert!(Filter::new(&["[".to_string()], &[]).is_err());
+    }
+
+    #[test]
+    fn pattern_lists_are_capped_and_the_largest_allowed_compile_in_bounded_time() {
+        // The most the limits let through: compiled, or refused by
+        // globset's own size limits, in bounded time either way.
+        let worst: Vec<String> =
+            (0..MAX_PATTERNS).map(|i| format!("{i}**a**b**c**d{}", "x".repeat(900))).collect();
+        let started = std::time::Instant::now();
+        let _ = Filter::new(&worst, &worst);
+        // A generous bound for a debug build on a slow machine.
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+        let too_many: Vec<String> = (0..=MAX_PATTERNS).map(|i| format!("{i}.txt")).collect();
+        assert!(Filter::new(&too_many, &[]).unwrap_err().reason.contains("more than 64"));
+        assert!(Filter::new(&[], &["y".repeat(MAX_PATTERN_LEN + 1)]).unwrap_err().reason.contains("longer"));
     }
 }

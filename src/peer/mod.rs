@@ -12,11 +12,13 @@
 //! - [`tree`]: the confined directory every operation goes through.
 //! - [`walk`], [`filter`], [`hash`]: listing, include/exclude globs, digests.
 
+mod copy;
 pub mod destination;
 pub mod error;
 pub mod filter;
 pub mod hash;
 pub mod source;
+pub mod temp;
 pub mod tree;
 pub mod walk;
 
@@ -34,9 +36,23 @@ pub use source::LocalSource;
 pub use tree::Tree;
 pub use walk::{Batch, Listing};
 
-/// Suffix of the temporary file a changed file is built in, next to it:
-/// `dir/.NAME.pareco.tmp`.
-pub const TEMP_SUFFIX: &str = ".pareco.tmp";
+/// Threads for file-system work (reads, writes, hashing, listing), the
+/// size of the runtime's blocking pool. More than a few per core only adds
+/// contention in the kernel and context switches.
+pub const BLOCKING_THREADS: usize = 16;
+
+/// Descriptors one role may hold open at most, besides those of the
+/// requests it is serving (one or two each): source files kept open for
+/// their next chunk, or files being built (two each: the new file and the
+/// old); and the directories a walk reads at once.
+pub const DESCRIPTORS_PER_ROLE: usize = {
+    let files = if source::OPEN_FILES > 2 * destination::MAX_BUILDING {
+        source::OPEN_FILES
+    } else {
+        2 * destination::MAX_BUILDING
+    };
+    files + walk::READ_AHEAD
+};
 
 /// Smallest and largest chunk size a session accepts.
 pub const MIN_CHUNK_SIZE: u32 = 1024;
@@ -191,7 +207,12 @@ pub(crate) fn read_new_at(file: &std::fs::File, len: usize, offset: u64) -> std:
     Ok(data)
 }
 
-/// The digests of `span` of `file` (see [`Span`]).
+/// Chunks one `Hash` request may span at most, and bytes (unless a single
+/// chunk is larger): what one request may cost the side that hashes.
+pub const MAX_HASH_CHUNKS: u32 = 1024;
+pub const MAX_HASH_BYTES: u64 = 64 << 20;
+
+/// The digests of `span` of `file` (see [`Span`]), within the limits above.
 pub(crate) fn hash_chunks(
     file: &std::fs::File,
     settings: &Settings,
@@ -199,6 +220,16 @@ pub(crate) fn hash_chunks(
     rel: &RelPath,
 ) -> Result<Vec<Digest>> {
     let chunk = settings.chunk_size as u64;
+    if span.count > MAX_HASH_CHUNKS || u64::from(span.count) * chunk > MAX_HASH_BYTES.max(chunk) {
+        return Err(Error::new(
+            crate::codec::ErrorKind::Limit,
+            format!(
+                "{rel}: a hash request spans at most {MAX_HASH_CHUNKS} chunks and {} MiB ({} chunks asked)",
+                MAX_HASH_BYTES >> 20,
+                span.count
+            ),
+        ));
+    }
     let group = span.group.max(1) as usize;
     let width = settings.hash.width();
     let mut buf = vec![0u8; settings.chunk_size as usize];

@@ -17,7 +17,7 @@ use super::{
 
 /// Open files are kept for the next chunk up to this many; then the cache
 /// starts over.
-const OPEN_FILES: usize = 256;
+pub const OPEN_FILES: usize = 256;
 
 /// The source role over a local tree. Cheap to clone.
 #[derive(Debug, Clone)]

@@ -236,24 +236,41 @@ impl Tree {
     }
 
     /// Removes whatever is at `rel`, a whole directory tree included
-    /// (symlinks inside are removed, never followed).
+    /// (symlinks inside are removed, never followed). Iterative, so no tree
+    /// is too deep for it; never the root itself.
     pub fn remove_all(&self, rel: &RelPath) -> Result<()> {
         if rel.is_root() {
             return Err(Error::denied("the root itself cannot be removed"));
         }
         match self.lstat(rel)? {
-            None => Ok(()),
-            Some(st) if st.kind != Kind::Dir => self.remove_file(rel),
-            Some(_) => {
-                let dir = self.subtree(rel, false)?;
-                for name in dir.child_names(rel)? {
-                    let child = RelPath::new(name).map_err(|e| Error::denied(e.to_string()))?;
-                    dir.remove_all(&child)?;
+            None => return Ok(()),
+            Some(st) if st.kind != Kind::Dir => return self.remove_file(rel),
+            Some(_) => {}
+        }
+        // The directories being emptied, each open, the deepest last, with
+        // its name in the one before it and its subdirectories still to
+        // remove. Opened by descriptor, level by level, so no tree is too
+        // deep for it.
+        let mut stack = vec![emptying(self.subtree(rel, false)?, Vec::new(), rel)?];
+        while let Some((dir, _, subdirs)) = stack.last_mut() {
+            if let Some(child) = subdirs.pop() {
+                let opened = dir.subtree(&child, false)?;
+                let next = emptying(opened, child.as_bytes().to_vec(), rel)?;
+                stack.push(next);
+                continue;
+            }
+            let Some((_, name, _)) = stack.pop() else { break };
+            match stack.last() {
+                Some((parent, _, _)) => {
+                    let name = RelPath::new(name).map_err(|e| Error::denied(e.to_string()))?;
+                    parent.remove_empty_dir(&name)?;
                 }
-                drop(dir);
-                self.remove_empty_dir(rel).map(drop)
+                None => {
+                    self.remove_empty_dir(rel)?;
+                }
             }
         }
+        Ok(())
     }
 
     /// Names in this directory (`rel` only names it in errors).
@@ -307,6 +324,20 @@ impl Tree {
         };
         result.map_err(|e| Error::from_errno(e, rel, "set mtime"))
     }
+}
+
+/// A directory of [`Tree::remove_all`] with everything but its
+/// subdirectories removed, and those subdirectories.
+fn emptying(dir: Tree, name: Vec<u8>, rel: &RelPath) -> Result<(Tree, Vec<u8>, Vec<RelPath>)> {
+    let mut subdirs = Vec::new();
+    for child in dir.child_names(rel)? {
+        let child = RelPath::new(child).map_err(|e| Error::denied(e.to_string()))?;
+        match dir.lstat(&child)? {
+            Some(st) if st.kind == Kind::Dir => subdirs.push(child),
+            _ => dir.remove_file(&child)?,
+        }
+    }
+    Ok((dir, name, subdirs))
 }
 
 /// A directory of a tree, opened to work on several of its entries by
@@ -418,9 +449,43 @@ pub fn file_stat(file: &File, rel: &RelPath) -> Result<(Stat, bool)> {
     Ok((stat, st.st_nlink > 0))
 }
 
+/// How many names an open file has (hard links; 0 once all are gone).
+pub fn link_count(file: &File, rel: &RelPath) -> Result<u64> {
+    let st = rustix::fs::fstat(file.as_fd()).map_err(|e| Error::from_errno(e, rel, "stat"))?;
+    Ok(st.st_nlink as u64)
+}
+
 fn timestamps(mtime: Mtime) -> Timestamps {
     Timestamps {
         last_access: Timespec { tv_sec: 0, tv_nsec: UTIME_OMIT },
         last_modification: Timespec { tv_sec: mtime.secs, tv_nsec: mtime.nanos as _ },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_all_takes_any_depth_and_never_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = Tree::open(dir.path()).unwrap();
+        // 3000 levels: deeper than any path can name from the root.
+        let mut fd = rustix::fs::open(dir.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        rustix::fs::mkdirat(&fd, "top", Mode::from(0o755)).unwrap();
+        fd = rustix::fs::openat(&fd, "top", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        for _ in 0..3000 {
+            rustix::fs::mkdirat(&fd, "d", Mode::from(0o755)).unwrap();
+            let file =
+                rustix::fs::openat(&fd, "f", OFlags::CREATE | OFlags::WRONLY, Mode::from(0o644)).unwrap();
+            drop(file);
+            rustix::fs::symlinkat("/", &fd, "up").unwrap();
+            fd = rustix::fs::openat(&fd, "d", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        }
+        drop(fd);
+        let root = RelPath::root();
+        assert_eq!(tree.remove_all(&root).unwrap_err().kind, crate::codec::ErrorKind::Denied);
+        tree.remove_all(&RelPath::new("top").unwrap()).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

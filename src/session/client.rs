@@ -151,7 +151,7 @@ async fn connect_one(
                 }
                 other => other,
             })?;
-        reader.set_max_payload(welcome.max_payload as usize);
+        reader.open(welcome.max_payload as usize);
         Ok(((reader, writer), welcome))
     };
     tokio::time::timeout(CONNECT_TIMEOUT, work).await.map_err(|_| {

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
@@ -34,17 +35,19 @@ pub struct Writer {
     inner: WriteHalf<BoxIo>,
     queue: VecDeque<Bytes>,
     queued: usize,
+    /// A write that makes no progress for this long fails.
+    stall: Option<Duration>,
 }
 
 /// Slices handed to one vectored write at most.
 const IOV_BATCH: usize = 64;
 
-/// Splits a stream into a frame reader (accepting no payload until the
-/// handshake raises the limit) and a frame writer.
+/// Splits a stream into a frame reader (with the handshake's limits: no
+/// payload and small headers, until [`Reader::open`]) and a frame writer.
 pub fn split(io: BoxIo) -> (Reader, Writer) {
     let (read, write) = tokio::io::split(io);
-    let writer = Writer { inner: write, queue: VecDeque::new(), queued: 0 };
-    (Reader { framed: FramedRead::new(read, FrameCodec::new(0)) }, writer)
+    let writer = Writer { inner: write, queue: VecDeque::new(), queued: 0, stall: None };
+    (Reader { framed: FramedRead::new(read, FrameCodec::handshake()) }, writer)
 }
 
 impl Reader {
@@ -53,8 +56,10 @@ impl Reader {
         self.framed.next().await
     }
 
-    pub fn set_max_payload(&mut self, max: usize) {
-        self.framed.decoder_mut().set_max_payload(max);
+    /// Ends the handshake: accepts payloads of up to `max_payload` bytes
+    /// and full-size headers from now on.
+    pub fn open(&mut self, max_payload: usize) {
+        self.framed.decoder_mut().open(max_payload);
     }
 
     /// The bytes received but not yet decoded (to recognise what a peer
@@ -65,6 +70,29 @@ impl Reader {
 }
 
 impl Writer {
+    /// Makes a write that the peer does not take a single byte of for
+    /// `stall` fail, so that a peer that stops reading cannot hold this
+    /// side forever.
+    pub fn set_stall_timeout(&mut self, stall: Duration) {
+        self.stall = Some(stall);
+    }
+
+    /// Runs one write step under the stall timeout, if any.
+    async fn timed<T>(
+        stall: Option<Duration>,
+        write: impl std::future::Future<Output = io::Result<T>>,
+    ) -> io::Result<T> {
+        match stall {
+            None => write.await,
+            Some(stall) => tokio::time::timeout(stall, write).await.unwrap_or_else(|_| {
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the peer took no data for {}", humantime::format_duration(stall)),
+                ))
+            }),
+        }
+    }
+
     /// Queues a frame to be sent by the next [`flush`](Writer::flush).
     pub fn queue(&mut self, packet: &Packet) -> Result<(), CodecError> {
         let head = packet.encode_head()?;
@@ -90,7 +118,9 @@ impl Writer {
             for (slice, bytes) in slices.iter_mut().zip(&self.queue) {
                 *slice = IoSlice::new(bytes);
             }
-            let mut written = self.inner.write_vectored(&slices[..count]).await?;
+            let stall = self.stall;
+            let write = self.inner.write_vectored(&slices[..count]);
+            let mut written = Writer::timed(stall, write).await?;
             if written == 0 {
                 return Err(io::Error::from(io::ErrorKind::WriteZero).into());
             }
@@ -109,7 +139,8 @@ impl Writer {
         // TLS takes the bytes into its own buffer and may not have passed
         // them all to the socket yet: push them out, or the peer might wait
         // for them forever. (A no-op on plain TCP.)
-        self.inner.flush().await?;
+        let stall = self.stall;
+        Writer::timed(stall, self.inner.flush()).await?;
         Ok(())
     }
 
@@ -214,7 +245,7 @@ mod tests {
         let (a, b) = tokio::io::duplex(64 << 10);
         let (_, mut writer) = split(Box::new(a));
         let (mut reader, _keep) = split(Box::new(b));
-        reader.set_max_payload(2 << 20);
+        reader.open(2 << 20);
         let big = Bytes::from(vec![7u8; 1 << 20]);
         let packets = [
             Packet::new(1, Message::Ping),

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::{Direction, ErrorKind, FileFailure, FileRead, HashTarget, Message, Packet, SessionSpec};
@@ -37,6 +37,15 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUESTS_PER_CONNECTION: usize = 64;
 /// Bytes of answers queued before they are sent together.
 const WRITE_BATCH: usize = 256 << 10;
+/// Bytes the requests of one session may take while they are served: their
+/// payloads and the data of their answers, until those are sent. (Each
+/// connection also buffers at most one frame it is reading.)
+pub const SESSION_BUDGET: usize = 256 << 20;
+/// What a request counts for beyond the data it moves.
+const SMALL_REQUEST: u64 = 1024;
+/// Connections in their handshake at once (TLS included); more wait to be
+/// accepted, so that peers that have proved nothing can take little.
+pub const MAX_HANDSHAKES: usize = 256;
 
 /// How a server is set up.
 #[derive(Debug, Clone)]
@@ -48,6 +57,17 @@ pub struct ServerConfig {
     pub max_sessions: usize,
     pub max_connections: usize,
     pub tls: Option<Acceptor>,
+}
+
+impl ServerConfig {
+    /// Descriptors the server may need at most with this configuration:
+    /// every session its role's own and a socket per connection, the
+    /// file-system work running at once (two each), and the connections in
+    /// their handshake.
+    pub fn descriptors_needed(&self) -> u64 {
+        let per_session = peer::DESCRIPTORS_PER_ROLE + self.max_connections;
+        (self.max_sessions * per_session + 2 * peer::BLOCKING_THREADS + MAX_HANDSHAKES + 16) as u64
+    }
 }
 
 /// A bound server, ready to [`run`](Server::run).
@@ -64,6 +84,8 @@ struct State {
     /// The trees upload sessions write into, by session id.
     writers: Writers,
     epoch: Instant,
+    /// Permits are connections in their handshake ([`MAX_HANDSHAKES`]).
+    handshakes: Arc<Semaphore>,
 }
 
 type Writers = Arc<Mutex<HashMap<u64, PathBuf>>>;
@@ -93,6 +115,8 @@ struct Session {
     last_active: AtomicU64,
     connections: AtomicUsize,
     ended: CancellationToken,
+    /// Permits are bytes of [`SESSION_BUDGET`].
+    budget: Arc<Semaphore>,
 }
 
 /// The session's half of the transfer.
@@ -118,6 +142,7 @@ impl Server {
             sessions: Mutex::default(),
             writers: Writers::default(),
             epoch: Instant::now(),
+            handshakes: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
         };
         Ok(Server { listener, state: Arc::new(state) })
     }
@@ -129,13 +154,18 @@ impl Server {
     /// Serves one stream that was accepted elsewhere (tests and the fuzz
     /// target drive the server's state machine this way).
     pub async fn serve_stream(&self, io: BoxIo, peer: SocketAddr) {
-        serve_connection(self.state.clone(), io, peer).await;
+        let Ok(handshake) = self.state.handshakes.clone().acquire_owned().await else { return };
+        serve_connection(self.state.clone(), io, peer, handshake).await;
     }
 
     /// Serves until the process ends.
     pub async fn run(self) {
         tokio::spawn(expire_idle_sessions(self.state.clone()));
         loop {
+            // Beyond MAX_HANDSHAKES connections in their handshake, new
+            // ones wait in the kernel's backlog until one is done (each has
+            // HANDSHAKE_TIMEOUT at most).
+            let Ok(handshake) = self.state.handshakes.clone().acquire_owned().await else { return };
             let (stream, peer) = match self.listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -166,7 +196,7 @@ impl Server {
                     }
                     None => Box::new(stream),
                 };
-                serve_connection(state, io, peer).await;
+                serve_connection(state, io, peer, handshake).await;
             });
         }
     }
@@ -181,7 +211,7 @@ impl State {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    fn open(&self, spec: SessionSpec) -> Result<Arc<Session>, peer::Error> {
+    async fn open(&self, spec: SessionSpec) -> Result<Arc<Session>, peer::Error> {
         if !(peer::MIN_CHUNK_SIZE..=peer::MAX_CHUNK_SIZE).contains(&spec.chunk_size) {
             return Err(peer::Error::new(
                 ErrorKind::Limit,
@@ -193,8 +223,16 @@ impl State {
                 ),
             ));
         }
-        let filter =
-            Filter::new(&spec.includes, &spec.excludes).map_err(|e| peer::Error::denied(e.to_string()))?;
+        // Globs compile on the blocking pool, not on the async workers.
+        let (includes, excludes) = (spec.includes.clone(), spec.excludes.clone());
+        let filter = peer::blocking(move || {
+            Filter::new(&includes, &excludes).map_err(|e| peer::Error::denied(e.to_string()))
+        })
+        .await?;
+        self.open_with(spec, filter)
+    }
+
+    fn open_with(&self, spec: SessionSpec, filter: Filter) -> Result<Arc<Session>, peer::Error> {
         let settings =
             Settings { chunk_size: spec.chunk_size, hash: spec.hash, filter, inplace: spec.inplace };
         let upload = spec.direction == Direction::Upload;
@@ -242,6 +280,7 @@ impl State {
             // ends when it goes, even before the Welcome is sent.
             connections: AtomicUsize::new(1),
             ended: CancellationToken::new(),
+            budget: Arc::new(Semaphore::new(SESSION_BUDGET)),
         });
         sessions.insert(id, session.clone());
         tracing::info!(
@@ -323,7 +362,10 @@ async fn expire_idle_sessions(state: Arc<State>) {
     }
 }
 
-async fn serve_connection(state: Arc<State>, io: BoxIo, peer: SocketAddr) {
+/// Serves one connection: its handshake (holding one of the server's
+/// handshake permits until the session is opened or joined), then its
+/// requests.
+async fn serve_connection(state: Arc<State>, io: BoxIo, peer: SocketAddr, handshake: OwnedSemaphorePermit) {
     let (mut reader, mut writer) = conn::split(io);
     let intent = match tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
@@ -347,9 +389,10 @@ async fn serve_connection(state: Arc<State>, io: BoxIo, peer: SocketAddr) {
         Ok(Ok(intent)) => intent,
     };
     let session = match intent {
-        Intent::Open(spec) => state.open(spec),
+        Intent::Open(spec) => state.open(spec).await,
         Intent::Join(id) => state.join(id),
     };
+    drop(handshake);
     let session = match session {
         Ok(session) => session,
         Err(e) => {
@@ -365,7 +408,7 @@ async fn serve_connection(state: Arc<State>, io: BoxIo, peer: SocketAddr) {
         max_payload: session.max_payload,
     };
     let sending = if writer.send_msg(0, welcome).await.is_ok() {
-        reader.set_max_payload(session.max_payload as usize);
+        reader.open(session.max_payload as usize);
         Some(serve_requests(&state, &session, reader, writer, peer).await)
     } else {
         None
@@ -390,6 +433,10 @@ async fn refuse(writer: &mut conn::Writer, error: &SessionError) {
     writer.shutdown().await;
 }
 
+/// An answer on its way to the writer, with the share of the session's
+/// memory budget its request took (released once it is sent).
+type Outgoing = (Packet, Option<OwnedSemaphorePermit>);
+
 async fn serve_requests(
     state: &Arc<State>,
     session: &Arc<Session>,
@@ -397,25 +444,9 @@ async fn serve_requests(
     mut writer: conn::Writer,
     peer: SocketAddr,
 ) -> tokio::task::JoinHandle<()> {
-    let (tx, mut rx) = mpsc::channel::<Packet>(REQUESTS_PER_CONNECTION);
-    let sending = tokio::spawn(async move {
-        // Answers that are ready together go out in one write.
-        'send: while let Some(packet) = rx.recv().await {
-            let mut next = Some(packet);
-            while let Some(packet) = next.take() {
-                if writer.queue(&packet).is_err() {
-                    break 'send;
-                }
-                if writer.queued() < WRITE_BATCH {
-                    next = rx.try_recv().ok();
-                }
-            }
-            if writer.flush().await.is_err() {
-                break;
-            }
-        }
-        writer.shutdown().await;
-    });
+    let (tx, rx) = mpsc::channel::<Outgoing>(REQUESTS_PER_CONNECTION);
+    writer.set_stall_timeout(state.config.session_timeout);
+    let sending = tokio::spawn(send_answers(writer, rx, session.id, peer));
     let in_progress = Arc::new(Semaphore::new(REQUESTS_PER_CONNECTION));
     loop {
         let packet = tokio::select! {
@@ -427,7 +458,7 @@ async fn serve_requests(
             Some(Ok(packet)) => packet,
             Some(Err(e)) => {
                 tracing::warn!("session {:016x}, {peer}: {e}; connection closed", session.id);
-                let _ = tx.send(protocol_error(0, e.to_string())).await;
+                let _ = tx.send((protocol_error(0, e.to_string()), None)).await;
                 break;
             }
         };
@@ -435,22 +466,31 @@ async fn serve_requests(
         let id = packet.id;
         match packet.msg {
             Message::Ping => {
-                let _ = tx.send(Packet::new(id, Message::Pong)).await;
+                let _ = tx.send((Packet::new(id, Message::Pong), None)).await;
             }
             Message::Close => {
-                let _ = tx.send(Packet::new(id, Message::Done)).await;
+                let _ = tx.send((Packet::new(id, Message::Done), None)).await;
                 state.end(session, "closed by the client");
                 break;
             }
             _ => {
+                // Room for one more request on this connection, and for the
+                // bytes it moves in the session's budget: until then this
+                // connection is not read, which pushes back through TCP.
                 let Ok(permit) = in_progress.clone().acquire_owned().await else { break };
+                let cost = request_cost(&packet);
+                let budget = tokio::select! {
+                    budget = session.budget.clone().acquire_many_owned(cost) => budget,
+                    () = session.ended.cancelled() => break,
+                };
+                let Ok(budget) = budget else { break };
                 let (state, session, tx) = (state.clone(), session.clone(), tx.clone());
                 tokio::spawn(async move {
-                    if let Message::Walk = packet.msg {
-                        stream_walk(&session, id, &tx).await;
-                    } else {
-                        let response = answer(&session, packet).await;
-                        let _ = tx.send(response).await;
+                    // Everything a request waits for ends with its session.
+                    let ended = session.ended.clone();
+                    tokio::select! {
+                        () = serve_request(&session, packet, budget, &tx) => {}
+                        () = ended.cancelled() => {}
                     }
                     // Work the server did keeps the session alive as much
                     // as a frame from the client does.
@@ -463,12 +503,78 @@ async fn serve_requests(
     sending
 }
 
+/// Answers one request (a `Walk` with a stream of `Listing`s).
+async fn serve_request(
+    session: &Session,
+    packet: Packet,
+    budget: OwnedSemaphorePermit,
+    tx: &mpsc::Sender<Outgoing>,
+) {
+    if let Message::Walk = packet.msg {
+        stream_walk(session, packet.id, tx).await;
+    } else {
+        let response = answer(session, packet).await;
+        let _ = tx.send((response, Some(budget))).await;
+    }
+}
+
+/// Bytes a request takes of its session's budget while it is served: its
+/// payload, the data its answer carries, and a little for the rest.
+fn request_cost(packet: &Packet) -> u32 {
+    let answer = match &packet.msg {
+        Message::Read { len, .. } => u64::from(*len),
+        Message::ReadFiles { files } => files.iter().map(|(_, len)| u64::from(*len)).sum(),
+        _ => 0,
+    };
+    let cost = packet.payload.len() as u64 + answer + SMALL_REQUEST;
+    cost.min(SESSION_BUDGET as u64) as u32
+}
+
+/// Sends the answers of one connection, those ready together in one write,
+/// until every request task is done with it or the client stops taking data
+/// (a write that makes no progress for the session timeout fails).
+async fn send_answers(
+    mut writer: conn::Writer,
+    mut rx: mpsc::Receiver<Outgoing>,
+    session: u64,
+    peer: SocketAddr,
+) {
+    while let Some((packet, permit)) = rx.recv().await {
+        let mut held = vec![permit];
+        let mut next = Some(packet);
+        while let Some(packet) = next.take() {
+            if let Err(e) = writer.queue(&packet) {
+                // An answer too large for one frame fails its request, not
+                // the connection.
+                let why = format!("the answer to this request cannot be sent: {e}");
+                if writer
+                    .queue(&Packet::new(packet.id, Message::Error { kind: ErrorKind::Limit, message: why }))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            if writer.queued() < WRITE_BATCH {
+                if let Ok((packet, permit)) = rx.try_recv() {
+                    next = Some(packet);
+                    held.push(permit);
+                }
+            }
+        }
+        if let Err(e) = writer.flush().await {
+            tracing::warn!("session {session:016x}, {peer}: {e}; connection closed");
+            return;
+        }
+    }
+    writer.shutdown().await;
+}
+
 fn protocol_error(id: u32, message: String) -> Packet {
     Packet::new(id, Message::Error { kind: ErrorKind::Protocol, message })
 }
 
 /// Sends the session's tree as `Listing` responses to request `id`.
-async fn stream_walk(session: &Session, id: u32, tx: &mpsc::Sender<Packet>) {
+async fn stream_walk(session: &Session, id: u32, tx: &mpsc::Sender<Outgoing>) {
     let listing = match &session.role {
         Role::Source(source) => source.walk().await,
         Role::Destination(destination) => destination.walk().await,
@@ -476,7 +582,8 @@ async fn stream_walk(session: &Session, id: u32, tx: &mpsc::Sender<Packet>) {
     let mut listing = match listing {
         Ok(listing) => listing,
         Err(e) => {
-            let _ = tx.send(Packet::new(id, Message::Error { kind: e.kind, message: e.message })).await;
+            let _ =
+                tx.send((Packet::new(id, Message::Error { kind: e.kind, message: e.message }), None)).await;
             return;
         }
     };
@@ -487,12 +594,12 @@ async fn stream_walk(session: &Session, id: u32, tx: &mpsc::Sender<Packet>) {
             done: false,
             root: batch.root,
         };
-        if tx.send(Packet::new(id, msg)).await.is_err() {
+        if tx.send((Packet::new(id, msg), None)).await.is_err() {
             return;
         }
     }
     let last = Message::Listing { entries: Vec::new(), problems: Vec::new(), done: true, root: None };
-    let _ = tx.send(Packet::new(id, last)).await;
+    let _ = tx.send((Packet::new(id, last), None)).await;
 }
 
 /// Answers one request with the session's local role.

@@ -27,9 +27,10 @@ use super::Ctx;
 /// New small files sent together: files and bytes per request at most.
 pub(super) const BUNDLE_FILES: usize = 256;
 const BUNDLE_BYTES: u64 = 1 << 20;
-/// Chunks hashed per request at most, and bytes per request at most.
-const SEGMENT_CHUNKS: u64 = 1024;
-const SEGMENT_BYTES: u64 = 64 << 20;
+/// Chunks hashed per request at most, and bytes per request at most: what
+/// the other side accepts.
+const SEGMENT_CHUNKS: u64 = peer::MAX_HASH_CHUNKS as u64;
+const SEGMENT_BYTES: u64 = peer::MAX_HASH_BYTES;
 /// Bytes of chunks summed up in one digest in the first round of comparing
 /// a file (with chunks this size or larger, chunks are compared directly).
 const GROUP_BYTES: u64 = 64 << 10;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pareco::codec::{
     Action, Direction, ErrorKind, FileRead, HashAlgo, HashTarget, Kind, Message, Meta, Mtime, Packet,
-    RelPath, SessionSpec, SmallFile, Span, MAX_HEADER_LEN, PROTOCOL_VERSION,
+    RelPath, SessionSpec, SmallFile, Span, MAX_HANDSHAKE_HEADER_LEN, MAX_HEADER_LEN, PROTOCOL_VERSION,
 };
 use pareco::peer::hash;
 use serde_bytes::ByteBuf;
@@ -179,20 +179,29 @@ fn wrong_protocol_version_names_both_versions() {
 }
 
 #[test]
-fn header_over_one_mebibyte_is_refused_from_the_prefix() {
+fn headers_over_64_kib_in_the_handshake_and_1_mib_after_are_refused_from_the_prefix() {
     let server = Server::start(&[]);
-    let too_long = MAX_HEADER_LEN as u32 + 1;
-    let mut prefix = too_long.to_be_bytes().to_vec();
-    prefix.extend_from_slice(&0u32.to_be_bytes());
+    let prefix = |header_len: usize| {
+        let mut prefix = (header_len as u32).to_be_bytes().to_vec();
+        prefix.extend_from_slice(&0u32.to_be_bytes());
+        prefix
+    };
 
-    // Before the handshake...
+    // Before the handshake, a peer that has proved nothing yet...
+    let too_long = MAX_HANDSHAKE_HEADER_LEN + 1;
     let mut raw = Raw::connect(server.port);
-    raw.send_bytes(&prefix);
+    raw.send_bytes(&prefix(too_long));
     let message = raw.refused(ErrorKind::Protocol);
     assert!(message.contains(&format!("{too_long} bytes")), "{message}");
-    assert!(message.contains(&format!("limit of {MAX_HEADER_LEN} bytes")), "{message}");
+    assert!(message.contains(&format!("limit of {MAX_HANDSHAKE_HEADER_LEN} bytes")), "{message}");
+    let mut raw = Raw::connect(server.port);
+    raw.hello();
+    raw.send_bytes(&prefix(too_long));
+    raw.refused(ErrorKind::Protocol);
 
     // ...and in a session.
+    let too_long = MAX_HEADER_LEN + 1;
+    let prefix = prefix(too_long);
     let (mut raw, _) = Raw::opened(server.port, None, upload("d"));
     raw.send_bytes(&prefix);
     let message = raw.refused(ErrorKind::Protocol);

@@ -134,7 +134,7 @@ fn a_file_vanishing_while_read_is_dropped_from_the_destination() {
         assert!(report.complete(), "{name}: {report:?}");
         assert_eq!(report.files_vanished, 1, "{name}");
         assert!(!dst.path().join(name).exists(), "{name}");
-        assert!(!dst.path().join(format!(".{name}.pareco.tmp")).exists(), "{name}");
+        assert!(!temp_of(dst.path(), name).exists(), "{name}");
         assert_same_tree(src.path(), dst.path());
     }
 }

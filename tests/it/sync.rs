@@ -277,7 +277,7 @@ fn partial_temporary_file_is_reused() {
     // An interrupted run left the first five chunks in the temporary file.
     let mut partial = content[..CHUNK * 5].to_vec();
     partial.resize(CHUNK * 8, 0);
-    file(&server.path("d/.f.pareco.tmp"), &partial, 0o600, (1, 0));
+    file(&temp_of(&server.path("d"), "f"), &partial, 0o600, (1, 0));
     let r = sync_ok(&["send", src.path().to_str().unwrap(), &server.url("d"), "-c", C]);
     assert_same_tree(src.path(), &server.path("d"));
     assert_eq!(count(&r, "bytes_transferred"), (CHUNK * 3) as u64);
@@ -462,7 +462,7 @@ fn interrupt_ends_the_session_and_a_rerun_finishes_the_job() {
         .spawn()
         .unwrap();
     // Interrupt once a megabyte of the file has been written.
-    let temp = server.path("d/.big.pareco.tmp");
+    let temp = temp_of(&server.path("d"), "big");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while fs::metadata(&temp).map_or(0, |m| m.blocks() * 512) < 1 << 20 {
         assert!(std::time::Instant::now() < deadline, "the transfer never got going");

@@ -253,3 +253,9 @@ pub fn both_ways() -> [Way; 2] {
         Way { name, server, local, src, dst }
     })
 }
+
+/// Where pareco builds the file `dir/name` (its temporary file).
+pub fn temp_of(dir: &Path, name: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    dir.join(std::ffi::OsStr::from_bytes(&pareco::peer::temp::temp_name(name.as_bytes())))
+}

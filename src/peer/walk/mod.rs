@@ -56,11 +56,6 @@ pub struct Batch {
 /// The receiving end of a walk; closed after the last batch.
 pub type Listing = mpsc::Receiver<Batch>;
 
-/// Is `name` one of pareco's own temporary files (never listed)?
-pub fn is_temp_name(name: &[u8]) -> bool {
-    name.starts_with(b".") && name.ends_with(super::TEMP_SUFFIX.as_bytes())
-}
-
 /// Starts walking `tree`, returning the batches as they are made.
 pub fn spawn_walk(tree: Arc<Tree>, filter: Filter) -> Listing {
     let (tx, rx) = mpsc::channel(4);

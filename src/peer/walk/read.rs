@@ -16,9 +16,8 @@ use rustix::io::Errno;
 
 use crate::codec::{RelPath, Stat};
 use crate::peer::filter::Filter;
+use crate::peer::temp::is_temp_name;
 use crate::peer::tree::{stat_at, Tree};
-
-use super::is_temp_name;
 
 const STRICT: ResolveFlags =
     ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
