@@ -102,12 +102,24 @@ mod tests {
     #[test]
     fn holes_stay_holes_and_data_is_copied() {
         let dir = tempfile::tempdir().unwrap();
-        let old = File::options().read(true).write(true).create(true).open(dir.path().join("old")).unwrap();
+        let old = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("old"))
+            .unwrap();
         // 1 GiB, sparse but for 8 KiB of data in the middle.
         old.set_len(1 << 30).unwrap();
         old.write_all_at(&[7u8; 8192], 512 << 20).unwrap();
         // The new file is a kept partial file: old bytes everywhere.
-        let new = File::options().read(true).write(true).create(true).open(dir.path().join("new")).unwrap();
+        let new = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("new"))
+            .unwrap();
         new.set_len(1 << 30).unwrap();
         new.write_all_at(&[9u8; 4096], 0).unwrap();
         new.write_all_at(&[9u8; 4096], 700 << 20).unwrap();

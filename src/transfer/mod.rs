@@ -29,8 +29,12 @@ use crate::peer::{self, Destination, Source};
 
 pub use stats::{Counters, Report};
 
-/// Entries per `Apply` request.
+/// Entries per `Apply` request at most...
 const ACTIONS_PER_REQUEST: usize = 512;
+/// ...and about this many bytes of paths and targets per request (for
+/// `Apply`, bundles of small files), so that a request and its answer stay
+/// well below the 1 MiB header limit whatever the names.
+pub(crate) const REQUEST_BYTES: usize = 256 << 10;
 /// Batches of the listing being probed and dispatched at once.
 const BATCHES_IN_FLIGHT: usize = 32;
 /// Files in progress at once (a large file counts as [`LARGE_FILE_WEIGHT`]).
@@ -88,22 +92,69 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         }
     }
 
-    /// Runs `actions` on the destination, reporting each that failed.
-    async fn apply(&self, actions: Vec<Action>) -> usize {
-        let total = actions.len();
-        match self.dest.apply(actions).await {
-            Ok(failures) => {
-                for (path, why) in &failures {
-                    self.fail("", peer::Error::io(format!("{path}: {why}")));
+    /// Runs `actions` on the destination, in order, in requests of at most
+    /// [`ACTIONS_PER_REQUEST`] actions and about [`REQUEST_BYTES`] bytes;
+    /// reports each that failed and returns how many succeeded.
+    async fn apply(&self, mut actions: Vec<Action>) -> usize {
+        let mut done = 0;
+        while !actions.is_empty() {
+            let rest = actions.split_off(request_len(&actions, ACTIONS_PER_REQUEST, action_bytes));
+            let total = actions.len();
+            match self.dest.apply(std::mem::replace(&mut actions, rest)).await {
+                Ok(failures) => {
+                    for (path, why) in &failures {
+                        self.fail("", peer::Error::io(format!("{path}: {why}")));
+                    }
+                    done += total.saturating_sub(failures.len());
                 }
-                total - failures.len()
-            }
-            Err(e) => {
-                self.fail("", e);
-                0
+                Err(e) => self.fail("", e),
             }
         }
+        done
     }
+
+    /// Probes `paths` on the destination. An answer too large for one frame
+    /// (symlink targets can be long) is asked for again in halves.
+    async fn probe(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Stat>>, peer::Error> {
+        let mut found = Vec::with_capacity(paths.len());
+        let mut pending = vec![paths];
+        while let Some(mut paths) = pending.pop() {
+            match self.dest.probe(paths.clone()).await {
+                Err(e) if e.kind == ErrorKind::Limit && paths.len() > 1 => {
+                    let second = paths.split_off(paths.len() / 2);
+                    pending.extend([second, paths]);
+                }
+                Err(e) => return Err(e),
+                Ok(part) => found.extend(part),
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// How many of `items` (at most `max`) make a request of about
+/// [`REQUEST_BYTES`] bytes, at least one.
+fn request_len<T>(items: &[T], max: usize, bytes: fn(&T) -> usize) -> usize {
+    let mut total = 0;
+    let count = items
+        .iter()
+        .take(max)
+        .take_while(|item| {
+            total += bytes(item);
+            total <= REQUEST_BYTES
+        })
+        .count();
+    count.max(1).min(items.len())
+}
+
+/// Roughly the bytes of an action in a request (and of its failure, if it
+/// fails, in the answer).
+fn action_bytes(action: &Action) -> usize {
+    let target = match action {
+        Action::Symlink { target, .. } => target.len(),
+        _ => 0,
+    };
+    action.path().as_bytes().len() + target + 64
 }
 
 /// Makes `dest` a mirror of `source`. Returns the counters; `Err` only when
@@ -185,13 +236,9 @@ where
     // Deepest first (the root last), after every write and delete that
     // touches them.
     dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.depth()));
-    for chunk in dirs.chunks(ACTIONS_PER_REQUEST) {
-        let actions = chunk
-            .iter()
-            .map(|(path, meta)| Action::SetMeta { path: path.clone(), kind: Kind::Dir, meta: *meta })
-            .collect();
-        ctx.apply(actions).await;
-    }
+    let actions =
+        dirs.into_iter().map(|(path, meta)| Action::SetMeta { path, kind: Kind::Dir, meta }).collect();
+    ctx.apply(actions).await;
     if let Some(fatal) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(fatal);
     }
@@ -206,7 +253,7 @@ where
     D: Destination + Clone,
 {
     let paths = entries.iter().map(|e| e.path.clone()).collect();
-    let found = match ctx.dest.probe(paths).await {
+    let found = match ctx.probe(paths).await {
         Ok(found) => found,
         Err(e) => return ctx.fail("probing the destination", e),
     };
@@ -250,16 +297,19 @@ where
     let chunk = ctx.opts.chunk_size as u64;
     let bundle_bytes = file::bundle_bytes(ctx.opts.chunk_size);
     let mut bundle = Vec::new();
-    let mut bundled = 0;
+    let (mut bundled, mut names) = (0, 0);
     for (entry, found) in pending_files {
         if file::bundles(&entry, found.as_ref(), ctx.opts.chunk_size) {
-            if bundled + entry.stat.size > bundle_bytes || bundle.len() == file::BUNDLE_FILES {
+            let name = entry.path.as_bytes().len() + 64;
+            let full = bundle.len() == file::BUNDLE_FILES || names + name > REQUEST_BYTES;
+            if full || bundled + entry.stat.size > bundle_bytes {
                 if !start_bundle(ctx, std::mem::take(&mut bundle), files).await {
                     return;
                 }
-                bundled = 0;
+                (bundled, names) = (0, 0);
             }
             bundled += entry.stat.size;
+            names += name;
             bundle.push((entry, found));
             continue;
         }
@@ -335,7 +385,7 @@ where
         for problem in batch.problems {
             ctx.fail("", peer::Error::io(problem));
         }
-        doomed.extend(batch.entries.into_iter().filter(|e| !seen.contains(&e.path)));
+        doomed.extend(batch.entries.into_iter().filter(|e| !e.path.is_root() && !seen.contains(&e.path)));
     }
     doomed.reverse();
     for chunk in doomed.chunks(ACTIONS_PER_REQUEST) {

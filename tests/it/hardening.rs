@@ -16,10 +16,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pareco::codec::{
-    Action, Direction, ErrorKind, FileRead, HashAlgo, HashTarget, Kind, Message, Meta, Mtime, Packet,
-    RelPath, SessionSpec, SmallFile, Span, MAX_HANDSHAKE_HEADER_LEN, MAX_HEADER_LEN, PROTOCOL_VERSION,
+    Action, Direction, ErrorKind, FileRead, HashAlgo, HashTarget, Kind, Message, Mtime, Packet, RelPath,
+    SmallFile, Span, MAX_HANDSHAKE_HEADER_LEN, MAX_HEADER_LEN, PROTOCOL_VERSION,
 };
-use pareco::peer::hash;
 use serde_bytes::ByteBuf;
 
 use crate::raw::*;
@@ -64,38 +63,6 @@ fn mirror_frame(id: u32, msg: &mirror::Msg, payload: &[u8]) -> Vec<u8> {
 // Helpers
 // ---------------------------------------------------------------------------
 
-fn rel(path: &str) -> RelPath {
-    RelPath::new(path).unwrap()
-}
-
-fn spec(direction: Direction, path: &str) -> SessionSpec {
-    SessionSpec {
-        direction,
-        path: rel(path),
-        chunk_size: CHUNK,
-        hash: HashAlgo::Xxh3,
-        includes: Vec::new(),
-        excludes: Vec::new(),
-        inplace: false,
-    }
-}
-
-fn upload(path: &str) -> SessionSpec {
-    spec(Direction::Upload, path)
-}
-
-fn download(path: &str) -> SessionSpec {
-    spec(Direction::Download, path)
-}
-
-fn digest(data: &[u8]) -> ByteBuf {
-    hash::encode(HashAlgo::Xxh3, hash::digest(HashAlgo::Xxh3, data))
-}
-
-fn meta() -> Meta {
-    Meta { mode: 0o644, mtime: Mtime { secs: 1_600_000_000, nanos: 0 } }
-}
-
 /// A server whose root sits in a temporary directory beside an empty
 /// directory `outside`, for links that lead out of the root. Keep the
 /// first value alive: it holds both.
@@ -105,20 +72,6 @@ fn server_beside_outside() -> (tempfile::TempDir, PathBuf, Server) {
     fs::create_dir(&outside).unwrap();
     let root = tempfile::Builder::new().prefix("root").tempdir_in(outer.path()).unwrap();
     (outer, outside, Server::start_in(root, &[]))
-}
-
-/// The server still serves a normal upload (into `path`, a fresh name so
-/// that no leftover session of the test overlaps it).
-fn still_serves(server: &Server, path: &str, extra: &[&str]) {
-    let src = tempfile::tempdir().unwrap();
-    file(&src.path().join("small.txt"), b"still serving\n", 0o644, (1_600_000_000, 1));
-    file(&src.path().join("sub/chunks.bin"), &noise(3 * CHUNK as usize + 5, 21), 0o600, (1_600_000_002, 2));
-    let local = src.path().to_str().unwrap();
-    let url = server.url(path);
-    let mut args = vec!["send", local, &url, "-c", "4096", "-n", "2"];
-    args.extend_from_slice(extra);
-    sync_ok(&args);
-    assert_same_tree(src.path(), &server.path(path));
 }
 
 /// Every entry below `dir`, as relative paths.

@@ -1,6 +1,7 @@
 //! One integration-test binary (as ripgrep does): shared helpers in
 //! [`util`], one module per area.
 
+mod bounds;
 mod codec;
 mod damage;
 mod fake;

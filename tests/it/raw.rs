@@ -8,10 +8,16 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use pareco::codec::{ErrorKind, FrameCodec, Message, Packet, SessionSpec, MAX_PAYLOAD_CAP, PROTOCOL_VERSION};
+use pareco::codec::{
+    Direction, ErrorKind, FrameCodec, HashAlgo, Message, Meta, Mtime, Packet, RelPath, SessionSpec,
+    MAX_PAYLOAD_CAP, PROTOCOL_VERSION,
+};
+use pareco::peer::hash;
 use pareco::session::auth::Key;
 use serde_bytes::ByteBuf;
 use tokio_util::codec::Decoder;
+
+use crate::util::*;
 
 /// The chunk size raw sessions open with.
 pub const CHUNK: u32 = 4096;
@@ -219,4 +225,54 @@ pub fn raw_frame(header: &[u8], payload: &[u8]) -> Vec<u8> {
     bytes.extend_from_slice(header);
     bytes.extend_from_slice(payload);
     bytes
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for raw sessions
+// ---------------------------------------------------------------------------
+
+pub fn rel(path: &str) -> RelPath {
+    RelPath::new(path).unwrap()
+}
+
+pub fn spec(direction: Direction, path: &str) -> SessionSpec {
+    SessionSpec {
+        direction,
+        path: rel(path),
+        chunk_size: CHUNK,
+        hash: HashAlgo::Xxh3,
+        includes: Vec::new(),
+        excludes: Vec::new(),
+        inplace: false,
+    }
+}
+
+pub fn upload(path: &str) -> SessionSpec {
+    spec(Direction::Upload, path)
+}
+
+pub fn download(path: &str) -> SessionSpec {
+    spec(Direction::Download, path)
+}
+
+pub fn digest(data: &[u8]) -> ByteBuf {
+    hash::encode(HashAlgo::Xxh3, hash::digest(HashAlgo::Xxh3, data))
+}
+
+pub fn meta() -> Meta {
+    Meta { mode: 0o644, mtime: Mtime { secs: 1_600_000_000, nanos: 0 } }
+}
+
+/// The server still serves a normal upload (into `path`, a fresh name so
+/// that no leftover session of the test overlaps it).
+pub fn still_serves(server: &Server, path: &str, extra: &[&str]) {
+    let src = tempfile::tempdir().unwrap();
+    file(&src.path().join("small.txt"), b"still serving\n", 0o644, (1_600_000_000, 1));
+    file(&src.path().join("sub/chunks.bin"), &noise(3 * CHUNK as usize + 5, 21), 0o600, (1_600_000_002, 2));
+    let local = src.path().to_str().unwrap();
+    let url = server.url(path);
+    let mut args = vec!["send", local, &url, "-c", "4096", "-n", "2"];
+    args.extend_from_slice(extra);
+    sync_ok(&args);
+    assert_same_tree(src.path(), &server.path(path));
 }

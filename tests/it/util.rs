@@ -55,6 +55,14 @@ impl Server {
         self.root.path().join(rel)
     }
 
+    /// The most memory the server process has held so far (VmHWM), in bytes.
+    pub fn peak_memory(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("server status");
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+        let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("a number");
+        kib * 1024
+    }
+
     /// The server's standard output (the generated token, with `-g`).
     pub fn stdout_line(&mut self) -> String {
         let out = self.child.stdout.as_mut().expect("stdout");
@@ -74,6 +82,31 @@ impl Drop for Server {
 /// Runs the client binary.
 pub fn pareco(args: &[&str]) -> Output {
     Command::new(BIN).args(args).env_remove("PARECO_TOKEN").output().expect("run pareco")
+}
+
+/// Runs the client and expects success within `limit`.
+pub fn sync_within(args: &[&str], limit: Duration) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("PARECO_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pareco");
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut err).ok();
+            assert!(status.success(), "pareco {args:?} failed ({status:?}):\n{err}");
+            return;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("pareco {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Runs the client and expects success; returns its `--json` report.

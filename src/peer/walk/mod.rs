@@ -131,6 +131,7 @@ impl Walk {
 
     /// The frame of a directory just read; its problems join the batch.
     fn frame(&mut self, dir: RelPath, read: DirRead) -> Frame {
+        self.bytes += read.problems.iter().map(|p| p.len() + 8).sum::<usize>();
         self.batch.problems.extend(read.problems);
         for path in read.skipped {
             tracing::warn!("{path}: skipped: not a regular file, directory or symlink");

@@ -19,6 +19,9 @@ use crate::peer::filter::Filter;
 use crate::peer::temp::is_temp_name;
 use crate::peer::tree::{stat_at, Tree};
 
+/// Problems named one by one per directory; the rest are counted.
+const PROBLEMS_PER_DIR: usize = 64;
+
 const STRICT: ResolveFlags =
     ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
 
@@ -43,6 +46,11 @@ pub fn read_dir(tree: &Tree, filter: &Filter, dir: &RelPath) -> DirRead {
         if e != Errno::NOENT {
             read.problems.push(format!("{dir}: cannot read directory: {}", std::io::Error::from(e)));
         }
+    }
+    if read.problems.len() > PROBLEMS_PER_DIR {
+        let more = read.problems.len() - PROBLEMS_PER_DIR;
+        read.problems.truncate(PROBLEMS_PER_DIR);
+        read.problems.push(format!("{dir}: {more} more entries could not be read"));
     }
     read.entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     read
