@@ -59,8 +59,13 @@ fn hashing_a_file() {
     std::fs::write(dir.path().join("f"), &data).expect("write file");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     for (chunk, group) in [(1u32 << 20, 1u32), (4 << 10, 1), (4 << 10, 16)] {
-        let settings =
-            Settings { chunk_size: chunk, hash: HashAlgo::Xxh3, filter: Filter::default(), inplace: false };
+        let settings = Settings {
+            chunk_size: chunk,
+            hash: HashAlgo::Xxh3,
+            filter: Filter::default(),
+            inplace: false,
+            keep_setid: true,
+        };
         let source = LocalSource::new(Tree::open(dir.path()).expect("open tree"), settings);
         let per_request = ((64 << 20) / chunk) as u64;
         let chunks = (FILE_SIZE as u64).div_ceil(chunk as u64);

@@ -73,6 +73,10 @@ struct ListenArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Keep the setuid/setgid bits of uploaded files (they are cleared
+    /// otherwise).
+    #[arg(long)]
+    keep_setid: bool,
     #[command(flatten)]
     verbosity: Verbosity,
 }
@@ -116,6 +120,10 @@ struct TransferArgs {
     /// Write changed chunks straight into existing files (no temporary file).
     #[arg(long)]
     inplace: bool,
+    /// recv as root: keep the setuid/setgid bits of received files (they
+    /// are cleared otherwise).
+    #[arg(long)]
+    keep_setid: bool,
     /// Print a JSON report on stdout at the end.
     #[arg(long)]
     json: bool,
@@ -310,6 +318,7 @@ async fn listen(args: ListenArgs) -> Result<(), Failure> {
         max_sessions: args.max_sessions as usize,
         max_connections: args.max_connections as usize,
         tls,
+        keep_setid: args.keep_setid,
     };
     let needed = config.descriptors_needed();
     match raise_open_file_limit() {
@@ -349,7 +358,10 @@ async fn transfer(
         None
     };
     let tree = open_local(direction, local)?;
-    let settings = Settings { chunk_size: opts.chunk_size, hash: opts.hash, filter, inplace: opts.inplace };
+    // A download run as root clears setuid and setgid bits unless told.
+    let keep_setid = opts.keep_setid || !rustix::process::geteuid().is_root();
+    let settings =
+        Settings { chunk_size: opts.chunk_size, hash: opts.hash, filter, inplace: opts.inplace, keep_setid };
     let spec = SessionSpec {
         direction,
         path: remote.path.clone(),

@@ -169,8 +169,8 @@ impl Decoder for FrameCodec {
 /// Decodes a MessagePack header, refusing bytes left over after the message.
 fn decode_header(header: &[u8]) -> Result<(u32, Message), CodecError> {
     let mut de = rmp_serde::Deserializer::new(header);
-    let decoded: (u32, Message) =
-        serde::Deserialize::deserialize(&mut de).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    let decoded: (u32, Message) = serde::Deserialize::deserialize(&mut de)
+        .map_err(|e| CodecError::Malformed(super::printable(&e.to_string())))?;
     let rest = de.get_ref().len();
     if rest != 0 {
         return Err(CodecError::Malformed(format!("{rest} bytes after the message")));

@@ -8,6 +8,7 @@
 //! - [`path`]: [`RelPath`], a path relative to a synced root that is checked
 //!   when it is decoded, so a name with `..`, `/`-rooting or NUL never leaves
 //!   the codec.
+//! - [`text`]: [`printable`], peer-supplied text made safe for a terminal.
 //!
 //! `PROTOCOL.md` at the top of the repository describes the same thing in
 //! prose, byte by byte.
@@ -15,10 +16,12 @@
 pub mod frame;
 pub mod message;
 pub mod path;
+pub mod text;
 
 pub use frame::{CodecError, FrameCodec, Packet};
 pub use message::*;
 pub use path::RelPath;
+pub use text::printable;
 
 /// The protocol version this build speaks. A peer with another version is
 /// refused during the handshake with a message naming both.

@@ -22,6 +22,7 @@ use super::temp::{temp_name, temp_path};
 use super::tree::{link_count, set_file_meta, Tree};
 use super::{
     blocking, copy, hash, hash_chunks, walk, Begun, Destination, Digest, Listing, NewFile, Settings,
+    SETID_BITS,
 };
 
 /// Files being built at once at most (each holds up to two descriptors).
@@ -221,7 +222,7 @@ impl Inner {
     fn finish(&self, handle: u64, meta: Meta) -> Result<()> {
         let b = self.take(handle)?;
         b.file.set_len(b.size).map_err(|e| Error::from_io(e, &b.path, "resize"))?;
-        set_file_meta(&b.file, meta, &b.path)?;
+        set_file_meta(&b.file, self.file_meta(meta), &b.path)?;
         match &b.temp {
             Some(temp) => self.tree.rename(temp, &b.path),
             None => Ok(()),
@@ -248,7 +249,7 @@ impl Inner {
                 file.write_all_at(data, 0)
                     .and_then(|()| file.set_len(data.len() as u64))
                     .map_err(|e| Error::from_io(e, &path, "write"))?;
-                return set_file_meta(&file, meta, &path);
+                return set_file_meta(&file, self.file_meta(meta), &path);
             }
         }
         // The common case of many small files, in few system calls: the
@@ -272,7 +273,7 @@ impl Inner {
             }
         };
         let written = file.write_all_at(data, 0).map_err(|e| Error::from_io(e, &path, "write"));
-        if let Err(e) = written.and_then(|()| set_file_meta(&file, meta, &path)) {
+        if let Err(e) = written.and_then(|()| set_file_meta(&file, self.file_meta(meta), &path)) {
             let _ = self.tree.remove_file(&temp_path(&path)?);
             return Err(e);
         }
@@ -286,6 +287,15 @@ impl Inner {
             }
             other => other,
         }
+    }
+
+    /// `meta` as a regular file here gets it: without the setuid and
+    /// setgid bits unless `keep_setid`.
+    fn file_meta(&self, meta: Meta) -> Meta {
+        if self.settings.keep_setid {
+            return meta;
+        }
+        Meta { mode: meta.mode & !SETID_BITS, ..meta }
     }
 
     fn apply(&self, action: &Action) -> Result<()> {
@@ -314,7 +324,7 @@ impl Inner {
             }
             Action::SetMeta { path, kind, meta } => {
                 if *kind != Kind::Symlink {
-                    self.tree.set_mode(path, meta.mode)?;
+                    self.tree.set_mode(path, meta.mode, self.settings.keep_setid)?;
                 }
                 self.tree.set_mtime(path, meta.mtime)
             }

@@ -6,6 +6,7 @@ use std::io;
 
 use rustix::io::Errno;
 
+pub use crate::codec::printable;
 use crate::codec::{ErrorKind, RelPath};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -20,6 +21,11 @@ pub struct Error {
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error { kind, message: message.into() }
+    }
+
+    /// An error the other side sent: its text is made [`printable`].
+    pub fn from_peer(kind: ErrorKind, message: &str) -> Self {
+        Error::new(kind, printable(message))
     }
 
     pub fn denied(message: impl Into<String>) -> Self {
@@ -49,5 +55,21 @@ impl Error {
             Some(code) => Error::from_errno(Errno::from_raw_os_error(code), rel, what),
             None => Error::io(format!("{what} {rel}: {err}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_text_loses_its_power_over_the_terminal() {
+        let evil = "ok \u{1b}]0;pwned\u{7}\u{1b}[2J\r\nfake line \u{202e}txt.exe \u{9b}31m ünï";
+        let shown = printable(evil);
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        assert!(!shown.contains('\u{202e}'));
+        assert!(shown.starts_with("ok \\u{1b}]0;pwned\\u{7}"), "{shown}");
+        assert!(shown.ends_with(" ünï"));
+        assert_eq!(printable("plain text: 100% fine"), "plain text: 100% fine");
     }
 }

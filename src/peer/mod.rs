@@ -66,7 +66,14 @@ pub struct Settings {
     pub filter: Filter,
     /// Write changed chunks into the existing file instead of a temporary.
     pub inplace: bool,
+    /// Give files the setuid and setgid bits they are sent with (else they
+    /// are cleared: a destination run as root would otherwise let anyone
+    /// who may write into it plant a setuid-root program).
+    pub keep_setid: bool,
 }
+
+/// The setuid and setgid bits.
+pub const SETID_BITS: u32 = 0o6000;
 
 /// A chunk read from a source file, with its digest and the file's state
 /// right after the read.

@@ -288,8 +288,10 @@ impl Tree {
         Ok(names)
     }
 
-    /// Sets the permission bits of a file or directory.
-    pub fn set_mode(&self, rel: &RelPath, mode: u32) -> Result<()> {
+    /// Sets the permission bits of a file or directory; the setuid and
+    /// setgid bits of anything but a directory only with `keep_setid`
+    /// (what the entry is, not what the caller says it is, decides).
+    pub fn set_mode(&self, rel: &RelPath, mode: u32, keep_setid: bool) -> Result<()> {
         if rel.is_root() {
             return rustix::fs::fchmod(&self.dir, Mode::from(mode & 0o7777))
                 .map_err(|e| Error::from_errno(e, rel, "set permissions"));
@@ -306,9 +308,15 @@ impl Tree {
         )
         .map_err(|e| Error::from_errno(e, rel, "set permissions"))?;
         let st = rustix::fs::fstat(&fd).map_err(|e| Error::from_errno(e, rel, "stat"))?;
-        if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
+        let file_type = rustix::fs::FileType::from_raw_mode(st.st_mode);
+        if file_type == rustix::fs::FileType::Symlink {
             return Err(Error::denied(format!("{rel}: is a symlink; its permissions are not set")));
         }
+        let mode = if keep_setid || file_type == rustix::fs::FileType::Directory {
+            mode
+        } else {
+            mode & !crate::peer::SETID_BITS
+        };
         rustix::fs::chmod(format!("/proc/self/fd/{}", fd.as_raw_fd()), Mode::from(mode & 0o7777))
             .map_err(|e| Error::from_errno(e, rel, "set permissions"))
     }

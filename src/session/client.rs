@@ -79,12 +79,22 @@ impl FromStr for Remote {
     }
 }
 
-/// How a client connects.
-#[derive(Debug, Clone)]
+/// How a client connects. (Its `Debug` shows no token.)
+#[derive(Clone)]
 pub struct ClientConfig {
     pub connections: usize,
     pub token: Option<String>,
     pub tls: Option<Connector>,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("connections", &self.connections)
+            .field("token", &self.token.as_ref().map(|_| "(redacted)"))
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 /// Opens a session for `spec` on `remote` and joins `connections - 1` more
@@ -162,6 +172,24 @@ async fn connect_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_is_not_in_debug_output() {
+        let config = ClientConfig { connections: 2, token: Some("s3cret-t0ken".into()), tls: None };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret-t0ken") && shown.contains("redacted"), "{shown}");
+        let server = crate::session::ServerConfig {
+            root: "/srv".into(),
+            token: Some("s3cret-t0ken".into()),
+            session_timeout: Duration::from_secs(1),
+            max_sessions: 1,
+            max_connections: 1,
+            tls: None,
+            keep_setid: false,
+        };
+        let shown = format!("{server:?}");
+        assert!(!shown.contains("s3cret-t0ken") && shown.contains("redacted"), "{shown}");
+    }
 
     #[test]
     fn parses_addresses() {

@@ -119,7 +119,9 @@ pub async fn server(
 /// early end (or bytes of another protocol) into a clear error.
 async fn expect(reader: &mut Reader, wanted: &str) -> Result<Message, SessionError> {
     match reader.next().await {
-        Some(Ok(Packet { msg: Message::Error { kind, message }, .. })) => Err(refused(kind, message)),
+        Some(Ok(Packet { msg: Message::Error { kind, message }, .. })) => {
+            Err(SessionError::Refused(peer::Error::from_peer(kind, &message)))
+        }
         Some(Ok(packet)) => Ok(packet.msg),
         Some(Err(e)) => Err(match foreign_protocol(reader.buffered()) {
             Some(what) => SessionError::Foreign(what),

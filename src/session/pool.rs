@@ -295,7 +295,7 @@ async fn read_loop(
         };
         if packet.id == 0 {
             if let Message::Error { message, .. } = &packet.msg {
-                break format!("the server ended the connection: {message}");
+                break format!("the server ended the connection: {}", crate::peer::error::printable(message));
             }
             continue;
         }
@@ -313,7 +313,7 @@ fn deliver(pending: &PendingMap, shared: &Shared, packet: Packet) {
     let last = !matches!(packet.msg, Message::Listing { done: false, .. });
     let id = packet.id;
     let result = match packet.msg {
-        Message::Error { kind, message } => Err(Error::new(kind, message)),
+        Message::Error { kind, message } => Err(Error::from_peer(kind, &message)),
         _ => Ok(packet),
     };
     if !last {

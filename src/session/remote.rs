@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use crate::codec::{
     Action, ErrorKind, FileRead, HashAlgo, HashTarget, Message, Meta, Packet, RelPath, SmallFile, Span, Stat,
 };
+use crate::peer::error::printable;
 use crate::peer::hash;
 use crate::peer::{
     Batch, Begun, Bundle, Chunk, Destination, Digest, Error, Listing, NewFile, Result, Source,
@@ -56,7 +57,7 @@ async fn walk(pool: &Pool) -> Result<Listing> {
         while let Some(response) = responses.recv().await {
             let batch = match response {
                 Ok(Packet { msg: Message::Listing { entries, problems, root, .. }, .. }) => {
-                    Batch { entries, problems, root }
+                    Batch { entries, problems: problems.iter().map(|p| printable(p)).collect(), root }
                 }
                 Ok(Packet { msg, .. }) => {
                     Batch { problems: vec![unexpected(&msg, "Walk").message], ..Batch::default() }
@@ -140,7 +141,7 @@ impl Source for RemoteSource {
             .into_iter()
             .map(|outcome| match outcome {
                 FileRead::Read { digest, file } => Ok((hash::decode(self.hash, &digest)?, file)),
-                FileRead::Failed { kind, message } => Err(Error::new(kind, message)),
+                FileRead::Failed { kind, message } => Err(Error::from_peer(kind, &message)),
             })
             .collect();
         Ok(Bundle { data: answer.payload, files })
@@ -209,7 +210,10 @@ impl Destination for RemoteDestination {
         let cost = data.len().max(SMALL);
         match self.pool.call(Message::PutFiles { files }, data, cost).await?.msg {
             Message::FilesPut { failures } if failures.iter().all(|f| (f.index as usize) < count) => {
-                Ok(failures.into_iter().map(|f| (f.index as usize, Error::new(f.kind, f.message))).collect())
+                Ok(failures
+                    .into_iter()
+                    .map(|f| (f.index as usize, Error::from_peer(f.kind, &f.message)))
+                    .collect())
             }
             other => Err(unexpected(&other, "PutFiles")),
         }
@@ -217,7 +221,9 @@ impl Destination for RemoteDestination {
 
     async fn apply(&self, actions: Vec<Action>) -> Result<Vec<(RelPath, String)>> {
         match self.pool.call(Message::Apply { actions }, Bytes::new(), SMALL).await?.msg {
-            Message::Applied { failures } => Ok(failures),
+            Message::Applied { failures } => {
+                Ok(failures.into_iter().map(|(path, why)| (path, printable(&why))).collect())
+            }
             other => Err(unexpected(&other, "Apply")),
         }
     }

@@ -47,8 +47,8 @@ const SMALL_REQUEST: u64 = 1024;
 /// accepted, so that peers that have proved nothing can take little.
 pub const MAX_HANDSHAKES: usize = 256;
 
-/// How a server is set up.
-#[derive(Debug, Clone)]
+/// How a server is set up. (Its `Debug` shows no token.)
+#[derive(Clone)]
 pub struct ServerConfig {
     /// The directory served; nothing outside it is ever touched.
     pub root: PathBuf,
@@ -57,6 +57,22 @@ pub struct ServerConfig {
     pub max_sessions: usize,
     pub max_connections: usize,
     pub tls: Option<Acceptor>,
+    /// Keep the setuid and setgid bits of uploaded files.
+    pub keep_setid: bool,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("root", &self.root)
+            .field("token", &self.token.as_ref().map(|_| "(redacted)"))
+            .field("session_timeout", &self.session_timeout)
+            .field("max_sessions", &self.max_sessions)
+            .field("max_connections", &self.max_connections)
+            .field("tls", &self.tls)
+            .field("keep_setid", &self.keep_setid)
+            .finish()
+    }
 }
 
 impl ServerConfig {
@@ -233,8 +249,13 @@ impl State {
     }
 
     fn open_with(&self, spec: SessionSpec, filter: Filter) -> Result<Arc<Session>, peer::Error> {
-        let settings =
-            Settings { chunk_size: spec.chunk_size, hash: spec.hash, filter, inplace: spec.inplace };
+        let settings = Settings {
+            chunk_size: spec.chunk_size,
+            hash: spec.hash,
+            filter,
+            inplace: spec.inplace,
+            keep_setid: self.config.keep_setid,
+        };
         let upload = spec.direction == Direction::Upload;
         // Refuse early, before making any directory, when the server is full.
         self.check_room(&lock(&self.sessions))?;

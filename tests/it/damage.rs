@@ -85,7 +85,13 @@ impl Destination for Damaging {
 }
 
 fn settings() -> Settings {
-    Settings { chunk_size: CHUNK as u32, hash: HashAlgo::Xxh3, filter: Filter::default(), inplace: false }
+    Settings {
+        chunk_size: CHUNK as u32,
+        hash: HashAlgo::Xxh3,
+        filter: Filter::default(),
+        inplace: false,
+        keep_setid: true,
+    }
 }
 
 #[test]

@@ -10,14 +10,15 @@
 
 use std::fs;
 use std::net::Shutdown;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pareco::codec::{
-    Action, Direction, ErrorKind, FileRead, HashAlgo, HashTarget, Kind, Message, Mtime, Packet, RelPath,
-    SmallFile, Span, MAX_HANDSHAKE_HEADER_LEN, MAX_HEADER_LEN, PROTOCOL_VERSION,
+    Action, Direction, ErrorKind, FileRead, HashAlgo, HashTarget, Kind, Message, Meta, Mtime, Packet,
+    RelPath, SmallFile, Span, MAX_HANDSHAKE_HEADER_LEN, MAX_HEADER_LEN, PROTOCOL_VERSION,
 };
 use serde_bytes::ByteBuf;
 
@@ -459,6 +460,21 @@ fn an_upload_session_can_neither_replace_nor_remove_its_root() {
     raw.close_session(5);
     assert!(snapshot(&server.path("d")) == before, "the session's root changed");
     still_serves(&server, "after", &[]);
+}
+
+#[test]
+fn a_setuid_bit_cannot_be_planted_by_calling_a_file_a_directory() {
+    let server = Server::start(&[]);
+    file(&server.path("d/tool"), b"#!/bin/sh\n", 0o755, (1, 0));
+    let (mut raw, _) = Raw::opened(server.port, None, upload("d"));
+    let setuid = Meta { mode: 0o6755, ..meta() };
+    let actions = vec![Action::SetMeta { path: rel("tool"), kind: Kind::Dir, meta: setuid }];
+    assert_eq!(
+        raw.request(1, Message::Apply { actions }, Bytes::new()),
+        Message::Applied { failures: vec![] }
+    );
+    assert_eq!(fs::metadata(server.path("d/tool")).unwrap().permissions().mode() & 0o7777, 0o755);
+    raw.close_session(2);
 }
 
 #[test]

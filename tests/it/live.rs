@@ -54,7 +54,13 @@ impl Source for Meddling {
 }
 
 fn settings() -> Settings {
-    Settings { chunk_size: CHUNK as u32, hash: HashAlgo::Xxh3, filter: Filter::default(), inplace: false }
+    Settings {
+        chunk_size: CHUNK as u32,
+        hash: HashAlgo::Xxh3,
+        filter: Filter::default(),
+        inplace: false,
+        keep_setid: true,
+    }
 }
 
 fn options() -> Options {

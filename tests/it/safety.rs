@@ -164,3 +164,113 @@ fn send_delete_with_an_unreadable_source_directory_deletes_nothing() {
     mirror.remove("secret");
     assert!(now == mirror, "the destination changed:\n{}", stderr(&out));
 }
+
+#[test]
+fn every_legal_name_and_link_target_syncs_however_long() {
+    for way in both_ways() {
+        fs::create_dir_all(&way.src).unwrap();
+        // Names of 250 and 255 bytes, a file of several chunks among them.
+        let long = "l".repeat(250);
+        file(&way.src.join(&long), b"a long name", 0o644, (1_600_000_000, 0));
+        file(&way.src.join("m".repeat(255)), &noise(5 * 4096, 7), 0o644, (1_600_000_000, 0));
+        // Enough long symlink targets that one listing batch, probe answer
+        // or Apply request of them would pass the 1 MiB header limit.
+        let links = way.src.join("links");
+        fs::create_dir_all(&links).unwrap();
+        for i in 0..600 {
+            let target = format!("{i}/{}", "t".repeat(4000));
+            std::os::unix::fs::symlink(target, links.join(format!("{i:03}-{}", "n".repeat(200)))).unwrap();
+        }
+        way.sync(&["-c", "4096"]);
+        assert_same_tree(&way.src, &way.dst);
+        // And again, with everything in place (probes find every link).
+        let report = way.sync(&["-c", "4096"]);
+        assert_eq!(report["files_transferred"], 0, "{}", way.name);
+    }
+}
+
+#[test]
+fn hard_links_at_the_destination_are_never_written_through() {
+    let server = Server::start(&[]);
+    let src = tempfile::tempdir().unwrap();
+    let (local, url) = (src.path().to_str().unwrap(), server.url("d"));
+    let new = noise(6 * 4096, 8);
+    file(&src.path().join("big"), &new, 0o644, (1_600_000_000, 0));
+    file(&src.path().join("small"), b"new small", 0o644, (1_600_000_000, 0));
+    let outside = tempfile::tempdir_in(server.root.path()).unwrap();
+    let dest = server.path("d");
+    fs::create_dir_all(&dest).unwrap();
+    // An --inplace target that is also known by another name...
+    let old = noise(6 * 4096, 9);
+    fs::write(dest.join("big"), &old).unwrap();
+    fs::hard_link(dest.join("big"), outside.path().join("big-link")).unwrap();
+    fs::write(dest.join("small"), b"old small").unwrap();
+    fs::hard_link(dest.join("small"), outside.path().join("small-link")).unwrap();
+    sync_ok(&["send", local, &url, "-c", "4096", "--inplace"]);
+    assert_same_tree(src.path(), &dest);
+    assert_eq!(fs::read(outside.path().join("big-link")).unwrap(), old);
+    assert_eq!(fs::read(outside.path().join("small-link")).unwrap(), b"old small");
+    // ...and a kept temporary file that is a hard link of something else.
+    let changed = noise(6 * 4096, 10);
+    file(&src.path().join("big"), &changed, 0o644, (1_600_000_001, 0));
+    let shared = outside.path().join("shared");
+    fs::write(&shared, noise(6 * 4096, 11)).unwrap();
+    fs::hard_link(&shared, temp_of(&dest, "big")).unwrap();
+    sync_ok(&["send", local, &url, "-c", "4096"]);
+    assert_same_tree(src.path(), &dest);
+    assert_eq!(fs::read(&shared).unwrap(), noise(6 * 4096, 11));
+}
+
+#[test]
+fn setuid_and_setgid_bits_are_cleared_unless_asked_for() {
+    let is_root = rustix::process::geteuid().is_root();
+    let make = |dir: &Path| {
+        file(&dir.join("tool"), b"#!/bin/sh\n", 0o6755, (1_600_000_000, 0));
+        file(&dir.join("big-tool"), &noise(5 * 4096, 12), 0o4750, (1_600_000_000, 0));
+        fs::create_dir_all(dir.join("shared")).unwrap();
+        // A setgid directory keeps its bit: it gives no privilege.
+        set_mode(&dir.join("shared"), 0o2775);
+    };
+    let mode = |path: &Path| fs::symlink_metadata(path).unwrap().mode() & 0o7777;
+    // Upload: the server clears them, unless it runs with --keep-setid.
+    for (extra, kept) in [(&[][..], false), (&["--keep-setid"][..], true)] {
+        let server = Server::start(extra);
+        let src = tempfile::tempdir().unwrap();
+        make(src.path());
+        sync_ok(&["send", src.path().to_str().unwrap(), &server.url("d"), "-c", "4096"]);
+        let d = server.path("d");
+        assert_eq!(mode(&d.join("tool")), if kept { 0o6755 } else { 0o755 });
+        assert_eq!(mode(&d.join("big-tool")), if kept { 0o4750 } else { 0o750 });
+        assert_eq!(mode(&d.join("shared")), 0o2775);
+    }
+    // Download: a client run as root clears them, unless --keep-setid.
+    let server = Server::start(&[]);
+    make(&server.path("d"));
+    for (extra, kept) in [(&[][..], !is_root), (&["--keep-setid"][..], true)] {
+        let local = tempfile::tempdir().unwrap();
+        let url = server.url("d");
+        let mut args = vec!["recv", &url, local.path().to_str().unwrap(), "-c", "4096"];
+        args.extend_from_slice(extra);
+        sync_ok(&args);
+        assert_eq!(mode(&local.path().join("tool")), if kept { 0o6755 } else { 0o755 });
+        assert_eq!(mode(&local.path().join("big-tool")), if kept { 0o4750 } else { 0o750 });
+    }
+}
+
+#[test]
+fn text_from_a_server_cannot_drive_the_terminal() {
+    let evil = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[31mfake\r\n\u{202e}";
+    let fake = Fake::start(move |msg| match msg {
+        Message::Walk => walk_answer(vec![listing(Vec::new(), vec![format!("{evil} problem")])]),
+        Message::Probe { .. } => {
+            let message = format!("{evil} error");
+            vec![(Message::Error { kind: ErrorKind::Io, message }, Bytes::new())]
+        }
+        other => refuse(other),
+    });
+    let local = tempfile::tempdir().unwrap();
+    let out = pareco(&["recv", &fake.url("d"), local.path().to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(err.contains("\\u{1b}]0;pwned"), "{err}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}') && !err.contains('\u{202e}'), "{err:?}");
+}
