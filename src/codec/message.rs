@@ -15,9 +15,11 @@ use super::path::RelPath;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Message {
     // --- handshake ---
-    /// Client → server, first frame of every connection.
+    /// Client → server, first frame of every connection, with a fresh
+    /// nonce of the client's.
     Hello {
         version: u32,
+        nonce: ByteBuf,
     },
     /// Server → client: its version and a fresh nonce to prove the token on.
     Challenge {
@@ -35,11 +37,15 @@ pub enum Message {
         session: u64,
         proof: Option<ByteBuf>,
     },
-    /// Server → client: the connection belongs to `session` now.
+    /// Server → client: the connection belongs to `session` now. `proof`
+    /// is the server's proof of the key; `secret`, when a session was
+    /// opened, its secret sealed with the key (needed to join it).
     Welcome {
         session: u64,
         idle_timeout_ms: u64,
         max_payload: u32,
+        proof: ByteBuf,
+        secret: Option<ByteBuf>,
     },
 
     // --- requests (client → server) ---

@@ -108,8 +108,10 @@ pub async fn connect(
     let wire = Arc::new(AtomicU64::new(0));
     let chunk = spec.chunk_size as usize;
     let (first, welcome) = connect_one(remote, config, key.as_ref(), Intent::Open(spec), &wire).await?;
-    let joins = (1..config.connections.max(1))
-        .map(|_| connect_one(remote, config, key.as_ref(), Intent::Join(welcome.session), &wire));
+    let joins = (1..config.connections.max(1)).map(|_| {
+        let intent = Intent::Join { session: welcome.session, secret: welcome.secret };
+        connect_one(remote, config, key.as_ref(), intent, &wire)
+    });
     let mut conns = vec![first];
     for joined in futures::future::join_all(joins).await {
         conns.push(joined?.0);
@@ -135,32 +137,37 @@ async fn connect_one(
             .map_err(|e| SessionError::Other(format!("cannot connect to {addr}: {e}")))?;
         let _ = tcp.set_nodelay(true);
         let counted = Counted::new(tcp, wire.clone());
-        let io: BoxIo = match &config.tls {
-            Some(connector) => Box::new(connector.connect(counted).await.map_err(|e| {
-                SessionError::Other(match e.kind() {
-                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => format!(
-                        "the server at {addr} closed the connection during the TLS handshake: \
-                         it does not seem to use TLS (use a pareco:// address without --tls)"
-                    ),
-                    _ if e.to_string().contains("CaUsedAsEndEntity") => format!(
-                        "TLS handshake with {addr} failed: {e} (the server's self-signed certificate \
-                         is marked as a CA; make it with basicConstraints CA:FALSE, see README)"
-                    ),
-                    _ => format!("TLS handshake with {addr} failed: {e}"),
-                })
-            })?),
-            None => Box::new(counted),
+        let (io, binding): (BoxIo, Vec<u8>) = match &config.tls {
+            Some(connector) => {
+                let tls = connector.connect(counted).await.map_err(|e| {
+                    SessionError::Other(match e.kind() {
+                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => format!(
+                            "the server at {addr} closed the connection during the TLS handshake: \
+                             it does not seem to use TLS (use a pareco:// address without --tls)"
+                        ),
+                        _ if e.to_string().contains("CaUsedAsEndEntity") => format!(
+                            "TLS handshake with {addr} failed: {e} (the server's self-signed certificate \
+                             is marked as a CA; make it with basicConstraints CA:FALSE, see README)"
+                        ),
+                        _ => format!("TLS handshake with {addr} failed: {e}"),
+                    })
+                })?;
+                let binding = super::tls::binding(tls.get_ref().1)?;
+                (Box::new(tls), binding)
+            }
+            None => (Box::new(counted), Vec::new()),
         };
         let (mut reader, mut writer) = conn::split(io);
-        let welcome =
-            handshake::client(&mut reader, &mut writer, key, intent).await.map_err(|e| match e {
+        let welcome = handshake::client(&mut reader, &mut writer, key, intent, &binding).await.map_err(
+            |e| match e {
                 SessionError::Foreign(what) if config.tls.is_none() && what.starts_with("a TLS") => {
                     SessionError::Other(format!(
                         "the server at {addr} expects TLS: use --tls or a pareco+tls:// address"
                     ))
                 }
                 other => other,
-            })?;
+            },
+        )?;
         reader.open(welcome.max_payload as usize);
         Ok(((reader, writer), welcome))
     };

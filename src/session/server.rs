@@ -25,9 +25,9 @@ use crate::peer::{
     self, hash, Destination, Filter, LocalDestination, LocalSource, NewFile, Settings, Source, Tree,
 };
 
-use super::auth::Key;
+use super::auth::{Key, Secret};
 use super::conn::{self, BoxIo};
-use super::handshake::{self, Intent};
+use super::handshake::{self, Wants};
 use super::tls::Acceptor;
 use super::SessionError;
 
@@ -133,6 +133,8 @@ struct Session {
     ended: CancellationToken,
     /// Permits are bytes of [`SESSION_BUDGET`].
     budget: Arc<Semaphore>,
+    /// What a connection must prove it knows to join the session.
+    secret: Secret,
 }
 
 /// The session's half of the transfer.
@@ -171,7 +173,7 @@ impl Server {
     /// target drive the server's state machine this way).
     pub async fn serve_stream(&self, io: BoxIo, peer: SocketAddr) {
         let Ok(handshake) = self.state.handshakes.clone().acquire_owned().await else { return };
-        serve_connection(self.state.clone(), io, peer, handshake).await;
+        serve_connection(self.state.clone(), io, peer, handshake, Vec::new()).await;
     }
 
     /// Serves until the process ends.
@@ -193,10 +195,16 @@ impl Server {
             let _ = stream.set_nodelay(true);
             let state = self.state.clone();
             tokio::spawn(async move {
-                let io: BoxIo = match &state.config.tls {
+                let (io, binding): (BoxIo, Vec<u8>) = match &state.config.tls {
                     Some(acceptor) => {
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => Box::new(tls),
+                            Ok(Ok(tls)) => match super::tls::binding(tls.get_ref().1) {
+                                Ok(binding) => (Box::new(tls), binding),
+                                Err(e) => {
+                                    tracing::warn!("{peer}: {e}");
+                                    return;
+                                }
+                            },
                             Ok(Err(e)) => {
                                 tracing::warn!("{peer}: TLS handshake failed: {e}");
                                 return;
@@ -210,9 +218,9 @@ impl Server {
                             }
                         }
                     }
-                    None => Box::new(stream),
+                    None => (Box::new(stream), Vec::new()),
                 };
-                serve_connection(state, io, peer, handshake).await;
+                serve_connection(state, io, peer, handshake, binding).await;
             });
         }
     }
@@ -287,6 +295,7 @@ impl State {
                 break id;
             }
         };
+        let secret = super::auth::random_secret().map_err(|e| peer::Error::io(e.to_string()))?;
         if upload {
             writers.insert(id, real);
         }
@@ -302,6 +311,7 @@ impl State {
             connections: AtomicUsize::new(1),
             ended: CancellationToken::new(),
             budget: Arc::new(Semaphore::new(SESSION_BUDGET)),
+            secret,
         });
         sessions.insert(id, session.clone());
         tracing::info!(
@@ -325,14 +335,20 @@ impl State {
         Ok(())
     }
 
-    /// Adds a connection to session `id` (counted at once, under the lock,
-    /// so concurrent joins cannot pass the limit).
-    fn join(&self, id: u64) -> Result<Arc<Session>, peer::Error> {
+    /// Adds a connection to session `id` once `admit` (the check of its
+    /// proof) says yes: counted at once, under the lock, so concurrent
+    /// joins cannot pass the limit.
+    fn join<T>(
+        &self,
+        id: u64,
+        admit: impl FnOnce(&Session) -> Result<T, peer::Error>,
+    ) -> Result<(Arc<Session>, T), peer::Error> {
         let sessions = lock(&self.sessions);
         let session = sessions
             .get(&id)
             .cloned()
             .ok_or_else(|| peer::Error::new(ErrorKind::NoSession, format!("no open session {id:016x}")))?;
+        let admitted = admit(&session)?;
         if session.connections.load(Ordering::Relaxed) >= self.config.max_connections {
             return Err(peer::Error::new(
                 ErrorKind::Limit,
@@ -340,7 +356,7 @@ impl State {
             ));
         }
         session.connections.fetch_add(1, Ordering::Relaxed);
-        Ok(session)
+        Ok((session, admitted))
     }
 
     fn end(&self, session: &Session, why: &str) {
@@ -386,11 +402,17 @@ async fn expire_idle_sessions(state: Arc<State>) {
 /// Serves one connection: its handshake (holding one of the server's
 /// handshake permits until the session is opened or joined), then its
 /// requests.
-async fn serve_connection(state: Arc<State>, io: BoxIo, peer: SocketAddr, handshake: OwnedSemaphorePermit) {
+async fn serve_connection(
+    state: Arc<State>,
+    io: BoxIo,
+    peer: SocketAddr,
+    handshake: OwnedSemaphorePermit,
+    binding: Vec<u8>,
+) {
     let (mut reader, mut writer) = conn::split(io);
-    let intent = match tokio::time::timeout(
+    let greeting = match tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        handshake::server(&mut reader, &mut writer, state.key.as_ref()),
+        handshake::server(&mut reader, &mut writer, state.key.is_some(), &binding),
     )
     .await
     {
@@ -407,15 +429,22 @@ async fn serve_connection(state: Arc<State>, io: BoxIo, peer: SocketAddr, handsh
             refuse(&mut writer, &e).await;
             return;
         }
-        Ok(Ok(intent)) => intent,
+        Ok(Ok(greeting)) => greeting,
     };
-    let session = match intent {
-        Intent::Open(spec) => state.open(spec).await,
-        Intent::Join(id) => state.join(id),
+    let key = state.key.clone().unwrap_or_else(Key::none);
+    let admitted = match &greeting.wants {
+        Wants::Open(spec) => match state.key.as_ref().map(|key| handshake::check_proof(&greeting, key)) {
+            Some(Err(e)) => Err(e),
+            _ => state.open(spec.clone()).await.map(|session| (session, key)),
+        },
+        Wants::Join(id) => state.join(*id, |session| {
+            let key = key.for_join(&session.secret);
+            handshake::check_proof(&greeting, &key).map(|()| key)
+        }),
     };
     drop(handshake);
-    let session = match session {
-        Ok(session) => session,
+    let (session, key) = match admitted {
+        Ok(admitted) => admitted,
         Err(e) => {
             tracing::warn!("{peer}: session refused: {e}");
             let _ = writer.send_msg(0, Message::Error { kind: e.kind, message: e.message }).await;
@@ -423,11 +452,15 @@ async fn serve_connection(state: Arc<State>, io: BoxIo, peer: SocketAddr, handsh
             return;
         }
     };
-    let welcome = Message::Welcome {
-        session: session.id,
-        idle_timeout_ms: state.config.session_timeout.as_millis() as u64,
-        max_payload: session.max_payload,
-    };
+    let opened = matches!(greeting.wants, Wants::Open(_)).then_some(&session.secret);
+    let welcome = handshake::welcome(
+        &greeting,
+        &key,
+        session.id,
+        state.config.session_timeout,
+        session.max_payload,
+        opened,
+    );
     let sending = if writer.send_msg(0, welcome).await.is_ok() {
         reader.open(session.max_payload as usize);
         Some(serve_requests(&state, &session, reader, writer, peer).await)

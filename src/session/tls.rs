@@ -131,3 +131,11 @@ impl Connector {
         self.inner.connect(self.name.clone(), stream).await
     }
 }
+
+/// The channel binding of a TLS connection (either end): a value both ends
+/// export from the session's keys, which nobody else knows.
+pub fn binding<D>(connection: &rustls::ConnectionCommon<D>) -> std::io::Result<Vec<u8>> {
+    connection
+        .export_keying_material(vec![0u8; 32], super::auth::EXPORTER_LABEL, None)
+        .map_err(|e| std::io::Error::other(format!("no TLS channel binding: {e}")))
+}

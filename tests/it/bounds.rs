@@ -65,7 +65,8 @@ fn clients_that_stop_reading_freeze_nothing_and_expire_with_everything_they_held
     // The stalled sessions expire, and what they held goes with them: 23
     // sessions can open again.
     std::thread::sleep(Duration::from_secs(4));
-    let opened: Vec<(Raw, u64)> = (0..23).map(|_| Raw::opened(server.port, None, download("big"))).collect();
+    let opened: Vec<(Raw, Ticket)> =
+        (0..23).map(|_| Raw::opened(server.port, None, download("big"))).collect();
     assert_eq!(opened.len(), 23);
     drop(stalled);
 }
@@ -188,7 +189,13 @@ fn handshakes_in_progress_are_capped_and_the_rest_wait_their_turn() {
     // The next one waits: its Hello gets no Challenge yet...
     let mut next = Raw::connect(server.port);
     next.stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    next.send(0, Message::Hello { version: pareco::codec::PROTOCOL_VERSION });
+    next.send(
+        0,
+        Message::Hello {
+            version: pareco::codec::PROTOCOL_VERSION,
+            nonce: serde_bytes::ByteBuf::from(vec![0x5a; 32]),
+        },
+    );
     let mut byte = [0u8; 1];
     let waited = std::io::Read::read(&mut next.stream, &mut byte);
     assert!(waited.is_err(), "answered while 256 handshakes were in progress: {waited:?}");

@@ -290,7 +290,9 @@ fn payload(max: usize) -> impl Strategy<Value = Bytes> {
 fn message_strategies() -> Vec<BoxedStrategy<Message>> {
     let digest = || byte_buf(33);
     vec![
-        any::<u32>().prop_map(|version| Message::Hello { version }).boxed(),
+        any::<u32>()
+            .prop_map(|version| Message::Hello { version, nonce: ByteBuf::from(vec![0x5a; 32]) })
+            .boxed(),
         (any::<u32>(), byte_buf(64), any::<bool>())
             .prop_map(|(version, nonce, token_required)| Message::Challenge {
                 version,
@@ -304,11 +306,13 @@ fn message_strategies() -> Vec<BoxedStrategy<Message>> {
         (any::<u64>(), prop::option::of(byte_buf(64)))
             .prop_map(|(session, proof)| Message::Join { session, proof })
             .boxed(),
-        (any::<u64>(), any::<u64>(), any::<u32>())
-            .prop_map(|(session, idle_timeout_ms, max_payload)| Message::Welcome {
+        (any::<u64>(), any::<u64>(), any::<u32>(), byte_buf(64), prop::option::of(byte_buf(64)))
+            .prop_map(|(session, idle_timeout_ms, max_payload, proof, secret)| Message::Welcome {
                 session,
                 idle_timeout_ms,
                 max_payload,
+                proof,
+                secret,
             })
             .boxed(),
         Just(Message::Ping).boxed(),
@@ -429,14 +433,23 @@ fn sample_packets() -> Vec<Packet> {
     let digest = || ByteBuf::from(vec![0xD1, 0x6E, 0x57, 0x00, 0x01, 0x02, 0x03, 0x04]);
     let payload = Bytes::from_static(b"chunk payload: the raw file bytes\n");
     let packets = vec![
-        Packet::new(0, Message::Hello { version: 1 }),
+        Packet::new(0, Message::Hello { version: 2, nonce: ByteBuf::from(vec![0x5a; 32]) }),
         Packet::new(
             0,
-            Message::Challenge { version: 1, nonce: ByteBuf::from(vec![7u8; 32]), token_required: true },
+            Message::Challenge { version: 2, nonce: ByteBuf::from(vec![7u8; 32]), token_required: true },
         ),
         Packet::new(0, Message::Open { proof: Some(ByteBuf::from(vec![9u8; 32])), spec }),
         Packet::new(0, Message::Join { session: 0xDEAD_BEEF_0042, proof: None }),
-        Packet::new(0, Message::Welcome { session: 42, idle_timeout_ms: 60_000, max_payload: 1 << 20 }),
+        Packet::new(
+            0,
+            Message::Welcome {
+                session: 42,
+                idle_timeout_ms: 60_000,
+                max_payload: 1 << 20,
+                proof: ByteBuf::from(vec![0x3c; 32]),
+                secret: Some(ByteBuf::from(vec![0x5e; 32])),
+            },
+        ),
         Packet::new(1, Message::Ping),
         Packet::new(2, Message::Walk),
         Packet::new(

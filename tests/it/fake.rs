@@ -11,6 +11,9 @@ use bytes::Bytes;
 use pareco::codec::{ErrorKind, Message, Packet, PROTOCOL_VERSION};
 use serde_bytes::ByteBuf;
 
+use pareco::session::auth::{Key, Transcript};
+use pareco::session::handshake::{intent_bytes, Wants};
+
 use crate::raw::Raw;
 
 /// What the fake server answers to one request: any number of frames
@@ -47,19 +50,38 @@ impl Fake {
     }
 }
 
+/// The secret of the fake server's one session.
+const SECRET: [u8; 32] = [3; 32];
+
 fn serve(mut conn: Raw, script: &(dyn Fn(&Message) -> Answers + Send + Sync), chunk: &AtomicU32) {
-    let Some(Packet { msg: Message::Hello { .. }, .. }) = conn.next() else { return };
-    let nonce = ByteBuf::from(vec![7u8; 32]);
-    conn.send(0, Message::Challenge { version: PROTOCOL_VERSION, nonce, token_required: false });
-    let max_payload = match conn.next() {
+    let Some(Packet { msg: Message::Hello { nonce: client_nonce, .. }, .. }) = conn.next() else { return };
+    let nonce = [7u8; 32];
+    let challenge = Message::Challenge {
+        version: PROTOCOL_VERSION,
+        nonce: ByteBuf::from(nonce.to_vec()),
+        token_required: false,
+    };
+    conn.send(0, challenge);
+    let (wants, max_payload) = match conn.next() {
         Some(Packet { msg: Message::Open { spec, .. }, .. }) => {
             chunk.store(spec.chunk_size, Ordering::SeqCst);
-            spec.chunk_size
+            let size = spec.chunk_size;
+            (Wants::Open(spec), size)
         }
-        Some(Packet { msg: Message::Join { .. }, .. }) => chunk.load(Ordering::SeqCst),
+        Some(Packet { msg: Message::Join { session, .. }, .. }) => {
+            (Wants::Join(session), chunk.load(Ordering::SeqCst))
+        }
         _ => return,
     };
-    conn.send(0, Message::Welcome { session: 1, idle_timeout_ms: 150_000, max_payload });
+    // A server without a token: the no-token key, and for a join the
+    // session's join key, prove what a real one would.
+    let transcript = Transcript::new(&client_nonce, &nonce, b"", &intent_bytes(&wants).expect("intent"));
+    let (key, secret) = match wants {
+        Wants::Open(_) => (Key::none(), Some(ByteBuf::from(Key::none().seal(&transcript, &SECRET).to_vec()))),
+        Wants::Join(_) => (Key::none().for_join(&SECRET), None),
+    };
+    let proof = ByteBuf::from(key.server_proof(&transcript).to_vec());
+    conn.send(0, Message::Welcome { session: 1, idle_timeout_ms: 150_000, max_payload, proof, secret });
     while let Some(packet) = conn.next() {
         let answers = match packet.msg {
             Message::Ping => vec![(Message::Pong, Bytes::new())],

@@ -125,7 +125,7 @@ fn wrong_protocol_version_names_both_versions() {
     let server = Server::start(&[]);
     let theirs = PROTOCOL_VERSION + 41;
     let mut raw = Raw::connect(server.port);
-    raw.send(0, Message::Hello { version: theirs });
+    raw.send(0, Message::Hello { version: theirs, nonce: ByteBuf::from(vec![0x5a; 32]) });
     let message = raw.refused(ErrorKind::Version);
     assert!(message.contains(&format!("version {theirs}")), "{message}");
     assert!(message.contains(&format!("speaks {PROTOCOL_VERSION}")), "{message}");
@@ -168,7 +168,11 @@ fn payloads_are_refused_before_welcome_and_over_the_chunk_size() {
     let server = Server::start(&[]);
     // During the handshake the payload limit is 0.
     let mut raw = Raw::connect(server.port);
-    raw.send_with(0, Message::Hello { version: PROTOCOL_VERSION }, Bytes::from_static(b"x"));
+    raw.send_with(
+        0,
+        Message::Hello { version: PROTOCOL_VERSION, nonce: ByteBuf::from(vec![0x5a; 32]) },
+        Bytes::from_static(b"x"),
+    );
     let message = raw.refused(ErrorKind::Protocol);
     assert!(message.contains("payload (1 bytes) before the handshake is complete"), "{message}");
 
@@ -194,7 +198,10 @@ fn payloads_are_refused_before_welcome_and_over_the_chunk_size() {
 fn truncated_frame_then_close() {
     let server = Server::start(&[]);
     // In the handshake.
-    let hello = frame(&Packet::new(0, Message::Hello { version: PROTOCOL_VERSION }));
+    let hello = frame(&Packet::new(
+        0,
+        Message::Hello { version: PROTOCOL_VERSION, nonce: ByteBuf::from(vec![0x5a; 32]) },
+    ));
     let mut raw = Raw::connect(server.port);
     raw.send_bytes(&hello[..hello.len() - 1]);
     raw.stream.shutdown(Shutdown::Write).unwrap();
@@ -229,7 +236,10 @@ fn messages_out_of_order_are_refused() {
         assert!(message.contains(&format!("expected Hello, got {name}")), "{message}");
     }
     // Hello twice; a Begin instead of Open or Join.
-    for msg in [Message::Hello { version: PROTOCOL_VERSION }, Message::Begin { path: rel("f"), size: 1 }] {
+    for msg in [
+        Message::Hello { version: PROTOCOL_VERSION, nonce: ByteBuf::from(vec![0x5a; 32]) },
+        Message::Begin { path: rel("f"), size: 1 },
+    ] {
         let name = msg.name();
         let mut raw = Raw::connect(server.port);
         raw.hello();
@@ -241,9 +251,15 @@ fn messages_out_of_order_are_refused() {
     // goes on.
     let (mut raw, _) = Raw::opened(server.port, None, upload("d"));
     let late = [
-        Message::Hello { version: PROTOCOL_VERSION },
+        Message::Hello { version: PROTOCOL_VERSION, nonce: ByteBuf::from(vec![0x5a; 32]) },
         Message::Open { proof: None, spec: upload("e") },
-        Message::Welcome { session: 1, idle_timeout_ms: 1, max_payload: 1 },
+        Message::Welcome {
+            session: 1,
+            idle_timeout_ms: 1,
+            max_payload: 1,
+            proof: ByteBuf::new(),
+            secret: None,
+        },
         Message::Pong,
     ];
     for (id, msg) in (1..).zip(late) {
@@ -262,12 +278,23 @@ fn messages_out_of_order_are_refused() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn join_of_an_unknown_session_is_refused() {
+fn joins_need_a_known_session_and_its_secret() {
     let server = Server::start(&[]);
     let mut raw = Raw::connect(server.port);
-    raw.join(None, 0x0123_4567_89ab_cdef);
+    raw.join(None, Ticket { id: 0x0123_4567_89ab_cdef, secret: [0; 32] });
     let message = raw.refused(ErrorKind::NoSession);
     assert!(message.contains("0123456789abcdef"), "{message}");
+    // Without a token on the server, joining still takes the session's
+    // secret: another client cannot join someone else's session.
+    let (owner, session) = Raw::opened(server.port, None, upload("d"));
+    let mut raw = Raw::connect(server.port);
+    raw.join(None, Ticket { secret: [1; 32], ..session });
+    raw.refused(ErrorKind::Auth);
+    let mut raw = Raw::connect(server.port);
+    raw.join(None, session);
+    assert_eq!(raw.welcome(), session);
+    raw.pings(1);
+    owner.close_session(2);
     still_serves(&server, "after", &[]);
 }
 
@@ -276,11 +303,16 @@ fn token_server_refuses_missing_and_wrong_proofs() {
     let server = Server::start(&["-a", TOKEN]);
     let (mut good, session) = Raw::opened(server.port, Some(TOKEN), upload("held"));
 
-    // Open without a proof, with a wrong one, with a proof of the wrong size.
+    // Open without a proof, with one made without the token, with a wrong
+    // one, with a proof of the wrong size.
     let mut raw = Raw::connect(server.port);
-    raw.open(None, upload("d"));
+    raw.hello();
+    raw.send(0, Message::Open { proof: None, spec: upload("d") });
     let message = raw.refused(ErrorKind::Auth);
     assert!(message.contains("token is required"), "{message}");
+    let mut raw = Raw::connect(server.port);
+    raw.open(None, upload("d"));
+    assert_eq!(raw.refused(ErrorKind::Auth), "wrong token");
     let mut raw = Raw::connect(server.port);
     raw.open(Some("not the token"), upload("d"));
     assert_eq!(raw.refused(ErrorKind::Auth), "wrong token");
@@ -289,16 +321,24 @@ fn token_server_refuses_missing_and_wrong_proofs() {
     raw.send(0, Message::Open { proof: Some(ByteBuf::from(vec![0u8; 5])), spec: upload("d") });
     assert_eq!(raw.refused(ErrorKind::Auth), "wrong token");
 
-    // Join an open session with a wrong token, without one; and a wrong
-    // token does not tell whether a session exists.
-    for session in [session, session ^ 1] {
+    // Join an open session with a wrong token, without one, and with the
+    // token but not the session's secret (another token holder). Session
+    // ids are no secret: joining takes the session's secret too.
+    let not_this_client = "wrong token, or not the client that opened this session";
+    let stranger = Ticket { secret: [9; 32], ..session };
+    for (token, ticket) in [(Some("not the token"), session), (None, session), (Some(TOKEN), stranger)] {
         let mut raw = Raw::connect(server.port);
-        raw.join(Some("not the token"), session);
-        assert_eq!(raw.refused(ErrorKind::Auth), "wrong token");
-        let mut raw = Raw::connect(server.port);
-        raw.join(None, session);
-        raw.refused(ErrorKind::Auth);
+        raw.join(token, ticket);
+        assert_eq!(raw.refused(ErrorKind::Auth), not_this_client);
     }
+    let mut raw = Raw::connect(server.port);
+    raw.join(Some(TOKEN), Ticket { id: session.id ^ 1, ..session });
+    raw.refused(ErrorKind::NoSession);
+    // With the token and the secret, it joins.
+    let mut raw = Raw::connect(server.port);
+    raw.join(Some(TOKEN), session);
+    assert_eq!(raw.welcome(), session);
+    drop(raw);
 
     // The client binary without the token and with a wrong one.
     let src = tempfile::tempdir().unwrap();
@@ -329,7 +369,7 @@ fn idle_session_expires_and_its_id_is_gone() {
     let mut late = Raw::connect(server.port);
     late.join(None, session);
     let message = late.refused(ErrorKind::NoSession);
-    assert!(message.contains(&format!("{session:016x}")), "{message}");
+    assert!(message.contains(&format!("{:016x}", session.id)), "{message}");
     // A client that keeps its session alive is not expired.
     still_serves(&server, "after", &[]);
 }
@@ -753,7 +793,8 @@ fn errors_before_authentication_reveal_no_server_path() {
         raw.send_bytes(&bytes);
         messages.push(raw.refused(kind));
     };
-    let hello = |version| frame(&Packet::new(0, Message::Hello { version }));
+    let hello =
+        |version| frame(&Packet::new(0, Message::Hello { version, nonce: ByteBuf::from(vec![0x5a; 32]) }));
     refused(raw_frame(&[0xC1], &[]), false, ErrorKind::Protocol);
     refused(hello(PROTOCOL_VERSION + 1), false, ErrorKind::Version);
     refused(frame(&Packet::new(0, Message::Ping)), false, ErrorKind::Protocol);
@@ -763,7 +804,7 @@ fn errors_before_authentication_reveal_no_server_path() {
     refused(frame(&Packet::new(0, missing)), true, ErrorKind::Auth);
     let wrong = Message::Open { proof: Some(ByteBuf::from(vec![7u8; 32])), spec: upload("etc") };
     refused(frame(&Packet::new(0, wrong)), true, ErrorKind::Auth);
-    refused(frame(&Packet::new(0, Message::Join { session: 1, proof: None })), true, ErrorKind::Auth);
+    refused(frame(&Packet::new(0, Message::Join { session: 1, proof: None })), true, ErrorKind::NoSession);
     refused(frame(&Packet::new(0, Message::Ping)), true, ErrorKind::Protocol);
     let bad_path = mirror::Msg::Begin { path: ByteBuf::from(&b"../../etc/passwd"[..]), size: 1 };
     refused(mirror_frame(0, &bad_path, b""), true, ErrorKind::Protocol);

@@ -13,7 +13,8 @@ use pareco::codec::{
     MAX_PAYLOAD_CAP, PROTOCOL_VERSION,
 };
 use pareco::peer::hash;
-use pareco::session::auth::Key;
+use pareco::session::auth::{Key, Secret, Transcript};
+use pareco::session::handshake::{intent_bytes, Wants};
 use serde_bytes::ByteBuf;
 use tokio_util::codec::Decoder;
 
@@ -26,11 +27,23 @@ pub const CHUNK: u32 = 4096;
 /// it calls the other side stuck.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// What a client needs to join a session: its id and secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub id: u64,
+    pub secret: Secret,
+}
+
 /// A blocking connection that speaks frames by hand.
 pub struct Raw {
     pub stream: TcpStream,
     buf: BytesMut,
     codec: FrameCodec,
+    /// The handshake's nonces (the client's, the server's), once sent.
+    nonces: Option<(Vec<u8>, Vec<u8>)>,
+    /// The key and transcript of the `Open`/`Join` sent, and the secret a
+    /// join used, to check the `Welcome`.
+    sent: Option<(Key, Transcript, Option<Secret>)>,
 }
 
 impl Raw {
@@ -38,7 +51,13 @@ impl Raw {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         stream.set_read_timeout(Some(WAIT)).unwrap();
         stream.set_nodelay(true).unwrap();
-        Raw { stream, buf: BytesMut::new(), codec: FrameCodec::new(MAX_PAYLOAD_CAP) }
+        Raw {
+            stream,
+            buf: BytesMut::new(),
+            codec: FrameCodec::new(MAX_PAYLOAD_CAP),
+            nonces: None,
+            sent: None,
+        }
     }
 
     /// The server's end of a connection a fake server accepted: it waits
@@ -46,7 +65,13 @@ impl Raw {
     pub fn accepted(stream: TcpStream) -> Raw {
         stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         stream.set_nodelay(true).unwrap();
-        Raw { stream, buf: BytesMut::new(), codec: FrameCodec::new(MAX_PAYLOAD_CAP) }
+        Raw {
+            stream,
+            buf: BytesMut::new(),
+            codec: FrameCodec::new(MAX_PAYLOAD_CAP),
+            nonces: None,
+            sent: None,
+        }
     }
 
     /// The next frame, or `None` when the stream ended or failed in any
@@ -126,48 +151,70 @@ impl Raw {
         message
     }
 
-    /// Sends `Hello` and reads the `Challenge`: its nonce and whether a token
-    /// is required.
+    /// Sends `Hello` (with a fresh nonce) and reads the `Challenge`: its
+    /// nonce and whether a token is required.
     pub fn hello(&mut self) -> (Vec<u8>, bool) {
-        self.send(0, Message::Hello { version: PROTOCOL_VERSION });
+        let nonce = pareco::session::auth::random_bytes(32).unwrap();
+        self.send(0, Message::Hello { version: PROTOCOL_VERSION, nonce: ByteBuf::from(nonce.clone()) });
         match self.recv() {
-            Some(Packet { msg: Message::Challenge { version, nonce, token_required }, .. }) => {
+            Some(Packet { msg: Message::Challenge { version, nonce: theirs, token_required }, .. }) => {
                 assert_eq!(version, PROTOCOL_VERSION);
-                (nonce.into_vec(), token_required)
+                self.nonces = Some((nonce, theirs.to_vec()));
+                (theirs.into_vec(), token_required)
             }
             other => panic!("expected Challenge, got {other:?}"),
         }
     }
 
-    /// Handshake up to sending `msg` (an `Open` or `Join` built from the
-    /// proof for the server's nonce, made with `token` if given).
-    pub fn intent(&mut self, token: Option<&str>, msg: impl FnOnce(Option<ByteBuf>) -> Message) {
-        let (nonce, _) = self.hello();
-        let proof = token.map(|t| ByteBuf::from(Key::from_token(t).prove(&nonce).to_vec()));
-        self.send(0, msg(proof));
+    /// Handshake up to sending the `Open` or `Join` of `wants`, with the
+    /// proof made with `token` if given (the no-token key otherwise) and,
+    /// for a join, the session's secret.
+    fn intent(&mut self, token: Option<&str>, wants: Wants, secret: Option<Secret>) {
+        self.hello();
+        let (client, server) = self.nonces.clone().expect("nonces");
+        let transcript = Transcript::new(&client, &server, b"", &intent_bytes(&wants).unwrap());
+        let key = token.map_or_else(Key::none, Key::from_token);
+        let key = secret.map_or(key.clone(), |s| key.for_join(&s));
+        let proof = Some(ByteBuf::from(key.client_proof(&transcript).to_vec()));
+        self.send(
+            0,
+            match wants {
+                Wants::Open(spec) => Message::Open { proof, spec },
+                Wants::Join(session) => Message::Join { session, proof },
+            },
+        );
+        self.sent = Some((key, transcript, secret));
     }
 
     pub fn open(&mut self, token: Option<&str>, spec: SessionSpec) {
-        self.intent(token, |proof| Message::Open { proof, spec });
+        self.intent(token, Wants::Open(spec), None);
     }
 
-    pub fn join(&mut self, token: Option<&str>, session: u64) {
-        self.intent(token, |proof| Message::Join { session, proof });
+    pub fn join(&mut self, token: Option<&str>, session: Ticket) {
+        self.intent(token, Wants::Join(session.id), Some(session.secret));
     }
 
-    /// The next frame must be `Welcome`; returns the session id.
-    pub fn welcome(&mut self) -> u64 {
+    /// The next frame must be `Welcome`, with the server's proof; returns
+    /// the session's ticket (its secret unsealed for an `Open`).
+    pub fn welcome(&mut self) -> Ticket {
+        let (key, transcript, joined) = self.sent.take().expect("an Open or Join sent");
         match self.recv() {
-            Some(Packet { msg: Message::Welcome { session, max_payload, .. }, .. }) => {
+            Some(Packet { msg: Message::Welcome { session, max_payload, proof, secret, .. }, .. }) => {
                 assert_eq!(max_payload, CHUNK);
-                session
+                assert_eq!(&proof[..], key.server_proof(&transcript), "the server's proof");
+                let secret = match (joined, secret) {
+                    (Some(secret), None) => secret,
+                    (None, Some(sealed)) => key.seal(&transcript, &sealed[..].try_into().expect("32 bytes")),
+                    other => panic!("unexpected secrets {other:?}"),
+                };
+                Ticket { id: session, secret }
             }
             other => panic!("expected Welcome, got {other:?}"),
         }
     }
 
     /// A connection with a session opened for `spec`.
-    pub fn opened(port: u16, token: Option<&str>, spec: SessionSpec) -> (Raw, u64) {
+    pub fn opened(port: u16, token: Option<&str>, spec: SessionSpec) -> (Raw, Ticket) {
         let mut raw = Raw::connect(port);
         raw.open(token, spec);
         let session = raw.welcome();

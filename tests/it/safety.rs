@@ -274,3 +274,48 @@ fn text_from_a_server_cannot_drive_the_terminal() {
     assert!(err.contains("\\u{1b}]0;pwned"), "{err}");
     assert!(!err.contains('\u{1b}') && !err.contains('\u{7}') && !err.contains('\u{202e}'), "{err:?}");
 }
+
+/// A server that says it requires a token but does not know it: it answers
+/// the first connection's handshake with a proof made up on the spot.
+fn impostor() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else { return };
+        let mut conn = crate::raw::Raw::accepted(stream);
+        conn.next();
+        let nonce = ByteBuf::from(vec![1u8; 32]);
+        conn.send(
+            0,
+            Message::Challenge { version: pareco::codec::PROTOCOL_VERSION, nonce, token_required: true },
+        );
+        conn.next();
+        let (proof, secret) = (ByteBuf::from(vec![2u8; 32]), Some(ByteBuf::from(vec![3u8; 32])));
+        conn.send(
+            0,
+            Message::Welcome { session: 1, idle_timeout_ms: 150_000, max_payload: 4096, proof, secret },
+        );
+        // Whatever the client sends now would be the data of a session the
+        // impostor was never entitled to.
+        assert!(conn.next().is_none(), "the client went on with an impostor");
+    });
+    port
+}
+
+#[test]
+fn a_client_with_a_token_only_talks_to_a_server_that_proves_it_knows_it() {
+    let src = tempfile::tempdir().unwrap();
+    file(&src.path().join("secret.txt"), b"for the real server only", 0o600, (1, 0));
+    let local = src.path().to_str().unwrap();
+    let url = format!("pareco://127.0.0.1:{}/d", impostor());
+    let out = pareco(&["send", local, &url, "-a", "the-real-token", "-n", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("could not prove that it knows the token"), "{}", stderr(&out));
+    // A server without a token cannot prove anything either: a client that
+    // was given a token refuses it, and says how to go on.
+    let server = Server::start(&[]);
+    let out = pareco(&["send", local, &server.url("d"), "-a", "the-real-token"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("requires no token"), "{}", stderr(&out));
+    assert!(!server.path("d/secret.txt").exists());
+}
