@@ -1,5 +1,7 @@
 //! Fuzzes the server's connection state machine from the network side:
-//! the handshake (`Hello`, `Challenge`, `Open`/`Join`, `Welcome`), joins,
+//! the handshake (`Hello` with the client's nonce, `Challenge` with the
+//! server's, `Open`/`Join` with the client's proof, `Welcome` with the
+//! server's proof and, for an `Open`, the session's secret sealed), joins,
 //! and the first requests of a session, with arbitrary message sequences
 //! on up to eight connections at once. No panic, hang or leak of the server
 //! may be reachable from the bytes a client sends.
@@ -9,7 +11,8 @@
 //! temporary file, and symlinks: inside the root, dangling, a loop, and
 //! three leading outside it) next to an `outside` directory, and two
 //! `pareco::session::Server`s, one with the token `fuzz-token` and one
-//! without (session timeout 2 s, 4 sessions, 4 connections per session).
+//! without (session timeout 2 s, 4 sessions, 4 connections per session,
+//! setuid and setgid bits cleared: the fuzzer may run as root).
 //!
 //! Input layout: a sequence of steps (at most `MAX_STEPS`). A step starts
 //! with one byte: bits 0-3 the operation, bits 4-6 the connection slot,
@@ -19,16 +22,24 @@
 //! operands are in `Op` and `Wire::get` below; every byte string decodes to
 //! some steps. The fuzz side speaks through `tokio::io::duplex` streams
 //! handed to `Server::serve_stream`, reads the answers with `FrameCodec`,
-//! and learns the nonces (to compute valid proofs), session ids (to join
-//! them) and file handles (`Begun`) it can use in later steps. It sends
-//! mostly well-formed frames of `Message` values, and also wrong versions,
-//! missing, wrong and short proofs, out-of-range chunk sizes, bad globs,
-//! invalid paths (headers built by hand, see `RawMsg`), payloads in the
-//! handshake and over the limit, wrong digests, bit-flipped and truncated
-//! frames, and raw bytes.
+//! and learns the nonces (to compute valid proofs: protocol version 2, over
+//! the transcript of both nonces, an empty channel binding and the intent),
+//! session ids and secrets (to join them) and file handles (`Begun`) it can
+//! use in later steps. It sends mostly well-formed frames of `Message`
+//! values, and also wrong versions, client nonces of the wrong length,
+//! missing, wrong and short proofs, proofs for another token, for another
+//! intent or (joins) without the session's secret, out-of-range chunk
+//! sizes, bad globs, invalid paths (headers built by hand, see `RawMsg`),
+//! payloads in the handshake and over the limit, wrong digests, bit-flipped
+//! and truncated frames, and raw bytes.
 //!
-//! An input gets `BUDGET` of time; then every connection is dropped. After
-//! it, the target checks (a panic otherwise):
+//! On every `Welcome` of a connection whose handshake it knows (nothing
+//! sent out of frame), the target checks (a panic otherwise): the proof it
+//! answered was valid (any proof opens a session on the tokenless server),
+//! a join got the session it asked for, the server's proof is right, and
+//! the secret is there, 32 bytes, for an `Open` only. An input gets
+//! `BUDGET` of time; then every connection is dropped. After it, the target
+//! checks:
 //! - every server connection ends within `GRACE` of its client going away
 //!   (no hang);
 //! - a server on which a session may have opened has, within `GRACE`, no
@@ -38,9 +49,9 @@
 //! - nothing outside the roots changed (no escape).
 //!
 //! Then the roots an upload may have changed are rebuilt, so every input
-//! starts from the same tree. The server's nonces and session ids are
-//! random, the rest is deterministic; time limits only end inputs that
-//! would otherwise wait.
+//! starts from the same tree. The server's nonces, session ids and secrets
+//! are random, the rest (the client's nonces included) is deterministic;
+//! time limits only end inputs that would otherwise wait.
 //!
 //! The seed corpus in `corpus/handshake/` (complete sessions: with and
 //! without token, upload and download, joins, refusals, garbage) is written
@@ -64,8 +75,10 @@
 #![no_main]
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -78,8 +91,10 @@ use pareco::codec::{
     Packet, RelPath, SessionSpec, Span, Stat, MAX_PAYLOAD_CAP, PROTOCOL_VERSION,
 };
 use pareco::peer::hash;
-use pareco::session::auth::Key;
+use pareco::peer::temp::temp_name;
+use pareco::session::auth::{Key, Secret, Transcript, NONCE_LEN, SECRET_LEN};
 use pareco::session::conn::BoxIo;
+use pareco::session::handshake::{intent_bytes, Wants};
 use pareco::session::{Server, ServerConfig};
 use serde::Serialize;
 use serde_bytes::ByteBuf;
@@ -147,6 +162,7 @@ struct Fixture {
     base: PathBuf,
     /// `base` and `base/outside` as they must stay.
     pristine: Vec<String>,
+    /// The token server's key.
     key: Key,
     other_key: Key,
     trace: bool,
@@ -185,12 +201,14 @@ impl Fixture {
                     max_sessions: MAX_SESSIONS,
                     max_connections: MAX_CONNECTIONS,
                     tls: None,
+                    keep_setid: false,
                 };
                 servers.push(Server::bind("127.0.0.1:0", config).await.expect("bind a server"));
             }
             servers
         });
         check_raw_encoding();
+        check_temp_paths();
         Fixture {
             rt,
             servers,
@@ -210,6 +228,16 @@ impl Fixture {
             force_remove(&entry.unwrap().path()).unwrap();
         }
         populate(root, &self.base.join("outside"));
+    }
+
+    /// The key server `server` proves with (the no-token key on the
+    /// tokenless one).
+    fn server_key(&self, server: usize) -> Key {
+        if server == 0 {
+            self.key.clone()
+        } else {
+            Key::none()
+        }
     }
 }
 
@@ -264,7 +292,7 @@ fn populate(root: &Path, outside: &Path) {
     fs::write(at("dir/note.txt"), b"note\n").unwrap();
     fs::write(at("dir/sub/deep.txt"), pattern(5000)).unwrap();
     // A temporary file left by an interrupted run: `Begin` offers it.
-    fs::write(at("dir/.note.txt.pareco.tmp"), b"no").unwrap();
+    fs::write(root.join("dir").join(OsStr::from_bytes(&temp_name(b"note.txt"))), b"no").unwrap();
     symlink("file.txt", at("link-file")).unwrap();
     symlink("dir", at("link-dir")).unwrap();
     symlink("nowhere", at("dangling")).unwrap();
@@ -273,6 +301,15 @@ fn populate(root: &Path, outside: &Path) {
     symlink("../outside", at("escape")).unwrap();
     symlink(outside, at("abs")).unwrap();
     symlink("../..", at("dir/up")).unwrap();
+}
+
+/// The temporary names in `PATHS` must be the library's, or they would
+/// test nothing.
+fn check_temp_paths() {
+    for (dir, name) in [(&b"dir/"[..], &b"note.txt"[..]), (b"", b"file.txt")] {
+        let temp = [dir, &temp_name(name)].concat();
+        assert!(PATHS.contains(&&temp[..]), "PATHS lacks {:?}", String::from_utf8_lossy(&temp));
+    }
 }
 
 /// Removes `path` and everything below it, whatever its permissions.
@@ -345,8 +382,10 @@ enum Op {
     Connect {
         server: u8,
     },
+    /// A `Hello` with a client nonce of `nonce_len` bytes (32 is right).
     Hello {
         version: u32,
+        nonce_len: u8,
     },
     Open {
         proof: Proof,
@@ -389,9 +428,12 @@ enum Op {
     Sync,
 }
 
+/// The client's proof in an `Open` or `Join`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Proof {
-    /// Computed from the last `Challenge`'s nonce (32 zero bytes if none).
+    /// Computed with the server's key (for a join, with the session's
+    /// secret) over the transcript of the connection's nonces, as far as
+    /// they are known (32 zero bytes each if not), and the intent sent.
     Valid,
     Missing,
     /// One bit off.
@@ -400,6 +442,13 @@ enum Proof {
     Short,
     /// Valid, for another token.
     OtherToken,
+    /// Valid, with the server's key but without the session's secret
+    /// (a join by a token holder that did not open the session; for an
+    /// open, the same as `Valid`).
+    NoSecret,
+    /// Valid, for another intent: an open of the other direction, a join
+    /// of the next session id.
+    OtherIntent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -511,7 +560,11 @@ enum BadMsg {
     Symlink(Vec<u8>),
 }
 
-const VERSIONS: &[u32] = &[1, 1, 1, 1, 1, 1, 1, 0, 2, u32::MAX];
+const V: u32 = PROTOCOL_VERSION;
+const VERSIONS: &[u32] = &[V, V, V, V, V, V, V, 0, V - 1, V + 1, u32::MAX];
+/// Lengths of the client nonce in `Hello`, by a selector byte: mostly the
+/// right one.
+const NONCE_LENS: [u8; 8] = [32, 32, 32, 32, 32, 0, 31, 33];
 const CHUNKS: &[u32] =
     &[1024, 1024, 1024, 1024, 4096, 4096, 65536, 1 << 20, 1023, 0, 64 << 20, (64 << 20) + 1, u32::MAX];
 const ALGOS: [HashAlgo; 6] =
@@ -562,8 +615,10 @@ const PATHS: &[&[u8]] = &[
     b"up/b",
     b"up/b/c.txt",
     b"new/x/y.txt",
-    b"dir/.note.txt.pareco.tmp",
-    b".file.txt.pareco.tmp",
+    // The temporary files of `dir/note.txt` and `file.txt` (see
+    // `check_temp_paths`).
+    b"dir/.pareco-0b7db6e39c7add2d1adb46f2f3ffc203.tmp",
+    b".pareco-334786b6e9f5ba82ec18e5f50f5d9b13.tmp",
     b"file.txt/child",
     b"missing/file",
     b"..a",
@@ -742,7 +797,13 @@ impl Wire for Step {
         let head = c.u8();
         let op = match head & 0x0f {
             0 => Op::Connect { server: c.u8() & 1 },
-            1 => Op::Hello { version: pick(c, VERSIONS) },
+            1 => Op::Hello {
+                version: pick(c, VERSIONS),
+                nonce_len: match c.u8() {
+                    CUSTOM => c.u8(),
+                    b => NONCE_LENS[usize::from(b) % NONCE_LENS.len()],
+                },
+            },
             2 => Op::Open { proof: Proof::get(c), spec: SessionSpec::get(c) },
             3 => Op::Join { proof: Proof::get(c), session: SessionRef::get(c) },
             5 => Op::Raw { bytes: c.bytes(255) },
@@ -776,7 +837,16 @@ impl Wire for Step {
         o.push(kind | self.slot << 4 | u8::from(!self.wait) << 7);
         match &self.op {
             Op::Connect { server } => o.push(*server),
-            Op::Hello { version } => put_pick(o, VERSIONS, *version),
+            Op::Hello { version, nonce_len } => {
+                put_pick(o, VERSIONS, *version);
+                match NONCE_LENS.iter().position(|n| n == nonce_len) {
+                    Some(i) => o.push(i as u8),
+                    None => {
+                        o.push(CUSTOM);
+                        o.push(*nonce_len);
+                    }
+                }
+            }
             Op::Open { proof, spec } => {
                 proof.put(o);
                 spec.put(o);
@@ -812,22 +882,26 @@ impl Wire for Step {
 
 impl Wire for Proof {
     fn get(c: &mut Cursor) -> Self {
-        match c.u8() % 8 {
-            0..=3 => Proof::Valid,
-            4 => Proof::Missing,
-            5 => Proof::Wrong,
-            6 => Proof::Short,
-            _ => Proof::OtherToken,
+        match c.u8() % 12 {
+            0..=5 => Proof::Valid,
+            6 => Proof::Missing,
+            7 => Proof::Wrong,
+            8 => Proof::Short,
+            9 => Proof::OtherToken,
+            10 => Proof::NoSecret,
+            _ => Proof::OtherIntent,
         }
     }
 
     fn put(&self, o: &mut Vec<u8>) {
         o.push(match self {
             Proof::Valid => 0,
-            Proof::Missing => 4,
-            Proof::Wrong => 5,
-            Proof::Short => 6,
-            Proof::OtherToken => 7,
+            Proof::Missing => 6,
+            Proof::Wrong => 7,
+            Proof::Short => 8,
+            Proof::OtherToken => 9,
+            Proof::NoSecret => 10,
+            Proof::OtherIntent => 11,
         });
     }
 }
@@ -1182,16 +1256,22 @@ fn put_size(o: &mut Vec<u8>, size: u64) {
 fn non_requests() -> Vec<Message> {
     let stat = Stat { kind: Kind::File, size: 1, meta: meta(), target: None };
     vec![
-        Message::Hello { version: PROTOCOL_VERSION },
+        Message::Hello { version: PROTOCOL_VERSION, nonce: ByteBuf::from(vec![0; NONCE_LEN]) },
         Message::Challenge {
             version: PROTOCOL_VERSION,
             nonce: ByteBuf::from(vec![0; 32]),
             token_required: false,
         },
         Message::Join { session: 1, proof: None },
-        Message::Welcome { session: 1, idle_timeout_ms: 1000, max_payload: 1024 },
+        Message::Welcome {
+            session: 1,
+            idle_timeout_ms: 1000,
+            max_payload: 1024,
+            proof: ByteBuf::from(vec![0; 32]),
+            secret: Some(ByteBuf::from(vec![0; SECRET_LEN])),
+        },
         Message::Pong,
-        Message::Listing { entries: Vec::new(), problems: vec!["x".into()], done: true },
+        Message::Listing { entries: Vec::new(), problems: vec!["x".into()], done: true, root: Some(meta()) },
         Message::Probed { found: vec![None, Some(stat.clone())] },
         Message::Hashes { digests: DigestList(vec![1; 8]) },
         Message::Data { digest: ByteBuf::from(vec![0; 8]), file: stat },
@@ -1200,7 +1280,7 @@ fn non_requests() -> Vec<Message> {
         Message::Applied { failures: vec![(RelPath::root(), "x".into())] },
         Message::Error { kind: ErrorKind::Protocol, message: "from the client".into() },
         Message::Error { kind: ErrorKind::Lost, message: String::new() },
-        Message::Hello { version: 2 },
+        Message::Hello { version: PROTOCOL_VERSION + 1, nonce: ByteBuf::new() },
     ]
 }
 
@@ -1526,9 +1606,23 @@ enum Intent {
     Join(u64),
 }
 
+/// The `Open` or `Join` a connection sent as its second frame, which the
+/// server takes for its intent: what it asks for, the secret a join's proof
+/// was made with (if the session's was known), and whether its proof is
+/// the one a correct client sends.
+#[derive(Clone)]
+struct Sent {
+    wants: Wants,
+    secret: Option<Secret>,
+    valid: bool,
+}
+
 /// The fuzz side of one connection.
 struct Conn {
     server: usize,
+    /// The connection's number in the input (its client nonce derives
+    /// from it).
+    serial: u16,
     writer: Option<WriteHalf<DuplexStream>>,
     events: mpsc::UnboundedReceiver<Event>,
     reader: JoinHandle<()>,
@@ -1538,8 +1632,18 @@ struct Conn {
     desynced: bool,
     /// Frames with id 0 received (handshake answers, connection errors).
     id0: usize,
-    nonce: Option<Vec<u8>>,
+    /// Whole frames sent: the server takes the first for `Hello` and the
+    /// second for the intent.
+    frames: usize,
+    /// The nonce of the `Hello` sent as the first frame.
+    client_nonce: Option<Vec<u8>>,
+    /// The nonce of the server's `Challenge`.
+    server_nonce: Option<Vec<u8>>,
+    /// The first `Open` or `Join` sent, whatever frame it was (for the
+    /// session's hash algorithm).
     intent: Option<Intent>,
+    /// The intent frame, if it was an `Open` or `Join` sent whole.
+    sent: Option<Sent>,
     welcomed: bool,
     refusal: Option<String>,
     algo: HashAlgo,
@@ -1553,6 +1657,9 @@ struct Conn {
 struct Known {
     id: u64,
     algo: HashAlgo,
+    /// Unsealed from the `Welcome` of its `Open`, when that handshake was
+    /// known.
+    secret: Option<Secret>,
 }
 
 struct Run {
@@ -1626,9 +1733,12 @@ fn describe(msg: &Message) -> String {
         Message::Error { kind, message } => format!("Error({kind:?}: {message})"),
         Message::Begun { handle, partial } => format!("Begun({handle}, partial={partial})"),
         Message::Hashes { digests } => format!("Hashes({} bytes)", digests.0.len()),
-        Message::Listing { entries, problems, done } => {
-            format!("Listing({} entries, {} problems, done={done})", entries.len(), problems.len())
-        }
+        Message::Listing { entries, problems, done, root } => format!(
+            "Listing({} entries, {} problems, done={done}{})",
+            entries.len(),
+            problems.len(),
+            if root.is_some() { ", root" } else { "" }
+        ),
         Message::Applied { failures } => format!("Applied({} failures)", failures.len()),
         Message::Probed { found } => {
             format!("Probed({} of {} found)", found.iter().filter(|f| f.is_some()).count(), found.len())
@@ -1653,14 +1763,18 @@ impl Run {
         let (tx, events) = mpsc::unbounded_channel();
         self.conns[slot] = Some(Conn {
             server,
+            serial: self.peers,
             writer: Some(write),
             events,
             reader: tokio::spawn(read_frames(read, tx)),
             eof: false,
             desynced: false,
             id0: 0,
-            nonce: None,
+            frames: 0,
+            client_nonce: None,
+            server_nonce: None,
             intent: None,
+            sent: None,
             welcomed: false,
             refusal: None,
             algo: HashAlgo::Xxh3,
@@ -1680,7 +1794,7 @@ impl Run {
 
     /// Takes in what the server sent.
     fn absorb(&mut self, slot: usize, event: Event) {
-        let Run { conns, sessions, handles, trace, opened, .. } = self;
+        let Run { fx, conns, sessions, handles, trace, opened, .. } = self;
         let Some(conn) = conns[slot].as_mut() else { return };
         let packet = match event {
             Event::Eof => {
@@ -1703,24 +1817,28 @@ impl Run {
                 assert_eq!(packet.id, 0, "a Challenge with an id");
                 assert_eq!(*version, PROTOCOL_VERSION);
                 assert_eq!(*token_required, conn.server == 0, "token_required of server {}", conn.server);
-                assert_eq!(nonce.len(), 32, "nonce of {} bytes", nonce.len());
-                conn.nonce = Some(nonce.to_vec());
+                assert_eq!(nonce.len(), NONCE_LEN, "nonce of {} bytes", nonce.len());
+                assert!(conn.server_nonce.is_none(), "a second Challenge");
+                conn.server_nonce = Some(nonce.to_vec());
             }
-            Message::Welcome { session, max_payload, .. } => {
+            Message::Welcome { session, max_payload, proof, secret, .. } => {
+                assert_eq!(packet.id, 0, "a Welcome with an id");
                 assert_ne!(*session, 0, "session id 0");
-                let algo = match conn.intent {
-                    Some(Intent::Open(algo)) => algo,
-                    Some(Intent::Join(id)) => {
-                        sessions.iter().find(|k| k.id == id).map_or(HashAlgo::Xxh3, |k| k.algo)
+                let secret = check_welcome(fx, conn, *session, proof, secret.as_deref());
+                let algo = match (&conn.sent, conn.intent) {
+                    (Some(Sent { wants: Wants::Open(spec), .. }), _) => spec.hash,
+                    (_, Some(Intent::Open(algo))) => algo,
+                    (_, Some(Intent::Join(_))) | (_, None) => {
+                        sessions.iter().find(|k| k.id == *session).map_or(HashAlgo::Xxh3, |k| k.algo)
                     }
-                    None => HashAlgo::Xxh3,
                 };
                 conn.welcomed = true;
                 opened[conn.server] = true;
                 conn.algo = algo;
                 conn.chunk = *max_payload;
-                if !sessions.iter().any(|k| k.id == *session) {
-                    sessions.push(Known { id: *session, algo });
+                match sessions.iter_mut().find(|k| k.id == *session) {
+                    Some(known) => known.secret = known.secret.or(secret),
+                    None => sessions.push(Known { id: *session, algo, secret }),
                 }
             }
             Message::Begun { handle, .. } => handles.push(*handle),

@@ -74,9 +74,21 @@ async fn walk(pool: &Pool) -> Result<Listing> {
     Ok(rx)
 }
 
-async fn hashes(pool: &Pool, algo: HashAlgo, msg: Message) -> Result<Vec<Digest>> {
-    match pool.call(msg, Bytes::new(), SMALL).await?.msg {
-        Message::Hashes { digests } => hash::unpack(algo, &digests),
+/// The digests a `Hash` of `target` and `span` is answered with: at most
+/// one per chunk (or group) of the span, else the answer is refused.
+async fn hashes(pool: &Pool, algo: HashAlgo, target: HashTarget, span: Span) -> Result<Vec<Digest>> {
+    let most = u64::from(span.count).div_ceil(u64::from(span.group.max(1)));
+    match pool.call(Message::Hash { target, span }, Bytes::new(), SMALL).await?.msg {
+        Message::Hashes { digests } => {
+            let digests = hash::unpack(algo, &digests)?;
+            if digests.len() as u64 > most {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!("server answered {} digests for a span of {most}", digests.len()),
+                ));
+            }
+            Ok(digests)
+        }
         other => Err(unexpected(&other, "Hash")),
     }
 }
@@ -95,8 +107,7 @@ impl Source for RemoteSource {
     }
 
     async fn hash(&self, path: RelPath, span: Span) -> Result<Vec<Digest>> {
-        let msg = Message::Hash { target: HashTarget::Path(path), span };
-        hashes(&self.pool, self.hash, msg).await
+        hashes(&self.pool, self.hash, HashTarget::Path(path), span).await
     }
 
     async fn read(&self, path: RelPath, offset: u64, len: u32) -> Result<Chunk> {
@@ -162,7 +173,7 @@ impl Destination for RemoteDestination {
     }
 
     async fn hash(&self, target: HashTarget, span: Span) -> Result<Vec<Digest>> {
-        hashes(&self.pool, self.hash, Message::Hash { target, span }).await
+        hashes(&self.pool, self.hash, target, span).await
     }
 
     async fn begin(&self, path: RelPath, size: u64) -> Result<Begun> {
@@ -220,10 +231,15 @@ impl Destination for RemoteDestination {
     }
 
     async fn apply(&self, actions: Vec<Action>) -> Result<Vec<(RelPath, String)>> {
+        let count = actions.len();
         match self.pool.call(Message::Apply { actions }, Bytes::new(), SMALL).await?.msg {
-            Message::Applied { failures } => {
+            Message::Applied { failures } if failures.len() <= count => {
                 Ok(failures.into_iter().map(|(path, why)| (path, printable(&why))).collect())
             }
+            Message::Applied { failures } => Err(Error::new(
+                ErrorKind::Protocol,
+                format!("server answered {} failures for {count} actions", failures.len()),
+            )),
             other => Err(unexpected(&other, "Apply")),
         }
     }

@@ -319,3 +319,42 @@ fn a_client_with_a_token_only_talks_to_a_server_that_proves_it_knows_it() {
     assert!(stderr(&out).contains("requires no token"), "{}", stderr(&out));
     assert!(!server.path("d/secret.txt").exists());
 }
+
+#[test]
+fn answers_of_the_wrong_shape_fail_the_run_cleanly() {
+    // Download: a server that answers a Hash with far more digests than
+    // the span has chunks.
+    let size = 5 * 4096;
+    let fake = Fake::start(move |msg| match msg {
+        Message::Walk => {
+            let stat = Stat { kind: Kind::File, size, meta: meta(), target: None };
+            walk_answer(vec![listing(vec![Entry { path: RelPath::new("big").unwrap(), stat }], vec![])])
+        }
+        Message::Hash { .. } => {
+            let digests = pareco::codec::DigestList(vec![7u8; 8 * 3000]);
+            vec![(Message::Hashes { digests }, Bytes::new())]
+        }
+        other => refuse(other),
+    });
+    let local = tempfile::tempdir().unwrap();
+    file(&local.path().join("big"), &noise(size as usize, 1), 0o644, (1, 0));
+    let errors = recv_changes_nothing(&fake, local.path(), &[]);
+    assert!(errors.contains("server answered 3000 digests"), "{errors}");
+    assert!(!errors.contains("panicked"), "{errors}");
+    // Upload: a server that reports more failed actions than it was sent.
+    let fake = Fake::start(|msg| match msg {
+        Message::Probe { paths } => vec![(Message::Probed { found: vec![None; paths.len()] }, Bytes::new())],
+        Message::Apply { .. } => {
+            let failures =
+                (0..10).map(|i| (RelPath::new(format!("x{i}")).unwrap(), "no".to_owned())).collect();
+            vec![(Message::Applied { failures }, Bytes::new())]
+        }
+        other => refuse(other),
+    });
+    let src = tempfile::tempdir().unwrap();
+    fs::create_dir_all(src.path().join("empty-dir")).unwrap();
+    let out = pareco(&["send", src.path().to_str().unwrap(), &fake.url("d"), "-n", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("server answered 10 failures for 1 actions"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}

@@ -105,3 +105,31 @@ fn names(fd: &OwnedFd) -> Result<Vec<(CString, FileType)>, Errno> {
 fn is_special(file_type: FileType) -> bool {
     !matches!(file_type, FileType::RegularFile | FileType::Directory | FileType::Symlink | FileType::Unknown)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_swapped_for_a_symlink_is_a_problem_never_followed() {
+        let outer = tempfile::tempdir().unwrap();
+        let root = outer.path().join("root");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(outer.path().join("outside-secret"), b"x").unwrap();
+        let tree = Tree::open(&root).unwrap();
+        let filter = Filter::default();
+        let first = read_dir(&tree, &filter, &RelPath::root());
+        assert_eq!(first.entries.len(), 1);
+        // Between reading the parent and reading `a`, a client swaps `a`
+        // for a symlink out of the tree (to `/`, and to the parent of the
+        // root), and `a/b`'s parent for one too.
+        std::fs::rename(root.join("a"), root.join("moved")).unwrap();
+        std::os::unix::fs::symlink("/", root.join("a")).unwrap();
+        std::os::unix::fs::symlink("../..", root.join("moved/b2")).unwrap();
+        for dir in ["a", "moved/b2"] {
+            let read = read_dir(&tree, &filter, &RelPath::new(dir).unwrap());
+            assert!(read.entries.is_empty(), "{dir}: listed {:?}", read.entries);
+            assert_eq!(read.problems.len(), 1, "{dir}: {:?}", read.problems);
+        }
+    }
+}
