@@ -220,3 +220,26 @@ fn glob_lists_are_capped() {
     let message = raw.refused(ErrorKind::Denied);
     assert!(message.contains("more than 64 patterns"), "{message}");
 }
+
+#[test]
+fn the_server_raises_its_open_file_limit_to_the_hard_limit() {
+    use std::io::{BufRead, BufReader};
+    let root = tempfile::tempdir().unwrap();
+    // Started with a soft limit of 256, as some systems start processes.
+    let script =
+        format!("ulimit -Sn 256 && exec {BIN} listen --bind 127.0.0.1:0 --root {}", root.path().display());
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    while !lines.next().expect("server output").unwrap().starts_with("listening on") {}
+    let limits = fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("a limit line");
+    // "Max open files  SOFT  HARD  files"
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[3], fields[4], "{line}");
+}
