@@ -1533,6 +1533,21 @@ fn check_raw_encoding() {
     let span = Span { size: 3000, first: 1, count: 2, group: 3 };
     let meta = meta();
     let mtime = meta.mtime;
+    // The proof of an `Open` sent with a raw path covers the same bytes.
+    let raw_spec = RawSpec {
+        direction: spec.direction,
+        path: raw_path(),
+        chunk_size: spec.chunk_size,
+        hash: spec.hash,
+        includes: spec.includes.clone(),
+        excludes: spec.excludes.clone(),
+        inplace: spec.inplace,
+    };
+    assert_eq!(
+        intent_bytes(&Wants::Open(spec.clone())).unwrap(),
+        [&b"open"[..], &rmp_serde::to_vec(&raw_spec).unwrap()].concat(),
+        "the intent of a RawSpec differs"
+    );
     let pairs = [
         (
             Message::Open { proof: None, spec: spec.clone() },
@@ -1975,11 +1990,34 @@ impl Run {
         true
     }
 
+    /// Sends a whole frame; once it is sent, notes what the server makes
+    /// of it if it is the connection's first frame (`hello`: the nonce of a
+    /// `Hello`) or its second (`intent`: an `Open` or `Join`).
+    async fn send_frame(
+        &mut self,
+        slot: usize,
+        bytes: &[u8],
+        hello: Option<Vec<u8>>,
+        intent: Option<Sent>,
+    ) -> bool {
+        if !self.send(slot, bytes).await {
+            return false;
+        }
+        let conn = self.conn(slot);
+        match conn.frames {
+            0 => conn.client_nonce = hello,
+            1 => conn.sent = intent,
+            _ => {}
+        }
+        conn.frames += 1;
+        true
+    }
+
     /// Sends a handshake frame and waits for the answer, an id-0 frame.
     /// Unless the answer (or the end) came, a session may have opened.
-    async fn send_intent(&mut self, slot: usize, bytes: &[u8], wait: bool) {
+    async fn send_intent(&mut self, slot: usize, bytes: &[u8], intent: Option<Sent>, wait: bool) {
         let before = self.conn(slot).id0;
-        if self.send(slot, bytes).await && wait {
+        if self.send_frame(slot, bytes, None, intent).await && wait {
             self.wait(slot, |c| c.id0 > before).await;
         }
         let conn = self.conn(slot);
@@ -1988,20 +2026,46 @@ impl Run {
         }
     }
 
-    fn proof(&mut self, slot: usize, proof: Proof) -> Option<ByteBuf> {
-        let nonce = self.conn(slot).nonce.clone().unwrap_or_else(|| vec![0; 32]);
-        let valid = self.fx.key.prove(&nonce);
-        Some(ByteBuf::from(match proof {
+    /// The proof `proof` for the intent whose bytes are `intent`
+    /// (`other`: those of another intent), for a join of a session whose
+    /// secret is `join` (`Some(None)`: not known), and whether it is the
+    /// proof a correct client sends: made with both nonces of the
+    /// connection and, for a join, the session's secret.
+    fn proof(
+        &self,
+        slot: usize,
+        proof: Proof,
+        intent: &[u8],
+        other: &[u8],
+        join: Option<Option<Secret>>,
+    ) -> (Option<ByteBuf>, bool) {
+        let conn = self.conns[slot].as_ref().expect("a connected slot");
+        let zeros = vec![0; NONCE_LEN];
+        let client = conn.client_nonce.as_ref().unwrap_or(&zeros);
+        let server = conn.server_nonce.as_ref().unwrap_or(&zeros);
+        let transcript = |intent: &[u8]| Transcript::new(client, server, b"", intent);
+        let secret = join.map(|secret| secret.unwrap_or([0; SECRET_LEN]));
+        let joining = |key: &Key| secret.map_or_else(|| key.clone(), |secret| key.for_join(&secret));
+        let key = self.fx.server_key(conn.server);
+        let valid = joining(&key).client_proof(&transcript(intent));
+        let proof = match proof {
             Proof::Valid => valid.to_vec(),
-            Proof::Missing => return None,
+            Proof::Missing => return (None, false),
             Proof::Wrong => {
                 let mut wrong = valid.to_vec();
                 wrong[0] ^= 1;
                 wrong
             }
             Proof::Short => valid[..31].to_vec(),
-            Proof::OtherToken => self.fx.other_key.prove(&nonce).to_vec(),
-        }))
+            Proof::OtherToken => joining(&self.fx.other_key).client_proof(&transcript(intent)).to_vec(),
+            Proof::NoSecret => key.client_proof(&transcript(intent)).to_vec(),
+            Proof::OtherIntent => joining(&key).client_proof(&transcript(other)).to_vec(),
+        };
+        let right = proof[..] == valid[..]
+            && conn.client_nonce.is_some()
+            && conn.server_nonce.is_some()
+            && join.is_none_or(|secret| secret.is_some());
+        (Some(ByteBuf::from(proof)), right)
     }
 
     fn request_id(&mut self, slot: usize, id: IdSel) -> u32 {
@@ -2078,21 +2142,41 @@ impl Run {
         (msg, Bytes::new())
     }
 
-    fn bad_frame(&mut self, slot: usize, id: u32, msg: &BadMsg) -> Vec<u8> {
+    /// The frame of `msg`, and for an `Open` the intent it makes if the
+    /// codec takes its path after all (one given in full).
+    fn bad_frame(&mut self, slot: usize, id: u32, msg: &BadMsg) -> (Vec<u8>, Option<Sent>) {
         let path = |p: &[u8]| ByteBuf::from(p.to_vec());
+        let mut intent = None;
         let raw = match msg {
-            BadMsg::Open { proof, upload, path: p } => RawMsg::Open {
-                proof: self.proof(slot, *proof),
-                spec: RawSpec {
-                    direction: if *upload { Direction::Upload } else { Direction::Download },
+            BadMsg::Open { proof, upload, path: p } => {
+                let direction = if *upload { Direction::Upload } else { Direction::Download };
+                let spec = |direction| RawSpec {
+                    direction,
                     path: path(p),
                     chunk_size: 1024,
                     hash: HashAlgo::Xxh3,
                     includes: Vec::new(),
                     excludes: Vec::new(),
                     inplace: false,
-                },
-            },
+                };
+                let open = |spec: &RawSpec| [&b"open"[..], &rmp_serde::to_vec(spec).unwrap()].concat();
+                let (proof, valid) =
+                    self.proof(slot, *proof, &open(&spec(direction)), &open(&spec(flip(direction))), None);
+                intent = RelPath::new(p.clone()).ok().map(|path| Sent {
+                    wants: Wants::Open(SessionSpec {
+                        direction,
+                        path,
+                        chunk_size: 1024,
+                        hash: HashAlgo::Xxh3,
+                        includes: Vec::new(),
+                        excludes: Vec::new(),
+                        inplace: false,
+                    }),
+                    secret: None,
+                    valid,
+                });
+                RawMsg::Open { proof, spec: spec(direction) }
+            }
             BadMsg::Probe(paths) => RawMsg::Probe { paths: paths.iter().map(|p| path(p)).collect() },
             BadMsg::Hash(p) => RawMsg::Hash {
                 target: RawTarget::Path(path(p)),
@@ -2112,7 +2196,7 @@ impl Run {
                 }],
             },
         };
-        raw_frame(id, &raw)
+        (raw_frame(id, &raw), intent)
     }
 
     async fn step(&mut self, step: &Step) {
@@ -2128,6 +2212,8 @@ impl Run {
         let server = self.conn(slot).server;
         match &step.op {
             Op::Open { spec, .. } if spec.direction == Direction::Upload => self.dirty[server] = true,
+            // A path given in full may be one the codec takes.
+            Op::BadPath { msg: BadMsg::Open { upload: true, .. }, .. } => self.dirty[server] = true,
             // Anything may come of these bytes.
             Op::Raw { .. } | Op::Mutate { .. } | Op::Truncate { .. } => {
                 self.dirty[server] = true;
@@ -2138,9 +2224,10 @@ impl Run {
         let before = self.conn(slot).id0;
         match &step.op {
             Op::Connect { .. } => unreachable!(),
-            Op::Hello { version } => {
-                let sent =
-                    self.send(slot, &frame(0, Message::Hello { version: *version }, Bytes::new())).await;
+            Op::Hello { version, nonce_len } => {
+                let nonce = client_nonce(self.conn(slot).serial, *nonce_len);
+                let hello = Message::Hello { version: *version, nonce: ByteBuf::from(nonce.clone()) };
+                let sent = self.send_frame(slot, &frame(0, hello, Bytes::new()), Some(nonce), None).await;
                 if sent && step.wait {
                     self.wait(slot, |c| c.id0 > before).await;
                 }
@@ -2148,28 +2235,48 @@ impl Run {
             Op::Open { proof, spec } => {
                 let conn = self.conn(slot);
                 conn.intent.get_or_insert(Intent::Open(spec.hash));
-                let proof = self.proof(slot, *proof);
+                let wants = Wants::Open(spec.clone());
+                let other = Wants::Open(SessionSpec { direction: flip(spec.direction), ..spec.clone() });
+                let (proof, valid) = self.proof(
+                    slot,
+                    *proof,
+                    &intent_bytes(&wants).unwrap(),
+                    &intent_bytes(&other).unwrap(),
+                    None,
+                );
                 let bytes = frame(0, Message::Open { proof, spec: spec.clone() }, Bytes::new());
-                self.send_intent(slot, &bytes, step.wait).await;
+                self.send_intent(slot, &bytes, Some(Sent { wants, secret: None, valid }), step.wait).await;
             }
             Op::Join { proof, session } => {
-                let session = match *session {
-                    SessionRef::Known(n) if self.sessions.is_empty() => u64::from(n),
-                    SessionRef::Known(n) => self.sessions[usize::from(n) % self.sessions.len()].id,
-                    SessionRef::Raw(id) => id,
+                let known = |id: u64| self.sessions.iter().find(|k| k.id == id).and_then(|k| k.secret);
+                let (session, secret) = match *session {
+                    SessionRef::Known(n) if self.sessions.is_empty() => (u64::from(n), None),
+                    SessionRef::Known(n) => {
+                        let known = &self.sessions[usize::from(n) % self.sessions.len()];
+                        (known.id, known.secret)
+                    }
+                    SessionRef::Raw(id) => (id, known(id)),
                 };
                 self.conn(slot).intent.get_or_insert(Intent::Join(session));
-                let proof = self.proof(slot, *proof);
-                self.send_intent(slot, &frame(0, Message::Join { session, proof }, Bytes::new()), step.wait)
-                    .await;
+                let (proof, valid) = self.proof(
+                    slot,
+                    *proof,
+                    &intent_bytes(&Wants::Join(session)).unwrap(),
+                    &intent_bytes(&Wants::Join(session.wrapping_add(1))).unwrap(),
+                    Some(secret),
+                );
+                let bytes = frame(0, Message::Join { session, proof }, Bytes::new());
+                let sent = Sent { wants: Wants::Join(session), secret, valid };
+                self.send_intent(slot, &bytes, Some(sent), step.wait).await;
             }
             Op::Request { id, req } => {
                 let id = self.request_id(slot, *id);
                 let (msg, payload) = self.resolve(slot, req);
+                let (hello, intent) = noted(&msg);
                 // Before the Welcome, the server answers with id 0 (or
                 // waits for more of the handshake).
                 *self.conn(slot).outstanding.entry(id).or_default() += 1;
-                if self.send(slot, &frame(id, msg, payload)).await && step.wait {
+                if self.send_frame(slot, &frame(id, msg, payload), hello, intent).await && step.wait {
                     self.wait(slot, |c| !c.outstanding.contains_key(&id) || c.id0 > before).await;
                 }
             }
@@ -2180,11 +2287,16 @@ impl Run {
             Op::Mutate { id, req, at, xor } => {
                 let id = self.request_id(slot, *id);
                 let (msg, payload) = self.resolve(slot, req);
+                let (hello, intent) = noted(&msg);
                 let mut bytes = frame(id, msg, payload);
                 let at = usize::from(*at) % bytes.len();
                 bytes[at] ^= *xor;
-                self.send(slot, &bytes).await;
-                self.conn(slot).desynced |= *xor != 0;
+                if *xor == 0 {
+                    self.send_frame(slot, &bytes, hello, intent).await;
+                } else {
+                    self.send(slot, &bytes).await;
+                    self.conn(slot).desynced = true;
+                }
             }
             Op::Truncate { id, req, keep } => {
                 let id = self.request_id(slot, *id);
@@ -2195,10 +2307,18 @@ impl Run {
             }
             Op::BadPath { id, msg } => {
                 let id = self.request_id(slot, *id);
-                let bytes = self.bad_frame(slot, id, msg);
-                // The header does not decode: an error with id 0 and the end.
-                if self.send(slot, &bytes).await && step.wait {
-                    self.wait(slot, |c| c.id0 > before).await;
+                let (bytes, intent) = self.bad_frame(slot, id, msg);
+                if let BadMsg::Open { .. } = msg {
+                    self.conn(slot).intent.get_or_insert(Intent::Open(HashAlgo::Xxh3));
+                    self.send_intent(slot, &bytes, intent, step.wait).await;
+                } else {
+                    // The header does not decode: an error with id 0 and the
+                    // end (a path given in full may be a valid one: then an
+                    // answer to the request).
+                    *self.conn(slot).outstanding.entry(id).or_default() += 1;
+                    if self.send_frame(slot, &bytes, None, None).await && step.wait {
+                        self.wait(slot, |c| !c.outstanding.contains_key(&id) || c.id0 > before).await;
+                    }
                 }
             }
             Op::ShutdownWrite => {
@@ -2273,10 +2393,15 @@ impl Run {
         while slot < MAX_SESSIONS {
             self.deadline = Instant::now() + GRACE;
             self.connect(slot, server);
-            self.send(slot, &frame(0, Message::Hello { version: PROTOCOL_VERSION }, Bytes::new())).await;
+            let nonce = client_nonce(self.conn(slot).serial, NONCE_LEN as u8);
+            let hello = Message::Hello { version: PROTOCOL_VERSION, nonce: ByteBuf::from(nonce.clone()) };
+            self.send_frame(slot, &frame(0, hello, Bytes::new()), Some(nonce), None).await;
             self.wait(slot, |c| c.id0 > 0).await;
-            let proof = self.proof(slot, Proof::Valid);
-            self.send(slot, &frame(0, Message::Open { proof, spec: spec.clone() }, Bytes::new())).await;
+            let wants = Wants::Open(spec.clone());
+            let intent = intent_bytes(&wants).unwrap();
+            let (proof, valid) = self.proof(slot, Proof::Valid, &intent, &intent, None);
+            let open = frame(0, Message::Open { proof, spec: spec.clone() }, Bytes::new());
+            self.send_frame(slot, &open, None, Some(Sent { wants, secret: None, valid })).await;
             self.wait(slot, |c| c.id0 > 1).await;
             let conn = self.conn(slot);
             if conn.welcomed {
@@ -2319,7 +2444,11 @@ fn msg(slot: u8, msg: Message) -> Step {
 }
 
 fn hello(slot: u8) -> Step {
-    step(slot, Op::Hello { version: PROTOCOL_VERSION })
+    step(slot, Op::Hello { version: PROTOCOL_VERSION, nonce_len: NONCE_LEN as u8 })
+}
+
+fn join(slot: u8, proof: Proof, session: SessionRef) -> Step {
+    step(slot, Op::Join { proof, session })
 }
 
 fn open(slot: u8, proof: Proof, spec: SessionSpec) -> Step {

@@ -7,10 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pareco::codec::{Action, HashAlgo, HashTarget, Meta, RelPath, Span, Stat};
+use pareco::codec::{Action, HashTarget, Meta, RelPath, Span, Stat};
 use pareco::peer::{
-    Begun, Destination, Digest, Filter, Listing, LocalDestination, LocalSource, NewFile, Result, Settings,
-    Tree,
+    Begun, Destination, Digest, Listing, LocalDestination, LocalSource, NewFile, Result, Settings, Tree,
 };
 use pareco::transfer::{self, Options};
 
@@ -85,13 +84,7 @@ impl Destination for Damaging {
 }
 
 fn settings() -> Settings {
-    Settings {
-        chunk_size: CHUNK as u32,
-        hash: HashAlgo::Xxh3,
-        filter: Filter::default(),
-        inplace: false,
-        keep_setid: true,
-    }
+    local_settings(CHUNK as u32)
 }
 
 #[test]

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use pareco::codec::{HashAlgo, RelPath, Span};
+use pareco::codec::{RelPath, Span};
 use pareco::peer::{
-    Bundle, Chunk, Digest, Filter, Listing, LocalDestination, LocalSource, Result, Settings, Source, Tree,
+    Bundle, Chunk, Digest, Listing, LocalDestination, LocalSource, Result, Settings, Source, Tree,
 };
 use pareco::transfer::{self, Options};
 
@@ -54,13 +54,7 @@ impl Source for Meddling {
 }
 
 fn settings() -> Settings {
-    Settings {
-        chunk_size: CHUNK as u32,
-        hash: HashAlgo::Xxh3,
-        filter: Filter::default(),
-        inplace: false,
-        keep_setid: true,
-    }
+    local_settings(CHUNK as u32)
 }
 
 fn options() -> Options {

@@ -48,30 +48,21 @@ pub struct Raw {
 
 impl Raw {
     pub fn connect(port: u16) -> Raw {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Raw {
-            stream,
-            buf: BytesMut::new(),
-            codec: FrameCodec::new(MAX_PAYLOAD_CAP),
-            nonces: None,
-            sent: None,
-        }
+        Raw::over(TcpStream::connect(("127.0.0.1", port)).expect("connect"), WAIT)
     }
 
     /// The server's end of a connection a fake server accepted: it waits
     /// as long as a real server would for the client's next request.
     pub fn accepted(stream: TcpStream) -> Raw {
-        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        Raw::over(stream, Duration::from_secs(60))
+    }
+
+    /// A raw connection over `stream` that waits `wait` for a frame.
+    fn over(stream: TcpStream, wait: Duration) -> Raw {
+        stream.set_read_timeout(Some(wait)).unwrap();
         stream.set_nodelay(true).unwrap();
-        Raw {
-            stream,
-            buf: BytesMut::new(),
-            codec: FrameCodec::new(MAX_PAYLOAD_CAP),
-            nonces: None,
-            sent: None,
-        }
+        let codec = FrameCodec::new(MAX_PAYLOAD_CAP);
+        Raw { stream, buf: BytesMut::new(), codec, nonces: None, sent: None }
     }
 
     /// The next frame, or `None` when the stream ended or failed in any

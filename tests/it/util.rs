@@ -292,3 +292,15 @@ pub fn temp_of(dir: &Path, name: &str) -> PathBuf {
     use std::os::unix::ffi::OsStrExt;
     dir.join(std::ffi::OsStr::from_bytes(&pareco::peer::temp::temp_name(name.as_bytes())))
 }
+
+/// The settings of a local role in engine tests: `chunk` bytes, xxh3, no
+/// filters.
+pub fn local_settings(chunk: u32) -> pareco::peer::Settings {
+    pareco::peer::Settings {
+        chunk_size: chunk,
+        hash: pareco::codec::HashAlgo::Xxh3,
+        filter: pareco::peer::Filter::default(),
+        inplace: false,
+        keep_setid: true,
+    }
+}
