@@ -1615,10 +1615,11 @@ enum Event {
     Eof,
 }
 
+/// What the first `Open` or `Join` sent on a connection asked for.
 #[derive(Clone, Copy)]
 enum Intent {
     Open(HashAlgo),
-    Join(u64),
+    Join,
 }
 
 /// The `Open` or `Join` a connection sent as its second frame, which the
@@ -1921,7 +1922,7 @@ impl Run {
             Message::Welcome { session, max_payload, proof, secret, .. } => {
                 assert_eq!(packet.id, 0, "a Welcome with an id");
                 assert_ne!(*session, 0, "session id 0");
-                let secret = check_welcome(fx, conn, *session, proof, secret.as_deref());
+                let secret = check_welcome(fx, conn, *session, proof, secret.as_ref().map(|s| &s[..]));
                 let algo = match (&conn.sent, conn.intent) {
                     (Some(Sent { wants: Wants::Open(spec), .. }), _) => spec.hash,
                     (None, Some(Intent::Open(algo))) => algo,
@@ -2257,7 +2258,7 @@ impl Run {
                     }
                     SessionRef::Raw(id) => (id, known(id)),
                 };
-                self.conn(slot).intent.get_or_insert(Intent::Join(session));
+                self.conn(slot).intent.get_or_insert(Intent::Join);
                 let (proof, valid) = self.proof(
                     slot,
                     *proof,
@@ -2580,7 +2581,8 @@ fn seeds() -> Vec<(&'static str, Vec<Step>, Vec<&'static str>)> {
             vec![
                 "1 0 Challenge",
                 "1 0 Welcome",
-                "1 1 Listing(",
+                // The first Listing carries the root's metadata.
+                "problems, done=false, root)",
                 "1 1 Listing(0 entries, 0 problems, done=true)",
                 "1 2 Hashes(12 bytes)",
                 "1 3 Hashes(8 bytes)",
@@ -2600,7 +2602,7 @@ fn seeds() -> Vec<(&'static str, Vec<Step>, Vec<&'static str>)> {
                 hello(1),
                 open(1, Proof::Missing, spec(Upload, "up", 4096, Xxh128)),
                 hello(3),
-                step(3, Op::Join { proof: Proof::Missing, session: SessionRef::Known(0) }),
+                join(3, Proof::Valid, SessionRef::Known(0)),
                 req(
                     3,
                     Req::PutFile {
@@ -2639,14 +2641,35 @@ fn seeds() -> Vec<(&'static str, Vec<Step>, Vec<&'static str>)> {
                 hello(2),
                 open(2, Proof::Wrong, spec(Download, "", 1024, Xxh3)),
                 hello(4),
-                step(4, Op::Join { proof: Proof::OtherToken, session: SessionRef::Raw(5) }),
+                open(4, Proof::OtherIntent, spec(Download, "", 1024, Xxh3)),
                 hello(6),
-                step(6, Op::Join { proof: Proof::Short, session: SessionRef::Raw(5) }),
+                open(6, Proof::OtherToken, spec(Download, "", 1024, Xxh3)),
+                step(6, Op::Connect { server: 0 }),
+                hello(6),
+                open(6, Proof::Valid, spec(Download, "", 1024, Xxh3)),
                 step(0, Op::Connect { server: 0 }),
-                step(0, Op::Hello { version: 2 }),
+                hello(0),
+                join(0, Proof::OtherToken, SessionRef::Known(0)),
                 step(2, Op::Connect { server: 0 }),
                 hello(2),
-                step(2, Op::Join { proof: Proof::Valid, session: SessionRef::Raw(5) }),
+                join(2, Proof::NoSecret, SessionRef::Known(0)),
+                step(4, Op::Connect { server: 0 }),
+                hello(4),
+                join(4, Proof::Short, SessionRef::Known(0)),
+                step(0, Op::Connect { server: 0 }),
+                hello(0),
+                join(0, Proof::Missing, SessionRef::Known(0)),
+                step(2, Op::Connect { server: 0 }),
+                hello(2),
+                join(2, Proof::OtherIntent, SessionRef::Known(0)),
+                step(4, Op::Connect { server: 0 }),
+                hello(4),
+                join(4, Proof::Valid, SessionRef::Raw(5)),
+                step(4, Op::Connect { server: 0 }),
+                hello(4),
+                join(4, Proof::Valid, SessionRef::Known(0)),
+                msg(4, Message::Ping),
+                msg(6, Message::Ping),
             ],
             vec![
                 "0 0 Challenge",
@@ -2654,9 +2677,84 @@ fn seeds() -> Vec<(&'static str, Vec<Step>, Vec<&'static str>)> {
                 "2 0 Error(Auth: wrong token",
                 "4 0 Error(Auth: wrong token",
                 "6 0 Error(Auth: wrong token",
-                "0 0 Error(Version",
-                "2 0 Challenge",
-                "2 0 Error(NoSession",
+                "6 0 Welcome",
+                "0 0 Error(Auth: wrong token, or not the client that opened this session",
+                "2 0 Error(Auth: wrong token, or not the client",
+                "4 0 Error(Auth: wrong token, or not the client",
+                "0 0 Error(Auth: a token is required",
+                "2 0 Error(Auth: wrong token, or not the client",
+                "4 0 Error(NoSession",
+                "4 0 Welcome",
+                "4 1 Pong",
+                "6 1 Pong",
+            ],
+        ),
+        (
+            "join-auth",
+            vec![
+                // The tokenless server opens on any proof, but a join must
+                // prove the session's secret.
+                hello(1),
+                open(1, Proof::Wrong, spec(Download, "dir", 1024, Xxh3)),
+                hello(3),
+                join(3, Proof::Missing, SessionRef::Known(0)),
+                hello(5),
+                join(5, Proof::NoSecret, SessionRef::Known(0)),
+                hello(7),
+                join(7, Proof::OtherToken, SessionRef::Known(0)),
+                step(3, Op::Connect { server: 1 }),
+                hello(3),
+                join(3, Proof::Valid, SessionRef::Known(0)),
+                msg(3, Message::Probe { paths: vec![rel("note.txt")] }),
+                msg(3, Message::Hash { target: HashTarget::Path(rel("note.txt")), span: span(5, 0, 1, 1) }),
+                // A join on the other server, with a secret it does not know.
+                step(0, Op::Connect { server: 0 }),
+                hello(0),
+                join(0, Proof::Valid, SessionRef::Known(0)),
+            ],
+            vec![
+                "1 0 Welcome",
+                "3 0 Error(Auth",
+                "5 0 Error(Auth: wrong token, or not the client",
+                "7 0 Error(Auth: wrong token, or not the client",
+                "3 0 Welcome",
+                "3 1 Error(Denied",
+                "3 2 Hashes(8 bytes)",
+                "0 0 Error(NoSession",
+            ],
+        ),
+        (
+            "hello",
+            vec![
+                step(0, Op::Hello { version: PROTOCOL_VERSION - 1, nonce_len: 32 }),
+                step(1, Op::Hello { version: PROTOCOL_VERSION, nonce_len: 31 }),
+                step(2, Op::Hello { version: PROTOCOL_VERSION, nonce_len: 0 }),
+                step(3, Op::Hello { version: PROTOCOL_VERSION, nonce_len: 33 }),
+                step(4, Op::Hello { version: PROTOCOL_VERSION, nonce_len: 200 }),
+                step(5, Op::Hello { version: u32::MAX, nonce_len: 32 }),
+                step(6, Op::Hello { version: PROTOCOL_VERSION + 1, nonce_len: 0 }),
+                hello(7),
+                msg(7, non_requests()[0].clone()),
+                // A Hello sent as a request is the connection's Hello.
+                step(0, Op::Connect { server: 0 }),
+                msg(0, non_requests()[0].clone()),
+                open(0, Proof::Valid, spec(Download, "dir/sub", 1024, Xxh3)),
+                msg(0, Message::Walk),
+            ],
+            vec![
+                "0 0 Error(Version: client speaks protocol version 1",
+                "1 0 Error(Protocol: protocol error: a nonce of 31 bytes in Hello, not 32",
+                "2 0 Error(Protocol: protocol error: a nonce of 0 bytes",
+                "3 0 Error(Protocol: protocol error: a nonce of 33 bytes",
+                "4 0 Error(Protocol: protocol error: a nonce of 200 bytes",
+                "5 0 Error(Version",
+                "6 0 Error(Version",
+                "7 0 Challenge",
+                "7 0 Error(Protocol: protocol error: expected Open or Join, got Hello",
+                "0 0 Challenge",
+                "0 0 Welcome",
+                "0 2 Listing(1 entries, 0 problems, done=false, root)",
+                "0 2 Listing(0 entries, 0 problems, done=true)",
             ],
         ),
         (
@@ -2756,16 +2854,16 @@ fn seeds() -> Vec<(&'static str, Vec<Step>, Vec<&'static str>)> {
                 step(7, Op::Drop),
                 step(0, Op::Connect { server: 1 }),
                 hello(0),
-                step(0, Op::Join { proof: Proof::Missing, session: SessionRef::Known(0) }),
+                join(0, Proof::Valid, SessionRef::Known(0)),
                 step(2, Op::Connect { server: 1 }),
                 hello(2),
-                step(2, Op::Join { proof: Proof::Missing, session: SessionRef::Known(0) }),
+                join(2, Proof::Valid, SessionRef::Known(0)),
                 step(4, Op::Connect { server: 1 }),
                 hello(4),
-                step(4, Op::Join { proof: Proof::Missing, session: SessionRef::Known(0) }),
+                join(4, Proof::Valid, SessionRef::Known(0)),
                 step(6, Op::Connect { server: 1 }),
                 hello(6),
-                step(6, Op::Join { proof: Proof::Missing, session: SessionRef::Known(0) }),
+                join(6, Proof::Valid, SessionRef::Known(0)),
             ],
             vec![
                 "1 0 Welcome",

@@ -1,0 +1,229 @@
+//! The server: accepts connections, runs their handshake, keeps the table
+//! of open sessions, and answers each request with the session's local
+//! peer role.
+//!
+//! - this file: the configuration, the listener and the accept loop (TLS
+//!   included), expiry.
+//! - [`table`]: the open sessions, their limits and claims, expiry rules.
+//! - [`connection`]: one connection's handshake, request loop and writer.
+//! - [`dispatch`]: answering one request with the session's role.
+//!
+//! Each connection has a reader loop and a writer task. Requests are
+//! answered concurrently (up to [`REQUESTS_PER_CONNECTION`] at once, within
+//! the session's [`SESSION_BUDGET`]; beyond that the reader stops reading,
+//! which pushes back through TCP). A session ends when the client closes
+//! it, when its last connection goes away, or when nothing arrived on any
+//! of its connections for the idle timeout; then everything it was waiting
+//! for is cancelled.
+
+mod connection;
+mod dispatch;
+mod table;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::codec::SessionSpec;
+use crate::peer::{self, Filter, Tree};
+
+use super::auth::Key;
+use super::conn::BoxIo;
+use super::tls::Acceptor;
+use super::SessionError;
+use connection::serve_connection;
+use table::{Limits, Session, Table};
+
+/// A connection must finish its handshake within this time.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests one connection may have in progress on the server.
+pub const REQUESTS_PER_CONNECTION: usize = 64;
+/// Bytes of answers queued before they are sent together.
+const WRITE_BATCH: usize = 256 << 10;
+/// Bytes the requests of one session may take while they are served: their
+/// payloads and the data of their answers, until those are sent. (Each
+/// connection also buffers at most one frame it is reading.)
+pub const SESSION_BUDGET: usize = 256 << 20;
+/// What a request counts for beyond the data it moves.
+const SMALL_REQUEST: u64 = 1024;
+/// Connections in their handshake at once (TLS included); more wait to be
+/// accepted, so that peers that have proved nothing can take little.
+pub const MAX_HANDSHAKES: usize = 256;
+
+/// How a server is set up. (Its `Debug` shows no token.)
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// The directory served; nothing outside it is ever touched.
+    pub root: PathBuf,
+    pub token: Option<String>,
+    pub session_timeout: Duration,
+    pub max_sessions: usize,
+    pub max_connections: usize,
+    pub tls: Option<Acceptor>,
+    /// Keep the setuid and setgid bits of uploaded files.
+    pub keep_setid: bool,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("root", &self.root)
+            .field("token", &self.token.as_ref().map(|_| "(redacted)"))
+            .field("session_timeout", &self.session_timeout)
+            .field("max_sessions", &self.max_sessions)
+            .field("max_connections", &self.max_connections)
+            .field("tls", &self.tls)
+            .field("keep_setid", &self.keep_setid)
+            .finish()
+    }
+}
+
+impl ServerConfig {
+    /// Descriptors the server may need at most with this configuration:
+    /// every session its role's own and a socket per connection, the
+    /// file-system work running at once (two each), and the connections in
+    /// their handshake.
+    pub fn descriptors_needed(&self) -> u64 {
+        let per_session = peer::DESCRIPTORS_PER_ROLE + self.max_connections;
+        (self.max_sessions * per_session + 2 * peer::BLOCKING_THREADS + MAX_HANDSHAKES + 16) as u64
+    }
+}
+
+/// A bound server, ready to [`run`](Server::run).
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<State>,
+}
+
+/// What every connection of a server shares.
+struct State {
+    table: Table,
+    key: Option<Key>,
+    config: ServerConfig,
+    epoch: Instant,
+    /// Permits are connections in their handshake ([`MAX_HANDSHAKES`]).
+    handshakes: Arc<Semaphore>,
+}
+
+impl Server {
+    /// Opens the root and binds the listening socket.
+    pub async fn bind(addr: &str, config: ServerConfig) -> Result<Server, SessionError> {
+        let root = Tree::open(&config.root).map_err(|e| {
+            SessionError::Other(format!("cannot open root directory {}: {e}", config.root.display()))
+        })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| SessionError::Other(format!("cannot listen on {addr}: {e}")))?;
+        let key = config.token.as_deref().map(Key::from_token);
+        let limits = Limits {
+            max_sessions: config.max_sessions,
+            max_connections: config.max_connections,
+            keep_setid: config.keep_setid,
+        };
+        let state = State {
+            table: Table::new(root, limits),
+            key,
+            config,
+            epoch: Instant::now(),
+            handshakes: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
+        };
+        Ok(Server { listener, state: Arc::new(state) })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves one stream that was accepted elsewhere (tests and the fuzz
+    /// target drive the server's state machine this way).
+    pub async fn serve_stream(&self, io: BoxIo, peer: SocketAddr) {
+        let Ok(handshake) = self.state.handshakes.clone().acquire_owned().await else { return };
+        serve_connection(self.state.clone(), io, peer, handshake, Vec::new()).await;
+    }
+
+    /// Serves until the process ends.
+    pub async fn run(self) {
+        tokio::spawn(expire_idle_sessions(self.state.clone()));
+        loop {
+            // Beyond MAX_HANDSHAKES connections in their handshake, new
+            // ones wait in the kernel's backlog until one is done (each has
+            // HANDSHAKE_TIMEOUT at most).
+            let Ok(handshake) = self.state.handshakes.clone().acquire_owned().await else { return };
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                let (io, binding): (BoxIo, Vec<u8>) = match &state.config.tls {
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => match super::tls::binding(tls.get_ref().1) {
+                                Ok(binding) => (Box::new(tls), binding),
+                                Err(e) => {
+                                    tracing::warn!("{peer}: {e}");
+                                    return;
+                                }
+                            },
+                            Ok(Err(e)) => {
+                                tracing::warn!("{peer}: TLS handshake failed: {e}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::warn!(
+                                    "{peer}: no TLS handshake within {}s; closed",
+                                    HANDSHAKE_TIMEOUT.as_secs()
+                                );
+                                return;
+                            }
+                        }
+                    }
+                    None => (Box::new(stream), Vec::new()),
+                };
+                serve_connection(state, io, peer, handshake, binding).await;
+            });
+        }
+    }
+}
+
+impl State {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Opens a session for `spec`: its globs compiled on the blocking pool,
+    /// not on the async workers.
+    async fn open(&self, spec: SessionSpec) -> Result<Arc<Session>, peer::Error> {
+        Table::check_chunk_size(&spec)?;
+        let (includes, excludes) = (spec.includes.clone(), spec.excludes.clone());
+        let filter = peer::blocking(move || {
+            Filter::new(&includes, &excludes).map_err(|e| peer::Error::denied(e.to_string()))
+        })
+        .await?;
+        self.table.open(spec, filter, self.now_ms())
+    }
+}
+
+/// Ends the sessions idle for longer than the session timeout, checking
+/// every quarter of it (20 ms to 1 s).
+async fn expire_idle_sessions(state: Arc<State>) {
+    let timeout = state.config.session_timeout;
+    let every = (timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        for session in state.table.idle(state.now_ms(), timeout.as_millis() as u64) {
+            let why = format!("expired after {} idle", humantime::format_duration(timeout));
+            state.table.end(&session, &why);
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The table of open sessions: opening (with the checks that come before
+//! anything is created), joining, ending, expiry, and the upload sessions'
+//! claims on the trees they write into.
+//!
+//! Time is an argument (milliseconds since the server's epoch), so the
+//! table's rules are tested here without waiting.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::{Direction, ErrorKind, SessionSpec};
+use crate::peer::{self, Filter, LocalDestination, LocalSource, Settings, Tree};
+use crate::session::auth::{self, Secret};
+
+use super::SESSION_BUDGET;
+
+/// The limits the table enforces.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub max_sessions: usize,
+    pub max_connections: usize,
+    pub keep_setid: bool,
+}
+
+/// The open sessions of a server, over its root.
+pub(super) struct Table {
+    root: Tree,
+    limits: Limits,
+    sessions: Mutex<HashMap<u64, Arc<Session>>>,
+    /// The trees upload sessions write into, by session id.
+    writers: Writers,
+}
+
+type Writers = Arc<Mutex<HashMap<u64, PathBuf>>>;
+
+/// An upload session's claim on the tree it writes into. It is released
+/// when the session is dropped, that is once the last request still
+/// running for it is done, not merely when the session leaves the table.
+struct WriteClaim {
+    writers: Writers,
+    id: u64,
+}
+
+impl Drop for WriteClaim {
+    fn drop(&mut self) {
+        lock(&self.writers).remove(&self.id);
+    }
+}
+
+/// One open session on the server.
+pub(super) struct Session {
+    pub id: u64,
+    pub role: Role,
+    pub max_payload: u32,
+    /// For uploads: the claim on the tree written into.
+    _claim: Option<WriteClaim>,
+    /// Milliseconds since the server's epoch when a frame last arrived or
+    /// a request was done.
+    last_active: AtomicU64,
+    pub connections: AtomicUsize,
+    /// Cancelled when the session ends: everything it waits for ends too.
+    pub ended: CancellationToken,
+    /// Permits are bytes of [`SESSION_BUDGET`].
+    pub budget: Arc<Semaphore>,
+    /// What a connection must prove it knows to join the session.
+    pub secret: Secret,
+}
+
+/// The session's half of the transfer.
+pub(super) enum Role {
+    Source(LocalSource),
+    Destination(LocalDestination),
+}
+
+impl Session {
+    /// Marks the session active at `now_ms`.
+    pub fn touch(&self, now_ms: u64) {
+        self.last_active.store(now_ms, Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Table {
+    pub fn new(root: Tree, limits: Limits) -> Table {
+        Table { root, limits, sessions: Mutex::default(), writers: Writers::default() }
+    }
+
+    /// Refuses a chunk size out of range (before anything else is done).
+    pub fn check_chunk_size(spec: &SessionSpec) -> Result<(), peer::Error> {
+        if !(peer::MIN_CHUNK_SIZE..=peer::MAX_CHUNK_SIZE).contains(&spec.chunk_size) {
+            return Err(peer::Error::new(
+                ErrorKind::Limit,
+                format!(
+                    "chunk size {} is outside {}..={} bytes",
+                    spec.chunk_size,
+                    peer::MIN_CHUNK_SIZE,
+                    peer::MAX_CHUNK_SIZE
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Opens a session for `spec` with its compiled `filter` at `now_ms`.
+    pub fn open(&self, spec: SessionSpec, filter: Filter, now_ms: u64) -> Result<Arc<Session>, peer::Error> {
+        let settings = Settings {
+            chunk_size: spec.chunk_size,
+            hash: spec.hash,
+            filter,
+            inplace: spec.inplace,
+            keep_setid: self.limits.keep_setid,
+        };
+        let upload = spec.direction == Direction::Upload;
+        // Refuse early, before making any directory, when the server is full.
+        self.check_room(&lock(&self.sessions))?;
+        let tree = self.root.subtree(&spec.path, upload).map_err(|e| match e.kind {
+            ErrorKind::NotFound => {
+                peer::Error::new(ErrorKind::NotFound, format!("no directory {} on the server", spec.path))
+            }
+            _ => e,
+        })?;
+        let real = std::fs::read_link(tree.proc_path())
+            .map_err(|e| peer::Error::io(format!("{}: {e}", spec.path)))?;
+        let role = if upload {
+            Role::Destination(LocalDestination::new(tree, settings))
+        } else {
+            Role::Source(LocalSource::new(tree, settings))
+        };
+        let mut sessions = lock(&self.sessions);
+        self.check_room(&sessions)?;
+        let mut writers = lock(&self.writers);
+        if upload && writers.values().any(|other| overlaps(other, &real)) {
+            return Err(peer::Error::new(
+                ErrorKind::Busy,
+                format!("another session is writing into {} or a directory overlapping it", spec.path),
+            ));
+        }
+        let id = loop {
+            let id = u64::from_le_bytes(random8().map_err(|e| peer::Error::io(e.to_string()))?);
+            if id != 0 && !sessions.contains_key(&id) {
+                break id;
+            }
+        };
+        let secret = auth::random_secret().map_err(|e| peer::Error::io(e.to_string()))?;
+        if upload {
+            writers.insert(id, real);
+        }
+        drop(writers);
+        let session = Arc::new(Session {
+            id,
+            role,
+            max_payload: spec.chunk_size,
+            _claim: upload.then(|| WriteClaim { writers: self.writers.clone(), id }),
+            last_active: AtomicU64::new(now_ms),
+            // The opening connection counts from here, so the session
+            // ends when it goes, even before the Welcome is sent.
+            connections: AtomicUsize::new(1),
+            ended: CancellationToken::new(),
+            budget: Arc::new(Semaphore::new(SESSION_BUDGET)),
+            secret,
+        });
+        sessions.insert(id, session.clone());
+        tracing::info!(
+            "session {id:016x}: {} {} opened",
+            if upload { "upload into" } else { "download of" },
+            spec.path
+        );
+        Ok(session)
+    }
+
+    fn check_room(&self, sessions: &HashMap<u64, Arc<Session>>) -> Result<(), peer::Error> {
+        if sessions.len() >= self.limits.max_sessions {
+            return Err(peer::Error::new(
+                ErrorKind::Limit,
+                format!(
+                    "the server has its maximum of {} sessions open; try again later",
+                    self.limits.max_sessions
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds a connection to session `id` once `admit` (the check of its
+    /// proof) says yes: counted at once, under the lock, so concurrent
+    /// joins cannot pass the limit.
+    pub fn join<T>(
+        &self,
+        id: u64,
+        admit: impl FnOnce(&Session) -> Result<T, peer::Error>,
+    ) -> Result<(Arc<Session>, T), peer::Error> {
+        let sessions = lock(&self.sessions);
+        let session = sessions
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| peer::Error::new(ErrorKind::NoSession, format!("no open session {id:016x}")))?;
+        let admitted = admit(&session)?;
+        if session.connections.load(Ordering::Relaxed) >= self.limits.max_connections {
+            return Err(peer::Error::new(
+                ErrorKind::Limit,
+                format!("session already has the maximum of {} connections", self.limits.max_connections),
+            ));
+        }
+        session.connections.fetch_add(1, Ordering::Relaxed);
+        Ok((session, admitted))
+    }
+
+    pub fn end(&self, session: &Session, why: &str) {
+        if lock(&self.sessions).remove(&session.id).is_some() {
+            tracing::info!("session {:016x}: {why}", session.id);
+        }
+        session.ended.cancel();
+    }
+
+    /// The sessions with no activity for longer than `timeout_ms` at
+    /// `now_ms`.
+    pub fn idle(&self, now_ms: u64, timeout_ms: u64) -> Vec<Arc<Session>> {
+        lock(&self.sessions)
+            .values()
+            .filter(|s| now_ms.saturating_sub(s.last_active.load(Ordering::Relaxed)) > timeout_ms)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Does one of two real paths contain the other?
+fn overlaps(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+fn random8() -> std::io::Result<[u8; 8]> {
+    let bytes = auth::random_bytes(8)?;
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&bytes);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{HashAlgo, RelPath};
+
+    fn table(max_sessions: usize) -> (tempfile::TempDir, Table) {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits { max_sessions, max_connections: 2, keep_setid: false };
+        let table = Table::new(Tree::open(dir.path()).unwrap(), limits);
+        (dir, table)
+    }
+
+    fn spec(direction: Direction, path: &str) -> SessionSpec {
+        SessionSpec {
+            direction,
+            path: RelPath::new(path).unwrap(),
+            chunk_size: 4096,
+            hash: HashAlgo::Xxh3,
+            includes: Vec::new(),
+            excludes: Vec::new(),
+            inplace: false,
+        }
+    }
+
+    fn open(table: &Table, direction: Direction, path: &str, now: u64) -> Result<Arc<Session>, peer::Error> {
+        table.open(spec(direction, path), Filter::default(), now)
+    }
+
+    #[test]
+    fn sessions_expire_after_their_last_activity_and_not_before() {
+        let (_dir, table) = table(8);
+        let a = open(&table, Direction::Upload, "a", 0).unwrap();
+        let b = open(&table, Direction::Download, "", 100).unwrap();
+        assert!(table.idle(150, 150).is_empty());
+        let idle: Vec<u64> = table.idle(151, 150).iter().map(|s| s.id).collect();
+        assert_eq!(idle, [a.id]);
+        a.touch(200);
+        let idle: Vec<u64> = table.idle(300, 150).iter().map(|s| s.id).collect();
+        assert_eq!(idle, [b.id]);
+        let mut idle: Vec<u64> = table.idle(400, 150).iter().map(|s| s.id).collect();
+        idle.sort_unstable();
+        let mut both = vec![a.id, b.id];
+        both.sort_unstable();
+        assert_eq!(idle, both);
+        table.end(&a, "expired");
+        assert!(a.ended.is_cancelled());
+        assert_eq!(table.idle(400, 150).len(), 1);
+    }
+
+    #[test]
+    fn overlapping_uploads_are_busy_until_the_claim_is_dropped() {
+        let (_dir, table) = table(8);
+        let a = open(&table, Direction::Upload, "x/y", 0).unwrap();
+        for path in ["x", "x/y", "x/y/z", ""] {
+            let busy = open(&table, Direction::Upload, path, 0).err().expect("busy");
+            assert_eq!(busy.kind, ErrorKind::Busy, "{path}");
+        }
+        // Downloads and other trees are fine.
+        open(&table, Direction::Download, "x", 0).unwrap();
+        open(&table, Direction::Upload, "x/w", 0).unwrap();
+        // The claim lasts until the session itself is gone, not merely out
+        // of the table.
+        table.end(&a, "closed");
+        assert_eq!(open(&table, Direction::Upload, "x/y", 0).err().map(|e| e.kind), Some(ErrorKind::Busy));
+        drop(a);
+        open(&table, Direction::Upload, "x/y", 0).unwrap();
+    }
+
+    #[test]
+    fn limits_on_sessions_and_connections_and_joins_that_are_not_admitted() {
+        let (_dir, table) = table(1);
+        let a = open(&table, Direction::Download, "", 0).unwrap();
+        assert_eq!(open(&table, Direction::Download, "", 0).err().map(|e| e.kind), Some(ErrorKind::Limit));
+        let refused = table.join(a.id, |_| Err::<(), _>(peer::Error::new(ErrorKind::Auth, "no")));
+        assert_eq!(refused.err().map(|e| e.kind), Some(ErrorKind::Auth));
+        // One connection from the open, one joined: the limit of two.
+        assert!(table.join(a.id, |s| Ok(s.secret)).is_ok());
+        let full = table.join(a.id, |_| Ok(()));
+        assert_eq!(full.err().map(|e| e.kind), Some(ErrorKind::Limit));
+        assert_eq!(table.join(a.id ^ 1, |_| Ok(())).err().map(|e| e.kind), Some(ErrorKind::NoSession));
+        table.end(&a, "closed");
+        assert_eq!(table.join(a.id, |_| Ok(())).err().map(|e| e.kind), Some(ErrorKind::NoSession));
+        open(&table, Direction::Download, "", 0).unwrap();
+    }
+}
