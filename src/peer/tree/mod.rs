@@ -9,18 +9,28 @@
 //! and then act on the last component with the `*at` calls, never following
 //! it. The same type serves the server's root and the client's local
 //! directory, so both sides behave alike.
+//!
+//! - [`entry`]: a directory opened to act on its entries by name, and the
+//!   state of an entry or an open file.
+//! - `remove`: removing a whole directory tree.
+
+mod entry;
+mod remove;
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps, UTIME_OMIT};
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use crate::codec::{Kind, Meta, Mtime, RelPath, Stat};
+use crate::codec::{Kind, Mtime, RelPath, Stat};
 
 use super::error::{Error, Result};
+pub(crate) use entry::stat_at;
+pub use entry::{file_stat, link_count, set_file_meta, Parent};
+use entry::{regular_file, stat_of, timestamps};
 
 const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
 
@@ -235,59 +245,6 @@ impl Tree {
         }
     }
 
-    /// Removes whatever is at `rel`, a whole directory tree included
-    /// (symlinks inside are removed, never followed). Iterative, so no tree
-    /// is too deep for it; never the root itself.
-    pub fn remove_all(&self, rel: &RelPath) -> Result<()> {
-        if rel.is_root() {
-            return Err(Error::denied("the root itself cannot be removed"));
-        }
-        match self.lstat(rel)? {
-            None => return Ok(()),
-            Some(st) if st.kind != Kind::Dir => return self.remove_file(rel),
-            Some(_) => {}
-        }
-        // The directories being emptied, each open, the deepest last, with
-        // its name in the one before it and its subdirectories still to
-        // remove. Opened by descriptor, level by level, so no tree is too
-        // deep for it.
-        let mut stack = vec![emptying(self.subtree(rel, false)?, Vec::new(), rel)?];
-        while let Some((dir, _, subdirs)) = stack.last_mut() {
-            if let Some(child) = subdirs.pop() {
-                let opened = dir.subtree(&child, false)?;
-                let next = emptying(opened, child.as_bytes().to_vec(), rel)?;
-                stack.push(next);
-                continue;
-            }
-            let Some((_, name, _)) = stack.pop() else { break };
-            match stack.last() {
-                Some((parent, _, _)) => {
-                    let name = RelPath::new(name).map_err(|e| Error::denied(e.to_string()))?;
-                    parent.remove_empty_dir(&name)?;
-                }
-                None => {
-                    self.remove_empty_dir(rel)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Names in this directory (`rel` only names it in errors).
-    fn child_names(&self, rel: &RelPath) -> Result<Vec<Vec<u8>>> {
-        let mut names = Vec::new();
-        let dir =
-            rustix::fs::Dir::read_from(&self.dir).map_err(|e| Error::from_errno(e, rel, "read directory"))?;
-        for entry in dir {
-            let entry = entry.map_err(|e| Error::from_errno(e, rel, "read directory"))?;
-            let name = entry.file_name().to_bytes();
-            if name != b"." && name != b".." {
-                names.push(name.to_vec());
-            }
-        }
-        Ok(names)
-    }
-
     /// Sets the permission bits of a file or directory; the setuid and
     /// setgid bits of anything but a directory only with `keep_setid`
     /// (what the entry is, not what the caller says it is, decides).
@@ -331,169 +288,5 @@ impl Tree {
             rustix::fs::utimensat(&parent.fd, name, &times, AtFlags::SYMLINK_NOFOLLOW)
         };
         result.map_err(|e| Error::from_errno(e, rel, "set mtime"))
-    }
-}
-
-/// A directory of [`Tree::remove_all`] with everything but its
-/// subdirectories removed, and those subdirectories.
-fn emptying(dir: Tree, name: Vec<u8>, rel: &RelPath) -> Result<(Tree, Vec<u8>, Vec<RelPath>)> {
-    let mut subdirs = Vec::new();
-    for child in dir.child_names(rel)? {
-        let child = RelPath::new(child).map_err(|e| Error::denied(e.to_string()))?;
-        match dir.lstat(&child)? {
-            Some(st) if st.kind == Kind::Dir => subdirs.push(child),
-            _ => dir.remove_file(&child)?,
-        }
-    }
-    Ok((dir, name, subdirs))
-}
-
-/// A directory of a tree, opened to work on several of its entries by
-/// name. Names are single components, so nothing is resolved through
-/// them, and the last component is never followed.
-#[derive(Debug)]
-pub struct Parent {
-    fd: OwnedFd,
-    /// Its path in the tree, for messages.
-    dir: RelPath,
-}
-
-impl Parent {
-    fn shown(&self, name: &[u8]) -> RelPath {
-        self.dir.join(name).unwrap_or_default()
-    }
-
-    /// The state of entry `name`, as [`Tree::lstat`] gives it.
-    pub fn stat(&self, name: &[u8]) -> Result<Option<Stat>> {
-        match stat_at(&self.fd, name) {
-            Ok(stat) => Ok(stat),
-            Err(Errno::NOENT) | Err(Errno::NOTDIR) => Ok(None),
-            Err(e) => Err(Error::from_errno(e, &self.shown(name), "stat")),
-        }
-    }
-
-    /// Creates entry `name` as a new, empty file (mode 0600); fails if
-    /// anything is there.
-    pub fn create_new(&self, name: &[u8]) -> Result<File> {
-        let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(&self.fd, name, flags, Mode::from(0o600))
-            .map_err(|e| Error::from_errno(e, &self.shown(name), "create"))?;
-        Ok(File::from(fd))
-    }
-
-    /// Renames entry `from` to `to`, replacing `to`.
-    pub fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
-        rustix::fs::renameat(&self.fd, from, &self.fd, to)
-            .map_err(|e| Error::from_errno(e, &self.shown(to), "rename into place"))
-    }
-}
-
-/// `lstat` of entry `name` of directory `dir` (with its target if it is a
-/// symlink); `None` for anything but a file, directory or symlink.
-pub(crate) fn stat_at<P: rustix::path::Arg + Copy>(
-    dir: &OwnedFd,
-    name: P,
-) -> rustix::io::Result<Option<Stat>> {
-    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-    let target = if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
-        Some(rustix::fs::readlinkat(dir, name, Vec::new())?.into_bytes())
-    } else {
-        None
-    };
-    Ok(stat_of(&st, target))
-}
-
-fn stat_of(st: &rustix::fs::Stat, target: Option<Vec<u8>>) -> Option<Stat> {
-    let kind = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
-        rustix::fs::FileType::RegularFile => Kind::File,
-        rustix::fs::FileType::Directory => Kind::Dir,
-        rustix::fs::FileType::Symlink => Kind::Symlink,
-        _ => return None,
-    };
-    Some(Stat {
-        kind,
-        size: if kind == Kind::File { st.st_size as u64 } else { 0 },
-        meta: Meta {
-            mode: st.st_mode & 0o7777,
-            mtime: Mtime { secs: st.st_mtime, nanos: st.st_mtime_nsec as u32 },
-        },
-        target: target.map(serde_bytes::ByteBuf::from),
-    })
-}
-
-/// `fd` as a [`File`] if it is a regular file. Files are opened with
-/// `O_NONBLOCK` so that a FIFO named by a peer cannot hang the open; a
-/// regular file ignores the flag.
-fn regular_file(fd: OwnedFd, rel: &RelPath) -> Result<File> {
-    let st = rustix::fs::fstat(&fd).map_err(|e| Error::from_errno(e, rel, "stat"))?;
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-        return Err(Error::denied(format!("{rel}: not a regular file")));
-    }
-    Ok(File::from(fd))
-}
-
-/// Sets permission bits and mtime on an open file.
-pub fn set_file_meta(file: &File, meta: Meta, rel: &RelPath) -> Result<()> {
-    rustix::fs::fchmod(file.as_fd(), Mode::from(meta.mode & 0o7777))
-        .map_err(|e| Error::from_errno(e, rel, "set permissions"))?;
-    rustix::fs::futimens(file.as_fd(), &timestamps(meta.mtime))
-        .map_err(|e| Error::from_errno(e, rel, "set mtime"))
-}
-
-/// The state of an open file, as [`Tree::lstat`] would give it, and
-/// whether it still has a name (false once it has been unlinked since it
-/// was opened: deleted, or replaced by a rename over it).
-pub fn file_stat(file: &File, rel: &RelPath) -> Result<(Stat, bool)> {
-    let st = rustix::fs::fstat(file.as_fd()).map_err(|e| Error::from_errno(e, rel, "stat"))?;
-    let stat = Stat {
-        kind: Kind::File,
-        size: st.st_size as u64,
-        meta: Meta {
-            mode: st.st_mode & 0o7777,
-            mtime: Mtime { secs: st.st_mtime, nanos: st.st_mtime_nsec as u32 },
-        },
-        target: None,
-    };
-    Ok((stat, st.st_nlink > 0))
-}
-
-/// How many names an open file has (hard links; 0 once all are gone).
-pub fn link_count(file: &File, rel: &RelPath) -> Result<u64> {
-    let st = rustix::fs::fstat(file.as_fd()).map_err(|e| Error::from_errno(e, rel, "stat"))?;
-    Ok(st.st_nlink as u64)
-}
-
-fn timestamps(mtime: Mtime) -> Timestamps {
-    Timestamps {
-        last_access: Timespec { tv_sec: 0, tv_nsec: UTIME_OMIT },
-        last_modification: Timespec { tv_sec: mtime.secs, tv_nsec: mtime.nanos as _ },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn remove_all_takes_any_depth_and_never_the_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let tree = Tree::open(dir.path()).unwrap();
-        // 3000 levels: deeper than any path can name from the root.
-        let mut fd = rustix::fs::open(dir.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
-        rustix::fs::mkdirat(&fd, "top", Mode::from(0o755)).unwrap();
-        fd = rustix::fs::openat(&fd, "top", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
-        for _ in 0..3000 {
-            rustix::fs::mkdirat(&fd, "d", Mode::from(0o755)).unwrap();
-            let file =
-                rustix::fs::openat(&fd, "f", OFlags::CREATE | OFlags::WRONLY, Mode::from(0o644)).unwrap();
-            drop(file);
-            rustix::fs::symlinkat("/", &fd, "up").unwrap();
-            fd = rustix::fs::openat(&fd, "d", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
-        }
-        drop(fd);
-        let root = RelPath::root();
-        assert_eq!(tree.remove_all(&root).unwrap_err().kind, crate::codec::ErrorKind::Denied);
-        tree.remove_all(&RelPath::new("top").unwrap()).unwrap();
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -1,0 +1,105 @@
+//! Removing a whole directory tree, level by level through descriptors,
+//! so that no tree is too deep for it; never the root itself.
+
+use crate::codec::{Kind, RelPath};
+use crate::peer::error::{Error, Result};
+
+use super::Tree;
+
+impl Tree {
+    /// Removes whatever is at `rel`, a whole directory tree included
+    /// (symlinks inside are removed, never followed). Iterative, so no tree
+    /// is too deep for it; never the root itself.
+    pub fn remove_all(&self, rel: &RelPath) -> Result<()> {
+        if rel.is_root() {
+            return Err(Error::denied("the root itself cannot be removed"));
+        }
+        match self.lstat(rel)? {
+            None => return Ok(()),
+            Some(st) if st.kind != Kind::Dir => return self.remove_file(rel),
+            Some(_) => {}
+        }
+        // The directories being emptied, each open, the deepest last, with
+        // its name in the one before it and its subdirectories still to
+        // remove. Opened by descriptor, level by level, so no tree is too
+        // deep for it.
+        let mut stack = vec![emptying(self.subtree(rel, false)?, Vec::new(), rel)?];
+        while let Some((dir, _, subdirs)) = stack.last_mut() {
+            if let Some(child) = subdirs.pop() {
+                let opened = dir.subtree(&child, false)?;
+                let next = emptying(opened, child.as_bytes().to_vec(), rel)?;
+                stack.push(next);
+                continue;
+            }
+            let Some((_, name, _)) = stack.pop() else { break };
+            match stack.last() {
+                Some((parent, _, _)) => {
+                    let name = RelPath::new(name).map_err(|e| Error::denied(e.to_string()))?;
+                    parent.remove_empty_dir(&name)?;
+                }
+                None => {
+                    self.remove_empty_dir(rel)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Names in this directory (`rel` only names it in errors).
+    fn child_names(&self, rel: &RelPath) -> Result<Vec<Vec<u8>>> {
+        let mut names = Vec::new();
+        let dir =
+            rustix::fs::Dir::read_from(&self.dir).map_err(|e| Error::from_errno(e, rel, "read directory"))?;
+        for entry in dir {
+            let entry = entry.map_err(|e| Error::from_errno(e, rel, "read directory"))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// A directory of [`Tree::remove_all`] with everything but its
+/// subdirectories removed, and those subdirectories.
+fn emptying(dir: Tree, name: Vec<u8>, rel: &RelPath) -> Result<(Tree, Vec<u8>, Vec<RelPath>)> {
+    let mut subdirs = Vec::new();
+    for child in dir.child_names(rel)? {
+        let child = RelPath::new(child).map_err(|e| Error::denied(e.to_string()))?;
+        match dir.lstat(&child)? {
+            Some(st) if st.kind == Kind::Dir => subdirs.push(child),
+            _ => dir.remove_file(&child)?,
+        }
+    }
+    Ok((dir, name, subdirs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fs::{Mode, OFlags};
+
+    #[test]
+    fn remove_all_takes_any_depth_and_never_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = Tree::open(dir.path()).unwrap();
+        // 3000 levels: deeper than any path can name from the root.
+        let mut fd = rustix::fs::open(dir.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        rustix::fs::mkdirat(&fd, "top", Mode::from(0o755)).unwrap();
+        fd = rustix::fs::openat(&fd, "top", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        for _ in 0..3000 {
+            rustix::fs::mkdirat(&fd, "d", Mode::from(0o755)).unwrap();
+            let file =
+                rustix::fs::openat(&fd, "f", OFlags::CREATE | OFlags::WRONLY, Mode::from(0o644)).unwrap();
+            drop(file);
+            rustix::fs::symlinkat("/", &fd, "up").unwrap();
+            fd = rustix::fs::openat(&fd, "d", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        }
+        drop(fd);
+        let root = RelPath::root();
+        assert_eq!(tree.remove_all(&root).unwrap_err().kind, crate::codec::ErrorKind::Denied);
+        tree.remove_all(&RelPath::new("top").unwrap()).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
