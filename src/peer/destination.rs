@@ -2,7 +2,7 @@
 //!
 //! A changed file is built in a temporary file beside it ([`super::temp`]):
 //! unchanged chunks are copied from the old file (holes kept, see
-//! [`super::copy`]), new chunks written at their offsets after their digest
+//! `peer::copy`), new chunks written at their offsets after their digest
 //! is checked, and only a complete file is renamed over the old one. A temporary file left by an interrupted run is
 //! kept and offered for reuse (`Begun::partial`). With `inplace`, chunks go
 //! straight into the existing file instead.

@@ -26,7 +26,7 @@ impl Parent {
         self.dir.join(name).unwrap_or_default()
     }
 
-    /// The state of entry `name`, as [`Tree::lstat`] gives it.
+    /// The state of entry `name`, as [`Tree::lstat`](super::Tree::lstat) gives it.
     pub fn stat(&self, name: &[u8]) -> Result<Option<Stat>> {
         match stat_at(&self.fd, name) {
             Ok(stat) => Ok(stat),
@@ -103,7 +103,7 @@ pub fn set_file_meta(file: &File, meta: Meta, rel: &RelPath) -> Result<()> {
         .map_err(|e| Error::from_errno(e, rel, "set mtime"))
 }
 
-/// The state of an open file, as [`Tree::lstat`] would give it, and
+/// The state of an open file, as [`Tree::lstat`](super::Tree::lstat) would give it, and
 /// whether it still has a name (false once it has been unlinked since it
 /// was opened: deleted, or replaced by a rename over it).
 pub fn file_stat(file: &File, rel: &RelPath) -> Result<(Stat, bool)> {

@@ -10,7 +10,7 @@
 //! it. The same type serves the server's root and the client's local
 //! directory, so both sides behave alike.
 //!
-//! - [`entry`]: a directory opened to act on its entries by name, and the
+//! - `entry`: a directory opened to act on its entries by name, and the
 //!   state of an entry or an open file.
 //! - `remove`: removing a whole directory tree.
 

@@ -2,7 +2,7 @@
 //!
 //! The walk is an async task that puts entries in order and sends them in
 //! batches as it goes, so the transfer starts before a large tree has been
-//! read to the end. Directories are read ([`read`]) on the blocking pool,
+//! read to the end. Directories are read (`read`) on the blocking pool,
 //! several at once and ahead of the order: the next directories the order
 //! will need are read first, at most [`READ_AHEAD`] of them before they are
 //! needed. Waiting for the receiver costs no thread, so a client that stops

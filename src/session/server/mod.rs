@@ -4,9 +4,9 @@
 //!
 //! - this file: the configuration, the listener and the accept loop (TLS
 //!   included), expiry.
-//! - [`table`]: the open sessions, their limits and claims, expiry rules.
-//! - [`connection`]: one connection's handshake, request loop and writer.
-//! - [`dispatch`]: answering one request with the session's role.
+//! - `table`: the open sessions, their limits and claims, expiry rules.
+//! - `connection`: one connection's handshake, request loop and writer.
+//! - `dispatch`: answering one request with the session's role.
 //!
 //! Each connection has a reader loop and a writer task. Requests are
 //! answered concurrently (up to [`REQUESTS_PER_CONNECTION`] at once, within
