@@ -6,6 +6,9 @@
 //!   hand files to [`file`], then `--delete` and directory metadata.
 //! - [`file`]: one file — decide what to skip, compare chunk digests, send
 //!   only the chunks that differ.
+//! - `plan`: where each chunk comes from, decided from digests alone (pure
+//!   functions, tested on their own).
+//! - `bundle`: new small files, many per request.
 //! - [`stats`]: counters and the final report.
 //!
 //! Everything runs at once: several batches are probed while earlier files
@@ -14,7 +17,9 @@
 //! bytes of chunk data in flight ([`Options::window`]) and the number of
 //! files in progress.
 
+mod bundle;
 pub mod file;
+mod plan;
 pub mod stats;
 
 use std::collections::HashSet;
@@ -295,13 +300,13 @@ where
         ctx.tasks.spawn(async move { ctx2.apply(actions).await });
     }
     let chunk = ctx.opts.chunk_size as u64;
-    let bundle_bytes = file::bundle_bytes(ctx.opts.chunk_size);
+    let bundle_bytes = bundle::bundle_bytes(ctx.opts.chunk_size);
     let mut bundle = Vec::new();
     let (mut bundled, mut names) = (0, 0);
     for (entry, found) in pending_files {
-        if file::bundles(&entry, found.as_ref(), ctx.opts.chunk_size) {
+        if bundle::bundles(&entry, found.as_ref(), ctx.opts.chunk_size) {
             let name = entry.path.as_bytes().len() + 64;
-            let full = bundle.len() == file::BUNDLE_FILES || names + name > REQUEST_BYTES;
+            let full = bundle.len() == bundle::BUNDLE_FILES || names + name > REQUEST_BYTES;
             if full || bundled + entry.stat.size > bundle_bytes {
                 if !start_bundle(ctx, std::mem::take(&mut bundle), files).await {
                     return;
@@ -319,7 +324,7 @@ where
         Counters::add(&ctx.counters.bytes_total, entry.stat.size);
         let ctx2 = ctx.clone();
         ctx.tasks.spawn(async move {
-            file::sync(&ctx2, entry, found).await;
+            Ctx::sync(&ctx2, entry, found).await;
             drop(permit);
         });
     }
@@ -344,7 +349,7 @@ where
     Counters::add(&ctx.counters.bytes_total, bundle.iter().map(|(e, _)| e.stat.size).sum());
     let ctx2 = ctx.clone();
     ctx.tasks.spawn(async move {
-        file::sync_bundle(&ctx2, bundle).await;
+        bundle::sync_bundle(&ctx2, bundle).await;
         drop(permit);
     });
     true
