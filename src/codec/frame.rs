@@ -38,6 +38,8 @@ pub enum CodecError {
     PayloadTooLarge { len: usize, limit: usize },
     #[error("frame with a payload ({0} bytes) before the handshake is complete")]
     PayloadInHandshake(usize),
+    #[error("{name} carries no payload, but {len} bytes came with it")]
+    UnexpectedPayload { name: &'static str, len: usize },
     #[error("connection closed in the middle of a frame ({0} bytes of it received)")]
     Truncated(usize),
     #[error("malformed message: {0}")]
@@ -154,6 +156,9 @@ impl Decoder for FrameCodec {
         let header = src.split_to(header_len);
         let payload = src.split_to(payload_len).freeze();
         let (id, msg) = decode_header(&header)?;
+        if !payload.is_empty() && !msg.has_payload() {
+            return Err(CodecError::UnexpectedPayload { name: msg.name(), len: payload.len() });
+        }
         Ok(Some(Packet { id, msg, payload }))
     }
 

@@ -173,57 +173,6 @@ pub enum Message {
     },
 }
 
-impl Message {
-    /// The variant name, for logs and protocol errors.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Message::Hello { .. } => "Hello",
-            Message::Challenge { .. } => "Challenge",
-            Message::Open { .. } => "Open",
-            Message::Join { .. } => "Join",
-            Message::Welcome { .. } => "Welcome",
-            Message::Ping => "Ping",
-            Message::Walk => "Walk",
-            Message::Probe { .. } => "Probe",
-            Message::Hash { .. } => "Hash",
-            Message::Read { .. } => "Read",
-            Message::ReadFiles { .. } => "ReadFiles",
-            Message::Begin { .. } => "Begin",
-            Message::CopyOld { .. } => "CopyOld",
-            Message::Write { .. } => "Write",
-            Message::Finish { .. } => "Finish",
-            Message::Discard { .. } => "Discard",
-            Message::PutFile { .. } => "PutFile",
-            Message::PutFiles { .. } => "PutFiles",
-            Message::Apply { .. } => "Apply",
-            Message::Close => "Close",
-            Message::Pong => "Pong",
-            Message::Listing { .. } => "Listing",
-            Message::Probed { .. } => "Probed",
-            Message::Hashes { .. } => "Hashes",
-            Message::Data { .. } => "Data",
-            Message::FilesRead { .. } => "FilesRead",
-            Message::Begun { .. } => "Begun",
-            Message::Done => "Done",
-            Message::Applied { .. } => "Applied",
-            Message::FilesPut { .. } => "FilesPut",
-            Message::Error { .. } => "Error",
-        }
-    }
-
-    /// Does this message travel with a payload?
-    pub fn has_payload(&self) -> bool {
-        matches!(
-            self,
-            Message::Write { .. }
-                | Message::PutFile { .. }
-                | Message::PutFiles { .. }
-                | Message::Data { .. }
-                | Message::FilesRead { .. }
-        )
-    }
-}
-
 /// Which way the data flows, seen from the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Direction {

@@ -5,6 +5,8 @@
 //!   the encoding of a frame's head to send beside its payload.
 //! - [`message`]: every message of the protocol as one serde enum, and the
 //!   plain data types the messages carry.
+//! - [`declared`]: each message declared once — name, class, payload, who
+//!   serves it and what answers it.
 //! - [`path`]: [`RelPath`], a path relative to a synced root that is checked
 //!   when it is decoded, so a name with `..`, `/`-rooting or NUL never leaves
 //!   the codec.
@@ -13,11 +15,13 @@
 //! `PROTOCOL.md` at the top of the repository describes the same thing in
 //! prose, byte by byte.
 
+pub mod declared;
 pub mod frame;
 pub mod message;
 pub mod path;
 pub mod text;
 
+pub use declared::{Class, Declaration, Serves};
 pub use frame::{CodecError, FrameCodec, Packet};
 pub use message::*;
 pub use path::RelPath;

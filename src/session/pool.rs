@@ -106,8 +106,11 @@ impl Pool {
     }
 
     /// Sends a request and waits for its response; an `Error` response
-    /// becomes `Err`. `cost` is the bytes it moves (payload either way).
-    pub async fn call(&self, msg: Message, payload: Bytes, cost: usize) -> Result<Packet, Error> {
+    /// becomes `Err`.
+    pub async fn call(&self, msg: Message, payload: Bytes) -> Result<Packet, Error> {
+        // What the request takes of a connection's budget: the data it
+        // moves either way, and some for the rest.
+        let cost = (payload.len() + msg.answer_data() as usize).max(SMALL_COST);
         let (tx, rx) = oneshot::channel();
         self.enqueue(Call { msg, payload, cost, reply: Reply::Once(tx) }).await?;
         rx.await.map_err(|_| self.lost())?
@@ -135,7 +138,7 @@ impl Pool {
     /// Ends the session on the server (best effort: a dead session is gone
     /// already).
     pub async fn close(&self) {
-        let _ = self.call(Message::Close, Bytes::new(), SMALL_COST).await;
+        let _ = self.call(Message::Close, Bytes::new()).await;
     }
 
     /// Bytes sent and received on all connections so far.
@@ -217,14 +220,7 @@ async fn write_loop(
             }
             next_id = next_id.wrapping_add(1).max(1);
             let packet = Packet::with_payload(next_id, call.msg, call.payload);
-            let timed = matches!(
-                packet.msg,
-                Message::Read { .. }
-                    | Message::Write { .. }
-                    | Message::PutFile { .. }
-                    | Message::PutFiles { .. }
-                    | Message::ReadFiles { .. }
-            );
+            let timed = packet.msg.moves_data();
             {
                 let mut map = pending.lock().unwrap_or_else(|p| p.into_inner());
                 let Some(map) = map.as_mut() else {

@@ -16,9 +16,6 @@ use crate::peer::{
 
 use super::pool::Pool;
 
-/// Bytes a request without a payload counts for in a connection's budget.
-const SMALL: usize = 1024;
-
 /// The server's tree as the source of a download.
 #[derive(Clone)]
 pub struct RemoteSource {
@@ -78,7 +75,7 @@ async fn walk(pool: &Pool) -> Result<Listing> {
 /// one per chunk (or group) of the span, else the answer is refused.
 async fn hashes(pool: &Pool, algo: HashAlgo, target: HashTarget, span: Span) -> Result<Vec<Digest>> {
     let most = u64::from(span.count).div_ceil(u64::from(span.group.max(1)));
-    match pool.call(Message::Hash { target, span }, Bytes::new(), SMALL).await?.msg {
+    match pool.call(Message::Hash { target, span }, Bytes::new()).await?.msg {
         Message::Hashes { digests } => {
             let digests = hash::unpack(algo, &digests)?;
             if digests.len() as u64 > most {
@@ -93,9 +90,9 @@ async fn hashes(pool: &Pool, algo: HashAlgo, target: HashTarget, span: Span) -> 
     }
 }
 
-async fn done(pool: &Pool, msg: Message, payload: Bytes, cost: usize) -> Result<()> {
+async fn done(pool: &Pool, msg: Message, payload: Bytes) -> Result<()> {
     let name = msg.name();
-    match pool.call(msg, payload, cost).await?.msg {
+    match pool.call(msg, payload).await?.msg {
         Message::Done => Ok(()),
         other => Err(unexpected(&other, name)),
     }
@@ -111,7 +108,7 @@ impl Source for RemoteSource {
     }
 
     async fn read(&self, path: RelPath, offset: u64, len: u32) -> Result<Chunk> {
-        let packet = self.pool.call(Message::Read { path, offset, len }, Bytes::new(), len as usize).await?;
+        let packet = self.pool.call(Message::Read { path, offset, len }, Bytes::new()).await?;
         match packet.msg {
             Message::Data { digest, file } if packet.payload.len() == len as usize => {
                 Ok(Chunk { data: packet.payload, digest: hash::decode(self.hash, &digest)?, file })
@@ -127,8 +124,7 @@ impl Source for RemoteSource {
     async fn read_files(&self, files: Vec<(RelPath, u32)>) -> Result<Bundle> {
         let count = files.len();
         let lens: Vec<usize> = files.iter().map(|(_, len)| *len as usize).collect();
-        let cost = lens.iter().sum::<usize>().max(SMALL);
-        let answer = self.pool.call(Message::ReadFiles { files }, Bytes::new(), cost).await?;
+        let answer = self.pool.call(Message::ReadFiles { files }, Bytes::new()).await?;
         let Message::FilesRead { files } = answer.msg else {
             return Err(unexpected(&answer.msg, "ReadFiles"));
         };
@@ -166,7 +162,7 @@ impl Destination for RemoteDestination {
 
     async fn probe(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Stat>>> {
         let wanted = paths.len();
-        match self.pool.call(Message::Probe { paths }, Bytes::new(), SMALL).await?.msg {
+        match self.pool.call(Message::Probe { paths }, Bytes::new()).await?.msg {
             Message::Probed { found } if found.len() == wanted => Ok(found),
             other => Err(unexpected(&other, "Probe")),
         }
@@ -177,34 +173,32 @@ impl Destination for RemoteDestination {
     }
 
     async fn begin(&self, path: RelPath, size: u64) -> Result<Begun> {
-        match self.pool.call(Message::Begin { path, size }, Bytes::new(), SMALL).await?.msg {
+        match self.pool.call(Message::Begin { path, size }, Bytes::new()).await?.msg {
             Message::Begun { handle, partial } => Ok(Begun { handle, partial }),
             other => Err(unexpected(&other, "Begin")),
         }
     }
 
     async fn copy_old(&self, handle: u64, ranges: Vec<(u64, u64)>) -> Result<()> {
-        done(&self.pool, Message::CopyOld { handle, ranges }, Bytes::new(), SMALL).await
+        done(&self.pool, Message::CopyOld { handle, ranges }, Bytes::new()).await
     }
 
     async fn write(&self, handle: u64, offset: u64, data: Bytes, digest: Digest) -> Result<()> {
-        let cost = data.len();
         let msg = Message::Write { handle, offset, digest: hash::encode(self.hash, digest) };
-        done(&self.pool, msg, data, cost).await
+        done(&self.pool, msg, data).await
     }
 
     async fn finish(&self, handle: u64, meta: Meta) -> Result<()> {
-        done(&self.pool, Message::Finish { handle, meta }, Bytes::new(), SMALL).await
+        done(&self.pool, Message::Finish { handle, meta }, Bytes::new()).await
     }
 
     async fn discard(&self, handle: u64, remove: bool) -> Result<()> {
-        done(&self.pool, Message::Discard { handle, remove }, Bytes::new(), SMALL).await
+        done(&self.pool, Message::Discard { handle, remove }, Bytes::new()).await
     }
 
     async fn put_file(&self, path: RelPath, meta: Meta, data: Bytes, digest: Digest) -> Result<()> {
-        let cost = data.len().max(SMALL);
         let msg = Message::PutFile { path, meta, digest: hash::encode(self.hash, digest) };
-        done(&self.pool, msg, data, cost).await
+        done(&self.pool, msg, data).await
     }
 
     async fn put_files(&self, files: Vec<NewFile>, data: Bytes) -> Result<Vec<(usize, Error)>> {
@@ -218,8 +212,7 @@ impl Destination for RemoteDestination {
                 digest: hash::encode(self.hash, f.digest),
             })
             .collect();
-        let cost = data.len().max(SMALL);
-        match self.pool.call(Message::PutFiles { files }, data, cost).await?.msg {
+        match self.pool.call(Message::PutFiles { files }, data).await?.msg {
             Message::FilesPut { failures } if failures.iter().all(|f| (f.index as usize) < count) => {
                 Ok(failures
                     .into_iter()
@@ -232,7 +225,7 @@ impl Destination for RemoteDestination {
 
     async fn apply(&self, actions: Vec<Action>) -> Result<Vec<(RelPath, String)>> {
         let count = actions.len();
-        match self.pool.call(Message::Apply { actions }, Bytes::new(), SMALL).await?.msg {
+        match self.pool.call(Message::Apply { actions }, Bytes::new()).await?.msg {
             Message::Applied { failures } if failures.len() <= count => {
                 Ok(failures.into_iter().map(|(path, why)| (path, printable(&why))).collect())
             }

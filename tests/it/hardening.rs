@@ -461,6 +461,16 @@ fn write_past_the_end_of_a_begun_file_fails_and_the_session_goes_on() {
 }
 
 #[test]
+fn a_payload_on_a_message_that_carries_none_is_refused() {
+    let server = Server::start(&[]);
+    let (mut raw, _) = Raw::opened(server.port, None, upload("d"));
+    raw.send_with(1, Message::Apply { actions: Vec::new() }, Bytes::from_static(b"smuggled"));
+    let message = raw.refused(ErrorKind::Protocol);
+    assert!(message.contains("Apply carries no payload, but 8 bytes came with it"), "{message}");
+    still_serves(&server, "after", &[]);
+}
+
+#[test]
 fn an_upload_session_can_neither_replace_nor_remove_its_root() {
     let server = Server::start(&[]);
     varied_tree(&server.path("d"), CHUNK as usize);

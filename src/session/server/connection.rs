@@ -179,12 +179,7 @@ async fn serve_requests(
 /// Bytes a request takes of its session's budget while it is served: its
 /// payload, the data its answer carries, and a little for the rest.
 fn request_cost(packet: &Packet) -> u32 {
-    let answer = match &packet.msg {
-        Message::Read { len, .. } => u64::from(*len),
-        Message::ReadFiles { files } => files.iter().map(|(_, len)| u64::from(*len)).sum(),
-        _ => 0,
-    };
-    let cost = packet.payload.len() as u64 + answer + SMALL_REQUEST;
+    let cost = packet.payload.len() as u64 + packet.msg.answer_data() + SMALL_REQUEST;
     cost.min(SESSION_BUDGET as u64) as u32
 }
 

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
-use crate::codec::{ErrorKind, FileFailure, FileRead, HashTarget, Message, Packet};
+use crate::codec::{Class, ErrorKind, FileFailure, FileRead, HashTarget, Message, Packet, Serves};
 use crate::peer::{self, hash, Destination, NewFile, Source};
 
 use super::connection::Outgoing;
@@ -64,6 +64,21 @@ async fn answer(session: &Session, packet: Packet) -> Packet {
 }
 
 async fn respond(role: &Role, msg: Message, payload: Bytes) -> Result<(Message, Bytes), peer::Error> {
+    // What the message is, and which role serves it, is declared once.
+    let declared = msg.declaration();
+    match (declared.class, role) {
+        (Class::Request(Serves::Destination), Role::Source(_)) => {
+            return Err(peer::Error::denied(format!(
+                "a download session only lists, hashes and reads the server's files ({} refused)",
+                declared.name
+            )))
+        }
+        (Class::Request(Serves::Source), Role::Destination(_)) => {
+            return Err(peer::Error::denied("an upload session does not read files from the server"))
+        }
+        (Class::Request(_), _) => {}
+        (Class::Handshake | Class::Answer, _) => return Err(unexpected(&msg)),
+    }
     let done = |()| (Message::Done, Bytes::new());
     match (role, msg) {
         (Role::Source(source), Message::Hash { target: HashTarget::Path(path), span }) => {
@@ -135,28 +150,12 @@ async fn respond(role: &Role, msg: Message, payload: Bytes) -> Result<(Message, 
                 Message::Apply { actions } => {
                     Ok((Message::Applied { failures: dest.apply(actions).await? }, Bytes::new()))
                 }
-                Message::Read { .. } | Message::ReadFiles { .. } => {
-                    Err(peer::Error::denied("an upload session does not read files from the server"))
-                }
                 other => Err(unexpected(&other)),
             }
         }
-        (
-            Role::Source(_),
-            msg @ (Message::Probe { .. }
-            | Message::Hash { .. }
-            | Message::Begin { .. }
-            | Message::CopyOld { .. }
-            | Message::Write { .. }
-            | Message::Finish { .. }
-            | Message::Discard { .. }
-            | Message::PutFile { .. }
-            | Message::PutFiles { .. }
-            | Message::Apply { .. }),
-        ) => Err(peer::Error::denied(format!(
-            "a download session only lists, hashes and reads the server's files ({} refused)",
-            msg.name()
-        ))),
+        (Role::Source(_), Message::Hash { target: HashTarget::Handle(_), .. }) => Err(peer::Error::denied(
+            "a download session only lists, hashes and reads the server's files (Hash of a handle refused)",
+        )),
         (Role::Source(_), other) => Err(unexpected(&other)),
     }
 }

@@ -1,0 +1,112 @@
+//! Every message declared once: its name, its place in the protocol (a
+//! handshake step, a request and which role of the server serves it and
+//! what answers it, or an answer), whether a payload travels with it, and
+//! how much file data its answer carries. Everything that needs to know —
+//! names in errors, the decoder's payload rule, the requests a session
+//! refuses, the requests the client times, what a request costs in flight
+//! on either side — reads it from here. A new message is one more line.
+
+use super::message::Message;
+
+/// Where a message belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// A step of the handshake (§7 of PROTOCOL.md).
+    Handshake,
+    /// A request, served by the server's role of the session.
+    Request(Serves),
+    /// An answer to a request.
+    Answer,
+}
+
+/// Which role of a session serves a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    /// The session itself, whatever its role (`Ping`, `Close`).
+    Session,
+    /// Either role (`Walk`, `Hash`).
+    Either,
+    /// The source: a download session.
+    Source,
+    /// The destination: an upload session.
+    Destination,
+}
+
+/// What the protocol says of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Declaration {
+    pub name: &'static str,
+    pub class: Class,
+    /// A raw payload travels after its header (else it MUST NOT).
+    pub payload: bool,
+    /// For a request: the messages that answer it (besides `Error`).
+    pub answers: &'static [&'static str],
+}
+
+impl Message {
+    /// The declaration of this message.
+    pub fn declaration(&self) -> Declaration {
+        use Class::*;
+        use Serves::*;
+        let (name, class, payload, answers): (_, _, _, &'static [&'static str]) = match self {
+            Message::Hello { .. } => ("Hello", Handshake, false, &["Challenge"]),
+            Message::Challenge { .. } => ("Challenge", Handshake, false, &["Open", "Join"]),
+            Message::Open { .. } => ("Open", Handshake, false, &["Welcome"]),
+            Message::Join { .. } => ("Join", Handshake, false, &["Welcome"]),
+            Message::Welcome { .. } => ("Welcome", Handshake, false, &[]),
+            Message::Ping => ("Ping", Request(Session), false, &["Pong"]),
+            Message::Walk => ("Walk", Request(Either), false, &["Listing"]),
+            Message::Probe { .. } => ("Probe", Request(Destination), false, &["Probed"]),
+            Message::Hash { .. } => ("Hash", Request(Either), false, &["Hashes"]),
+            Message::Read { .. } => ("Read", Request(Source), false, &["Data"]),
+            Message::ReadFiles { .. } => ("ReadFiles", Request(Source), false, &["FilesRead"]),
+            Message::Begin { .. } => ("Begin", Request(Destination), false, &["Begun"]),
+            Message::CopyOld { .. } => ("CopyOld", Request(Destination), false, &["Done"]),
+            Message::Write { .. } => ("Write", Request(Destination), true, &["Done"]),
+            Message::Finish { .. } => ("Finish", Request(Destination), false, &["Done"]),
+            Message::Discard { .. } => ("Discard", Request(Destination), false, &["Done"]),
+            Message::PutFile { .. } => ("PutFile", Request(Destination), true, &["Done"]),
+            Message::PutFiles { .. } => ("PutFiles", Request(Destination), true, &["FilesPut"]),
+            Message::Apply { .. } => ("Apply", Request(Destination), false, &["Applied"]),
+            Message::Close => ("Close", Request(Session), false, &["Done"]),
+            Message::Pong => ("Pong", Answer, false, &[]),
+            Message::Listing { .. } => ("Listing", Answer, false, &[]),
+            Message::Probed { .. } => ("Probed", Answer, false, &[]),
+            Message::Hashes { .. } => ("Hashes", Answer, false, &[]),
+            Message::Data { .. } => ("Data", Answer, true, &[]),
+            Message::FilesRead { .. } => ("FilesRead", Answer, true, &[]),
+            Message::Begun { .. } => ("Begun", Answer, false, &[]),
+            Message::Done => ("Done", Answer, false, &[]),
+            Message::Applied { .. } => ("Applied", Answer, false, &[]),
+            Message::FilesPut { .. } => ("FilesPut", Answer, false, &[]),
+            Message::Error { .. } => ("Error", Answer, false, &[]),
+        };
+        Declaration { name, class, payload, answers }
+    }
+
+    /// The variant name, for logs and protocol errors.
+    pub fn name(&self) -> &'static str {
+        self.declaration().name
+    }
+
+    /// Does this message travel with a payload?
+    pub fn has_payload(&self) -> bool {
+        self.declaration().payload
+    }
+
+    /// Bytes of file data the answer to this request carries (a `Read`'s
+    /// length, the lengths of a `ReadFiles` added up).
+    pub fn answer_data(&self) -> u64 {
+        match self {
+            Message::Read { len, .. } => u64::from(*len),
+            Message::ReadFiles { files } => files.iter().map(|(_, len)| u64::from(*len)).sum(),
+            _ => 0,
+        }
+    }
+
+    /// Does this request move file data one way or the other (the requests
+    /// whose round trips the client measures)?
+    pub fn moves_data(&self) -> bool {
+        self.has_payload() || self.answer_data() > 0
+    }
+}
