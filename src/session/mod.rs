@@ -8,6 +8,8 @@
 //! - [`client`]: the `pareco://` address, and connecting the N connections
 //!   of a session into a [`Pool`].
 //! - [`pool`]: the client's work queue served by all connections.
+//! - `inflight`: the requests in flight on one connection (ids, who waits
+//!   for the answer), as plain data.
 //! - [`remote`]: [`RemoteSource`] and [`RemoteDestination`], the server's
 //!   tree as a peer role, over a pool.
 //! - [`server`]: the listener, the table of sessions, expiry, and answering
@@ -17,6 +19,7 @@ pub mod auth;
 pub mod client;
 pub mod conn;
 pub mod handshake;
+mod inflight;
 pub mod pool;
 pub mod remote;
 pub mod server;

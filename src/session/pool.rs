@@ -7,7 +7,6 @@
 //! So no request waits for another's round trip, a slow connection simply
 //! takes less work, and a connection that dies fails only its own requests.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +19,7 @@ use crate::codec::{ErrorKind, Message, Packet};
 use crate::peer::Error;
 
 use super::conn::{Reader, Writer};
+use super::inflight::{InFlight, Reply};
 
 /// Requests of no particular size count as this many bytes in flight.
 const SMALL_COST: usize = 1024;
@@ -34,30 +34,9 @@ struct Call {
     reply: Reply,
 }
 
-enum Reply {
-    Once(oneshot::Sender<Result<Packet, Error>>),
-    Stream(mpsc::UnboundedSender<Result<Packet, Error>>),
-}
-
-impl Reply {
-    fn send(self, result: Result<Packet, Error>) {
-        match self {
-            Reply::Once(tx) => drop(tx.send(result)),
-            Reply::Stream(tx) => drop(tx.send(result)),
-        }
-    }
-}
-
-/// A request on the wire, waiting for its response.
-struct Pending {
-    reply: Reply,
-    sent: Instant,
-    timed: bool,
-    _budget: OwnedSemaphorePermit,
-}
-
-/// Requests in flight on one connection; `None` once the connection died.
-type PendingMap = Arc<Mutex<Option<HashMap<u32, Pending>>>>;
+/// Requests in flight on one connection, each holding its share of the
+/// connection's budget.
+type PendingMap = Arc<Mutex<InFlight<OwnedSemaphorePermit>>>;
 
 /// What the connections of a pool share and report.
 #[derive(Debug)]
@@ -96,7 +75,7 @@ impl Pool {
             last_failure: Mutex::new(None),
         });
         for (reader, writer) in conns {
-            let pending: PendingMap = Arc::new(Mutex::new(Some(HashMap::new())));
+            let pending: PendingMap = Arc::new(Mutex::new(InFlight::new()));
             let budget = Arc::new(Semaphore::new(budget));
             let done = tokio_util::sync::CancellationToken::new();
             tokio::spawn(write_loop(writer, jobs.clone(), pending.clone(), budget, done.clone()));
@@ -189,7 +168,6 @@ async fn write_loop(
     done: tokio_util::sync::CancellationToken,
 ) {
     let capacity = budget.available_permits();
-    let mut next_id: u32 = 0;
     loop {
         // Take work only when this connection has room for some.
         let Ok(first) = budget.clone().acquire_owned().await else { return };
@@ -218,29 +196,16 @@ async fn write_loop(
                     }
                 }
             }
-            next_id = next_id.wrapping_add(1).max(1);
-            let packet = Packet::with_payload(next_id, call.msg, call.payload);
-            let timed = packet.msg.moves_data();
-            {
-                let mut map = pending.lock().unwrap_or_else(|p| p.into_inner());
-                let Some(map) = map.as_mut() else {
-                    call.reply.send(Err(Error::new(ErrorKind::Lost, "connection to the server lost")));
+            let timed = call.msg.moves_data();
+            let id = match lock(&pending).insert(call.reply, timed, permit, Instant::now()) {
+                Ok(id) => id,
+                Err(reply) => {
+                    reply.send(Err(Error::new(ErrorKind::Lost, "connection to the server lost")));
                     return;
-                };
-                map.insert(
-                    next_id,
-                    Pending { reply: call.reply, sent: Instant::now(), timed, _budget: permit },
-                );
-            }
-            if let Err(e) = writer.queue(&packet) {
-                if let Some(p) = pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .as_mut()
-                    .and_then(|m| m.remove(&next_id))
-                {
-                    p.reply.send(Err(Error::new(ErrorKind::Protocol, e.to_string())));
                 }
+            };
+            if let Err(e) = writer.queue(&Packet::with_payload(id, call.msg, call.payload)) {
+                lock(&pending).fail(id, Error::new(ErrorKind::Protocol, e.to_string()));
                 continue;
             }
             if writer.queued() >= WRITE_BATCH {
@@ -295,41 +260,20 @@ async fn read_loop(
             }
             continue;
         }
-        deliver(&pending, &shared, packet);
+        if let Some(round_trip) = lock(&pending).deliver(packet, Instant::now()) {
+            let micros = round_trip.as_micros() as u64;
+            let _ = lock(&shared.latency).record(micros.max(1));
+        }
     };
     done.cancel();
     *shared.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
     fail_all(&pending, &why);
 }
 
-/// Hands a response to its caller.
-fn deliver(pending: &PendingMap, shared: &Shared, packet: Packet) {
-    let mut map = pending.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(map) = map.as_mut() else { return };
-    let last = !matches!(packet.msg, Message::Listing { done: false, .. });
-    let id = packet.id;
-    let result = match packet.msg {
-        Message::Error { kind, message } => Err(Error::from_peer(kind, &message)),
-        _ => Ok(packet),
-    };
-    if !last {
-        if let Some(Pending { reply: Reply::Stream(tx), .. }) = map.get(&id) {
-            let _ = tx.send(result);
-        }
-        return;
-    }
-    if let Some(p) = map.remove(&id) {
-        if p.timed {
-            let micros = p.sent.elapsed().as_micros() as u64;
-            let _ = shared.latency.lock().unwrap_or_else(|p| p.into_inner()).record(micros.max(1));
-        }
-        p.reply.send(result);
-    }
+fn fail_all(pending: &PendingMap, why: &str) {
+    lock(pending).close(why);
 }
 
-fn fail_all(pending: &PendingMap, why: &str) {
-    let taken = pending.lock().unwrap_or_else(|p| p.into_inner()).take();
-    for (_, p) in taken.into_iter().flatten() {
-        p.reply.send(Err(Error::new(ErrorKind::Lost, why.to_owned())));
-    }
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
