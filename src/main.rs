@@ -308,7 +308,9 @@ async fn listen(args: ListenArgs) -> Result<(), Failure> {
         token = Some(generated);
     }
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(Acceptor::from_pem_files(cert, key).map_err(Failure::usage)?),
+        (Some(cert), Some(key)) => {
+            Some(Acceptor::from_pem_files(cert, key).map_err(|e| Failure::usage(e.to_string()))?)
+        }
         _ => None,
     };
     let config = ServerConfig {
@@ -353,7 +355,7 @@ async fn transfer(
     }
     let tls = if use_tls {
         let name = opts.tls_server_name.as_deref().unwrap_or(&remote.host);
-        Some(Connector::new(opts.ca_cert.as_deref(), name).map_err(Failure::usage)?)
+        Some(Connector::new(opts.ca_cert.as_deref(), name).map_err(|e| Failure::usage(e.to_string()))?)
     } else {
         None
     };

@@ -134,24 +134,15 @@ async fn connect_one(
     let work = async {
         let tcp = TcpStream::connect((remote.host.as_str(), remote.port))
             .await
-            .map_err(|e| SessionError::Other(format!("cannot connect to {addr}: {e}")))?;
+            .map_err(|source| SessionError::Connect { addr: addr.clone(), source })?;
         let _ = tcp.set_nodelay(true);
         let counted = Counted::new(tcp, wire.clone());
         let (io, binding): (BoxIo, Vec<u8>) = match &config.tls {
             Some(connector) => {
-                let tls = connector.connect(counted).await.map_err(|e| {
-                    SessionError::Other(match e.kind() {
-                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => format!(
-                            "the server at {addr} closed the connection during the TLS handshake: \
-                             it does not seem to use TLS (use a pareco:// address without --tls)"
-                        ),
-                        _ if e.to_string().contains("CaUsedAsEndEntity") => format!(
-                            "TLS handshake with {addr} failed: {e} (the server's self-signed certificate \
-                             is marked as a CA; make it with basicConstraints CA:FALSE, see README)"
-                        ),
-                        _ => format!("TLS handshake with {addr} failed: {e}"),
-                    })
-                })?;
+                let tls = connector
+                    .connect(counted)
+                    .await
+                    .map_err(|source| SessionError::TlsHandshake { addr: addr.clone(), source })?;
                 let binding = super::tls::binding(tls.get_ref().1)?;
                 (Box::new(tls), binding)
             }
@@ -161,9 +152,7 @@ async fn connect_one(
         let welcome = handshake::client(&mut reader, &mut writer, key, intent, &binding).await.map_err(
             |e| match e {
                 SessionError::Foreign(what) if config.tls.is_none() && what.starts_with("a TLS") => {
-                    SessionError::Other(format!(
-                        "the server at {addr} expects TLS: use --tls or a pareco+tls:// address"
-                    ))
+                    SessionError::ExpectsTls { addr: addr.clone() }
                 }
                 other => other,
             },
@@ -171,9 +160,9 @@ async fn connect_one(
         reader.open(welcome.max_payload as usize);
         Ok(((reader, writer), welcome))
     };
-    tokio::time::timeout(CONNECT_TIMEOUT, work).await.map_err(|_| {
-        SessionError::Other(format!("no answer from {addr} within {}s", CONNECT_TIMEOUT.as_secs()))
-    })?
+    tokio::time::timeout(CONNECT_TIMEOUT, work)
+        .await
+        .map_err(|_| SessionError::Timeout { addr: addr.clone(), after: CONNECT_TIMEOUT })?
 }
 
 #[cfg(test)]

@@ -50,6 +50,31 @@ pub enum SessionError {
     Codec(#[from] CodecError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Other(String),
+    #[error("cannot connect to {addr}: {source}")]
+    Connect { addr: String, source: std::io::Error },
+    #[error("{}", tls_failure(.addr, .source))]
+    TlsHandshake { addr: String, source: std::io::Error },
+    #[error("the server at {addr} expects TLS: use --tls or a pareco+tls:// address")]
+    ExpectsTls { addr: String },
+    #[error("no answer from {addr} within {}s", .after.as_secs())]
+    Timeout { addr: String, after: std::time::Duration },
+    #[error("cannot open root directory {}: {source}", .path.display())]
+    Root { path: std::path::PathBuf, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+}
+
+/// What to tell a user whose TLS handshake with `addr` failed.
+fn tls_failure(addr: &str, error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => format!(
+            "the server at {addr} closed the connection during the TLS handshake: \
+             it does not seem to use TLS (use a pareco:// address without --tls)"
+        ),
+        _ if tls::is_ca_used_as_end_entity(error) => format!(
+            "TLS handshake with {addr} failed: {error} (the server's self-signed certificate \
+             is marked as a CA; make it with basicConstraints CA:FALSE, see README)"
+        ),
+        _ => format!("TLS handshake with {addr} failed: {error}"),
+    }
 }

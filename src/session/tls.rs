@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
@@ -57,30 +57,64 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(provider)
 }
 
-fn read_certs(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}: no PEM certificate in it", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("{}: no PEM private key in it", path.display())]
+    NoKey { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Refused { path: PathBuf, source: rustls::Error },
+    #[error("no trusted root certificates on this system; give one with --ca-cert")]
+    NoRoots,
+    #[error("{0:?} is not a valid TLS server name")]
+    ServerName(String),
+    #[error("TLS set-up failed: {0}")]
+    Setup(#[source] rustls::Error),
+}
+
+fn read_error(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
+    |source| TlsError::Read { path: path.to_owned(), source }
+}
+
+fn read_certs(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TlsError> {
+    let file = std::fs::File::open(path).map_err(read_error(path))?;
     let certs = rustls_pemfile::certs(&mut BufReader::new(file))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(read_error(path))?;
     if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate in it", path.display()));
+        return Err(TlsError::NoCertificate { path: path.to_owned() });
     }
     Ok(certs)
 }
 
+/// Is `error` (from a TLS handshake) the server's certificate refused
+/// because it is marked as a CA? (A self-signed certificate made without
+/// `basicConstraints CA:FALSE`.)
+pub fn is_ca_used_as_end_entity(error: &std::io::Error) -> bool {
+    let inner = error.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+    let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) = inner else {
+        return false;
+    };
+    other.0.downcast_ref::<webpki::Error>() == Some(&webpki::Error::CaUsedAsEndEntity)
+}
+
 impl Acceptor {
-    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Acceptor, String> {
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Acceptor, TlsError> {
         let certs = read_certs(cert)?;
-        let file = std::fs::File::open(key).map_err(|e| format!("{}: {e}", key.display()))?;
+        let file = std::fs::File::open(key).map_err(read_error(key))?;
         let key_der = rustls_pemfile::private_key(&mut BufReader::new(file))
-            .map_err(|e| format!("{}: {e}", key.display()))?
-            .ok_or_else(|| format!("{}: no PEM private key in it", key.display()))?;
+            .map_err(read_error(key))?
+            .ok_or_else(|| TlsError::NoKey { path: key.to_owned() })?;
         let config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .map_err(TlsError::Setup)?
             .with_no_client_auth()
             .with_single_cert(certs, key_der)
-            .map_err(|e| format!("{}: {e}", cert.display()))?;
+            .map_err(|source| TlsError::Refused { path: cert.to_owned(), source })?;
         Ok(Acceptor(TlsAcceptor::from(Arc::new(config))))
     }
 
@@ -94,12 +128,12 @@ impl Acceptor {
 
 impl Connector {
     /// Trusts `ca` if given, else the system's roots; checks `server_name`.
-    pub fn new(ca: Option<&Path>, server_name: &str) -> Result<Connector, String> {
+    pub fn new(ca: Option<&Path>, server_name: &str) -> Result<Connector, TlsError> {
         let mut roots = rustls::RootCertStore::empty();
         match ca {
             Some(ca) => {
                 for cert in read_certs(ca)? {
-                    roots.add(cert).map_err(|e| format!("{}: {e}", ca.display()))?;
+                    roots.add(cert).map_err(|source| TlsError::Refused { path: ca.to_owned(), source })?;
                 }
             }
             None => {
@@ -108,17 +142,17 @@ impl Connector {
                     let _ = roots.add(cert);
                 }
                 if roots.is_empty() {
-                    return Err("no trusted root certificates on this system; give one with --ca-cert".into());
+                    return Err(TlsError::NoRoots);
                 }
             }
         }
         let config = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .map_err(TlsError::Setup)?
             .with_root_certificates(roots)
             .with_no_client_auth();
         let name = ServerName::try_from(server_name.trim_start_matches('[').trim_end_matches(']').to_owned())
-            .map_err(|_| format!("{server_name:?} is not a valid TLS server name"))?;
+            .map_err(|_| TlsError::ServerName(server_name.to_owned()))?;
         Ok(Connector { inner: TlsConnector::from(Arc::new(config)), name })
     }
 

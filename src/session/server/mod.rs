@@ -112,12 +112,11 @@ struct State {
 impl Server {
     /// Opens the root and binds the listening socket.
     pub async fn bind(addr: &str, config: ServerConfig) -> Result<Server, SessionError> {
-        let root = Tree::open(&config.root).map_err(|e| {
-            SessionError::Other(format!("cannot open root directory {}: {e}", config.root.display()))
-        })?;
+        let root = Tree::open(&config.root)
+            .map_err(|source| SessionError::Root { path: config.root.clone(), source })?;
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|e| SessionError::Other(format!("cannot listen on {addr}: {e}")))?;
+            .map_err(|source| SessionError::Listen { addr: addr.to_owned(), source })?;
         let key = config.token.as_deref().map(Key::from_token);
         let limits = Limits {
             max_sessions: config.max_sessions,
