@@ -7,6 +7,7 @@ mod damage;
 mod fake;
 mod hardening;
 mod live;
+mod protocol_doc;
 mod raw;
 mod safety;
 mod sync;
