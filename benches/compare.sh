@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # benches/compare.sh: pareco versus rsync (daemon mode), side by side, on the
-# same generated data and the same link. See BENCHMARKS.md for what every
+# same generated data and the same link. See benches/README.md for what every
 # scenario and column means. Run with -h for the options.
 set -euo pipefail
 export LC_ALL=C
@@ -38,7 +38,7 @@ Options (each also settable by the environment variable shown):
   --quick                 scale the data down (64 MiB, 2 000 files) for development [PARECO_BENCH_QUICK=1]
   --work DIR              data, destinations, results         [PARECO_BENCH_WORK, default /tmp/pareco-bench]
   --timeout SEC           kill a client run after SEC seconds [PARECO_BENCH_TIMEOUT, default 1800]
-  --warm-mib MIB          before each run, touch and free this much memory (see BENCHMARKS.md)
+  --warm-mib MIB          before each run, touch and free this much memory (see benches/README.md)
                           [PARECO_BENCH_WARM_MIB, default 3072 when the kernel has free page
                           reporting (/sys/module/page_reporting), else 0]
   --iperf-secs SEC        length of each iperf3 measurement of a link [PARECO_BENCH_IPERF_SECS,
@@ -46,7 +46,7 @@ Options (each also settable by the environment variable shown):
                           and reads 2-2.5x the steady rate]
   --no-loopfs             keep the destinations in the work dir instead of on a fresh journaled
                           ext4 loop-mounted at WORK/mnt (the default when run as root and
-                          'mount -o loop' works; see BENCHMARKS.md) [PARECO_BENCH_LOOPFS=0]
+                          'mount -o loop' works; see benches/README.md) [PARECO_BENCH_LOOPFS=0]
   --no-build              use the existing binary, do not run cargo
   --pareco BIN            use this pareco binary (implies --no-build) [PARECO_BIN]
   -h, --help              this text
@@ -360,7 +360,7 @@ CPU_MODEL=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo "- runs: $RUNS per tool and scenario ($CUBIC_RUNS on wan-loss-cubic), alternating pareco/rsync; median of the successful runs"
   echo "- link capacity: iperf3 -P 1 and -P 8, ${IPERF_SECS} s each, on every WAN link before its runs"
   if [[ $WARM_MIB -gt 0 ]]; then
-    echo "- memory: $WARM_MIB MiB written to /dev/shm and freed again right before every run (free page reporting, see BENCHMARKS.md)"
+    echo "- memory: $WARM_MIB MiB written to /dev/shm and freed again right before every run (free page reporting, see benches/README.md)"
   else
     echo "- memory: no warm-up before the runs (--warm-mib 0)"
   fi
@@ -460,7 +460,7 @@ variants_of() {
 
 # ---------------------------------------------------------------- guest memory
 # On a VM whose kernel hands free memory back to the host (free page reporting,
-# as on the Firecracker VM of BENCHMARKS.md), the first touch of a page handed
+# as on the Firecracker VM of benches/README.md), the first touch of a page handed
 # back costs a fault in the host: writing 1 GiB into the page cache took 1.7 s
 # of system time instead of 0.35 s when the freed memory had had 15 s to be
 # reported (dd, measured). Which run meets such pages is luck, and the cost
