@@ -362,8 +362,8 @@ async fn transfer(
     let tree = open_local(direction, local)?;
     // A download run as root clears setuid and setgid bits unless told.
     let keep_setid = opts.keep_setid || !rustix::process::geteuid().is_root();
-    let settings =
-        Settings { chunk_size: opts.chunk_size, hash: opts.hash, filter, inplace: opts.inplace, keep_setid };
+    // One spec describes the session: the server's role gets it, and both
+    // the local role and the engine derive their settings from it.
     let spec = SessionSpec {
         direction,
         path: remote.path.clone(),
@@ -373,15 +373,10 @@ async fn transfer(
         excludes: opts.excludes.clone(),
         inplace: opts.inplace,
     };
+    let settings = Settings::for_session(&spec, filter, keep_setid);
+    let options =
+        transfer::Options::for_session(&spec, opts.skip_digest, opts.delete, opts.connections as usize);
     let config = ClientConfig { connections: opts.connections as usize, token, tls };
-    let chunk = opts.chunk_size as usize;
-    let options = transfer::Options {
-        chunk_size: opts.chunk_size,
-        skip_digest: opts.skip_digest,
-        delete: opts.delete,
-        inplace: opts.inplace,
-        window: (opts.connections as usize * 4 * chunk).clamp(16 << 20, 64 << 20).max(2 * chunk),
-    };
     if let Err(e) = raise_open_file_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }

@@ -26,7 +26,7 @@ use std::future::Future;
 
 use bytes::Bytes;
 
-use crate::codec::{Action, HashAlgo, HashTarget, Meta, RelPath, Span, Stat};
+use crate::codec::{Action, HashAlgo, HashTarget, Meta, RelPath, SessionSpec, Span, Stat};
 
 pub use destination::LocalDestination;
 pub use error::{Error, Result};
@@ -70,6 +70,15 @@ pub struct Settings {
     /// are cleared: a destination run as root would otherwise let anyone
     /// who may write into it plant a setuid-root program).
     pub keep_setid: bool,
+}
+
+impl Settings {
+    /// The settings of a role of the session `spec` describes, with its
+    /// globs compiled into `filter`: both sides derive theirs from the one
+    /// spec the client sends.
+    pub fn for_session(spec: &SessionSpec, filter: Filter, keep_setid: bool) -> Settings {
+        Settings { chunk_size: spec.chunk_size, hash: spec.hash, filter, inplace: spec.inplace, keep_setid }
+    }
 }
 
 /// The setuid and setgid bits.

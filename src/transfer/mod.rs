@@ -29,7 +29,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::codec::{Action, Entry, ErrorKind, Kind, Meta, RelPath, Stat};
+use crate::codec::{Action, Entry, ErrorKind, Kind, Meta, RelPath, SessionSpec, Stat};
 use crate::peer::{self, Destination, Source};
 
 pub use stats::{Counters, Report};
@@ -58,6 +58,22 @@ pub struct Options {
     pub inplace: bool,
     /// Bytes of chunk data in flight at most.
     pub window: usize,
+}
+
+impl Options {
+    /// The options of a transfer for the session `spec`, over
+    /// `connections` connections.
+    pub fn for_session(spec: &SessionSpec, skip_digest: bool, delete: bool, connections: usize) -> Options {
+        let chunk = spec.chunk_size as usize;
+        Options {
+            chunk_size: spec.chunk_size,
+            skip_digest,
+            delete,
+            inplace: spec.inplace,
+            // Four chunks per connection, within 16-64 MiB, at least two chunks.
+            window: (connections * 4 * chunk).clamp(16 << 20, 64 << 20).max(2 * chunk),
+        }
+    }
 }
 
 /// What every task of a transfer shares.

@@ -111,13 +111,7 @@ impl Table {
 
     /// Opens a session for `spec` with its compiled `filter` at `now_ms`.
     pub fn open(&self, spec: SessionSpec, filter: Filter, now_ms: u64) -> Result<Arc<Session>, peer::Error> {
-        let settings = Settings {
-            chunk_size: spec.chunk_size,
-            hash: spec.hash,
-            filter,
-            inplace: spec.inplace,
-            keep_setid: self.limits.keep_setid,
-        };
+        let settings = Settings::for_session(&spec, filter, self.limits.keep_setid);
         let upload = spec.direction == Direction::Upload;
         // Refuse early, before making any directory, when the server is full.
         self.check_room(&lock(&self.sessions))?;
