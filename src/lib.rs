@@ -8,6 +8,8 @@
 //! - [`transfer`]: the sync engine that drives a source and a destination,
 //!   whichever of them is remote.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod codec;
 pub mod peer;
 pub mod session;

@@ -35,7 +35,10 @@ pub enum Serves {
 /// What the protocol says of one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Declaration {
+    /// The message's variant name, as on the wire and in errors.
     pub name: &'static str,
+    /// Whether it is a handshake step, a request (and who serves it) or an
+    /// answer.
     pub class: Class,
     /// A raw payload travels after its header (else it MUST NOT).
     pub payload: bool,

@@ -21,40 +21,67 @@ use super::{MAX_HANDSHAKE_HEADER_LEN, MAX_HEADER_LEN, MAX_PAYLOAD_CAP, PREFIX_LE
 pub struct Packet {
     /// Correlates a response with its request; 0 for connection-level frames.
     pub id: u32,
+    /// The message the header carries.
     pub msg: Message,
+    /// The raw bytes after the header (empty when the message carries none).
     pub payload: Bytes,
 }
 
 /// What can be wrong with the bytes of a frame.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
+    /// The header length is over [`MAX_HEADER_LEN`].
     #[error("frame header of {0} bytes is over the limit of {MAX_HEADER_LEN} bytes")]
     HeaderTooLarge(usize),
+    /// During the handshake, the header length is over
+    /// [`MAX_HANDSHAKE_HEADER_LEN`].
     #[error("handshake frame header of {0} bytes is over the limit of {MAX_HANDSHAKE_HEADER_LEN} bytes")]
     HandshakeHeaderTooLarge(usize),
+    /// The header length is 0.
     #[error("frame with an empty header")]
     EmptyHeader,
     #[error("frame payload of {len} bytes is over this connection's limit of {limit} bytes")]
-    PayloadTooLarge { len: usize, limit: usize },
+    /// The payload is over the connection's limit (or, when encoding, over
+    /// [`MAX_PAYLOAD_CAP`]).
+    PayloadTooLarge {
+        /// The payload's length in bytes.
+        len: usize,
+        /// The largest payload allowed.
+        limit: usize,
+    },
+    /// A frame with a payload arrived before the handshake was complete.
     #[error("frame with a payload ({0} bytes) before the handshake is complete")]
     PayloadInHandshake(usize),
     #[error("{name} carries no payload, but {len} bytes came with it")]
-    UnexpectedPayload { name: &'static str, len: usize },
+    /// A payload came with a message that carries none.
+    UnexpectedPayload {
+        /// The message's name.
+        name: &'static str,
+        /// The payload's length in bytes.
+        len: usize,
+    },
+    /// The stream ended inside a frame; counts the bytes of it received,
+    /// prefix included.
     #[error("connection closed in the middle of a frame ({0} bytes of it received)")]
     Truncated(usize),
+    /// The header does not decode to `[id, message]`, or bytes are left over.
     #[error("malformed message: {0}")]
     Malformed(String),
+    /// A message could not be encoded to MessagePack.
     #[error("message could not be encoded: {0}")]
     Encode(String),
+    /// Reading from or writing to the connection failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
 impl Packet {
+    /// A packet without a payload.
     pub fn new(id: u32, msg: Message) -> Self {
         Packet { id, msg, payload: Bytes::new() }
     }
 
+    /// A packet whose `payload` goes after the header.
     pub fn with_payload(id: u32, msg: Message, payload: Bytes) -> Self {
         Packet { id, msg, payload }
     }
@@ -110,10 +137,13 @@ impl FrameCodec {
         self.set_max_payload(max_payload);
     }
 
+    /// Accepts payloads of up to `max_payload` bytes (capped at
+    /// [`MAX_PAYLOAD_CAP`]) from now on.
     pub fn set_max_payload(&mut self, max_payload: usize) {
         self.max_payload = max_payload.min(MAX_PAYLOAD_CAP);
     }
 
+    /// The largest payload accepted now, in bytes.
     pub fn max_payload(&self) -> usize {
         self.max_payload
     }

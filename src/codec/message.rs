@@ -18,33 +18,52 @@ pub enum Message {
     /// Client → server, first frame of every connection, with a fresh
     /// nonce of the client's.
     Hello {
+        /// The protocol version the client speaks (`PROTOCOL_VERSION`).
         version: u32,
+        /// 32 fresh random bytes of the client's, which the proofs are bound to.
         nonce: ByteBuf,
     },
     /// Server → client: its version and a fresh nonce to prove the token on.
     Challenge {
+        /// The protocol version the server speaks.
         version: u32,
+        /// 32 fresh random bytes of the server's, new for every connection.
         nonce: ByteBuf,
+        /// The server has a token configured, and proves it.
         token_required: bool,
     },
     /// Client → server: open a new session.
     Open {
+        /// The client's proof of the token (32 bytes); checked only by a
+        /// server with a token.
         proof: Option<ByteBuf>,
+        /// The session to open.
         spec: SessionSpec,
     },
     /// Client → server: add this connection to an open session.
     Join {
+        /// The session's id, from the `Welcome` that answered its `Open`.
         session: u64,
+        /// The client's proof made with the session's join key; always
+        /// checked.
         proof: Option<ByteBuf>,
     },
     /// Server → client: the connection belongs to `session` now. `proof`
     /// is the server's proof of the key; `secret`, when a session was
     /// opened, its secret sealed with the key (needed to join it).
     Welcome {
+        /// The session's id (never 0), to be given in `Join`.
         session: u64,
+        /// The server's session timeout: the session expires after this many
+        /// milliseconds without a frame.
         idle_timeout_ms: u64,
+        /// The largest payload either side may send on this connection from
+        /// now on (the session's chunk size).
         max_payload: u32,
+        /// The server's proof of the key (32 bytes).
         proof: ByteBuf,
+        /// For an `Open`, the session's secret sealed with the key; `None`
+        /// for a `Join`.
         secret: Option<ByteBuf>,
     },
 
@@ -55,120 +74,166 @@ pub enum Message {
     Walk,
     /// `lstat` each path on the destination.
     Probe {
+        /// The entries to look at.
         paths: Vec<RelPath>,
     },
     /// Digests of a span of chunks of a file.
     Hash {
+        /// The file whose chunks are digested.
         target: HashTarget,
+        /// Which chunks, cut for which size, and how many per digest.
         span: Span,
     },
     /// Read `len` bytes at `offset` of a source file.
     Read {
+        /// The source file.
         path: RelPath,
+        /// Byte offset to read from.
         offset: u64,
+        /// Bytes to read; at most the chunk size.
         len: u32,
     },
     /// Read several whole small files, each `(path, len)`, as one `Read`
     /// at offset 0 each would.
     ReadFiles {
+        /// Each file and its length as listed; the lengths add up to at most
+        /// the chunk size.
         files: Vec<(RelPath, u32)>,
     },
     /// Start writing a file of `size` bytes on the destination.
     Begin {
+        /// The final path of the file (not the root).
         path: RelPath,
+        /// Its size in bytes when complete.
         size: u64,
     },
     /// Copy unchanged ranges from the old file into the file being built.
     CopyOld {
+        /// The file being built, from `Begun`.
         handle: u64,
+        /// `(offset, len)` byte ranges, each copied from the old file to the
+        /// same offset of the file being built.
         ranges: Vec<(u64, u64)>,
     },
     /// Write the payload at `offset` of the file being built.
     Write {
+        /// The file being built, from `Begun`.
         handle: u64,
+        /// Where the payload goes in the file.
         offset: u64,
+        /// Digest of the payload.
         digest: ByteBuf,
     },
     /// Apply metadata and put the file in place.
     Finish {
+        /// The file being built, from `Begun`.
         handle: u64,
+        /// Permission bits and mtime to give the file.
         meta: Meta,
     },
     /// Drop a file being built: keep the partial temporary file for reuse, or
     /// remove it and the final file (its source vanished).
     Discard {
+        /// The file being built, from `Begun`.
         handle: u64,
+        /// `false`: keep what was built; `true`: the source vanished, remove
+        /// the temporary file and the file at the path.
         remove: bool,
     },
     /// A whole small file in one frame: the payload is its content.
     PutFile {
+        /// The file (not the root).
         path: RelPath,
+        /// Permission bits and mtime to give it.
         meta: Meta,
+        /// Digest of the whole payload.
         digest: ByteBuf,
     },
     /// Several whole small files in one frame: the payload is their
     /// contents back to back, in the order of `files`.
     PutFiles {
+        /// Each file's path, metadata, length and digest.
         files: Vec<SmallFile>,
     },
     /// Directory, symlink, metadata and delete operations, in order.
     Apply {
+        /// The operations; one that fails does not stop the others.
         actions: Vec<Action>,
     },
     /// The transfer is over: the server ends the session.
     Close,
 
     // --- responses (server → client) ---
+    /// Answer to `Ping`; carries nothing.
     Pong,
     /// Part of the answer to `Walk`; `done` marks the last one. `problems`
     /// name entries that could not be read (the transfer is incomplete).
     /// `root`, in the first one, is the metadata of the listed directory
     /// itself, which is never an entry.
     Listing {
+        /// Entries in listing order (parents before their contents).
         entries: Vec<Entry>,
+        /// One line ("PATH: reason") per entry that could not be read.
         problems: Vec<String>,
+        /// `true` on the final, empty frame of the walk.
         done: bool,
+        /// In the first frame, the mode and mtime of the listed directory;
+        /// `None` in the others.
         root: Option<Meta>,
     },
+    /// Answer to `Probe`.
     Probed {
+        /// One per probed path, in the same order: its state, or `None` when
+        /// no file, directory or symlink is there.
         found: Vec<Option<Stat>>,
     },
     /// Digests of the requested chunks: a prefix of them, those the file
     /// fully holds.
     Hashes {
+        /// One digest per chunk (`group` 1) or per group of chunks.
         digests: DigestList,
     },
     /// Answer to `Read`; the payload is the data. `file` is the file's state
     /// right after the read, to notice a source that changes under us.
     Data {
+        /// Digest of the payload.
         digest: ByteBuf,
+        /// The source file's state right after the read.
         file: Stat,
     },
     /// Answer to `ReadFiles`: one outcome per file, in order; the payload is
     /// the data of the files read, back to back, `len` bytes each.
     FilesRead {
+        /// One outcome per requested file, in order.
         files: Vec<FileRead>,
     },
     /// `partial`: a temporary file from an interrupted run was kept, and
     /// `Hash` on the handle tells what it already holds.
     Begun {
+        /// The handle of the file being built, for the requests that fill,
+        /// finish or discard it.
         handle: u64,
+        /// A temporary file from an interrupted run was kept.
         partial: bool,
     },
     /// A request that needs no other answer succeeded.
     Done,
     /// Answer to `Apply`: the actions that failed, with why.
     Applied {
+        /// The path of each action that failed, and why.
         failures: Vec<(RelPath, String)>,
     },
     /// Answer to `PutFiles`: the files that failed, by their index in the
     /// request, with why; every other file is in place.
     FilesPut {
+        /// Each file of the request that was not written.
         failures: Vec<FileFailure>,
     },
     /// A request (or, with id 0, the connection) failed.
     Error {
+        /// What went wrong, for the program.
         kind: ErrorKind,
+        /// One line for people, naming the path at fault.
         message: String,
     },
 }
@@ -185,15 +250,22 @@ pub enum Direction {
 /// Digest functions a session can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HashAlgo {
+    /// XXH3-64, 8 bytes (the default).
     Xxh3,
+    /// XXH3-128, 16 bytes.
     Xxh128,
+    /// XXH64, 8 bytes.
     Xxh64,
+    /// CRC-32 (IEEE, as zlib's `crc32`), 4 bytes.
     Crc32,
+    /// CRC-32C (Castagnoli), 4 bytes.
     Crc32c,
+    /// Adler-32 (as zlib's `adler32`), 4 bytes.
     Adler32,
 }
 
 impl HashAlgo {
+    /// Every algorithm, in the order of declaration.
     pub const ALL: [HashAlgo; 6] = [
         HashAlgo::Xxh3,
         HashAlgo::Xxh128,
@@ -233,12 +305,17 @@ impl HashAlgo {
 /// Everything a session fixes when it is opened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionSpec {
+    /// Which way the data flows.
     pub direction: Direction,
     /// The server-side tree, relative to the server's root.
     pub path: RelPath,
+    /// Chunk size in bytes, 1024 to 64 MiB.
     pub chunk_size: u32,
+    /// The digest function for every chunk digest of the session.
     pub hash: HashAlgo,
+    /// Include globs: when there are any, only what matches them is synced.
     pub includes: Vec<String>,
+    /// Exclude globs: what matches them is not synced (excludes win).
     pub excludes: Vec<String>,
     /// Write changed chunks straight into existing files.
     pub inplace: bool,
@@ -248,15 +325,20 @@ pub struct SessionSpec {
 /// never listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link.
     Symlink,
 }
 
 /// Modification time: seconds and nanoseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Mtime {
+    /// Seconds since the Unix epoch (may be negative).
     pub secs: i64,
+    /// Nanoseconds within the second, below 10⁹.
     pub nanos: u32,
 }
 
@@ -265,6 +347,7 @@ pub struct Mtime {
 pub struct Meta {
     /// Permission bits (`mode & 0o7777`).
     pub mode: u32,
+    /// Modification time.
     pub mtime: Mtime,
 }
 
@@ -272,16 +355,22 @@ pub struct Meta {
 /// symlink, its target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stat {
+    /// What the entry is.
     pub kind: Kind,
+    /// Size in bytes (files only; 0 for directories and symlinks).
     pub size: u64,
+    /// Permission bits and mtime; for a symlink, the link's own.
     pub meta: Meta,
+    /// The symlink's target bytes; `None` for other kinds.
     pub target: Option<ByteBuf>,
 }
 
 /// One entry of a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    /// Its path, relative to the listed directory.
     pub path: RelPath,
+    /// Its state.
     pub stat: Stat,
 }
 
@@ -302,9 +391,13 @@ pub enum HashTarget {
 /// first chunk the file does not fully hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Span {
+    /// The file size the chunks are cut for (the size the source listed).
     pub size: u64,
+    /// Index of the first chunk.
     pub first: u64,
+    /// Number of chunks (at most 1024).
     pub count: u32,
+    /// Chunks per digest: 1 (or 0) for one digest per chunk.
     pub group: u32,
 }
 
@@ -316,16 +409,39 @@ pub struct DigestList(#[serde(with = "serde_bytes")] pub Vec<u8>);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
     /// Make sure a directory exists (replacing a non-directory).
-    MakeDir { path: RelPath },
+    MakeDir {
+        /// The directory (not the root).
+        path: RelPath,
+    },
     /// Make `path` a symlink to `target` (replacing what is there).
-    Symlink { path: RelPath, target: ByteBuf, mtime: Mtime },
+    Symlink {
+        /// Where the link goes (not the root).
+        path: RelPath,
+        /// The bytes the link points to, created exactly as sent.
+        target: ByteBuf,
+        /// The link's own mtime.
+        mtime: Mtime,
+    },
     /// Set permission bits and mtime (mode is ignored for symlinks).
-    SetMeta { path: RelPath, kind: Kind, meta: Meta },
+    SetMeta {
+        /// The entry; the root only with `kind` `Dir`.
+        path: RelPath,
+        /// The kind the source listed; `Symlink` skips the permission bits.
+        kind: Kind,
+        /// Permission bits and mtime to set.
+        meta: Meta,
+    },
     /// Remove an entry; a directory only when it is empty.
-    Remove { path: RelPath, kind: Kind },
+    Remove {
+        /// The entry (not the root).
+        path: RelPath,
+        /// `Dir` removes an empty directory; the other kinds unlink.
+        kind: Kind,
+    },
 }
 
 impl Action {
+    /// The path the action is on.
     pub fn path(&self) -> &RelPath {
         match self {
             Action::MakeDir { path }
@@ -340,9 +456,13 @@ impl Action {
 /// those of the files before it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SmallFile {
+    /// Where the file goes (not the root).
     pub path: RelPath,
+    /// Its permission bits and mtime.
     pub meta: Meta,
+    /// Its size: the next `len` bytes of the payload.
     pub len: u32,
+    /// Digest of those bytes.
     pub digest: ByteBuf,
 }
 
@@ -351,9 +471,19 @@ pub struct SmallFile {
 pub enum FileRead {
     /// Read: its data is in the payload. As in `Data`, `file` is the file's
     /// state right after the read.
-    Read { digest: ByteBuf, file: Stat },
+    Read {
+        /// Digest of the file's bytes in the payload.
+        digest: ByteBuf,
+        /// The file's state right after the read.
+        file: Stat,
+    },
     /// Not read (a file that vanished is `NotFound`).
-    Failed { kind: ErrorKind, message: String },
+    Failed {
+        /// Why, as for a failed request.
+        kind: ErrorKind,
+        /// Why, for people.
+        message: String,
+    },
 }
 
 /// A file of a `PutFiles` request that was not written.
@@ -361,7 +491,9 @@ pub enum FileRead {
 pub struct FileFailure {
     /// Its index in the request's `files`.
     pub index: u32,
+    /// Why, as for a failed request.
     pub kind: ErrorKind,
+    /// Why, for people.
     pub message: String,
 }
 

@@ -19,12 +19,16 @@ pub struct RelPath(Vec<u8>);
 /// Why a byte string is not a [`RelPath`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PathError {
+    /// It starts with `/`.
     #[error("path {0:?} is absolute")]
     Absolute(String),
+    /// It has an empty component (`//`, or a trailing `/`).
     #[error("path {0:?} has an empty component")]
     EmptyComponent(String),
+    /// It has a `.` or `..` component.
     #[error("path {0:?} has a '.' or '..' component")]
     DotComponent(String),
+    /// It contains a NUL byte.
     #[error("path {0:?} contains a NUL byte")]
     Nul(String),
 }
@@ -68,10 +72,12 @@ impl RelPath {
         RelPath::new(cleaned.join("/"))
     }
 
+    /// Whether this is the empty path, the root itself.
     pub fn is_root(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// The path's bytes, as they travel on the wire.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }

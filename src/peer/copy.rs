@@ -17,7 +17,7 @@ use rustix::io::Errno;
 
 /// Copies `len` bytes at `offset` from `from` to the same offset of `to`:
 /// the data in the kernel where it can (`copy_file_range`), holes as holes.
-pub fn copy_range(from: &File, to: &File, offset: u64, len: u64) -> io::Result<()> {
+pub(super) fn copy_range(from: &File, to: &File, offset: u64, len: u64) -> io::Result<()> {
     let end = offset + len;
     let mut at = offset;
     while at < end {

@@ -65,6 +65,7 @@ impl LocalDestination {
         &self.inner.settings
     }
 
+    /// The destination role over `tree`, set up with `settings`.
     pub fn new(tree: Tree, settings: Settings) -> Self {
         LocalDestination {
             inner: Arc::new(Inner {

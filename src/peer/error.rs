@@ -9,16 +9,21 @@ use rustix::io::Errno;
 pub use crate::codec::printable;
 use crate::codec::{ErrorKind, RelPath};
 
+/// The result of a peer operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A failed peer operation: its kind, and one line naming the path at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct Error {
+    /// What went wrong, as an `Error` frame carries it.
     pub kind: ErrorKind,
+    /// One line for people, naming the path at fault.
     pub message: String,
 }
 
 impl Error {
+    /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error { kind, message: message.into() }
     }
@@ -28,10 +33,13 @@ impl Error {
         Error::new(kind, printable(message))
     }
 
+    /// A `Denied` error: not allowed, such as a path that leads outside the
+    /// root.
     pub fn denied(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Denied, message)
     }
 
+    /// An `Io` error: any other failure of the file system.
     pub fn io(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Io, message)
     }
@@ -50,6 +58,8 @@ impl Error {
         }
     }
 
+    /// Maps a failed I/O operation on `rel` as [`from_errno`](Error::from_errno)
+    /// does; an error without an OS error code is `Io`.
     pub fn from_io(err: io::Error, rel: &RelPath, what: &str) -> Self {
         match err.raw_os_error() {
             Some(code) => Error::from_errno(Errno::from_raw_os_error(code), rel, what),

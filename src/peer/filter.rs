@@ -26,7 +26,9 @@ pub struct Filter {
 #[derive(Debug, thiserror::Error)]
 #[error("bad glob pattern {pattern:?}: {reason}")]
 pub struct FilterError {
+    /// The pattern at fault (cut short when it is too long).
     pub pattern: String,
+    /// Why it was refused.
     pub reason: String,
 }
 
@@ -34,9 +36,13 @@ pub struct FilterError {
 /// compiling globs costs time and memory, and a server compiles those a
 /// client sends.
 pub const MAX_PATTERNS: usize = 64;
+/// Bytes per pattern at most.
 pub const MAX_PATTERN_LEN: usize = 1024;
 
 impl Filter {
+    /// Compiles the include and exclude globs; refuses more than
+    /// [`MAX_PATTERNS`] per list, a pattern longer than [`MAX_PATTERN_LEN`]
+    /// and one that does not compile.
     pub fn new(includes: &[String], excludes: &[String]) -> Result<Filter, FilterError> {
         for patterns in [includes, excludes] {
             if patterns.len() > MAX_PATTERNS {

@@ -56,13 +56,17 @@ pub const DESCRIPTORS_PER_ROLE: usize = {
 
 /// Smallest and largest chunk size a session accepts.
 pub const MIN_CHUNK_SIZE: u32 = 1024;
+/// Largest chunk size a session accepts: the payload cap, 64 MiB.
 pub const MAX_CHUNK_SIZE: u32 = crate::codec::MAX_PAYLOAD_CAP as u32;
 
 /// What both roles of one transfer agree on.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Chunk size in bytes.
     pub chunk_size: u32,
+    /// The digest function for every chunk digest.
     pub hash: HashAlgo,
+    /// The include and exclude globs, compiled.
     pub filter: Filter,
     /// Write changed chunks into the existing file instead of a temporary.
     pub inplace: bool,
@@ -88,8 +92,11 @@ pub const SETID_BITS: u32 = 0o6000;
 /// right after the read.
 #[derive(Debug, Clone)]
 pub struct Chunk {
+    /// The bytes read, exactly as many as asked for.
     pub data: Bytes,
+    /// Digest of `data`.
     pub digest: Digest,
+    /// The file's state right after the read.
     pub file: Stat,
 }
 
@@ -98,7 +105,10 @@ pub struct Chunk {
 /// digest and its state right after the read, or why it was not read.
 #[derive(Debug, Clone)]
 pub struct Bundle {
+    /// The bytes of the files read, back to back.
     pub data: Bytes,
+    /// One per requested file, in order: its digest and state after the
+    /// read, or why it was not read (then it has no bytes in `data`).
     pub files: Vec<Result<(Digest, Stat)>>,
 }
 
@@ -106,15 +116,21 @@ pub struct Bundle {
 /// shared buffer, after those of the files before it.
 #[derive(Debug, Clone)]
 pub struct NewFile {
+    /// Where the file goes (not the root).
     pub path: RelPath,
+    /// Permission bits and mtime to give it.
     pub meta: Meta,
+    /// Its size: the next `len` bytes of the shared buffer.
     pub len: u32,
+    /// Digest of those bytes.
     pub digest: Digest,
 }
 
 /// A file the destination has started building.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Begun {
+    /// Names the file being built in later calls, until it is finished or
+    /// discarded.
     pub handle: u64,
     /// A partial temporary file from an interrupted run was kept; hashing
     /// the handle tells which chunks it already holds.
@@ -226,6 +242,8 @@ pub(crate) fn read_new_at(file: &std::fs::File, len: usize, offset: u64) -> std:
 /// Chunks one `Hash` request may span at most, and bytes (unless a single
 /// chunk is larger): what one request may cost the side that hashes.
 pub const MAX_HASH_CHUNKS: u32 = 1024;
+/// Bytes one `Hash` request may span at most, unless a single chunk is
+/// larger.
 pub const MAX_HASH_BYTES: u64 = 64 << 20;
 
 /// The digests of `span` of `file` (see [`Span`]), within the limits above.

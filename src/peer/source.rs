@@ -38,6 +38,7 @@ impl LocalSource {
         &self.inner.settings
     }
 
+    /// The source role over `tree`, set up with `settings`.
     pub fn new(tree: Tree, settings: Settings) -> Self {
         LocalSource { inner: Arc::new(Inner { tree: Arc::new(tree), settings, open: Mutex::default() }) }
     }

@@ -24,6 +24,7 @@ const KEY_CONTEXT: &str = "pareco 2026-11 token key v1";
 const TRANSCRIPT_CONTEXT: &str = "pareco 2026-11 handshake transcript v2";
 /// Bytes of a nonce (each side sends one), and of a session secret.
 pub const NONCE_LEN: usize = 32;
+/// Bytes of a session secret.
 pub const SECRET_LEN: usize = 32;
 /// The TLS exporter label of the channel binding.
 pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-pareco-channel-binding";
@@ -48,6 +49,7 @@ pub struct Transcript([u8; 32]);
 pub type Secret = [u8; SECRET_LEN];
 
 impl Key {
+    /// The key derived from `token` (BLAKE3 `derive_key`).
     pub fn from_token(token: &str) -> Key {
         Key(blake3::derive_key(KEY_CONTEXT, token.as_bytes()))
     }

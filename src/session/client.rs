@@ -26,9 +26,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A remote tree: `pareco://HOST[:PORT]/PATH` (`pareco+tls://` for TLS).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remote {
+    /// Host name or IP address (an IPv6 address without its brackets).
     pub host: String,
+    /// TCP port; [`DEFAULT_PORT`] when the address gives none.
     pub port: u16,
+    /// The tree on the server, relative to the server's root.
     pub path: RelPath,
+    /// The address is a `pareco+tls://` one.
     pub tls: bool,
 }
 
@@ -82,8 +86,11 @@ impl FromStr for Remote {
 /// How a client connects. (Its `Debug` shows no token.)
 #[derive(Clone)]
 pub struct ClientConfig {
+    /// Connections of the session, the opening one included (at least 1).
     pub connections: usize,
+    /// The token shared with the server, if any.
     pub token: Option<String>,
+    /// How to speak TLS to the server; `None` for plain TCP.
     pub tls: Option<Connector>,
 }
 

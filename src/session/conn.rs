@@ -21,6 +21,7 @@ use crate::codec::{CodecError, FrameCodec, Message, Packet};
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
+/// The byte stream of a connection, boxed: plain TCP or TLS.
 pub type BoxIo = Box<dyn Io>;
 
 /// Reads frames off one connection.
@@ -150,10 +151,12 @@ impl Writer {
         self.flush().await
     }
 
+    /// Sends one frame without a payload (and anything queued before it).
     pub async fn send_msg(&mut self, id: u32, msg: Message) -> Result<(), CodecError> {
         self.send(&Packet::new(id, msg)).await
     }
 
+    /// Shuts down the sending side of the stream; errors are ignored.
     pub async fn shutdown(&mut self) {
         use tokio::io::AsyncWriteExt;
         let _ = self.inner.shutdown().await;
@@ -167,6 +170,7 @@ pub struct Counted<S> {
 }
 
 impl<S> Counted<S> {
+    /// Counts the bytes that pass through `inner` into `total`.
     pub fn new(inner: S, total: Arc<AtomicU64>) -> Self {
         Counted { inner, total }
     }

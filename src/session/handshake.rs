@@ -25,10 +25,13 @@ use super::SessionError;
 /// What a client asks for after the challenge.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Intent {
+    /// Open a new session with this spec.
     Open(SessionSpec),
     /// Join an open session, whose secret came with its `Welcome`.
     Join {
+        /// The session's id.
         session: u64,
+        /// The session's secret.
         secret: Secret,
     },
 }
@@ -36,8 +39,12 @@ pub enum Intent {
 /// What the server granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Welcome {
+    /// The session's id.
     pub session: u64,
+    /// The session expires after this long without a frame.
     pub idle_timeout: Duration,
+    /// The largest payload either side may send on the connection (the
+    /// chunk size).
     pub max_payload: u32,
     /// The session's secret, to join it with more connections.
     pub secret: Secret,
@@ -47,15 +54,20 @@ pub struct Welcome {
 /// its proof (unchecked), and the transcript to check it on.
 #[derive(Debug, Clone)]
 pub struct Greeting {
+    /// What the client asks for.
     pub wants: Wants,
+    /// The client's proof, as sent.
     pub proof: Option<ByteBuf>,
+    /// The digest of this handshake, which the proofs are made on.
     pub transcript: Transcript,
 }
 
 /// What a client asks the server for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Wants {
+    /// Open a new session with this spec.
     Open(SessionSpec),
+    /// Join the open session with this id.
     Join(u64),
 }
 

@@ -21,7 +21,7 @@ pub(super) enum Reply {
 }
 
 impl Reply {
-    pub fn send(self, result: Result<Packet, Error>) {
+    pub(super) fn send(self, result: Result<Packet, Error>) {
         match self {
             Reply::Once(tx) => drop(tx.send(result)),
             Reply::Stream(tx) => drop(tx.send(result)),
@@ -46,13 +46,13 @@ pub(super) struct InFlight<T> {
 }
 
 impl<T> InFlight<T> {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         InFlight { pending: Some(HashMap::new()), last_id: 0 }
     }
 
     /// Registers a request sent at `now`: the id to send it under (never 0,
     /// never one in flight). A closed connection gives the reply back.
-    pub fn insert(&mut self, reply: Reply, timed: bool, held: T, now: Instant) -> Result<u32, Reply> {
+    pub(super) fn insert(&mut self, reply: Reply, timed: bool, held: T, now: Instant) -> Result<u32, Reply> {
         let Some(pending) = self.pending.as_mut() else { return Err(reply) };
         let mut id = self.last_id;
         loop {
@@ -67,7 +67,7 @@ impl<T> InFlight<T> {
     }
 
     /// Takes back a request that was never sent; fails it with `error`.
-    pub fn fail(&mut self, id: u32, error: Error) {
+    pub(super) fn fail(&mut self, id: u32, error: Error) {
         if let Some(p) = self.pending.as_mut().and_then(|m| m.remove(&id)) {
             p.reply.send(Err(error));
         }
@@ -77,7 +77,7 @@ impl<T> InFlight<T> {
     /// `Error` becomes `Err`). A request is done with its last answer (for
     /// a `Walk`, the `Listing` marked `done`); returns its round trip if it
     /// is a timed one. An answer to no request in flight is dropped.
-    pub fn deliver(&mut self, packet: Packet, now: Instant) -> Option<Duration> {
+    pub(super) fn deliver(&mut self, packet: Packet, now: Instant) -> Option<Duration> {
         let pending = self.pending.as_mut()?;
         let last = !matches!(packet.msg, Message::Listing { done: false, .. });
         let id = packet.id;
@@ -99,7 +99,7 @@ impl<T> InFlight<T> {
 
     /// The connection is gone: every request in flight fails with `Lost`
     /// and `why`, and no more are taken.
-    pub fn close(&mut self, why: &str) {
+    pub(super) fn close(&mut self, why: &str) {
         for (_, p) in self.pending.take().into_iter().flatten() {
             p.reply.send(Err(Error::new(ErrorKind::Lost, why.to_owned())));
         }

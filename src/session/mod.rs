@@ -42,26 +42,64 @@ pub enum SessionError {
     /// The other side does not speak this protocol; says what it spoke.
     #[error("the other side answered with {0}, not the pareco protocol")]
     Foreign(&'static str),
+    /// The other side sent something the handshake does not allow.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The connection closed while the handshake waited for a message.
     #[error("{0}")]
     Closed(String),
+    /// A frame could not be read, decoded, encoded or written.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// Any other I/O error.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The TCP connection could not be made.
     #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        /// The server's address, `HOST:PORT`.
+        addr: String,
+        /// Why the connection failed.
+        source: std::io::Error,
+    },
+    /// The TLS handshake with the server failed.
     #[error("{}", tls_failure(.addr, .source))]
-    TlsHandshake { addr: String, source: std::io::Error },
+    TlsHandshake {
+        /// The server's address, `HOST:PORT`.
+        addr: String,
+        /// Why the TLS handshake failed.
+        source: std::io::Error,
+    },
+    /// A plain connection reached a server that speaks only TLS.
     #[error("the server at {addr} expects TLS: use --tls or a pareco+tls:// address")]
-    ExpectsTls { addr: String },
+    ExpectsTls {
+        /// The server's address, `HOST:PORT`.
+        addr: String,
+    },
+    /// Connecting and the handshake took longer than allowed.
     #[error("no answer from {addr} within {}s", .after.as_secs())]
-    Timeout { addr: String, after: std::time::Duration },
+    Timeout {
+        /// The server's address, `HOST:PORT`.
+        addr: String,
+        /// The time allowed.
+        after: std::time::Duration,
+    },
+    /// The server's root directory could not be opened.
     #[error("cannot open root directory {}: {source}", .path.display())]
-    Root { path: std::path::PathBuf, source: std::io::Error },
+    Root {
+        /// The root directory, as given.
+        path: std::path::PathBuf,
+        /// Why it could not be opened.
+        source: std::io::Error,
+    },
+    /// The server could not bind its listening socket.
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        /// The address to listen on, as given.
+        addr: String,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
 }
 
 /// What to tell a user whose TLS handshake with `addr` failed.

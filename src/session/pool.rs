@@ -58,9 +58,13 @@ pub struct Pool {
 /// Round-trip latency percentiles of chunk requests, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Latency {
+    /// The median.
     pub p50: u64,
+    /// The 90th percentile.
     pub p90: u64,
+    /// The 99th percentile.
     pub p99: u64,
+    /// The longest round trip.
     pub max: u64,
 }
 
@@ -125,6 +129,8 @@ impl Pool {
         self.wire.load(Ordering::Relaxed)
     }
 
+    /// Round-trip latency percentiles of the requests that moved file data
+    /// so far.
     pub fn latency(&self) -> Latency {
         let h = self.shared.latency.lock().unwrap_or_else(|p| p.into_inner());
         Latency {

@@ -31,12 +31,16 @@ pub struct RemoteDestination {
 }
 
 impl RemoteSource {
+    /// The source role of the session behind `pool`, whose digest function
+    /// is `hash`.
     pub fn new(pool: Pool, hash: HashAlgo) -> Self {
         RemoteSource { pool, hash }
     }
 }
 
 impl RemoteDestination {
+    /// The destination role of the session behind `pool`, whose digest
+    /// function is `hash`.
     pub fn new(pool: Pool, hash: HashAlgo) -> Self {
         RemoteDestination { pool, hash }
     }

@@ -60,18 +60,43 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A PEM file could not be read.
     #[error("{}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// A certificate file holds no PEM certificate.
     #[error("{}: no PEM certificate in it", path.display())]
-    NoCertificate { path: PathBuf },
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The key file holds no PEM private key.
     #[error("{}: no PEM private key in it", path.display())]
-    NoKey { path: PathBuf },
+    NoKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// rustls refused the server's certificate and key, or a CA
+    /// certificate.
     #[error("{}: {source}", path.display())]
-    Refused { path: PathBuf, source: rustls::Error },
+    Refused {
+        /// The certificate file, or the CA file.
+        path: PathBuf,
+        /// Why rustls refused it.
+        source: rustls::Error,
+    },
+    /// No CA file was given and the system has no trusted roots.
     #[error("no trusted root certificates on this system; give one with --ca-cert")]
     NoRoots,
+    /// The name to check the server's certificate against is not a valid
+    /// TLS server name.
     #[error("{0:?} is not a valid TLS server name")]
     ServerName(String),
+    /// rustls could not be set up with the protocol versions asked for.
     #[error("TLS set-up failed: {0}")]
     Setup(#[source] rustls::Error),
 }
@@ -103,6 +128,8 @@ pub fn is_ca_used_as_end_entity(error: &std::io::Error) -> bool {
 }
 
 impl Acceptor {
+    /// The server's TLS set-up, with the certificate chain in `cert` and its
+    /// private key in `key` (both PEM files).
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Acceptor, TlsError> {
         let certs = read_certs(cert)?;
         let file = std::fs::File::open(key).map_err(read_error(key))?;
@@ -118,6 +145,7 @@ impl Acceptor {
         Ok(Acceptor(TlsAcceptor::from(Arc::new(config))))
     }
 
+    /// Runs the server side of the TLS handshake over `stream`.
     pub async fn accept(
         &self,
         stream: TcpStream,

@@ -49,6 +49,7 @@ const LARGE_FILE_WEIGHT: u32 = 16;
 /// How a transfer behaves.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Chunk size in bytes, as in the session.
     pub chunk_size: u32,
     /// Trust equal size and mtime without reading the file.
     pub skip_digest: bool,

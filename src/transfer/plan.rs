@@ -46,7 +46,7 @@ pub(super) struct Plan {
 
 impl Plan {
     /// A file of `chunks` chunks, all to be sent.
-    pub fn new(chunks: u64) -> Plan {
+    pub(super) fn new(chunks: u64) -> Plan {
         Plan { origin: vec![Origin::Send; chunks as usize], ours: vec![None; chunks as usize] }
     }
 
@@ -60,7 +60,7 @@ impl Plan {
     /// digest of each differing chunk. Returns the differing groups worth
     /// comparing chunk by chunk: those that start within the old file's
     /// `old_chunks` chunks.
-    pub fn first_round(
+    pub(super) fn first_round(
         &mut self,
         group: u64,
         mine: &[Digest],
@@ -83,7 +83,7 @@ impl Plan {
 
     /// The second round for the chunks from `first`: one digest per chunk
     /// from each side. Digests beyond the file are ignored.
-    pub fn refine(&mut self, first: u64, mine: &[Digest], theirs: &[Digest]) {
+    pub(super) fn refine(&mut self, first: u64, mine: &[Digest], theirs: &[Digest]) {
         for (k, digest) in mine.iter().enumerate() {
             let i = first as usize + k;
             if i >= self.origin.len() {
@@ -99,13 +99,13 @@ impl Plan {
 
     /// Would the comparison need more source digests to check a partial
     /// file (a chunk to send whose digest it did not learn)?
-    pub fn lacks_digests(&self) -> bool {
+    pub(super) fn lacks_digests(&self) -> bool {
         self.origin.iter().zip(&self.ours).any(|(o, d)| *o == Origin::Send && d.is_none())
     }
 
     /// Takes `mine`, the source's digests of every chunk, where none was
     /// learnt.
-    pub fn learn(&mut self, mine: &[Digest]) {
+    pub(super) fn learn(&mut self, mine: &[Digest]) {
         for (ours, digest) in self.ours.iter_mut().zip(mine) {
             ours.get_or_insert(*digest);
         }
@@ -113,7 +113,7 @@ impl Plan {
 
     /// Marks the chunks to send that the partial temporary file holds
     /// already (`partial`: its digest of each chunk, a prefix).
-    pub fn reuse_partial(&mut self, partial: &[Digest]) {
+    pub(super) fn reuse_partial(&mut self, partial: &[Digest]) {
         for (i, origin) in self.origin.iter_mut().enumerate() {
             if *origin == Origin::Send && self.ours[i].is_some() && partial.get(i).copied() == self.ours[i] {
                 *origin = Origin::Partial;
@@ -122,13 +122,13 @@ impl Plan {
     }
 
     /// Does the old file hold every chunk?
-    pub fn all_old(&self) -> bool {
+    pub(super) fn all_old(&self) -> bool {
         self.origin.iter().all(|o| *o == Origin::Old)
     }
 
     /// `(offset, len)` byte ranges of the runs of chunks from `which`, for
     /// chunks of `chunk` bytes of a file of `size` bytes.
-    pub fn runs(&self, which: Origin, chunk: u64, size: u64) -> Vec<(u64, u64)> {
+    pub(super) fn runs(&self, which: Origin, chunk: u64, size: u64) -> Vec<(u64, u64)> {
         let mut ranges: Vec<(u64, u64)> = Vec::new();
         for (i, o) in self.origin.iter().enumerate() {
             if *o != which {

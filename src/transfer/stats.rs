@@ -10,28 +10,45 @@ use crate::session::Latency;
 /// Counters shared by all tasks of a transfer.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Regular files the source listed.
     pub files_total: AtomicU64,
+    /// Files for which data was sent (or that were created empty).
     pub files_transferred: AtomicU64,
+    /// Files for which no data had to be sent.
     pub files_skipped: AtomicU64,
+    /// Files and symlinks removed from the destination by `--delete`.
     pub files_deleted: AtomicU64,
+    /// Files that could not be synced.
     pub files_failed: AtomicU64,
+    /// Files that changed while they were read (sent as read).
     pub files_changed: AtomicU64,
+    /// Files that vanished from the source during the transfer.
     pub files_vanished: AtomicU64,
+    /// Directories the source listed.
     pub dirs_total: AtomicU64,
+    /// Symlinks the source listed.
     pub symlinks_total: AtomicU64,
+    /// Bytes of all the files the source listed.
     pub bytes_total: AtomicU64,
+    /// Chunk payload bytes sent (a re-sent chunk counts twice).
     pub bytes_transferred: AtomicU64,
+    /// Bytes of files and chunks found already in place.
     pub bytes_skipped: AtomicU64,
+    /// Chunks of the files the source listed.
     pub chunks_total: AtomicU64,
+    /// Chunks delivered to the destination, each counted once.
     pub chunks_transferred: AtomicU64,
+    /// Errors met (failed files, unreadable entries, failed actions).
     pub errors: AtomicU64,
 }
 
 impl Counters {
+    /// Adds `n` to `counter`.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// The current value of `counter`.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
@@ -76,15 +93,25 @@ impl Counters {
 /// The outcome of a transfer, as `--json` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Regular files the source listed.
     pub files_total: u64,
+    /// Files for which data was sent (or that were created empty).
     pub files_transferred: u64,
+    /// Files for which no data had to be sent.
     pub files_skipped: u64,
+    /// Files and symlinks removed from the destination by `--delete`.
     pub files_deleted: u64,
+    /// Files that could not be synced.
     pub files_failed: u64,
+    /// Files that changed while they were read (sent as read).
     pub files_changed_during_transfer: u64,
+    /// Files that vanished from the source during the transfer.
     pub files_vanished: u64,
+    /// Directories the source listed.
     pub dirs_total: u64,
+    /// Symlinks the source listed.
     pub symlinks_total: u64,
+    /// Bytes of all the files the source listed.
     pub bytes_total: u64,
     /// Chunk payload bytes actually sent (a re-sent chunk counts twice).
     pub bytes_transferred: u64,
@@ -92,14 +119,20 @@ pub struct Report {
     pub bytes_skipped: u64,
     /// Everything the client's sockets sent and received.
     pub wire_bytes: u64,
+    /// Chunks of the files the source listed.
     pub chunks_total: u64,
+    /// Chunks delivered to the destination, each counted once.
     pub chunks_transferred: u64,
+    /// Chunks not sent: `chunks_total - chunks_transferred`.
     pub chunks_skipped: u64,
     /// Errors met (failed files, unreadable entries, failed actions).
     pub errors: u64,
+    /// How long the transfer took, in seconds.
     pub duration_s: f64,
     /// `bytes_transferred` per second of the whole run.
     pub throughput_bytes_per_s: u64,
+    /// Round-trip latency percentiles of the requests that moved file data,
+    /// in microseconds.
     pub chunk_latency_us: Latency,
 }
 

@@ -47,7 +47,9 @@ pub const READ_AHEAD: usize = 16;
 /// (each a one-line message), which make the listing incomplete.
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// Entries in listing order (parents before their contents).
     pub entries: Vec<Entry>,
+    /// One line ("PATH: reason") per entry that could not be read.
     pub problems: Vec<String>,
     /// The metadata of the walked directory itself (in the first batch).
     pub root: Option<Meta>,

@@ -29,7 +29,7 @@ const STRICT: ResolveFlags =
 /// name, the entries that could not be read, and the names of special
 /// files that were skipped.
 #[derive(Debug, Default)]
-pub struct DirRead {
+pub(super) struct DirRead {
     pub own: Option<Stat>,
     pub entries: Vec<(Vec<u8>, Stat)>,
     pub problems: Vec<String>,
@@ -40,7 +40,7 @@ pub struct DirRead {
 /// temporary files are left out before they are even stated. A directory
 /// that is gone (deleted while the walk ran) reads as empty, without a
 /// problem; any other failure is a problem.
-pub fn read_dir(tree: &Tree, filter: &Filter, dir: &RelPath) -> DirRead {
+pub(super) fn read_dir(tree: &Tree, filter: &Filter, dir: &RelPath) -> DirRead {
     let mut read = DirRead::default();
     if let Err(e) = read_into(tree, filter, dir, &mut read) {
         if e != Errno::NOENT {

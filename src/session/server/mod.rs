@@ -59,10 +59,17 @@ pub const MAX_HANDSHAKES: usize = 256;
 pub struct ServerConfig {
     /// The directory served; nothing outside it is ever touched.
     pub root: PathBuf,
+    /// The token clients must prove; `None` lets anyone open sessions.
     pub token: Option<String>,
+    /// A session with no frame and no finished request for this long
+    /// expires.
     pub session_timeout: Duration,
+    /// Sessions open at once at most.
     pub max_sessions: usize,
+    /// Connections per session at most.
     pub max_connections: usize,
+    /// The certificate to speak TLS with (then TLS only); `None` for plain
+    /// TCP.
     pub tls: Option<Acceptor>,
     /// Keep the setuid and setgid bits of uploaded files.
     pub keep_setid: bool,
@@ -133,6 +140,8 @@ impl Server {
         Ok(Server { listener, state: Arc::new(state) })
     }
 
+    /// The address the server listens on (with its port, when bound to
+    /// port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }

@@ -79,7 +79,7 @@ pub(super) enum Role {
 
 impl Session {
     /// Marks the session active at `now_ms`.
-    pub fn touch(&self, now_ms: u64) {
+    pub(super) fn touch(&self, now_ms: u64) {
         self.last_active.store(now_ms, Ordering::Relaxed);
     }
 }
@@ -89,12 +89,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Table {
-    pub fn new(root: Tree, limits: Limits) -> Table {
+    pub(super) fn new(root: Tree, limits: Limits) -> Table {
         Table { root, limits, sessions: Mutex::default(), writers: Writers::default() }
     }
 
     /// Refuses a chunk size out of range (before anything else is done).
-    pub fn check_chunk_size(spec: &SessionSpec) -> Result<(), peer::Error> {
+    pub(super) fn check_chunk_size(spec: &SessionSpec) -> Result<(), peer::Error> {
         if !(peer::MIN_CHUNK_SIZE..=peer::MAX_CHUNK_SIZE).contains(&spec.chunk_size) {
             return Err(peer::Error::new(
                 ErrorKind::Limit,
@@ -110,7 +110,12 @@ impl Table {
     }
 
     /// Opens a session for `spec` with its compiled `filter` at `now_ms`.
-    pub fn open(&self, spec: SessionSpec, filter: Filter, now_ms: u64) -> Result<Arc<Session>, peer::Error> {
+    pub(super) fn open(
+        &self,
+        spec: SessionSpec,
+        filter: Filter,
+        now_ms: u64,
+    ) -> Result<Arc<Session>, peer::Error> {
         let settings = Settings::for_session(&spec, filter, self.limits.keep_setid);
         let upload = spec.direction == Direction::Upload;
         // Refuse early, before making any directory, when the server is full.
@@ -186,7 +191,7 @@ impl Table {
     /// Adds a connection to session `id` once `admit` (the check of its
     /// proof) says yes: counted at once, under the lock, so concurrent
     /// joins cannot pass the limit.
-    pub fn join<T>(
+    pub(super) fn join<T>(
         &self,
         id: u64,
         admit: impl FnOnce(&Session) -> Result<T, peer::Error>,
@@ -207,7 +212,7 @@ impl Table {
         Ok((session, admitted))
     }
 
-    pub fn end(&self, session: &Session, why: &str) {
+    pub(super) fn end(&self, session: &Session, why: &str) {
         if lock(&self.sessions).remove(&session.id).is_some() {
             tracing::info!("session {:016x}: {why}", session.id);
         }
@@ -216,7 +221,7 @@ impl Table {
 
     /// The sessions with no activity for longer than `timeout_ms` at
     /// `now_ms`.
-    pub fn idle(&self, now_ms: u64, timeout_ms: u64) -> Vec<Arc<Session>> {
+    pub(super) fn idle(&self, now_ms: u64, timeout_ms: u64) -> Vec<Arc<Session>> {
         lock(&self.sessions)
             .values()
             .filter(|s| now_ms.saturating_sub(s.last_active.load(Ordering::Relaxed)) > timeout_ms)
