@@ -3,8 +3,8 @@
 //! - [`frame`]: the frame layout (an 8-byte length prefix, a MessagePack header,
 //!   an optional raw payload), the tokio-util [`FrameCodec`] decoder, and
 //!   the encoding of a frame's head to send beside its payload.
-//! - [`message`]: every message of the protocol as one serde enum, and the
-//!   plain data types the messages carry.
+//! - [`message`]: every message of the protocol as one serde enum.
+//! - [`types`]: the plain data types the messages carry.
 //! - [`declared`]: each message declared once — name, class, payload, who
 //!   serves it and what answers it.
 //! - [`path`]: [`RelPath`], a path relative to a synced root that is checked
@@ -20,12 +20,14 @@ pub mod frame;
 pub mod message;
 pub mod path;
 pub mod text;
+pub mod types;
 
 pub use declared::{Class, Declaration, Serves};
 pub use frame::{CodecError, FrameCodec, Packet};
 pub use message::*;
 pub use path::RelPath;
 pub use text::printable;
+pub use types::*;
 
 /// The protocol version this build speaks. A peer with another version is
 /// refused during the handshake with a message naming both.

@@ -9,6 +9,7 @@
 //! - `plan`: where each chunk comes from, decided from digests alone (pure
 //!   functions, tested on their own).
 //! - `bundle`: new small files, many per request.
+//! - `delete`: `--delete`, once the rest is done.
 //! - [`stats`]: counters and the final report.
 //!
 //! Everything runs at once: several batches are probed while earlier files
@@ -18,6 +19,7 @@
 //! files in progress.
 
 mod bundle;
+mod delete;
 pub mod file;
 mod plan;
 pub mod stats;
@@ -250,7 +252,7 @@ where
                 if incomplete { "the source listing is incomplete".to_owned() } else { format!("{errors} error(s)") }
             );
         } else {
-            delete_extraneous(&ctx, &seen).await?;
+            delete::delete_extraneous(&ctx, &seen).await?;
         }
     }
     // The root of the transfer gets the source root's metadata too.
@@ -392,35 +394,4 @@ fn same_symlink(source: &Stat, found: Option<&Stat>) -> bool {
     found.is_some_and(|f| {
         f.kind == Kind::Symlink && f.target == source.target && f.meta.mtime == source.meta.mtime
     })
-}
-
-/// Removes what the destination has and the source does not, children
-/// before their parents. Directories holding excluded entries stay.
-async fn delete_extraneous<S, D>(ctx: &Arc<Ctx<S, D>>, seen: &HashSet<RelPath>) -> Result<(), peer::Error>
-where
-    S: Source + Clone,
-    D: Destination + Clone,
-{
-    let mut listing = ctx.dest.walk().await?;
-    let mut doomed = Vec::new();
-    while let Some(batch) = listing.recv().await {
-        for problem in batch.problems {
-            ctx.fail("", peer::Error::io(problem));
-        }
-        doomed.extend(batch.entries.into_iter().filter(|e| !e.path.is_root() && !seen.contains(&e.path)));
-    }
-    doomed.reverse();
-    for chunk in doomed.chunks(ACTIONS_PER_REQUEST) {
-        let actions: Vec<Action> = chunk
-            .iter()
-            .map(|e| {
-                tracing::info!("deleting {}", e.path);
-                Action::Remove { path: e.path.clone(), kind: e.stat.kind }
-            })
-            .collect();
-        let files = chunk.iter().filter(|e| e.stat.kind != Kind::Dir).count();
-        let done = ctx.apply(actions).await;
-        Counters::add(&ctx.counters.files_deleted, files.min(done) as u64);
-    }
-    Ok(())
 }

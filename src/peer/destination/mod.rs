@@ -3,9 +3,11 @@
 //! A changed file is built in a temporary file beside it ([`super::temp`]):
 //! unchanged chunks are copied from the old file (holes kept, see
 //! `peer::copy`), new chunks written at their offsets after their digest
-//! is checked, and only a complete file is renamed over the old one. A temporary file left by an interrupted run is
-//! kept and offered for reuse (`Begun::partial`). With `inplace`, chunks go
-//! straight into the existing file instead.
+//! is checked, and only a complete file is renamed over the old one. A
+//! temporary file left by an interrupted run is kept and offered for reuse
+//! (`Begun::partial`). With `inplace`, chunks go straight into the existing
+//! file instead. Whole small files and directory-level actions are in
+//! `entries`.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -17,12 +19,15 @@ use bytes::Bytes;
 
 use crate::codec::{Action, ErrorKind, HashTarget, Kind, Meta, RelPath, Span, Stat};
 
+mod entries;
+
+use entries::below_root;
+
 use super::error::{Error, Result};
-use super::temp::{temp_name, temp_path};
+use super::temp::temp_path;
 use super::tree::{link_count, set_file_meta, Tree};
 use super::{
     blocking, copy, hash, hash_chunks, walk, Begun, Destination, Digest, Listing, NewFile, Settings,
-    SETID_BITS,
 };
 
 /// Files being built at once at most (each holds up to two descriptors).
@@ -240,99 +245,6 @@ impl Inner {
         }
         Ok(())
     }
-
-    fn put_file(&self, path: RelPath, meta: Meta, data: &[u8], digest: Digest) -> Result<()> {
-        below_root(&path)?;
-        check_digest(&self.settings, data, digest, &path, 0)?;
-        if self.settings.inplace {
-            self.prepare_file_slot(&path)?;
-            if let Some(file) = self.open_in_place(&path)? {
-                file.write_all_at(data, 0)
-                    .and_then(|()| file.set_len(data.len() as u64))
-                    .map_err(|e| Error::from_io(e, &path, "write"))?;
-                return set_file_meta(&file, self.file_meta(meta), &path);
-            }
-        }
-        // The common case of many small files, in few system calls: the
-        // parent directory is opened once and the rest happens by name.
-        let (parent, name) = match self.tree.parent_of(&path) {
-            Err(e) if e.kind == ErrorKind::NotFound => {
-                if let Some((dir, _)) = path.split_last() {
-                    self.tree.replace_with_dirs(&dir)?;
-                }
-                self.tree.parent_of(&path)?
-            }
-            other => other?,
-        };
-        let temp = temp_name(name);
-        let file = match parent.create_new(&temp) {
-            Ok(file) => file,
-            Err(_) => {
-                // A stale temporary file (or anything else) is in the way.
-                self.tree.remove_all(&temp_path(&path)?)?;
-                parent.create_new(&temp)?
-            }
-        };
-        let written = file.write_all_at(data, 0).map_err(|e| Error::from_io(e, &path, "write"));
-        if let Err(e) = written.and_then(|()| set_file_meta(&file, self.file_meta(meta), &path)) {
-            let _ = self.tree.remove_file(&temp_path(&path)?);
-            return Err(e);
-        }
-        // A rename replaces a file, symlink or special file at `name`; only
-        // a directory there (the source's file was a directory here) has to
-        // go first.
-        match parent.rename(&temp, name) {
-            Err(e) if parent.stat(name)?.is_some_and(|st| st.kind == Kind::Dir) => {
-                self.tree.remove_all(&path).map_err(|_| e)?;
-                parent.rename(&temp, name)
-            }
-            other => other,
-        }
-    }
-
-    /// `meta` as a regular file here gets it: without the setuid and
-    /// setgid bits unless `keep_setid`.
-    fn file_meta(&self, meta: Meta) -> Meta {
-        if self.settings.keep_setid {
-            return meta;
-        }
-        Meta { mode: meta.mode & !SETID_BITS, ..meta }
-    }
-
-    fn apply(&self, action: &Action) -> Result<()> {
-        match action {
-            // The root itself only ever gets its metadata set.
-            Action::SetMeta { path, kind: Kind::Dir, .. } if path.is_root() => {}
-            other => below_root(other.path())?,
-        }
-        match action {
-            Action::MakeDir { path } => self.tree.replace_with_dirs(path),
-            Action::Symlink { path, target, mtime } => {
-                match self.tree.lstat(path)? {
-                    Some(st) if st.target.as_deref().map(|t| &t[..]) == Some(&target[..]) => {}
-                    Some(_) => {
-                        self.tree.remove_all(path)?;
-                        self.tree.symlink(target, path)?;
-                    }
-                    None => {
-                        if let Some((parent, _)) = path.split_last().filter(|(p, _)| !p.is_root()) {
-                            self.tree.replace_with_dirs(&parent)?;
-                        }
-                        self.tree.symlink(target, path)?;
-                    }
-                }
-                self.tree.set_mtime(path, *mtime)
-            }
-            Action::SetMeta { path, kind, meta } => {
-                if *kind != Kind::Symlink {
-                    self.tree.set_mode(path, meta.mode, self.settings.keep_setid)?;
-                }
-                self.tree.set_mtime(path, meta.mtime)
-            }
-            Action::Remove { path, kind: Kind::Dir } => self.tree.remove_empty_dir(path).map(drop),
-            Action::Remove { path, .. } => self.tree.remove_file(path),
-        }
-    }
 }
 
 impl Destination for LocalDestination {
@@ -426,15 +338,6 @@ fn check_digest(settings: &Settings, data: &[u8], digest: Digest, path: &RelPath
             format!("{path}: chunk at {offset} does not match its digest"),
         ))
     }
-}
-
-/// Refuses the root of the tree as the target of an operation that
-/// creates, replaces or removes an entry, before anything is touched.
-fn below_root(path: &RelPath) -> Result<()> {
-    if path.is_root() {
-        return Err(Error::denied("the root itself cannot be replaced or removed, only its metadata set"));
-    }
-    Ok(())
 }
 
 fn protocol(message: String) -> Error {
