@@ -2,179 +2,21 @@
 //! and maps the outcome to an exit status (0 complete, 1 failed, 2 usage,
 //! 130 interrupted).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 
-use pareco::codec::{Direction, HashAlgo, SessionSpec};
+mod cli;
+
+use cli::{Cli, Command, ListenArgs, TokenArgs, TransferArgs, Verbosity};
+
+use pareco::codec::{Direction, SessionSpec};
 use pareco::peer::{self, Filter, LocalDestination, LocalSource, Settings, Tree};
 use pareco::session::tls::{Acceptor, Connector};
 use pareco::session::{self, ClientConfig, Remote, RemoteDestination, RemoteSource, Server, ServerConfig};
 use pareco::transfer::{self, Report};
-
-#[derive(Parser)]
-#[command(name = "pareco", version, about = "Parallel remote directory sync over N TCP connections")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve a directory to any number of transfer sessions.
-    Listen(ListenArgs),
-    /// Upload: make the remote directory a mirror of LOCAL_DIR.
-    Send {
-        #[arg(value_name = "LOCAL_DIR")]
-        local: PathBuf,
-        #[arg(value_name = "REMOTE")]
-        remote: String,
-        #[command(flatten)]
-        opts: TransferArgs,
-    },
-    /// Download: make LOCAL_DIR a mirror of the remote directory.
-    Recv {
-        #[arg(value_name = "REMOTE")]
-        remote: String,
-        #[arg(value_name = "LOCAL_DIR")]
-        local: PathBuf,
-        #[command(flatten)]
-        opts: TransferArgs,
-    },
-}
-
-#[derive(Args)]
-struct ListenArgs {
-    /// Address and port to listen on.
-    #[arg(long, default_value = "0.0.0.0:4650", value_name = "ADDR:PORT")]
-    bind: String,
-    /// Directory served; sessions can reach nothing outside it.
-    #[arg(long, default_value = ".", value_name = "DIR")]
-    root: PathBuf,
-    #[command(flatten)]
-    token: TokenArgs,
-    /// Make a random token, print it once on stdout, and require it.
-    #[arg(short = 'g', long, conflicts_with_all = ["token", "token_file"])]
-    generate_token: bool,
-    /// Expire a session after this long without a frame (ms, s, m, h).
-    #[arg(long, default_value = "150s", value_parser = parse_duration, value_name = "DUR")]
-    session_timeout: Duration,
-    /// Sessions open at once at most.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
-    max_sessions: u64,
-    /// Connections per session at most.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
-    max_connections: u64,
-    /// Serve TLS only, with this certificate chain (PEM).
-    #[arg(long, value_name = "CERT.pem", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// The private key of --tls-cert (PEM).
-    #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Keep the setuid/setgid bits of uploaded files (they are cleared
-    /// otherwise).
-    #[arg(long)]
-    keep_setid: bool,
-    #[command(flatten)]
-    verbosity: Verbosity,
-}
-
-#[derive(Args)]
-struct TokenArgs {
-    /// Access token (prefer PARECO_TOKEN or --token-file: arguments show in `ps`).
-    #[arg(short = 'a', long, env = "PARECO_TOKEN", hide_env_values = true, value_name = "TOKEN")]
-    token: Option<String>,
-    /// Read the access token from the first line of FILE.
-    #[arg(long, value_name = "FILE", conflicts_with = "token")]
-    token_file: Option<PathBuf>,
-}
-
-#[derive(Args)]
-struct TransferArgs {
-    /// Parallel connections.
-    #[arg(short = 'n', long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
-    connections: u64,
-    /// Chunk size (bytes, or with k/KiB/M/MiB/G..., case-insensitive; 1 KiB to 64 MiB).
-    #[arg(short = 'c', long, default_value = "1MiB", value_parser = parse_chunk_size, value_name = "SIZE")]
-    chunk_size: u32,
-    #[command(flatten)]
-    token: TokenArgs,
-    /// Digest function for comparing and checking chunks: xxh3, xxh128,
-    /// xxh64, crc32, crc32c or adler32.
-    #[arg(long, default_value = "xxh3", value_parser = parse_hash)]
-    hash: HashAlgo,
-    /// Trust equal size and mtime: never read such files.
-    #[arg(long)]
-    skip_digest: bool,
-    /// Delete destination entries that the source does not have.
-    #[arg(long, visible_alias = "delete-unexpected")]
-    delete: bool,
-    /// Sync only paths matching GLOB (repeatable).
-    #[arg(short = 'i', long = "include", value_name = "GLOB")]
-    includes: Vec<String>,
-    /// Skip paths matching GLOB (repeatable; wins over --include).
-    #[arg(short = 'e', long = "exclude", value_name = "GLOB")]
-    excludes: Vec<String>,
-    /// Write changed chunks straight into existing files (no temporary file).
-    #[arg(long)]
-    inplace: bool,
-    /// recv as root: keep the setuid/setgid bits of received files (they
-    /// are cleared otherwise).
-    #[arg(long)]
-    keep_setid: bool,
-    /// Print a JSON report on stdout at the end.
-    #[arg(long)]
-    json: bool,
-    /// Use TLS (implied by a pareco+tls:// address).
-    #[arg(long)]
-    tls: bool,
-    /// Trust this CA (or self-signed) certificate instead of the system's roots.
-    #[arg(long, value_name = "PEM")]
-    ca_cert: Option<PathBuf>,
-    /// Server name to verify instead of the address's host.
-    #[arg(long, value_name = "NAME")]
-    tls_server_name: Option<String>,
-    #[command(flatten)]
-    verbosity: Verbosity,
-}
-
-#[derive(Args)]
-struct Verbosity {
-    /// More output: -v a line per file, -vv a line per chunk.
-    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
-    verbose: u8,
-    /// Errors only.
-    #[arg(short, long)]
-    quiet: bool,
-}
-
-fn parse_hash(text: &str) -> Result<HashAlgo, String> {
-    HashAlgo::from_name(text).ok_or_else(|| {
-        let names: Vec<&str> = HashAlgo::ALL.iter().map(|a| a.name()).collect();
-        format!("unknown digest function (use one of: {})", names.join(", "))
-    })
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text).map_err(|e| format!("{e} (use e.g. 500ms, 150s, 5m, 1h)"))?;
-    if d.is_zero() {
-        return Err("must be longer than zero".into());
-    }
-    Ok(d)
-}
-
-fn parse_chunk_size(text: &str) -> Result<u32, String> {
-    let size = parse_size::Config::new()
-        .with_binary()
-        .parse_size(text)
-        .map_err(|e| format!("{e} (use e.g. 65536, 64k, 1MiB, 4M)"))?;
-    if !(peer::MIN_CHUNK_SIZE as u64..=peer::MAX_CHUNK_SIZE as u64).contains(&size) {
-        return Err(format!("{size} bytes is outside 1 KiB to 64 MiB"));
-    }
-    Ok(size as u32)
-}
 
 /// A failure, with the exit status it maps to.
 struct Failure {
