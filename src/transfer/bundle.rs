@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::codec::{Entry, ErrorKind, Kind, Stat};
 use crate::peer::{self, Destination, Source};
 
-use super::file::{from_source, note_change, Progress};
+use super::progress::{from_source, note_change, Progress};
 use super::stats::Counters;
 use super::Ctx;
 

@@ -12,7 +12,7 @@
 //! - A source file that changes while it is read is sent as read and
 //!   counted; one that vanishes is removed from the destination too.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
@@ -22,6 +22,7 @@ use crate::codec::{Action, Entry, ErrorKind, HashTarget, Kind, Meta, RelPath, Sp
 use crate::peer::{self, Destination, Digest, Source};
 
 use super::plan::{segments, Origin, Plan};
+use super::progress::{from_source, note_change, Progress};
 use super::stats::Counters;
 use super::Ctx;
 
@@ -43,42 +44,6 @@ struct ChunkJob {
     len: u32,
     /// The source's digest of the chunk, if the comparison learnt it.
     expected: Option<Digest>,
-}
-
-/// What happened to one file, for the counters.
-#[derive(Default)]
-pub(super) struct Progress {
-    /// Chunks delivered, and their bytes (each counted once).
-    pub chunks_sent: AtomicU64,
-    pub data_sent: AtomicU64,
-    /// Payload bytes put on the wire, a chunk sent again counted again.
-    pub bytes_sent: AtomicU64,
-    pub changed: AtomicBool,
-    pub vanished: AtomicBool,
-}
-
-/// Passes on the error of a call to the source, noting a missing file as
-/// a source that vanished (a missing destination file is a plain error).
-pub(super) fn from_source(progress: &Progress) -> impl Fn(peer::Error) -> peer::Error + '_ {
-    |e| {
-        if e.kind == ErrorKind::NotFound {
-            progress.vanished.store(true, Ordering::Relaxed);
-        }
-        e
-    }
-}
-
-/// Notes whether the source file changed since it was listed.
-pub(super) fn note_change(
-    progress: &Progress,
-    listed: &Stat,
-    now: &Stat,
-    expected: Option<Digest>,
-    got: Digest,
-) {
-    if now.size != listed.size || now.meta.mtime != listed.meta.mtime || expected.is_some_and(|e| e != got) {
-        progress.changed.store(true, Ordering::Relaxed);
-    }
 }
 
 /// Digests of chunks `0..chunks` in groups of `group`, a segment per request,

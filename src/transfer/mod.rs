@@ -10,6 +10,7 @@
 //!   functions, tested on their own).
 //! - `bundle`: new small files, many per request.
 //! - `delete`: `--delete`, once the rest is done.
+//! - `progress`: what happened to one file, for the counters.
 //! - [`stats`]: counters and the final report.
 //!
 //! Everything runs at once: several batches are probed while earlier files
@@ -22,6 +23,7 @@ mod bundle;
 mod delete;
 pub mod file;
 mod plan;
+mod progress;
 pub mod stats;
 
 use std::collections::HashSet;
