@@ -3,8 +3,8 @@
 //!
 //! - this file: the run as a whole — stream the source listing in batches,
 //!   probe the destination for each batch, create directories and symlinks,
-//!   hand files to [`file`], then `--delete` and directory metadata.
-//! - [`file`]: one file — decide what to skip, compare chunk digests, send
+//!   hand files to [`file`](mod@file), then `--delete` and directory metadata.
+//! - [`file`](mod@file): one file — decide what to skip, compare chunk digests, send
 //!   only the chunks that differ.
 //! - `plan`: where each chunk comes from, decided from digests alone (pure
 //!   functions, tested on their own).
