@@ -64,6 +64,7 @@ fn hashing_a_file() {
             hash: HashAlgo::Xxh3,
             filter: Filter::default(),
             inplace: false,
+            delete: false,
             keep_setid: true,
         };
         let source = LocalSource::new(Tree::open(dir.path()).expect("open tree"), settings);

@@ -214,10 +214,10 @@ async fn transfer(
         includes: opts.includes.clone(),
         excludes: opts.excludes.clone(),
         inplace: opts.inplace,
+        delete: opts.delete,
     };
     let settings = Settings::for_session(&spec, filter, keep_setid);
-    let options =
-        transfer::Options::for_session(&spec, opts.skip_digest, opts.delete, opts.connections as usize);
+    let options = transfer::Options::for_session(&spec, opts.skip_digest, opts.connections as usize);
     let config = ClientConfig { connections: opts.connections as usize, token, tls };
     if let Err(e) = raise_open_file_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");

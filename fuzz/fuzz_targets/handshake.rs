@@ -1129,6 +1129,7 @@ impl Wire for SessionSpec {
         SessionSpec {
             direction: if flags & 1 == 0 { Direction::Upload } else { Direction::Download },
             inplace: flags & 2 != 0,
+            delete: flags & 4 != 0,
             path: RelPath::get(c),
             chunk_size: pick(c, CHUNKS),
             hash: ALGOS[usize::from(c.u8()) % ALGOS.len()],
@@ -1138,7 +1139,7 @@ impl Wire for SessionSpec {
     }
 
     fn put(&self, o: &mut Vec<u8>) {
-        o.push(u8::from(self.direction == Direction::Download) | u8::from(self.inplace) << 1);
+        o.push(u8::from(self.direction == Direction::Download) | u8::from(self.inplace) << 1 | u8::from(self.delete) << 2);
         self.path.put(o);
         put_pick(o, CHUNKS, self.chunk_size);
         o.push(ALGOS.iter().position(|&a| a == self.hash).unwrap() as u8);
@@ -1494,6 +1495,7 @@ struct RawSpec {
     includes: Vec<String>,
     excludes: Vec<String>,
     inplace: bool,
+    delete: bool,
 }
 
 #[derive(Serialize)]
@@ -1528,6 +1530,7 @@ fn check_raw_encoding() {
         includes: vec!["*".into()],
         excludes: Vec::new(),
         inplace: true,
+        delete: false,
     };
     let raw_path = || ByteBuf::from(path.as_bytes().to_vec());
     let span = Span { size: 3000, first: 1, count: 2, group: 3 };
@@ -1542,6 +1545,7 @@ fn check_raw_encoding() {
         includes: spec.includes.clone(),
         excludes: spec.excludes.clone(),
         inplace: spec.inplace,
+        delete: spec.delete,
     };
     assert_eq!(
         intent_bytes(&Wants::Open(spec.clone())).unwrap(),
@@ -1561,6 +1565,7 @@ fn check_raw_encoding() {
                     includes: spec.includes.clone(),
                     excludes: spec.excludes.clone(),
                     inplace: spec.inplace,
+                    delete: spec.delete,
                 },
             },
         ),
@@ -2159,6 +2164,7 @@ impl Run {
                     includes: Vec::new(),
                     excludes: Vec::new(),
                     inplace: false,
+                    delete: false,
                 };
                 let open = |spec: &RawSpec| [&b"open"[..], &rmp_serde::to_vec(spec).unwrap()].concat();
                 let (proof, valid) =
@@ -2172,6 +2178,7 @@ impl Run {
                         includes: Vec::new(),
                         excludes: Vec::new(),
                         inplace: false,
+                        delete: false,
                     }),
                     secret: None,
                     valid,
@@ -2389,6 +2396,7 @@ impl Run {
             includes: Vec::new(),
             excludes: Vec::new(),
             inplace: false,
+            delete: false,
         };
         let mut slot = 0;
         while slot < MAX_SESSIONS {
@@ -2469,6 +2477,7 @@ fn spec(direction: Direction, path: &str, chunk_size: u32, hash: HashAlgo) -> Se
         includes: Vec::new(),
         excludes: Vec::new(),
         inplace: false,
+        delete: false,
     }
 }
 

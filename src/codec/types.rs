@@ -88,6 +88,10 @@ pub struct SessionSpec {
     pub excludes: Vec<String>,
     /// Write changed chunks straight into existing files.
     pub inplace: bool,
+    /// The client deletes what the source does not have; without it, the
+    /// destination refuses to replace a non-empty directory by a file or
+    /// symlink (which would delete its contents).
+    pub delete: bool,
 }
 
 /// The kind of a tree entry. Other kinds (FIFOs, sockets, devices) are

@@ -70,6 +70,9 @@ pub struct Settings {
     pub filter: Filter,
     /// Write changed chunks into the existing file instead of a temporary.
     pub inplace: bool,
+    /// Deletion was asked for (`--delete`): only then is a non-empty
+    /// directory replaced by a file or symlink.
+    pub delete: bool,
     /// Give files the setuid and setgid bits they are sent with (else they
     /// are cleared: a destination run as root would otherwise let anyone
     /// who may write into it plant a setuid-root program).
@@ -81,7 +84,14 @@ impl Settings {
     /// globs compiled into `filter`: both sides derive theirs from the one
     /// spec the client sends.
     pub fn for_session(spec: &SessionSpec, filter: Filter, keep_setid: bool) -> Settings {
-        Settings { chunk_size: spec.chunk_size, hash: spec.hash, filter, inplace: spec.inplace, keep_setid }
+        Settings {
+            chunk_size: spec.chunk_size,
+            hash: spec.hash,
+            filter,
+            inplace: spec.inplace,
+            delete: spec.delete,
+            keep_setid,
+        }
     }
 }
 

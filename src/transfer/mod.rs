@@ -68,12 +68,12 @@ pub struct Options {
 impl Options {
     /// The options of a transfer for the session `spec`, over
     /// `connections` connections.
-    pub fn for_session(spec: &SessionSpec, skip_digest: bool, delete: bool, connections: usize) -> Options {
+    pub fn for_session(spec: &SessionSpec, skip_digest: bool, connections: usize) -> Options {
         let chunk = spec.chunk_size as usize;
         Options {
             chunk_size: spec.chunk_size,
             skip_digest,
-            delete,
+            delete: spec.delete,
             inplace: spec.inplace,
             // Four chunks per connection, within 16-64 MiB, at least two chunks.
             window: (connections * 4 * chunk).clamp(16 << 20, 64 << 20).max(2 * chunk),

@@ -220,15 +220,10 @@ fn session_spec() -> impl Strategy<Value = SessionSpec> {
         prop::collection::vec(text(), 0..4),
         prop::collection::vec(text(), 0..4),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(direction, path, chunk_size, hash, includes, excludes, inplace)| SessionSpec {
-            direction,
-            path,
-            chunk_size,
-            hash,
-            includes,
-            excludes,
-            inplace,
+        .prop_map(|(direction, path, chunk_size, hash, includes, excludes, inplace, delete)| {
+            SessionSpec { direction, path, chunk_size, hash, includes, excludes, inplace, delete }
         })
 }
 
@@ -429,6 +424,7 @@ fn sample_packets() -> Vec<Packet> {
         includes: vec!["*.rs".into()],
         excludes: vec!["target/**".into(), ".git".into()],
         inplace: false,
+        delete: false,
     };
     let digest = || ByteBuf::from(vec![0xD1, 0x6E, 0x57, 0x00, 0x01, 0x02, 0x03, 0x04]);
     let payload = Bytes::from_static(b"chunk payload: the raw file bytes\n");

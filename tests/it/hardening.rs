@@ -53,6 +53,7 @@ mod mirror {
         pub includes: Vec<String>,
         pub excludes: Vec<String>,
         pub inplace: bool,
+        pub delete: bool,
     }
 }
 
@@ -569,6 +570,7 @@ fn forbidden_paths_make_the_frame_malformed() {
             includes: Vec::new(),
             excludes: Vec::new(),
             inplace: false,
+            delete: false,
         };
         let mut raw = Raw::connect(server.port);
         raw.hello();

@@ -85,6 +85,7 @@ fn described() -> Vec<Packet> {
         includes: vec!["*.txt".into()],
         excludes: Vec::new(),
         inplace,
+        delete: inplace,
     };
     let digest8 = || ByteBuf::from((1u8..=8).collect::<Vec<u8>>());
     let session = 0x0123_4567_89ab_cdef;

@@ -282,6 +282,7 @@ pub fn spec(direction: Direction, path: &str) -> SessionSpec {
         includes: Vec::new(),
         excludes: Vec::new(),
         inplace: false,
+        delete: false,
     }
 }
 

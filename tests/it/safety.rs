@@ -358,3 +358,40 @@ fn answers_of_the_wrong_shape_fail_the_run_cleanly() {
     assert!(stderr(&out).contains("server answered 10 failures for 1 actions"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
+
+#[test]
+fn without_delete_a_server_cannot_empty_a_directory_by_calling_it_a_file_or_symlink() {
+    let symlink =
+        Stat { kind: Kind::Symlink, size: 0, meta: meta(), target: Some(ByteBuf::from(b".".to_vec())) };
+    let big_file = Stat { kind: Kind::File, size: 3 * 4096 + 1, meta: meta(), target: None };
+    let small_file = Stat { kind: Kind::File, size: 10, meta: meta(), target: None };
+    for stat in [symlink, big_file, small_file] {
+        let fake = Fake::start(move |msg| match msg {
+            Message::Walk => {
+                let entry = Entry { path: RelPath::new("a").unwrap(), stat: stat.clone() };
+                walk_answer(vec![listing(vec![entry], vec![])])
+            }
+            Message::Hash { .. } => vec![(Message::Hashes { digests: Default::default() }, Bytes::new())],
+            Message::Read { len, .. } => {
+                let data = Bytes::from(vec![0u8; *len as usize]);
+                let digest = pareco::peer::hash::encode(
+                    pareco::codec::HashAlgo::Xxh3,
+                    pareco::peer::hash::digest(pareco::codec::HashAlgo::Xxh3, &data),
+                );
+                vec![(
+                    Message::Data {
+                        digest,
+                        file: Stat { kind: Kind::File, size: 10, meta: meta(), target: None },
+                    },
+                    data,
+                )]
+            }
+            other => refuse(other),
+        });
+        // `a` is a directory full of files here (varied_tree makes a/b/c).
+        let local = tempfile::tempdir().unwrap();
+        varied_tree(local.path(), 4096);
+        let errors = recv_changes_nothing(&fake, local.path(), &[]);
+        assert!(errors.contains("a: a directory that is not empty"), "{errors}");
+    }
+}

@@ -169,6 +169,26 @@ fn kind_changes_replace_entries() {
     std::os::unix::fs::symlink("elsewhere", server.path("d/was-link")).unwrap();
     set_mtime(&src.path().join("was-file/inner"), (7, 0));
     set_mtime(&src.path().join("was-file"), (7, 0));
+    // Replacing a directory that is not empty by a file deletes what it
+    // holds: without --delete the run says so and keeps the directory...
+    let (local, url) = (src.path().to_str().unwrap(), server.url("d"));
+    let out = pareco(&["send", local, &url, "-c", C]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("was-dir: a directory that is not empty"), "{}", stderr(&out));
+    assert_eq!(fs::read(server.path("d/was-dir/x/y")).unwrap(), b"y");
+    // ...and with --delete it is replaced, like every other kind change.
+    sync_ok(&["send", local, &url, "-c", C, "--delete"]);
+    assert_same_tree(src.path(), &server.path("d"));
+}
+
+#[test]
+fn an_empty_directory_in_the_way_of_a_file_is_replaced_without_delete() {
+    let server = Server::start(&[]);
+    let src = tempfile::tempdir().unwrap();
+    file(&src.path().join("was-empty-dir"), b"now a file", 0o644, (5, 0));
+    std::os::unix::fs::symlink("target", src.path().join("link-over-empty-dir")).unwrap();
+    fs::create_dir_all(server.path("d/was-empty-dir")).unwrap();
+    fs::create_dir_all(server.path("d/link-over-empty-dir")).unwrap();
     sync_ok(&["send", src.path().to_str().unwrap(), &server.url("d"), "-c", C]);
     assert_same_tree(src.path(), &server.path("d"));
 }
@@ -311,6 +331,7 @@ fn concurrent_sessions_and_overlap_refused() {
             includes: vec![],
             excludes: vec![],
             inplace: false,
+            delete: false,
         };
         let config = pareco::session::ClientConfig { connections: 1, token: None, tls: None };
         let holder = pareco::session::connect(&remote, spec, &config).await.unwrap();

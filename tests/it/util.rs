@@ -301,6 +301,7 @@ pub fn local_settings(chunk: u32) -> pareco::peer::Settings {
         hash: pareco::codec::HashAlgo::Xxh3,
         filter: pareco::peer::Filter::default(),
         inplace: false,
+        delete: false,
         keep_setid: true,
     }
 }

@@ -41,7 +41,7 @@ impl Inner {
             Ok(file) => file,
             Err(_) => {
                 // A stale temporary file (or anything else) is in the way.
-                self.tree.remove_all(&temp_path(&path)?)?;
+                self.make_room(&temp_path(&path)?)?;
                 parent.create_new(&temp)?
             }
         };
@@ -54,8 +54,11 @@ impl Inner {
         // a directory there (the source's file was a directory here) has to
         // go first.
         match parent.rename(&temp, name) {
-            Err(e) if parent.stat(name)?.is_some_and(|st| st.kind == Kind::Dir) => {
-                self.tree.remove_all(&path).map_err(|_| e)?;
+            Err(_) if parent.stat(name)?.is_some_and(|st| st.kind == Kind::Dir) => {
+                if let Err(e) = self.make_room(&path) {
+                    let _ = parent.remove(&temp);
+                    return Err(e);
+                }
                 parent.rename(&temp, name)
             }
             other => other,
@@ -83,7 +86,7 @@ impl Inner {
                 match self.tree.lstat(path)? {
                     Some(st) if st.target.as_deref().map(|t| &t[..]) == Some(&target[..]) => {}
                     Some(_) => {
-                        self.tree.remove_all(path)?;
+                        self.make_room(path)?;
                         self.tree.symlink(target, path)?;
                     }
                     None => {

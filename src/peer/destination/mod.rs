@@ -105,7 +105,7 @@ impl Inner {
         let existing = self.tree.lstat(path)?;
         match &existing {
             Some(st) if st.kind != Kind::File => {
-                self.tree.remove_all(path)?;
+                self.make_room(path)?;
                 Ok(None)
             }
             Some(_) => Ok(existing),
@@ -118,10 +118,33 @@ impl Inner {
         }
     }
 
-    /// Opens a fresh, empty temporary file for `path`.
+    /// Opens a fresh, empty temporary file at `temp`, created anew (so
+    /// never through a name something else put there meanwhile).
     fn fresh_temp(&self, temp: &RelPath) -> Result<File> {
-        self.tree.remove_all(temp)?;
-        self.tree.open_write(temp, true)
+        self.make_room(temp)?;
+        let (parent, name) = self.tree.parent_of(temp)?;
+        parent.create_new(name)
+    }
+
+    /// Removes what is at `path` to make room for an entry of another
+    /// kind. A directory goes only if it is empty, unless deletion was asked
+    /// for: replacing a directory by a file or symlink deletes everything
+    /// in it, which a source that merely lists `path` as a file (or a
+    /// lying one) must not be able to do without `--delete`.
+    fn make_room(&self, path: &RelPath) -> Result<()> {
+        match self.tree.lstat(path)? {
+            Some(st) if st.kind == Kind::Dir && !self.settings.delete => {
+                if self.tree.remove_empty_dir(path)? {
+                    return Ok(());
+                }
+                Err(Error::denied(format!(
+                    "{path}: a directory that is not empty is where the source has a file or symlink; \
+                     it is replaced only with --delete"
+                )))
+            }
+            Some(_) => self.tree.remove_all(path),
+            None => Ok(()),
+        }
     }
 
     fn begin(&self, path: RelPath, size: u64) -> Result<Begun> {

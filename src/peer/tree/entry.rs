@@ -44,6 +44,14 @@ impl Parent {
         Ok(File::from(fd))
     }
 
+    /// Removes entry `name`, a file or symlink; a missing one is fine.
+    pub fn remove(&self, name: &[u8]) -> Result<()> {
+        match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(Error::from_errno(e, &self.shown(name), "remove")),
+        }
+    }
+
     /// Renames entry `from` to `to`, replacing `to`.
     pub fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
         rustix::fs::renameat(&self.fd, from, &self.fd, to)

@@ -65,6 +65,22 @@ impl Tree {
         Ok(Tree { dir })
     }
 
+    /// The directory at `rel` below this one, reached through no symlink at
+    /// all (`RESOLVE_NO_SYMLINKS`, and `O_NOFOLLOW` at the end): what
+    /// removing a tree descends through, so that a directory swapped for a
+    /// symlink meanwhile fails to open instead of leading elsewhere.
+    pub fn open_dir_strict(&self, rel: &RelPath) -> Result<Tree> {
+        let dir = rustix::fs::openat2(
+            &self.dir,
+            rel.as_path(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            RESOLVE.union(ResolveFlags::NO_SYMLINKS),
+        )
+        .map_err(|e| Error::from_errno(e, rel, "open directory"))?;
+        Ok(Tree { dir })
+    }
+
     /// The directory's descriptor, for resolving paths beneath it.
     pub fn fd(&self) -> &OwnedFd {
         &self.dir

@@ -23,10 +23,10 @@ impl Tree {
         // its name in the one before it and its subdirectories still to
         // remove. Opened by descriptor, level by level, so no tree is too
         // deep for it.
-        let mut stack = vec![emptying(self.subtree(rel, false)?, Vec::new(), rel)?];
+        let mut stack = vec![emptying(self.open_dir_strict(rel)?, Vec::new(), rel)?];
         while let Some((dir, _, subdirs)) = stack.last_mut() {
             if let Some(child) = subdirs.pop() {
-                let opened = dir.subtree(&child, false)?;
+                let opened = dir.open_dir_strict(&child)?;
                 let next = emptying(opened, child.as_bytes().to_vec(), rel)?;
                 stack.push(next);
                 continue;
@@ -101,5 +101,25 @@ mod tests {
         assert_eq!(tree.remove_all(&root).unwrap_err().kind, crate::codec::ErrorKind::Denied);
         tree.remove_all(&RelPath::new("top").unwrap()).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn removing_never_follows_a_symlink_swapped_in_on_the_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = Tree::open(dir.path()).unwrap();
+        std::fs::create_dir_all(dir.path().join("keep/deep")).unwrap();
+        std::fs::write(dir.path().join("keep/deep/important"), b"x").unwrap();
+        std::fs::write(dir.path().join("precious"), b"y").unwrap();
+        // `x` was a directory when it was looked at; now it is a symlink to
+        // the root (what a lying peer's racing requests can make of it).
+        std::os::unix::fs::symlink(".", dir.path().join("x")).unwrap();
+        for path in ["x", "x/keep"] {
+            let opened = tree.open_dir_strict(&RelPath::new(path).unwrap());
+            assert!(opened.is_err(), "{path} opened through a symlink");
+        }
+        // Removing `x` removes the symlink alone; `x/keep` is not reachable.
+        tree.remove_all(&RelPath::new("x/keep").unwrap()).unwrap_err();
+        tree.remove_all(&RelPath::new("x").unwrap()).unwrap();
+        assert!(dir.path().join("keep/deep/important").exists() && dir.path().join("precious").exists());
     }
 }

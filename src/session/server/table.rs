@@ -263,6 +263,7 @@ mod tests {
             includes: Vec::new(),
             excludes: Vec::new(),
             inplace: false,
+            delete: false,
         }
     }
 
