@@ -65,6 +65,7 @@ fn hashing_a_file() {
             filter: Filter::default(),
             inplace: false,
             delete: false,
+            file_work: pareco::peer::BLOCKING_THREADS,
             keep_setid: true,
         };
         let source = LocalSource::new(Tree::open(dir.path()).expect("open tree"), settings);

@@ -21,6 +21,7 @@ pub mod source;
 pub mod temp;
 pub mod tree;
 pub mod walk;
+pub mod work;
 
 use std::future::Future;
 
@@ -35,6 +36,7 @@ pub use hash::Digest;
 pub use source::LocalSource;
 pub use tree::Tree;
 pub use walk::{Batch, Listing};
+pub use work::FileWork;
 
 /// Threads for file-system work (reads, writes, hashing, listing), the
 /// size of the runtime's blocking pool. More than a few per core only adds
@@ -73,6 +75,9 @@ pub struct Settings {
     /// Deletion was asked for (`--delete`): only then is a non-empty
     /// directory replaced by a file or symlink.
     pub delete: bool,
+    /// Steps of file work the role runs at once (see [`work`]): all of the
+    /// pool on a client, a share of it for each session on a server.
+    pub file_work: usize,
     /// Give files the setuid and setgid bits they are sent with (else they
     /// are cleared: a destination run as root would otherwise let anyone
     /// who may write into it plant a setuid-root program).
@@ -90,6 +95,7 @@ impl Settings {
             filter,
             inplace: spec.inplace,
             delete: spec.delete,
+            file_work: BLOCKING_THREADS,
             keep_setid,
         }
     }
@@ -206,15 +212,6 @@ pub trait Destination: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<(usize, Error)>>> + Send;
     /// Runs directory-level actions in order; returns those that failed.
     fn apply(&self, actions: Vec<Action>) -> impl Future<Output = Result<Vec<(RelPath, String)>>> + Send;
-}
-
-/// Runs blocking file-system work on tokio's blocking pool.
-pub(crate) async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|e| Err(Error::io(format!("file-system task failed: {e}"))))
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`, or fewer at the end of the

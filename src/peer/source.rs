@@ -11,7 +11,7 @@ use crate::codec::{RelPath, Span, Stat};
 use super::error::{Error, Result};
 use super::tree::{file_stat, Tree};
 use super::{
-    blocking, hash, hash_chunks, read_full_at, read_new_at, walk, Bundle, Chunk, Digest, Listing, Settings,
+    hash, hash_chunks, read_full_at, read_new_at, walk, Bundle, Chunk, Digest, FileWork, Listing, Settings,
     Source,
 };
 
@@ -29,6 +29,7 @@ pub struct LocalSource {
 struct Inner {
     tree: Arc<Tree>,
     settings: Settings,
+    work: FileWork,
     open: Mutex<HashMap<RelPath, Arc<File>>>,
 }
 
@@ -40,7 +41,10 @@ impl LocalSource {
 
     /// The source role over `tree`, set up with `settings`.
     pub fn new(tree: Tree, settings: Settings) -> Self {
-        LocalSource { inner: Arc::new(Inner { tree: Arc::new(tree), settings, open: Mutex::default() }) }
+        let work = FileWork::new(settings.file_work);
+        LocalSource {
+            inner: Arc::new(Inner { tree: Arc::new(tree), settings, work, open: Mutex::default() }),
+        }
     }
 }
 
@@ -88,24 +92,32 @@ impl Inner {
 
 impl Source for LocalSource {
     async fn walk(&self) -> Result<Listing> {
-        Ok(walk::spawn_walk(self.inner.tree.clone(), self.inner.settings.filter.clone()))
+        let inner = &self.inner;
+        Ok(walk::spawn_walk(inner.tree.clone(), inner.settings.filter.clone(), inner.work.clone()))
     }
 
     async fn hash(&self, path: RelPath, span: Span) -> Result<Vec<Digest>> {
         let inner = self.inner.clone();
-        blocking(move || {
-            inner.at_path(&path, true, |file| {
-                let digests = hash_chunks(file, &inner.settings, span, &path)?;
-                Ok((digests, file_stat(file, &path)?.1))
+        inner
+            .work
+            .clone()
+            .run(move || {
+                inner.at_path(&path, true, |file| {
+                    let digests = hash_chunks(file, &inner.settings, span, &path)?;
+                    Ok((digests, file_stat(file, &path)?.1))
+                })
             })
-        })
-        .await
+            .await
     }
 
     async fn read(&self, path: RelPath, offset: u64, len: u32) -> Result<Chunk> {
         self.inner.check_len(len.into())?;
         let inner = self.inner.clone();
-        blocking(move || inner.at_path(&path, true, |file| inner.read_chunk(file, &path, offset, len))).await
+        inner
+            .work
+            .clone()
+            .run(move || inner.at_path(&path, true, |file| inner.read_chunk(file, &path, offset, len)))
+            .await
     }
 
     async fn read_files(&self, files: Vec<(RelPath, u32)>) -> Result<Bundle> {
@@ -114,24 +126,27 @@ impl Source for LocalSource {
         let inner = self.inner.clone();
         // One trip to the blocking pool and one buffer for all of them; the
         // files are read once, so they bypass the cache of open files.
-        blocking(move || {
-            let mut data = BytesMut::with_capacity(total as usize);
-            let files = files
-                .iter()
-                .map(|(path, len)| {
-                    let start = data.len();
-                    // Past the end of a file that shrank: zeros.
-                    data.resize(start + *len as usize, 0);
-                    let read = inner.read_whole(path, &mut data[start..]);
-                    if read.is_err() {
-                        data.truncate(start);
-                    }
-                    read
-                })
-                .collect();
-            Ok(Bundle { data: data.freeze(), files })
-        })
-        .await
+        inner
+            .work
+            .clone()
+            .run(move || {
+                let mut data = BytesMut::with_capacity(total as usize);
+                let files = files
+                    .iter()
+                    .map(|(path, len)| {
+                        let start = data.len();
+                        // Past the end of a file that shrank: zeros.
+                        data.resize(start + *len as usize, 0);
+                        let read = inner.read_whole(path, &mut data[start..]);
+                        if read.is_err() {
+                            data.truncate(start);
+                        }
+                        read
+                    })
+                    .collect();
+                Ok(Bundle { data: data.freeze(), files })
+            })
+            .await
     }
 }
 

@@ -114,8 +114,17 @@ pub async fn connect(
     let key = config.token.as_deref().map(Key::from_token);
     let wire = Arc::new(AtomicU64::new(0));
     let chunk = spec.chunk_size as usize;
+    // A server takes at most this many connections for chunks this large.
+    let connections = config.connections.max(1).min(super::server::connections_for(spec.chunk_size));
+    if connections < config.connections {
+        tracing::warn!(
+            "{} connections of {} MiB chunks would be more than a server takes; using {connections}",
+            config.connections,
+            spec.chunk_size >> 20
+        );
+    }
     let (first, welcome) = connect_one(remote, config, key.as_ref(), Intent::Open(spec), &wire).await?;
-    let joins = (1..config.connections.max(1)).map(|_| {
+    let joins = (1..connections).map(|_| {
         let intent = Intent::Join { session: welcome.session, secret: welcome.secret };
         connect_one(remote, config, key.as_ref(), intent, &wire)
     });

@@ -21,10 +21,11 @@ use tokio::task::JoinSet;
 use crate::codec::{Action, Entry, ErrorKind, HashTarget, Kind, Meta, RelPath, Span, Stat};
 use crate::peer::{self, Destination, Digest, Source};
 
-use super::plan::{segments, Origin, Plan};
+use super::plan::{copy_requests, segments, Origin, Plan};
 use super::progress::{from_source, note_change, Progress};
 use super::stats::Counters;
 use super::Ctx;
+use crate::peer::destination::max_copy;
 
 /// Groups being compared chunk by chunk at once for one file.
 const REFINES_IN_FLIGHT: usize = 16;
@@ -323,8 +324,8 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         }
         if !ctx.opts.inplace {
             let ranges = plan.runs(Origin::Old, chunk, size);
-            for part in ranges.chunks(4096) {
-                ctx.dest.copy_old(begun.handle, part.to_vec()).await?;
+            for part in copy_requests(ranges, max_copy(ctx.opts.chunk_size)) {
+                ctx.dest.copy_old(begun.handle, part).await?;
             }
         }
         let mut sending = JoinSet::new();

@@ -145,6 +145,32 @@ impl Plan {
     }
 }
 
+/// Ranges to copy per `CopyOld` request at most.
+const RANGES_PER_COPY: usize = 4096;
+
+/// `ranges` (in order, without overlaps) cut into requests of at most
+/// [`RANGES_PER_COPY`] ranges and `max_bytes` bytes each, a long range split
+/// across requests.
+pub(super) fn copy_requests(ranges: Vec<(u64, u64)>, max_bytes: u64) -> Vec<Vec<(u64, u64)>> {
+    let mut requests = Vec::new();
+    let (mut request, mut bytes) = (Vec::new(), 0);
+    for (mut offset, mut len) in ranges {
+        while len > 0 {
+            if bytes == max_bytes || request.len() == RANGES_PER_COPY {
+                requests.push(std::mem::take(&mut request));
+                bytes = 0;
+            }
+            let take = len.min(max_bytes - bytes);
+            request.push((offset, take));
+            (offset, len, bytes) = (offset + take, len - take, bytes + take);
+        }
+    }
+    if !request.is_empty() {
+        requests.push(request);
+    }
+    requests
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +186,17 @@ mod tests {
         let plan = plan_of(&[Old, Old, Send, Old, Partial, Old, Old]);
         assert_eq!(plan.runs(Old, 10, 65), vec![(0, 20), (30, 10), (50, 15)]);
         assert_eq!(plan.runs(Send, 10, 65), vec![(20, 10)]);
+    }
+
+    #[test]
+    fn copies_are_cut_into_bounded_requests() {
+        let requests = copy_requests(vec![(0, 100), (200, 30), (300, 5)], 64);
+        assert_eq!(requests, vec![vec![(0, 64)], vec![(64, 36), (200, 28)], vec![(228, 2), (300, 5)]]);
+        let many: Vec<(u64, u64)> = (0..5000).map(|i| (i * 10, 1)).collect();
+        let requests = copy_requests(many.clone(), 1 << 20);
+        assert_eq!(requests.iter().map(Vec::len).collect::<Vec<_>>(), [4096, 904]);
+        assert_eq!(requests.concat(), many);
+        assert!(copy_requests(Vec::new(), 64).is_empty());
     }
 
     #[test]

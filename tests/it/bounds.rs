@@ -8,7 +8,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::time::Duration;
 
 use bytes::Bytes;
-use pareco::codec::{ErrorKind, HashTarget, Message, Span};
+use pareco::codec::{ErrorKind, HashTarget, Message, Packet, Span};
 
 use crate::raw::*;
 use crate::util::*;
@@ -164,19 +164,20 @@ fn copying_from_a_sparse_old_file_allocates_nothing_for_its_holes() {
         Message::Begun { handle, .. } => handle,
         other => panic!("expected Begun, got {other:?}"),
     };
-    // A few bytes on the wire ask for the whole gigabyte.
-    assert_eq!(
-        raw.request(2, Message::CopyOld { handle, ranges: vec![(0, 1 << 30)] }, Bytes::new()),
-        Message::Done
-    );
+    // A few bytes on the wire ask for the whole gigabyte, 64 MiB (the
+    // most one request may copy) at a time.
+    for (id, k) in (2..).zip(0..16u64) {
+        let ranges = vec![(k << 26, 1 << 26)];
+        assert_eq!(raw.request(id, Message::CopyOld { handle, ranges }, Bytes::new()), Message::Done);
+    }
     let temp = temp_of(&server.path("d"), "sparse");
     assert!(fs::metadata(&temp).unwrap().blocks() * 512 < 1 << 20, "the copy allocated its holes");
-    assert_eq!(raw.request(3, Message::Finish { handle, meta: meta() }, Bytes::new()), Message::Done);
+    assert_eq!(raw.request(30, Message::Finish { handle, meta: meta() }, Bytes::new()), Message::Done);
     let new = fs::File::open(&old).unwrap();
     let mut got = vec![0u8; 4096];
     new.read_exact_at(&mut got, 1 << 29).unwrap();
     assert_eq!(got, noise(4096, 3));
-    raw.close_session(4);
+    raw.close_session(31);
 }
 
 #[test]
@@ -242,4 +243,77 @@ fn the_server_raises_its_open_file_limit_to_the_hard_limit() {
     // "Max open files  SOFT  HARD  files"
     let fields: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(fields[3], fields[4], "{line}");
+}
+
+#[test]
+fn one_copy_request_is_a_bounded_step() {
+    let server = Server::start(&[]);
+    file(&server.path("d/old"), &noise(1 << 20, 4), 0o644, (1, 0));
+    let (mut raw, _) = Raw::opened(server.port, None, upload("d"));
+    let handle = match raw.request(1, Message::Begin { path: rel("old"), size: 1 << 20 }, Bytes::new()) {
+        Message::Begun { handle, .. } => handle,
+        other => panic!("expected Begun, got {other:?}"),
+    };
+    // The same range again and again would be unbounded work from a few
+    // bytes: ranges must be in order, without overlaps...
+    let again = vec![(0, 1 << 20); 20_000];
+    let message =
+        raw.request_fails(2, Message::CopyOld { handle, ranges: again }, Bytes::new(), ErrorKind::Protocol);
+    assert!(message.contains("out of order"), "{message}");
+    let backwards = vec![(4096, 4096), (0, 4096)];
+    raw.request_fails(3, Message::CopyOld { handle, ranges: backwards }, Bytes::new(), ErrorKind::Protocol);
+    // ...and good ones are copied.
+    let forwards = vec![(0, 4096), (4096, 4096), (1 << 19, 1 << 19)];
+    assert_eq!(raw.request(4, Message::CopyOld { handle, ranges: forwards }, Bytes::new()), Message::Done);
+    raw.close_session(5);
+}
+
+#[test]
+fn probes_walks_and_connections_of_a_session_are_capped() {
+    let server = Server::start(&[]);
+    let big = server.path("d/big");
+    for i in 0..3000 {
+        fs::create_dir_all(big.join(format!("{}", i % 30))).unwrap();
+        fs::write(big.join(format!("{}/{i}", i % 30)), b"").unwrap();
+    }
+    // A probe names at most 1024 paths (each answer may carry a 4 KiB
+    // symlink target).
+    let (mut raw, session) = Raw::opened(server.port, None, upload("d"));
+    let paths = vec![rel("x"); 1025];
+    let message = raw.request_fails(1, Message::Probe { paths }, Bytes::new(), ErrorKind::Limit);
+    assert!(message.contains("at most 1024 paths"), "{message}");
+    // Two walks at once at most: the third, sent with them, is refused.
+    for id in [2, 3, 4] {
+        raw.send(id, Message::Walk);
+    }
+    let mut ends = Vec::new();
+    while ends.len() < 3 {
+        match raw.recv().expect("an answer") {
+            Packet { id, msg: Message::Error { kind, message }, .. } => {
+                ends.push((id, format!("{kind:?}: {message}")))
+            }
+            Packet { id, msg: Message::Listing { done: true, .. }, .. } => ends.push((id, "done".into())),
+            _ => {}
+        }
+    }
+    let refused: Vec<_> = ends.iter().filter(|(_, end)| end.contains("at most 2 trees at once")).collect();
+    assert_eq!(refused.len(), 1, "{ends:?}");
+    // Connections, by chunk size: 512 MiB of frames being read at most,
+    // so 8 connections of 64 MiB chunks.
+    let mut spec = upload("e");
+    spec.chunk_size = 64 << 20;
+    let mut connections = vec![Raw::connect(server.port)];
+    connections[0].open(None, spec);
+    let ticket = connections[0].welcome();
+    for _ in 1..8 {
+        let mut joined = Raw::connect(server.port);
+        joined.join(None, ticket);
+        assert_eq!(joined.welcome(), ticket);
+        connections.push(joined);
+    }
+    let mut ninth = Raw::connect(server.port);
+    ninth.join(None, ticket);
+    let message = ninth.refused(ErrorKind::Limit);
+    assert!(message.contains("maximum of 8 connections"), "{message}");
+    drop((raw, session, connections));
 }

@@ -529,6 +529,27 @@ fn a_setuid_bit_cannot_be_planted_by_calling_a_file_a_directory() {
 }
 
 #[test]
+fn writing_in_place_into_a_setuid_program_clears_its_bits_first() {
+    let server = Server::start(&[]);
+    file(&server.path("d/prog"), &noise(3 * CHUNK as usize, 5), 0o4755, (1, 0));
+    let mut spec = upload("d");
+    spec.inplace = true;
+    let (mut raw, _) = Raw::opened(server.port, None, spec);
+    let handle =
+        match raw.request(1, Message::Begin { path: rel("prog"), size: 3 * CHUNK as u64 }, Bytes::new()) {
+            Message::Begun { handle, .. } => handle,
+            other => panic!("expected Begun, got {other:?}"),
+        };
+    let data = Bytes::from_static(b"#!/bin/sh\nid\n");
+    let write = Message::Write { handle, offset: 0, digest: digest(&data) };
+    assert_eq!(raw.request(2, write, data), Message::Done);
+    // Abandoned without Finish: the program has new bytes, but no setuid.
+    assert_eq!(raw.request(3, Message::Discard { handle, remove: false }, Bytes::new()), Message::Done);
+    assert_eq!(fs::metadata(server.path("d/prog")).unwrap().permissions().mode() & 0o7777, 0o755);
+    raw.close_session(4);
+}
+
+#[test]
 fn forbidden_paths_make_the_frame_malformed() {
     let outer = tempfile::tempdir().unwrap();
     let root = tempfile::Builder::new().prefix("root").tempdir_in(outer.path()).unwrap();

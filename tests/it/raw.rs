@@ -190,8 +190,7 @@ impl Raw {
     pub fn welcome(&mut self) -> Ticket {
         let (key, transcript, joined) = self.sent.take().expect("an Open or Join sent");
         match self.recv() {
-            Some(Packet { msg: Message::Welcome { session, max_payload, proof, secret, .. }, .. }) => {
-                assert_eq!(max_payload, CHUNK);
+            Some(Packet { msg: Message::Welcome { session, proof, secret, .. }, .. }) => {
                 assert_eq!(&proof[..], key.server_proof(&transcript), "the server's proof");
                 let secret = match (joined, secret) {
                     (Some(secret), None) => secret,

@@ -302,6 +302,7 @@ pub fn local_settings(chunk: u32) -> pareco::peer::Settings {
         filter: pareco::peer::Filter::default(),
         inplace: false,
         delete: false,
+        file_work: pareco::peer::BLOCKING_THREADS,
         keep_setid: true,
     }
 }

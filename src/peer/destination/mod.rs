@@ -25,10 +25,20 @@ use entries::below_root;
 
 use super::error::{Error, Result};
 use super::temp::temp_path;
-use super::tree::{link_count, set_file_meta, Tree};
+use super::tree::{file_stat, link_count, set_file_meta, Tree};
 use super::{
-    blocking, copy, hash, hash_chunks, walk, Begun, Destination, Digest, Listing, NewFile, Settings,
+    copy, hash, hash_chunks, walk, Begun, Destination, Digest, FileWork, Listing, NewFile, Settings,
+    SETID_BITS,
 };
+
+/// Paths one probe may name.
+pub const MAX_PROBE_PATHS: usize = 1024;
+
+/// Bytes one `CopyOld` may copy: 64 MiB, or one chunk if chunks are
+/// larger (the same bound as a `Hash` span).
+pub fn max_copy(chunk_size: u32) -> u64 {
+    super::MAX_HASH_BYTES.max(u64::from(chunk_size))
+}
 
 /// Files being built at once at most (each holds up to two descriptors).
 pub const MAX_BUILDING: usize = 512;
@@ -43,6 +53,7 @@ pub struct LocalDestination {
 struct Inner {
     tree: Arc<Tree>,
     settings: Settings,
+    work: FileWork,
     building: Mutex<HashMap<u64, Arc<Building>>>,
     /// Files being built or being begun (at most [`MAX_BUILDING`]).
     slots: AtomicUsize,
@@ -74,6 +85,7 @@ impl LocalDestination {
     pub fn new(tree: Tree, settings: Settings) -> Self {
         LocalDestination {
             inner: Arc::new(Inner {
+                work: FileWork::new(settings.file_work),
                 tree: Arc::new(tree),
                 settings,
                 building: Mutex::default(),
@@ -205,6 +217,13 @@ impl Inner {
             tracing::debug!("{path}: has hard links; replaced rather than written in place");
             return Ok(None);
         }
+        // A setuid or setgid program written into in place would carry its
+        // bits with new content until `Finish` (or for good, if the file is
+        // abandoned): clear them before any byte is written.
+        let (stat, _) = file_stat(&file, path)?;
+        if !self.settings.keep_setid && stat.meta.mode & SETID_BITS != 0 {
+            set_file_meta(&file, self.file_meta(stat.meta), path)?;
+        }
         Ok(Some(file))
     }
 
@@ -229,11 +248,27 @@ impl Inner {
         let Some((old, old_size)) = &b.old else {
             return Err(protocol(format!("{}: no old file to copy from", b.path)));
         };
-        for (offset, len) in ranges {
+        // In order, without overlaps, within the file and within one
+        // request's bytes: a request is a bounded step of work.
+        let (mut done, mut total) = (0u64, 0u64);
+        for &(offset, len) in &ranges {
             let end = offset.checked_add(len).filter(|end| *end <= b.size.min(*old_size));
-            if end.is_none() {
-                return Err(protocol(format!("{}: copy range past the end of the file", b.path)));
-            }
+            let Some(end) = end.filter(|_| offset >= done) else {
+                return Err(protocol(format!(
+                    "{}: copy ranges out of order or past the end of the file",
+                    b.path
+                )));
+            };
+            (done, total) = (end, total + len);
+        }
+        if total > max_copy(self.settings.chunk_size) {
+            return Err(protocol(format!(
+                "{}: one CopyOld copies at most {} bytes ({total} asked)",
+                b.path,
+                max_copy(self.settings.chunk_size)
+            )));
+        }
+        for (offset, len) in ranges {
             copy::copy_range(old, &b.file, offset, len).map_err(|e| Error::from_io(e, &b.path, "copy"))?;
         }
         Ok(())
@@ -272,47 +307,54 @@ impl Inner {
 
 impl Destination for LocalDestination {
     async fn walk(&self) -> Result<Listing> {
-        Ok(walk::spawn_walk(self.inner.tree.clone(), self.inner.settings.filter.clone()))
+        let inner = &self.inner;
+        Ok(walk::spawn_walk(inner.tree.clone(), inner.settings.filter.clone(), inner.work.clone()))
     }
 
     async fn probe(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Stat>>> {
+        if paths.len() > MAX_PROBE_PATHS {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!("a probe names at most {MAX_PROBE_PATHS} paths ({} named)", paths.len()),
+            ));
+        }
         let inner = self.inner.clone();
-        blocking(move || inner.tree.lstat_all(&paths)).await
+        inner.work.clone().run(move || inner.tree.lstat_all(&paths)).await
     }
 
     async fn hash(&self, target: HashTarget, span: Span) -> Result<Vec<Digest>> {
         let inner = self.inner.clone();
-        blocking(move || inner.hash(target, span)).await
+        inner.work.clone().run(move || inner.hash(target, span)).await
     }
 
     async fn begin(&self, path: RelPath, size: u64) -> Result<Begun> {
         let inner = self.inner.clone();
-        blocking(move || inner.begin(path, size)).await
+        inner.work.clone().run(move || inner.begin(path, size)).await
     }
 
     async fn copy_old(&self, handle: u64, ranges: Vec<(u64, u64)>) -> Result<()> {
         let inner = self.inner.clone();
-        blocking(move || inner.copy_old(handle, ranges)).await
+        inner.work.clone().run(move || inner.copy_old(handle, ranges)).await
     }
 
     async fn write(&self, handle: u64, offset: u64, data: Bytes, digest: Digest) -> Result<()> {
         let inner = self.inner.clone();
-        blocking(move || inner.write(handle, offset, &data, digest)).await
+        inner.work.clone().run(move || inner.write(handle, offset, &data, digest)).await
     }
 
     async fn finish(&self, handle: u64, meta: Meta) -> Result<()> {
         let inner = self.inner.clone();
-        blocking(move || inner.finish(handle, meta)).await
+        inner.work.clone().run(move || inner.finish(handle, meta)).await
     }
 
     async fn discard(&self, handle: u64, remove: bool) -> Result<()> {
         let inner = self.inner.clone();
-        blocking(move || inner.discard(handle, remove)).await
+        inner.work.clone().run(move || inner.discard(handle, remove)).await
     }
 
     async fn put_file(&self, path: RelPath, meta: Meta, data: Bytes, digest: Digest) -> Result<()> {
         let inner = self.inner.clone();
-        blocking(move || inner.put_file(path, meta, &data, digest)).await
+        inner.work.clone().run(move || inner.put_file(path, meta, &data, digest)).await
     }
 
     async fn put_files(&self, files: Vec<NewFile>, data: Bytes) -> Result<Vec<(usize, Error)>> {
@@ -325,30 +367,36 @@ impl Destination for LocalDestination {
         }
         let inner = self.inner.clone();
         // One trip to the blocking pool for all of them.
-        blocking(move || {
-            let mut start = 0;
-            let mut failures = Vec::new();
-            for (index, file) in files.into_iter().enumerate() {
-                let end = start + file.len as usize;
-                if let Err(e) = inner.put_file(file.path, file.meta, &data[start..end], file.digest) {
-                    failures.push((index, e));
+        inner
+            .work
+            .clone()
+            .run(move || {
+                let mut start = 0;
+                let mut failures = Vec::new();
+                for (index, file) in files.into_iter().enumerate() {
+                    let end = start + file.len as usize;
+                    if let Err(e) = inner.put_file(file.path, file.meta, &data[start..end], file.digest) {
+                        failures.push((index, e));
+                    }
+                    start = end;
                 }
-                start = end;
-            }
-            Ok(failures)
-        })
-        .await
+                Ok(failures)
+            })
+            .await
     }
 
     async fn apply(&self, actions: Vec<Action>) -> Result<Vec<(RelPath, String)>> {
         let inner = self.inner.clone();
-        blocking(move || {
-            Ok(actions
-                .iter()
-                .filter_map(|a| inner.apply(a).err().map(|e| (a.path().clone(), e.message)))
-                .collect())
-        })
-        .await
+        inner
+            .work
+            .clone()
+            .run(move || {
+                Ok(actions
+                    .iter()
+                    .filter_map(|a| inner.apply(a).err().map(|e| (a.path().clone(), e.message)))
+                    .collect())
+            })
+            .await
     }
 }
 

@@ -28,6 +28,7 @@ use crate::codec::{Entry, Kind, Meta, RelPath};
 
 use super::filter::Filter;
 use super::tree::Tree;
+use super::work::FileWork;
 use read::{read_dir, DirRead};
 
 /// A batch is sent once it has this many entries (a little more when
@@ -58,10 +59,11 @@ pub struct Batch {
 /// The receiving end of a walk; closed after the last batch.
 pub type Listing = mpsc::Receiver<Batch>;
 
-/// Starts walking `tree`, returning the batches as they are made.
-pub fn spawn_walk(tree: Arc<Tree>, filter: Filter) -> Listing {
+/// Starts walking `tree`, its directories read within the role's share
+/// of file work, returning the batches as they are made.
+pub fn spawn_walk(tree: Arc<Tree>, filter: Filter, work: FileWork) -> Listing {
     let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(Walk::new(tree, filter, tx).run());
+    tokio::spawn(Walk::new(tree, filter, work, tx).run());
     rx
 }
 
@@ -84,10 +86,21 @@ struct Walk {
     /// selected so far (only with include patterns), nearest the root first.
     held: Vec<Entry>,
     ahead: std::collections::HashMap<RelPath, JoinHandle<DirRead>>,
+    work: FileWork,
+}
+
+impl Drop for Walk {
+    /// Stops the directory reads still running or waiting when the walk
+    /// ends early (its receiver is gone: the session ended).
+    fn drop(&mut self) {
+        for read in self.ahead.values() {
+            read.abort();
+        }
+    }
 }
 
 impl Walk {
-    fn new(tree: Arc<Tree>, filter: Filter, tx: mpsc::Sender<Batch>) -> Walk {
+    fn new(tree: Arc<Tree>, filter: Filter, work: FileWork, tx: mpsc::Sender<Batch>) -> Walk {
         Walk {
             tree,
             filter: Arc::new(filter),
@@ -97,6 +110,7 @@ impl Walk {
             started: Instant::now(),
             held: Vec::new(),
             ahead: std::collections::HashMap::new(),
+            work,
         }
     }
 
@@ -153,14 +167,24 @@ impl Walk {
         for frame in stack.iter_mut().rev() {
             while self.ahead.len() < READ_AHEAD {
                 let Some(dir) = frame.unread.pop_front() else { break };
-                let (tree, filter) = (self.tree.clone(), self.filter.clone());
-                let read = tokio::task::spawn_blocking({
-                    let dir = dir.clone();
-                    move || read_dir(&tree, &filter, &dir)
-                });
+                let read = self.start_reading(&dir);
                 self.ahead.insert(dir, read);
             }
         }
+    }
+
+    /// Starts reading `dir`, as one step of the role's file work.
+    fn start_reading(&self, dir: &RelPath) -> JoinHandle<DirRead> {
+        let (tree, filter, dir, work) =
+            (self.tree.clone(), self.filter.clone(), dir.clone(), self.work.clone());
+        tokio::spawn(async move {
+            let read = work.run({
+                let dir = dir.clone();
+                move || Ok(read_dir(&tree, &filter, &dir))
+            });
+            read.await
+                .unwrap_or_else(|e| DirRead { problems: vec![format!("{dir}: {e}")], ..DirRead::default() })
+        })
     }
 
     /// The contents of `dir`: read ahead, or read now. Sends the batch so
@@ -169,10 +193,7 @@ impl Walk {
     async fn read(&mut self, dir: &RelPath) -> Option<DirRead> {
         let handle = match self.ahead.remove(dir) {
             Some(handle) => handle,
-            None => {
-                let (tree, filter, dir) = (self.tree.clone(), self.filter.clone(), dir.clone());
-                tokio::task::spawn_blocking(move || read_dir(&tree, &filter, &dir))
-            }
+            None => self.start_reading(dir),
         };
         if !handle.is_finished() && !self.flush(false).await {
             return None;

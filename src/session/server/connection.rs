@@ -54,14 +54,18 @@ pub(super) async fn serve_connection(
     let admitted = match &greeting.wants {
         Wants::Open(spec) => match state.key.as_ref().map(|key| handshake::check_proof(&greeting, key)) {
             Some(Err(e)) => Err(e),
-            _ => state.open(spec.clone()).await.map(|session| (session, key)),
+            _ => {
+                // Proved (or no proof asked for): what is left of opening,
+                // the globs to compile, no longer holds a handshake slot.
+                drop(handshake);
+                state.open(spec.clone()).await.map(|session| (session, key))
+            }
         },
         Wants::Join(id) => state.table.join(*id, |session| {
             let key = key.for_join(&session.secret);
             handshake::check_proof(&greeting, &key).map(|()| key)
         }),
     };
-    drop(handshake);
     let (session, key) = match admitted {
         Ok(admitted) => admitted,
         Err(e) => {

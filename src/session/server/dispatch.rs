@@ -9,6 +9,7 @@ use crate::peer::{self, hash, Destination, NewFile, Source};
 
 use super::connection::Outgoing;
 use super::table::{Role, Session};
+use super::WALKS_PER_SESSION;
 
 /// Answers one request (a `Walk` with a stream of `Listing`s).
 pub(super) async fn serve_request(
@@ -18,6 +19,13 @@ pub(super) async fn serve_request(
     tx: &mpsc::Sender<Outgoing>,
 ) {
     if let Message::Walk = packet.msg {
+        let Ok(_walking) = session.walks.clone().try_acquire_owned() else {
+            let message = format!("a session may walk at most {WALKS_PER_SESSION} trees at once");
+            let _ = tx
+                .send((Packet::new(packet.id, Message::Error { kind: ErrorKind::Limit, message }), None))
+                .await;
+            return;
+        };
         stream_walk(session, packet.id, tx).await;
     } else {
         let response = answer(session, packet).await;

@@ -50,6 +50,23 @@ const WRITE_BATCH: usize = 256 << 10;
 pub const SESSION_BUDGET: usize = 256 << 20;
 /// What a request counts for beyond the data it moves.
 const SMALL_REQUEST: u64 = 1024;
+/// Steps of file work one session runs at once, of the pool's
+/// [`peer::BLOCKING_THREADS`]: no session can take every thread.
+pub const FILE_WORK_PER_SESSION: usize = 8;
+/// Walks one session may have in progress at once (each holds up to
+/// [`peer::walk::READ_AHEAD`] directory listings in memory).
+pub const WALKS_PER_SESSION: usize = 2;
+/// Bytes of frames being read one session may make the server buffer, at
+/// most one frame per connection: a session of chunks of C bytes may join
+/// at most `FRAMES_PER_SESSION / C` connections (at least 2).
+pub const FRAMES_PER_SESSION: usize = 512 << 20;
+/// Connections a session with chunks of `chunk` bytes may have at most, so
+/// that the frames being read on them stay within [`FRAMES_PER_SESSION`]
+/// (a server's `--max-connections` may allow fewer).
+pub fn connections_for(chunk: u32) -> usize {
+    (FRAMES_PER_SESSION / (chunk as usize).max(1)).max(2)
+}
+
 /// Connections in their handshake at once (TLS included); more wait to be
 /// accepted, so that peers that have proved nothing can take little.
 pub const MAX_HANDSHAKES: usize = 256;
@@ -213,7 +230,7 @@ impl State {
     async fn open(&self, spec: SessionSpec) -> Result<Arc<Session>, peer::Error> {
         Table::check_chunk_size(&spec)?;
         let (includes, excludes) = (spec.includes.clone(), spec.excludes.clone());
-        let filter = peer::blocking(move || {
+        let filter = peer::work::run_blocking(move || {
             Filter::new(&includes, &excludes).map_err(|e| peer::Error::denied(e.to_string()))
         })
         .await?;

@@ -17,7 +17,7 @@ use crate::codec::{Direction, ErrorKind, SessionSpec};
 use crate::peer::{self, Filter, LocalDestination, LocalSource, Settings, Tree};
 use crate::session::auth::{self, Secret};
 
-use super::SESSION_BUDGET;
+use super::{connections_for, FILE_WORK_PER_SESSION, SESSION_BUDGET, WALKS_PER_SESSION};
 
 /// The limits the table enforces.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +67,8 @@ pub(super) struct Session {
     pub ended: CancellationToken,
     /// Permits are bytes of [`SESSION_BUDGET`].
     pub budget: Arc<Semaphore>,
+    /// Permits are walks in progress ([`WALKS_PER_SESSION`]).
+    pub walks: Arc<Semaphore>,
     /// What a connection must prove it knows to join the session.
     pub secret: Secret,
 }
@@ -116,7 +118,10 @@ impl Table {
         filter: Filter,
         now_ms: u64,
     ) -> Result<Arc<Session>, peer::Error> {
-        let settings = Settings::for_session(&spec, filter, self.limits.keep_setid);
+        let settings = Settings {
+            file_work: FILE_WORK_PER_SESSION,
+            ..Settings::for_session(&spec, filter, self.limits.keep_setid)
+        };
         let upload = spec.direction == Direction::Upload;
         // Refuse early, before making any directory, when the server is full.
         self.check_room(&lock(&self.sessions))?;
@@ -164,6 +169,7 @@ impl Table {
             connections: AtomicUsize::new(1),
             ended: CancellationToken::new(),
             budget: Arc::new(Semaphore::new(SESSION_BUDGET)),
+            walks: Arc::new(Semaphore::new(WALKS_PER_SESSION)),
             secret,
         });
         sessions.insert(id, session.clone());
@@ -202,10 +208,11 @@ impl Table {
             .cloned()
             .ok_or_else(|| peer::Error::new(ErrorKind::NoSession, format!("no open session {id:016x}")))?;
         let admitted = admit(&session)?;
-        if session.connections.load(Ordering::Relaxed) >= self.limits.max_connections {
+        let most = connections_for(session.max_payload).min(self.limits.max_connections);
+        if session.connections.load(Ordering::Relaxed) >= most {
             return Err(peer::Error::new(
                 ErrorKind::Limit,
-                format!("session already has the maximum of {} connections", self.limits.max_connections),
+                format!("session already has the maximum of {most} connections"),
             ));
         }
         session.connections.fetch_add(1, Ordering::Relaxed);
