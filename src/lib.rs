@@ -13,4 +13,6 @@
 pub mod codec;
 pub mod peer;
 pub mod session;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transfer;

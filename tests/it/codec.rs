@@ -21,6 +21,9 @@ use pareco::codec::{
     HashTarget, Kind, Message, Meta, Mtime, Packet, RelPath, SessionSpec, SmallFile, Span, Stat,
     MAX_HEADER_LEN, MAX_PAYLOAD_CAP, PREFIX_LEN,
 };
+use pareco::session::handshake::{intent_bytes, Wants};
+use pareco::testing::frames::{encode_header, frame_bytes, prefix, raw_frame};
+use pareco::testing::mirror;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::{BoxedStrategy, Union};
@@ -86,30 +89,6 @@ fn variant_index(msg: &Message) -> usize {
     }
 }
 
-/// The bytes of one frame: prefix, header, payload.
-fn frame_bytes(packet: &Packet) -> Vec<u8> {
-    let head = packet.encode_head().expect("encode_head");
-    let mut out = Vec::with_capacity(head.len() + packet.payload.len());
-    out.extend_from_slice(&head);
-    out.extend_from_slice(&packet.payload);
-    out
-}
-
-/// A raw frame around an arbitrary header and payload.
-fn raw_frame(header: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut out = prefix(header.len() as u32, payload.len() as u32).to_vec();
-    out.extend_from_slice(header);
-    out.extend_from_slice(payload);
-    out
-}
-
-fn prefix(header_len: u32, payload_len: u32) -> [u8; PREFIX_LEN] {
-    let mut p = [0u8; PREFIX_LEN];
-    p[..4].copy_from_slice(&header_len.to_be_bytes());
-    p[4..].copy_from_slice(&payload_len.to_be_bytes());
-    p
-}
-
 /// Decodes frames until the decoder wants more bytes (or fails).
 fn drain(codec: &mut FrameCodec, buf: &mut BytesMut, out: &mut Vec<Packet>) -> Result<(), CodecError> {
     while let Some(p) = codec.decode(buf)? {
@@ -139,10 +118,6 @@ fn max_payload_for(selector: u8) -> usize {
 
 fn rel(path: &str) -> RelPath {
     RelPath::new(path).expect("valid test path")
-}
-
-fn mirror_header<T: Serialize>(id: u32, msg: &T) -> Vec<u8> {
-    rmp_serde::to_vec(&(id, msg)).expect("rmp encode")
 }
 
 // ---------------------------------------------------------------------------
@@ -818,8 +793,8 @@ fn malformed_headers_are_refused() {
         vec![0x91, 0x01],                                          // [id] without a message
         vec![0x93, 0x01, 0xA4, b'P', b'i', b'n', b'g', 0x00],      // [id, msg, extra]
         rmp_serde::to_vec(&"Pong").unwrap(),                       // a bare message is not [id, msg]
-        mirror_header(1, &Bogus::Frobnicate),                      // unknown variant
-        mirror_header(1, &Bogus::Hello { version: "one".into() }), // wrong field type
+        encode_header(1, &Bogus::Frobnicate),                      // unknown variant
+        encode_header(1, &Bogus::Hello { version: "one".into() }), // wrong field type
         rmp_serde::to_vec(&(u64::MAX, "Ping")).unwrap(),           // id out of u32 range
         vec![0x92, 0x01, 0xDD, 0xFF, 0xFF, 0xFF, 0xFF],            // array claiming 4G elements
         vec![0x92, 0x01, 0xC6, 0xFF, 0xFF, 0xFF, 0xFF],            // bin claiming 4 GiB
@@ -831,53 +806,15 @@ fn malformed_headers_are_refused() {
     }
 }
 
-/// Mirrors of the messages that carry paths, with the path as plain bytes, so
-/// a header holding a bad path can be written at all.
-mod mirror {
-    use serde::Serialize;
-    use serde_bytes::ByteBuf;
-
-    #[derive(Serialize)]
-    pub enum Msg {
-        Begin { path: ByteBuf, size: u64 },
-        Probe { paths: Vec<ByteBuf> },
-        Hash { target: HashTarget, span: pareco::codec::Span },
-        Apply { actions: Vec<Action> },
-        Applied { failures: Vec<(ByteBuf, String)> },
-    }
-
-    #[derive(Serialize)]
-    pub enum HashTarget {
-        Path(ByteBuf),
-    }
-
-    #[derive(Serialize)]
-    pub enum Action {
-        MakeDir { path: ByteBuf },
-    }
-
-    /// The path as a MessagePack `str` instead of `bin`.
-    #[derive(Serialize)]
-    pub enum StrMsg {
-        Begin { path: String, size: u64 },
-    }
-
-    /// The path as an array of integers.
-    #[derive(Serialize)]
-    pub enum SeqMsg {
-        Begin { path: Vec<u8>, size: u64 },
-    }
-}
-
 /// Headers holding `path` in every message shape and encoding we mirror.
 fn headers_with_path(path: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     let b = || ByteBuf::from(path.to_vec());
     let mut out = vec![
-        ("Begin", mirror_header(1, &mirror::Msg::Begin { path: b(), size: 10 })),
-        ("Probe", mirror_header(1, &mirror::Msg::Probe { paths: vec![ByteBuf::from(b"ok".to_vec()), b()] })),
+        ("Begin", encode_header(1, &mirror::Msg::Begin { path: b(), size: 10 })),
+        ("Probe", encode_header(1, &mirror::Msg::Probe { paths: vec![ByteBuf::from(b"ok".to_vec()), b()] })),
         (
             "Hash",
-            mirror_header(
+            encode_header(
                 1,
                 &mirror::Msg::Hash {
                     target: mirror::HashTarget::Path(b()),
@@ -887,25 +824,88 @@ fn headers_with_path(path: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "Apply",
-            mirror_header(1, &mirror::Msg::Apply { actions: vec![mirror::Action::MakeDir { path: b() }] }),
+            encode_header(1, &mirror::Msg::Apply { actions: vec![mirror::Action::MakeDir { path: b() }] }),
         ),
-        ("Applied", mirror_header(1, &mirror::Msg::Applied { failures: vec![(b(), "x".into())] })),
-        ("Begin/seq", mirror_header(1, &mirror::SeqMsg::Begin { path: path.to_vec(), size: 10 })),
+        ("Applied", encode_header(1, &mirror::Msg::Applied { failures: vec![(b(), "x".into())] })),
+        ("Begin/seq", encode_header(1, &mirror::SeqMsg::Begin { path: path.to_vec(), size: 10 })),
     ];
     if let Ok(s) = std::str::from_utf8(path) {
-        out.push(("Begin/str", mirror_header(1, &mirror::StrMsg::Begin { path: s.to_owned(), size: 10 })));
+        out.push(("Begin/str", encode_header(1, &mirror::StrMsg::Begin { path: s.to_owned(), size: 10 })));
     }
     out
 }
 
 #[test]
 fn mirror_headers_match_the_real_encoding() {
-    // Sanity check of the mirrors: with a good path they are the real thing.
-    let real = Packet::new(1, Message::Begin { path: rel("a/b"), size: 10 }).encode_head().unwrap();
-    assert_eq!(
-        &real[PREFIX_LEN..],
-        &mirror_header(1, &mirror::Msg::Begin { path: ByteBuf::from(b"a/b".to_vec()), size: 10 })[..]
-    );
+    // With a good path the mirrors are the real thing, byte for byte.
+    let path = rel("dir/a");
+    let bytes = || ByteBuf::from(path.as_bytes().to_vec());
+    let spec = SessionSpec {
+        direction: Direction::Download,
+        path: path.clone(),
+        chunk_size: 1024,
+        hash: HashAlgo::Crc32,
+        includes: vec!["*".into()],
+        excludes: Vec::new(),
+        inplace: true,
+        delete: false,
+    };
+    let mirror_spec = mirror::Spec::with_path(&spec, path.as_bytes());
+    let span = Span { size: 3000, first: 1, count: 2, group: 3 };
+    let meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 0 } };
+    let digest = ByteBuf::from(vec![1, 2]);
+    let target = ByteBuf::from(b"t".to_vec());
+    let pairs = [
+        (
+            Message::Open { proof: None, spec: spec.clone() },
+            mirror::Msg::Open { proof: None, spec: mirror_spec.clone() },
+        ),
+        (Message::Probe { paths: vec![path.clone()] }, mirror::Msg::Probe { paths: vec![bytes()] }),
+        (
+            Message::Hash { target: HashTarget::Path(path.clone()), span },
+            mirror::Msg::Hash { target: mirror::HashTarget::Path(bytes()), span },
+        ),
+        (
+            Message::Read { path: path.clone(), offset: 5, len: 6 },
+            mirror::Msg::Read { path: bytes(), offset: 5, len: 6 },
+        ),
+        (Message::Begin { path: path.clone(), size: 7 }, mirror::Msg::Begin { path: bytes(), size: 7 }),
+        (
+            Message::PutFile { path: path.clone(), meta, digest: digest.clone() },
+            mirror::Msg::PutFile { path: bytes(), meta, digest },
+        ),
+        (
+            Message::Apply {
+                actions: vec![
+                    Action::MakeDir { path: path.clone() },
+                    Action::Symlink { path: path.clone(), target: target.clone(), mtime: meta.mtime },
+                ],
+            },
+            mirror::Msg::Apply {
+                actions: vec![
+                    mirror::Action::MakeDir { path: bytes() },
+                    mirror::Action::Symlink { path: bytes(), target, mtime: meta.mtime },
+                ],
+            },
+        ),
+        (
+            Message::Applied { failures: vec![(path.clone(), "x".into())] },
+            mirror::Msg::Applied { failures: vec![(bytes(), "x".into())] },
+        ),
+    ];
+    for (msg, mirror) in pairs {
+        assert_eq!(frame_bytes(&Packet::new(9, msg.clone())), mirror.frame(9, &[]), "the mirror of {msg:?}");
+    }
+    let real = Packet::new(1, Message::Begin { path: path.clone(), size: 10 }).encode_head().unwrap();
+    for other in [
+        encode_header(1, &mirror::SeqMsg::Begin { path: path.as_bytes().to_vec(), size: 10 }),
+        encode_header(1, &mirror::StrMsg::Begin { path: "dir/a".into(), size: 10 }),
+    ] {
+        assert_ne!(&real[PREFIX_LEN..], &other[..], "another encoding of the path");
+    }
+    // The proof of an Open sent with a mirror spec covers the same bytes.
+    assert_eq!(intent_bytes(&Wants::Open(spec)).unwrap(), mirror_spec.intent_bytes());
+    // Every shape decodes with a good path.
     for (shape, header) in headers_with_path(b"a/b") {
         let mut buf = BytesMut::from(&raw_frame(&header, &[])[..]);
         let res = FrameCodec::new(0).decode(&mut buf);
@@ -1159,19 +1159,19 @@ fn write_fuzz_corpus() {
     trailing.push(0xC0);
     write("invalid-trailing-byte", SELECTOR, &raw_frame(&trailing, &[]));
     let dotdot =
-        mirror_header(6, &mirror::Msg::Begin { path: ByteBuf::from(b"../etc/passwd".to_vec()), size: 1 });
+        encode_header(6, &mirror::Msg::Begin { path: ByteBuf::from(b"../etc/passwd".to_vec()), size: 1 });
     write("invalid-dotdot-path", SELECTOR, &raw_frame(&dotdot, &[]));
     let absolute =
-        mirror_header(6, &mirror::Msg::Probe { paths: vec![ByteBuf::from(b"/etc/shadow".to_vec())] });
+        encode_header(6, &mirror::Msg::Probe { paths: vec![ByteBuf::from(b"/etc/shadow".to_vec())] });
     write("invalid-absolute-path", SELECTOR, &raw_frame(&absolute, &[]));
-    let nul = mirror_header(
+    let nul = encode_header(
         6,
         &mirror::Msg::Apply {
             actions: vec![mirror::Action::MakeDir { path: ByteBuf::from(b"a\0b".to_vec()) }],
         },
     );
     write("invalid-nul-path", SELECTOR, &raw_frame(&nul, &[]));
-    write("invalid-unknown-variant", SELECTOR, &raw_frame(&mirror_header(1, &"Frobnicate"), &[]));
+    write("invalid-unknown-variant", SELECTOR, &raw_frame(&encode_header(1, &"Frobnicate"), &[]));
     let garbage: Vec<u8> = (0u32..64).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     write("invalid-garbage", SELECTOR, &raw_frame(&garbage, &[]));
 }

@@ -2,8 +2,8 @@
 //!
 //! Every test talks to a real `pareco listen` process through [`Raw`], a
 //! blocking client that writes frames by hand (`Packet::encode_head`, or
-//! bytes built here for what the library refuses to encode) and decodes the
-//! answers with the library's `FrameCodec`. Each case checks the `Error`
+//! the test kit's mirror messages for what the library refuses to encode)
+//! and decodes the answers with the library's `FrameCodec`. Each case checks the `Error`
 //! frame the server sends where it still can, that the connection is then
 //! closed (a read returns 0) or, for a failed request, still answers, and
 //! that the server afterwards still serves a normal transfer.
@@ -17,49 +17,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pareco::codec::{
-    Action, Direction, ErrorKind, FileRead, HashAlgo, HashTarget, Kind, Message, Meta, Mtime, Packet,
-    RelPath, SmallFile, Span, MAX_HANDSHAKE_HEADER_LEN, MAX_HEADER_LEN, PROTOCOL_VERSION,
+    Action, ErrorKind, FileRead, HashTarget, Kind, Message, Meta, Mtime, Packet, RelPath, SmallFile, Span,
+    MAX_HANDSHAKE_HEADER_LEN, MAX_HEADER_LEN, PROTOCOL_VERSION,
 };
+use pareco::testing::frames::{encode_header, frame_bytes, prefix, raw_frame};
+use pareco::testing::mirror;
 use serde_bytes::ByteBuf;
 
 use crate::raw::*;
 use crate::util::*;
 
 const TOKEN: &str = "correct-horse-battery-staple-7f3a";
-
-/// Mirrors of the messages that carry paths, with paths as plain bytes, so
-/// that a header with a forbidden path can be written at all. Variant and
-/// field names match `Message`, which is all its decoder looks at.
-mod mirror {
-    use pareco::codec::{Direction, HashAlgo, Meta};
-    use serde::Serialize;
-    use serde_bytes::ByteBuf;
-
-    #[derive(Serialize)]
-    pub enum Msg {
-        Open { proof: Option<ByteBuf>, spec: Spec },
-        Begin { path: ByteBuf, size: u64 },
-        Probe { paths: Vec<ByteBuf> },
-        Read { path: ByteBuf, offset: u64, len: u32 },
-        PutFile { path: ByteBuf, meta: Meta, digest: ByteBuf },
-    }
-
-    #[derive(Serialize)]
-    pub struct Spec {
-        pub direction: Direction,
-        pub path: ByteBuf,
-        pub chunk_size: u32,
-        pub hash: HashAlgo,
-        pub includes: Vec<String>,
-        pub excludes: Vec<String>,
-        pub inplace: bool,
-        pub delete: bool,
-    }
-}
-
-fn mirror_frame(id: u32, msg: &mirror::Msg, payload: &[u8]) -> Vec<u8> {
-    raw_frame(&rmp_serde::to_vec(&(id, msg)).expect("rmp encode"), payload)
-}
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -104,7 +72,7 @@ fn garbage_bytes_get_a_protocol_error_and_a_close() {
 
     // Valid MessagePack that is no message.
     let mut raw = Raw::connect(server.port);
-    raw.send_bytes(&raw_frame(&rmp_serde::to_vec(&(0u32, "Frobnicate")).unwrap(), &[]));
+    raw.send_bytes(&raw_frame(&encode_header(0, "Frobnicate"), &[]));
     let message = raw.refused(ErrorKind::Protocol);
     assert!(message.contains("Frobnicate"), "{message}");
     still_serves(&server, "after", &[]);
@@ -136,29 +104,23 @@ fn wrong_protocol_version_names_both_versions() {
 #[test]
 fn headers_over_64_kib_in_the_handshake_and_1_mib_after_are_refused_from_the_prefix() {
     let server = Server::start(&[]);
-    let prefix = |header_len: usize| {
-        let mut prefix = (header_len as u32).to_be_bytes().to_vec();
-        prefix.extend_from_slice(&0u32.to_be_bytes());
-        prefix
-    };
 
     // Before the handshake, a peer that has proved nothing yet...
     let too_long = MAX_HANDSHAKE_HEADER_LEN + 1;
     let mut raw = Raw::connect(server.port);
-    raw.send_bytes(&prefix(too_long));
+    raw.send_bytes(&prefix(too_long as u32, 0));
     let message = raw.refused(ErrorKind::Protocol);
     assert!(message.contains(&format!("{too_long} bytes")), "{message}");
     assert!(message.contains(&format!("limit of {MAX_HANDSHAKE_HEADER_LEN} bytes")), "{message}");
     let mut raw = Raw::connect(server.port);
     raw.hello();
-    raw.send_bytes(&prefix(too_long));
+    raw.send_bytes(&prefix(too_long as u32, 0));
     raw.refused(ErrorKind::Protocol);
 
     // ...and in a session.
     let too_long = MAX_HEADER_LEN + 1;
-    let prefix = prefix(too_long);
     let (mut raw, _) = Raw::opened(server.port, None, upload("d"));
-    raw.send_bytes(&prefix);
+    raw.send_bytes(&prefix(too_long as u32, 0));
     let message = raw.refused(ErrorKind::Protocol);
     assert!(message.contains(&format!("{too_long} bytes")), "{message}");
     still_serves(&server, "after", &[]);
@@ -199,7 +161,7 @@ fn payloads_are_refused_before_welcome_and_over_the_chunk_size() {
 fn truncated_frame_then_close() {
     let server = Server::start(&[]);
     // In the handshake.
-    let hello = frame(&Packet::new(
+    let hello = frame_bytes(&Packet::new(
         0,
         Message::Hello { version: PROTOCOL_VERSION, nonce: ByteBuf::from(vec![0x5a; 32]) },
     ));
@@ -212,8 +174,11 @@ fn truncated_frame_then_close() {
     // In a session: half a Write, then the end of the stream.
     let (mut raw, _) = Raw::opened(server.port, None, upload("d"));
     let data = Bytes::from_static(b"0123456789");
-    let write =
-        frame(&Packet::with_payload(1, Message::Write { handle: 1, offset: 0, digest: digest(&data) }, data));
+    let write = frame_bytes(&Packet::with_payload(
+        1,
+        Message::Write { handle: 1, offset: 0, digest: digest(&data) },
+        data,
+    ));
     raw.send_bytes(&write[..write.len() - 4]);
     raw.stream.shutdown(Shutdown::Write).unwrap();
     raw.refused(ErrorKind::Protocol);
@@ -572,7 +537,7 @@ fn forbidden_paths_make_the_frame_malformed() {
         for msg in msgs {
             let payload: &[u8] = if matches!(msg, mirror::Msg::PutFile { .. }) { b"x" } else { b"" };
             let (mut raw, _) = Raw::opened(server.port, None, next_upload());
-            raw.send_bytes(&mirror_frame(1, &msg, payload));
+            raw.send_bytes(&msg.frame(1, payload));
             let message = raw.refused(ErrorKind::Protocol);
             assert!(message.starts_with("malformed message"), "{shown:?}: {message}");
             assert!(message.contains("path"), "{shown:?}: {message}");
@@ -580,22 +545,13 @@ fn forbidden_paths_make_the_frame_malformed() {
         // A Read in a download session.
         let (mut raw, _) = Raw::opened(server.port, None, download(""));
         let read = mirror::Msg::Read { path: ByteBuf::from(path), offset: 0, len: 1 };
-        raw.send_bytes(&mirror_frame(1, &read, b""));
+        raw.send_bytes(&read.frame(1, b""));
         raw.refused(ErrorKind::Protocol);
         // The session path of an Open.
-        let spec = mirror::Spec {
-            direction: Direction::Upload,
-            path: ByteBuf::from(path),
-            chunk_size: CHUNK,
-            hash: HashAlgo::Xxh3,
-            includes: Vec::new(),
-            excludes: Vec::new(),
-            inplace: false,
-            delete: false,
-        };
+        let spec = mirror::Spec::with_path(&upload(""), path);
         let mut raw = Raw::connect(server.port);
         raw.hello();
-        raw.send_bytes(&mirror_frame(0, &mirror::Msg::Open { proof: None, spec }, b""));
+        raw.send_bytes(&mirror::Msg::Open { proof: None, spec }.frame(0, b""));
         let message = raw.refused(ErrorKind::Protocol);
         assert!(message.contains("malformed message"), "{shown:?}: {message}");
     }
@@ -826,21 +782,30 @@ fn errors_before_authentication_reveal_no_server_path() {
         raw.send_bytes(&bytes);
         messages.push(raw.refused(kind));
     };
-    let hello =
-        |version| frame(&Packet::new(0, Message::Hello { version, nonce: ByteBuf::from(vec![0x5a; 32]) }));
+    let hello = |version| {
+        frame_bytes(&Packet::new(0, Message::Hello { version, nonce: ByteBuf::from(vec![0x5a; 32]) }))
+    };
     refused(raw_frame(&[0xC1], &[]), false, ErrorKind::Protocol);
     refused(hello(PROTOCOL_VERSION + 1), false, ErrorKind::Version);
-    refused(frame(&Packet::new(0, Message::Ping)), false, ErrorKind::Protocol);
-    refused([(MAX_HEADER_LEN as u32 + 1).to_be_bytes(), [0; 4]].concat(), false, ErrorKind::Protocol);
-    refused(frame(&Packet::new(0, Message::Open { proof: None, spec: upload("d") })), true, ErrorKind::Auth);
+    refused(frame_bytes(&Packet::new(0, Message::Ping)), false, ErrorKind::Protocol);
+    refused(prefix(MAX_HEADER_LEN as u32 + 1, 0).to_vec(), false, ErrorKind::Protocol);
+    refused(
+        frame_bytes(&Packet::new(0, Message::Open { proof: None, spec: upload("d") })),
+        true,
+        ErrorKind::Auth,
+    );
     let missing = Message::Open { proof: None, spec: download("no/such/dir") };
-    refused(frame(&Packet::new(0, missing)), true, ErrorKind::Auth);
+    refused(frame_bytes(&Packet::new(0, missing)), true, ErrorKind::Auth);
     let wrong = Message::Open { proof: Some(ByteBuf::from(vec![7u8; 32])), spec: upload("etc") };
-    refused(frame(&Packet::new(0, wrong)), true, ErrorKind::Auth);
-    refused(frame(&Packet::new(0, Message::Join { session: 1, proof: None })), true, ErrorKind::NoSession);
-    refused(frame(&Packet::new(0, Message::Ping)), true, ErrorKind::Protocol);
+    refused(frame_bytes(&Packet::new(0, wrong)), true, ErrorKind::Auth);
+    refused(
+        frame_bytes(&Packet::new(0, Message::Join { session: 1, proof: None })),
+        true,
+        ErrorKind::NoSession,
+    );
+    refused(frame_bytes(&Packet::new(0, Message::Ping)), true, ErrorKind::Protocol);
     let bad_path = mirror::Msg::Begin { path: ByteBuf::from(&b"../../etc/passwd"[..]), size: 1 };
-    refused(mirror_frame(0, &bad_path, b""), true, ErrorKind::Protocol);
+    refused(bad_path.frame(0, b""), true, ErrorKind::Protocol);
     assert_eq!(messages.len(), 10);
     for message in &messages {
         assert!(!message.contains(&root) && !message.contains(&real_root), "{message}");

@@ -6,6 +6,8 @@ mod codec;
 mod damage;
 mod fake;
 mod hardening;
+mod kit_refusals;
+mod kit_sessions;
 mod live;
 mod protocol_doc;
 mod raw;

@@ -1,7 +1,9 @@
 //! A blocking connection that speaks frames by hand, for tests that play
 //! a client (or a server) that the library would never be: it writes frames
-//! with `Packet::encode_head` (or bytes built by the test) and decodes what
-//! comes back with the library's `FrameCodec`.
+//! with `Packet::encode_head` (or bytes built by the test, see
+//! `pareco::testing::frames`) and decodes what comes back with the
+//! library's `FrameCodec`; its handshake is the test kit's
+//! (`pareco::testing::client`).
 
 use std::io::{ErrorKind as IoKind, Read, Write};
 use std::net::TcpStream;
@@ -13,8 +15,10 @@ use pareco::codec::{
     MAX_PAYLOAD_CAP, PROTOCOL_VERSION,
 };
 use pareco::peer::hash;
-use pareco::session::auth::{Key, Secret, Transcript};
-use pareco::session::handshake::{intent_bytes, Wants};
+use pareco::session::auth::Secret;
+use pareco::session::handshake::Wants;
+use pareco::testing::client::{intent_message, key_of, Handshake};
+use pareco::testing::frames::frame_bytes;
 use serde_bytes::ByteBuf;
 use tokio_util::codec::Decoder;
 
@@ -41,9 +45,9 @@ pub struct Raw {
     codec: FrameCodec,
     /// The handshake's nonces (the client's, the server's), once sent.
     nonces: Option<(Vec<u8>, Vec<u8>)>,
-    /// The key and transcript of the `Open`/`Join` sent, and the secret a
-    /// join used, to check the `Welcome`.
-    sent: Option<(Key, Transcript, Option<Secret>)>,
+    /// The handshake of the `Open`/`Join` sent, and the secret a join
+    /// used, to check the `Welcome`.
+    sent: Option<(Handshake, Option<Secret>)>,
 }
 
 impl Raw {
@@ -90,7 +94,7 @@ impl Raw {
     }
 
     pub fn send_with(&mut self, id: u32, msg: Message, payload: Bytes) {
-        self.send_bytes(&frame(&Packet::with_payload(id, msg, payload)));
+        self.send_bytes(&frame_bytes(&Packet::with_payload(id, msg, payload)));
     }
 
     /// The next frame, or `None` once the server has closed the connection
@@ -163,18 +167,9 @@ impl Raw {
     fn intent(&mut self, token: Option<&str>, wants: Wants, secret: Option<Secret>) {
         self.hello();
         let (client, server) = self.nonces.clone().expect("nonces");
-        let transcript = Transcript::new(&client, &server, b"", &intent_bytes(&wants).unwrap());
-        let key = token.map_or_else(Key::none, Key::from_token);
-        let key = secret.map_or(key.clone(), |s| key.for_join(&s));
-        let proof = Some(ByteBuf::from(key.client_proof(&transcript).to_vec()));
-        self.send(
-            0,
-            match wants {
-                Wants::Open(spec) => Message::Open { proof, spec },
-                Wants::Join(session) => Message::Join { session, proof },
-            },
-        );
-        self.sent = Some((key, transcript, secret));
+        let handshake = Handshake::of_wants(&key_of(token), secret.as_ref(), &client, &server, &wants);
+        self.send(0, intent_message(wants, Some(handshake.client_proof().to_vec())));
+        self.sent = Some((handshake, secret));
     }
 
     pub fn open(&mut self, token: Option<&str>, spec: SessionSpec) {
@@ -188,13 +183,13 @@ impl Raw {
     /// The next frame must be `Welcome`, with the server's proof; returns
     /// the session's ticket (its secret unsealed for an `Open`).
     pub fn welcome(&mut self) -> Ticket {
-        let (key, transcript, joined) = self.sent.take().expect("an Open or Join sent");
+        let (handshake, joined) = self.sent.take().expect("an Open or Join sent");
         match self.recv() {
             Some(Packet { msg: Message::Welcome { session, proof, secret, .. }, .. }) => {
-                assert_eq!(&proof[..], key.server_proof(&transcript), "the server's proof");
+                assert!(handshake.server_proof_matches(&proof), "the server's proof");
                 let secret = match (joined, secret) {
                     (Some(secret), None) => secret,
-                    (None, Some(sealed)) => key.seal(&transcript, &sealed[..].try_into().expect("32 bytes")),
+                    (None, Some(sealed)) => handshake.unseal(&sealed).expect("a secret of 32 bytes"),
                     other => panic!("unexpected secrets {other:?}"),
                 };
                 Ticket { id: session, secret }
@@ -246,22 +241,6 @@ impl Raw {
         assert_eq!(self.request(id, Message::Close, Bytes::new()), Message::Done);
         self.closed();
     }
-}
-
-/// The bytes of a whole frame.
-pub fn frame(packet: &Packet) -> Vec<u8> {
-    let mut bytes = packet.encode_head().expect("encode_head").to_vec();
-    bytes.extend_from_slice(&packet.payload);
-    bytes
-}
-
-/// A frame around any header (to send what `Message` cannot hold).
-pub fn raw_frame(header: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut bytes = (header.len() as u32).to_be_bytes().to_vec();
-    bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    bytes.extend_from_slice(header);
-    bytes.extend_from_slice(payload);
-    bytes
 }
 
 // ---------------------------------------------------------------------------
