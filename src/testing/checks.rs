@@ -90,8 +90,10 @@ impl Run<'_> {
     /// Waits until every server connection has ended.
     async fn await_servers(&mut self) {
         for serving in std::mem::take(&mut self.serving) {
-            if tokio::time::timeout(GRACE, serving).await.is_err() {
-                panic!("hang: a server connection still runs {GRACE:?} after its client went away");
+            match tokio::time::timeout(GRACE, serving).await {
+                Err(_) => panic!("hang: a server connection still runs {GRACE:?} after its client went away"),
+                Ok(Err(e)) if e.is_panic() => panic!("a server connection panicked: {e}"),
+                Ok(_) => {}
             }
         }
     }

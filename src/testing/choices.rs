@@ -1,9 +1,9 @@
 //! The values the fuzzer draws operands from: tables of the interesting
 //! ones (the fixture's paths, chunk sizes at and past the limits, bad
-//! globs, ...), now and then any value at all; the draws of the plain
-//! operands of [`ops`](super::ops) (those its derived `Arbitrary` names,
-//! and those the requests are made of). On input that has run out, every
-//! draw gives the first, most common choice.
+//! globs, ...) by one selector byte, now and then any value at all; the
+//! draws of the plain operands of [`ops`](super::ops) (those its derived
+//! `Arbitrary` names, and those the requests are made of). On input that
+//! has run out, every draw gives the first, most common choice.
 
 use arbitrary::{Arbitrary, Result, Unstructured};
 
@@ -125,18 +125,19 @@ const MODES: &[u32] = &[0o644, 0o755, 0o600, 0, 0o7777, 0o4755, u32::MAX];
 const SECS: &[i64] = &[1_700_000_000, 0, -1, i64::MIN, i64::MAX, 1 << 40];
 const NANOS: &[u32] = &[0, 1, 999_999_999, 1_000_000_000, u32::MAX];
 
-/// A value of `table` (its first on input that has run out), now and then
-/// any value.
+/// The selector byte after which a value is given in full.
+pub(super) const ANY: u8 = u8::MAX;
+
+/// A value of `table` by one selector byte, or after [`ANY`] any value.
 pub(super) fn pick<'a, T: Copy + Arbitrary<'a>>(u: &mut Unstructured<'a>, table: &[T]) -> Result<T> {
-    if u.ratio(15u8, 16)? {
-        Ok(*u.choose(table)?)
-    } else {
-        u.arbitrary()
+    match u8::arbitrary(u)? {
+        ANY => u.arbitrary(),
+        b => Ok(table[usize::from(b) % table.len()]),
     }
 }
 
 /// Up to `max` bytes.
-pub(super) fn bytes(u: &mut Unstructured<'_>, max: usize) -> Result<Vec<u8>> {
+fn bytes(u: &mut Unstructured<'_>, max: usize) -> Result<Vec<u8>> {
     let len = u.int_in_range(0..=max)?.min(u.len());
     Ok(u.bytes(len)?.to_vec())
 }
@@ -151,12 +152,11 @@ pub(super) fn up_to<'a, T>(
     (0..n).map(|_| item(u)).collect()
 }
 
-/// An entry of `dict`, now and then any bytes.
+/// An entry of `dict` by one selector byte, or after [`ANY`] any bytes.
 pub(super) fn dict(u: &mut Unstructured<'_>, dict: &[&[u8]]) -> Result<Vec<u8>> {
-    if u.ratio(15u8, 16)? {
-        Ok(u.choose(dict)?.to_vec())
-    } else {
-        bytes(u, 64)
+    match u8::arbitrary(u)? {
+        ANY => bytes(u, 64),
+        b => Ok(dict[usize::from(b) % dict.len()].to_vec()),
     }
 }
 
@@ -197,18 +197,18 @@ pub(super) fn path(u: &mut Unstructured<'_>) -> Result<RelPath> {
 }
 
 fn glob(u: &mut Unstructured<'_>) -> Result<String> {
-    if u.ratio(15u8, 16)? {
-        Ok((*u.choose(GLOBS)?).to_owned())
-    } else {
-        Ok(String::from_utf8_lossy(&bytes(u, 32)?).into_owned())
+    match u8::arbitrary(u)? {
+        ANY => Ok(String::from_utf8_lossy(&bytes(u, 32)?).into_owned()),
+        b => Ok(GLOBS[usize::from(b) % GLOBS.len()].to_owned()),
     }
 }
 
 pub(super) fn spec(u: &mut Unstructured<'_>) -> Result<SessionSpec> {
+    let flags = u8::arbitrary(u)?;
     Ok(SessionSpec {
-        direction: if u.arbitrary()? { Direction::Download } else { Direction::Upload },
-        inplace: u.arbitrary()?,
-        delete: u.arbitrary()?,
+        direction: if flags & 1 == 0 { Direction::Upload } else { Direction::Download },
+        inplace: flags & 2 != 0,
+        delete: flags & 4 != 0,
         path: path(u)?,
         chunk_size: pick(u, CHUNKS)?,
         hash: *u.choose(&HashAlgo::ALL)?,

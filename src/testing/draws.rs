@@ -8,7 +8,7 @@ use arbitrary::{Arbitrary, Result, Unstructured};
 use serde_bytes::ByteBuf;
 
 use super::choices::{
-    bytes, dict, kind, meta, mtime, path, pick, span, up_to, LENGTHS, LEN_MASK, MAX_FILL, OFFSETS, SIZES,
+    dict, kind, meta, mtime, path, pick, span, up_to, ANY, LENGTHS, LEN_MASK, MAX_FILL, OFFSETS, SIZES,
     SIZE_MASK, TARGETS, WRITE_OFFSETS,
 };
 use super::ops::{Data, DigestSel, HandleSel, IdSel, LenSel, OffSel, Proof, Req, SessionRef};
@@ -118,17 +118,19 @@ impl<'a> Arbitrary<'a> for Proof {
 
 impl<'a> Arbitrary<'a> for SessionRef {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        Ok(if u.ratio(15u8, 16)? {
-            SessionRef::Known(u.arbitrary()?)
-        } else {
-            SessionRef::Raw(u.arbitrary()?)
+        Ok(match u8::arbitrary(u)? {
+            ANY => SessionRef::Raw(u.arbitrary()?),
+            n => SessionRef::Known(n),
         })
     }
 }
 
 impl<'a> Arbitrary<'a> for HandleSel {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        Ok(if u.ratio(15u8, 16)? { HandleSel::Known(u.arbitrary()?) } else { HandleSel::Raw(u.arbitrary()?) })
+        Ok(match u8::arbitrary(u)? {
+            ANY => HandleSel::Raw(u.arbitrary()?),
+            n => HandleSel::Known(n),
+        })
     }
 }
 
@@ -159,20 +161,19 @@ impl<'a> Arbitrary<'a> for LenSel {
 
 impl<'a> Arbitrary<'a> for OffSel {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        Ok(if u.ratio(3u8, 4)? {
-            OffSel::Chunk(u.int_in_range(0..=15)?)
-        } else {
-            OffSel::Value(pick(u, WRITE_OFFSETS)?)
+        Ok(match u8::arbitrary(u)? {
+            ANY => OffSel::Value(u.arbitrary()?),
+            k @ 0..16 => OffSel::Chunk(k),
+            b => OffSel::Value(WRITE_OFFSETS[usize::from(b - 16) % WRITE_OFFSETS.len()]),
         })
     }
 }
 
 impl<'a> Arbitrary<'a> for Data {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
-        Ok(if u.ratio(7u8, 8)? {
-            Data::Bytes(bytes(u, 254)?)
-        } else {
-            Data::Fill(u.arbitrary()?, u.int_in_range(0..=MAX_FILL)?)
+        Ok(match u8::arbitrary(u)? {
+            ANY => Data::Fill(u.arbitrary()?, u32::arbitrary(u)? % (MAX_FILL + 1)),
+            n => Data::Bytes(u.bytes(usize::from(n).min(u.len()))?.to_vec()),
         })
     }
 }

@@ -31,6 +31,8 @@ pub(super) const NO_ANSWER: &str = "no answer in time";
 pub(super) enum Event {
     Frame(Packet),
     Eof,
+    /// The server broke the framing: a check failed.
+    Broken(String),
 }
 
 /// What the first `Open` or `Join` sent on a connection asked for, whatever
@@ -119,15 +121,25 @@ async fn read_frames(mut read: ReadHalf<DuplexStream>, events: mpsc::UnboundedSe
     let mut codec = FrameCodec::new(MAX_PAYLOAD_CAP);
     let mut buf = BytesMut::with_capacity(16 << 10);
     loop {
-        while let Some(packet) =
-            codec.decode(&mut buf).unwrap_or_else(|e| panic!("the server sent a malformed frame: {e}"))
-        {
-            let _ = events.send(Event::Frame(packet));
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(packet)) => {
+                    let _ = events.send(Event::Frame(packet));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = events.send(Event::Broken(format!("the server sent a malformed frame: {e}")));
+                    return;
+                }
+            }
         }
         match read.read_buf(&mut buf).await {
             Ok(0) | Err(_) => {
-                assert!(buf.is_empty(), "the server closed a connection in the middle of a frame");
-                let _ = events.send(Event::Eof);
+                let _ = events.send(if buf.is_empty() {
+                    Event::Eof
+                } else {
+                    Event::Broken("the server closed a connection in the middle of a frame".into())
+                });
                 return;
             }
             Ok(_) => {}
@@ -227,8 +239,10 @@ impl<'f> Run<'f> {
         });
     }
 
-    /// Drops the connection: the server sees the end of the stream.
+    /// Drops the connection, once what already came is taken in: the
+    /// server sees the end of the stream.
     pub(super) fn disconnect(&mut self, slot: usize) {
+        self.pump(slot);
         if let Some(conn) = self.conns[slot].take() {
             conn.reader.abort();
         }
@@ -242,15 +256,13 @@ impl<'f> Run<'f> {
         let line = match &event {
             Event::Eof => format!("{slot} closed"),
             Event::Frame(packet) => format!("{slot} {} {}", packet.id, describe(&packet.msg)),
+            Event::Broken(why) => panic!("{why}"),
         };
         self.note(line);
         let Some(conn) = self.conns[slot].as_mut() else { return };
-        let packet = match event {
-            Event::Eof => {
-                conn.eof = true;
-                return;
-            }
-            Event::Frame(packet) => packet,
+        let Event::Frame(packet) = event else {
+            conn.eof = true;
+            return;
         };
         if packet.id == 0 {
             conn.id0 += 1;
