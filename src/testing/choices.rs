@@ -13,7 +13,7 @@ use crate::codec::{Direction, HashAlgo, Kind, Meta, Mtime, RelPath, SessionSpec,
 /// Largest payload drawn: over the limit of the small chunk sizes, far
 /// below the 64 MiB cap.
 pub const MAX_FILL: u32 = (256 << 10) + 1;
-/// Largest `Read` of [`LenSel::Chunk`].
+/// Largest `Read` of [`LenSel::Chunk`](super::ops::LenSel::Chunk).
 pub const READ_CAP: u32 = 1 << 20;
 /// File sizes a `Begin` asks for, besides those of [`SIZES`]: at most
 /// this (bigger sparse files would make hashing them slow).

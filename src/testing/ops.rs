@@ -1,5 +1,5 @@
 //! The operations of a client: what the handshake fuzz target generates
-//! (`Arbitrary`, with the values of [`choices`](super::choices)) and the
+//! (`Arbitrary`, with the values of [`choices`]) and the
 //! scenario tests write by hand; [`Fixture::run`](super::Fixture::run)
 //! performs them.
 //!
