@@ -122,6 +122,14 @@ pub(crate) struct TransferArgs {
     /// Print a JSON report on stdout at the end.
     #[arg(long)]
     pub(crate) json: bool,
+    /// With every connection lost, keep trying to join the session again
+    /// for this long (ms, s, m, h); 0: lost connections are not replaced.
+    #[arg(long, default_value = "5m", value_parser = parse_duration_or_zero, value_name = "DUR")]
+    pub(crate) reconnect_timeout: Duration,
+    /// A connection on which nothing arrived for this long while requests
+    /// wait is dropped and replaced (idle ones are pinged).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DUR")]
+    pub(crate) io_timeout: Duration,
     /// Use TLS (implied by a pareco+tls:// address).
     #[arg(long)]
     pub(crate) tls: bool,
@@ -150,6 +158,13 @@ pub(crate) fn parse_hash(text: &str) -> Result<HashAlgo, String> {
         let names: Vec<&str> = HashAlgo::ALL.iter().map(|a| a.name()).collect();
         format!("unknown digest function (use one of: {})", names.join(", "))
     })
+}
+
+pub(crate) fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{e} (use e.g. 0, 500ms, 30s, 5m)"))
 }
 
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {

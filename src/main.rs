@@ -218,7 +218,13 @@ async fn transfer(
     };
     let settings = Settings::for_session(&spec, filter, keep_setid);
     let options = transfer::Options::for_session(&spec, opts.skip_digest, opts.connections as usize);
-    let config = ClientConfig { connections: opts.connections as usize, token, tls };
+    let config = ClientConfig {
+        connections: opts.connections as usize,
+        token,
+        tls,
+        reconnect_timeout: opts.reconnect_timeout,
+        io_timeout: opts.io_timeout,
+    };
     if let Err(e) = raise_open_file_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
@@ -246,7 +252,7 @@ async fn transfer(
         }
     };
     pool.close().await;
-    let report = counters.report(started.elapsed(), pool.wire_bytes(), pool.latency());
+    let report = counters.report(started.elapsed(), pool.wire_bytes(), pool.latency(), pool.resilience());
     print_report(&report, &opts);
     if report.complete() {
         Ok(())

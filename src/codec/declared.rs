@@ -44,6 +44,12 @@ pub struct Declaration {
     pub payload: bool,
     /// For a request: the messages that answer it (besides `Error`).
     pub answers: &'static [&'static str],
+    /// For a request: done at most once per request id. Sent again under
+    /// the same id (after its connection was lost), it is answered with
+    /// the first answer, not done again (§11 of PROTOCOL.md). The other
+    /// requests read, or write the same bytes again: doing them twice has
+    /// the effect of once.
+    pub once: bool,
 }
 
 impl Message {
@@ -51,40 +57,41 @@ impl Message {
     pub fn declaration(&self) -> Declaration {
         use Class::*;
         use Serves::*;
-        let (name, class, payload, answers): (_, _, _, &'static [&'static str]) = match self {
-            Message::Hello { .. } => ("Hello", Handshake, false, &["Challenge"]),
-            Message::Challenge { .. } => ("Challenge", Handshake, false, &["Open", "Join"]),
-            Message::Open { .. } => ("Open", Handshake, false, &["Welcome"]),
-            Message::Join { .. } => ("Join", Handshake, false, &["Welcome"]),
-            Message::Welcome { .. } => ("Welcome", Handshake, false, &[]),
-            Message::Ping => ("Ping", Request(Session), false, &["Pong"]),
-            Message::Walk => ("Walk", Request(Either), false, &["Listing"]),
-            Message::Probe { .. } => ("Probe", Request(Destination), false, &["Probed"]),
-            Message::Hash { .. } => ("Hash", Request(Either), false, &["Hashes"]),
-            Message::Read { .. } => ("Read", Request(Source), false, &["Data"]),
-            Message::ReadFiles { .. } => ("ReadFiles", Request(Source), false, &["FilesRead"]),
-            Message::Begin { .. } => ("Begin", Request(Destination), false, &["Begun"]),
-            Message::CopyOld { .. } => ("CopyOld", Request(Destination), false, &["Done"]),
-            Message::Write { .. } => ("Write", Request(Destination), true, &["Done"]),
-            Message::Finish { .. } => ("Finish", Request(Destination), false, &["Done"]),
-            Message::Discard { .. } => ("Discard", Request(Destination), false, &["Done"]),
-            Message::PutFile { .. } => ("PutFile", Request(Destination), true, &["Done"]),
-            Message::PutFiles { .. } => ("PutFiles", Request(Destination), true, &["FilesPut"]),
-            Message::Apply { .. } => ("Apply", Request(Destination), false, &["Applied"]),
-            Message::Close => ("Close", Request(Session), false, &["Done"]),
-            Message::Pong => ("Pong", Answer, false, &[]),
-            Message::Listing { .. } => ("Listing", Answer, false, &[]),
-            Message::Probed { .. } => ("Probed", Answer, false, &[]),
-            Message::Hashes { .. } => ("Hashes", Answer, false, &[]),
-            Message::Data { .. } => ("Data", Answer, true, &[]),
-            Message::FilesRead { .. } => ("FilesRead", Answer, true, &[]),
-            Message::Begun { .. } => ("Begun", Answer, false, &[]),
-            Message::Done => ("Done", Answer, false, &[]),
-            Message::Applied { .. } => ("Applied", Answer, false, &[]),
-            Message::FilesPut { .. } => ("FilesPut", Answer, false, &[]),
-            Message::Error { .. } => ("Error", Answer, false, &[]),
+        // name, class, payload, once, answers
+        let (name, class, payload, once, answers): (_, _, _, _, &'static [&'static str]) = match self {
+            Message::Hello { .. } => ("Hello", Handshake, false, false, &["Challenge"]),
+            Message::Challenge { .. } => ("Challenge", Handshake, false, false, &["Open", "Join"]),
+            Message::Open { .. } => ("Open", Handshake, false, false, &["Welcome"]),
+            Message::Join { .. } => ("Join", Handshake, false, false, &["Welcome"]),
+            Message::Welcome { .. } => ("Welcome", Handshake, false, false, &[]),
+            Message::Ping => ("Ping", Request(Session), false, false, &["Pong"]),
+            Message::Walk => ("Walk", Request(Either), false, false, &["Listing"]),
+            Message::Probe { .. } => ("Probe", Request(Destination), false, false, &["Probed"]),
+            Message::Hash { .. } => ("Hash", Request(Either), false, false, &["Hashes"]),
+            Message::Read { .. } => ("Read", Request(Source), false, false, &["Data"]),
+            Message::ReadFiles { .. } => ("ReadFiles", Request(Source), false, false, &["FilesRead"]),
+            Message::Begin { .. } => ("Begin", Request(Destination), false, true, &["Begun"]),
+            Message::CopyOld { .. } => ("CopyOld", Request(Destination), false, false, &["Done"]),
+            Message::Write { .. } => ("Write", Request(Destination), true, false, &["Done"]),
+            Message::Finish { .. } => ("Finish", Request(Destination), false, true, &["Done"]),
+            Message::Discard { .. } => ("Discard", Request(Destination), false, true, &["Done"]),
+            Message::PutFile { .. } => ("PutFile", Request(Destination), true, true, &["Done"]),
+            Message::PutFiles { .. } => ("PutFiles", Request(Destination), true, true, &["FilesPut"]),
+            Message::Apply { .. } => ("Apply", Request(Destination), false, true, &["Applied"]),
+            Message::Close => ("Close", Request(Session), false, false, &["Done"]),
+            Message::Pong => ("Pong", Answer, false, false, &[]),
+            Message::Listing { .. } => ("Listing", Answer, false, false, &[]),
+            Message::Probed { .. } => ("Probed", Answer, false, false, &[]),
+            Message::Hashes { .. } => ("Hashes", Answer, false, false, &[]),
+            Message::Data { .. } => ("Data", Answer, true, false, &[]),
+            Message::FilesRead { .. } => ("FilesRead", Answer, true, false, &[]),
+            Message::Begun { .. } => ("Begun", Answer, false, false, &[]),
+            Message::Done => ("Done", Answer, false, false, &[]),
+            Message::Applied { .. } => ("Applied", Answer, false, false, &[]),
+            Message::FilesPut { .. } => ("FilesPut", Answer, false, false, &[]),
+            Message::Error { .. } => ("Error", Answer, false, false, &[]),
         };
-        Declaration { name, class, payload, answers }
+        Declaration { name, class, payload, answers, once }
     }
 
     /// The variant name, for logs and protocol errors.

@@ -9,17 +9,20 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::codec::{RelPath, SessionSpec};
+use crate::codec::{ErrorKind, RelPath, SessionSpec};
 
 use super::auth::Key;
 use super::conn::{self, BoxIo, Counted, Reader, Writer};
 use super::handshake::{self, Intent, Welcome};
-use super::pool::Pool;
+use super::pool::{LinkSettings, Pool};
+use super::redial::{Dial, Redial};
 use super::tls::Connector;
 use super::SessionError;
 
 /// The port a server listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 4650;
+/// How long a client asks again for a tree that is busy.
+const BUSY_RETRY: Duration = Duration::from_secs(3);
 /// Time allowed to connect and finish the handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -92,6 +95,13 @@ pub struct ClientConfig {
     pub token: Option<String>,
     /// How to speak TLS to the server; `None` for plain TCP.
     pub tls: Option<Connector>,
+    /// How long a session may have no connection at all while the client
+    /// keeps trying to join it again; zero: lost connections are not
+    /// replaced.
+    pub reconnect_timeout: Duration,
+    /// A connection with requests in flight on which nothing arrived for
+    /// this long is lost (and replaced).
+    pub io_timeout: Duration,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -100,6 +110,8 @@ impl fmt::Debug for ClientConfig {
             .field("connections", &self.connections)
             .field("token", &self.token.as_ref().map(|_| "(redacted)"))
             .field("tls", &self.tls)
+            .field("reconnect_timeout", &self.reconnect_timeout)
+            .field("io_timeout", &self.io_timeout)
             .finish()
     }
 }
@@ -123,20 +135,70 @@ pub async fn connect(
             spec.chunk_size >> 20
         );
     }
-    let (first, welcome) = connect_one(remote, config, key.as_ref(), Intent::Open(spec), &wire).await?;
-    let joins = (1..connections).map(|_| {
-        let intent = Intent::Join { session: welcome.session, secret: welcome.secret };
-        connect_one(remote, config, key.as_ref(), intent, &wire)
-    });
+    let (first, welcome) = open(remote, config, key.as_ref(), spec, &wire).await?;
+    let join = Intent::Join { session: welcome.session, secret: welcome.secret };
+    let joins = (1..connections).map(|_| connect_one(remote, config, key.as_ref(), join.clone(), &wire));
     let mut conns = vec![first];
     for joined in futures::future::join_all(joins).await {
-        conns.push(joined?.0);
+        match joined {
+            Ok((conn, _)) => conns.push(conn),
+            // The session is there: with reconnection, the pool makes the
+            // connections that are missing.
+            Err(e) if !config.reconnect_timeout.is_zero() && !refused(&e) => {
+                tracing::debug!("joining the session failed: {e}; trying again later");
+            }
+            Err(e) => return Err(e),
+        }
     }
-    // Room per connection for two chunks and then some small requests.
-    let budget = (2 * chunk).max(4 << 20);
-    let pool = Pool::start(conns, budget, wire);
-    pool.keep_alive((welcome.idle_timeout / 3).max(Duration::from_millis(10)));
-    Ok(pool)
+    let redial = (!config.reconnect_timeout.is_zero()).then(|| {
+        let (remote, config, wire) = (remote.clone(), config.clone(), wire.clone());
+        let reconnect_timeout = config.reconnect_timeout;
+        let dial: Dial = Arc::new(move || {
+            let (remote, config, wire, join) = (remote.clone(), config.clone(), wire.clone(), join.clone());
+            Box::pin(async move {
+                let key = config.token.as_deref().map(Key::from_token);
+                connect_one(&remote, &config, key.as_ref(), join, &wire).await.map(|(conn, _)| conn)
+            })
+        });
+        Redial { dial, reconnect_timeout }
+    });
+    let settings = LinkSettings {
+        // Room per connection for two chunks and then some small requests.
+        budget: (2 * chunk).max(4 << 20),
+        io_timeout: config.io_timeout,
+        // Often enough that neither the server's idle timeout nor ours
+        // passes on an idle connection.
+        ping_every: (welcome.idle_timeout.min(config.io_timeout) / 3).max(Duration::from_millis(10)),
+    };
+    Ok(Pool::start(conns, connections, settings, wire, redial))
+}
+
+/// Opens the session. A tree another session is writing into may be
+/// free a moment later (that session's client was just killed, and the
+/// server has not seen its connections go yet): a busy tree is asked for
+/// again for up to [`BUSY_RETRY`].
+async fn open(
+    remote: &Remote,
+    config: &ClientConfig,
+    key: Option<&Key>,
+    spec: SessionSpec,
+    wire: &Arc<AtomicU64>,
+) -> Result<((Reader, Writer), Welcome), SessionError> {
+    let started = std::time::Instant::now();
+    loop {
+        match connect_one(remote, config, key, Intent::Open(spec.clone()), wire).await {
+            Err(SessionError::Refused(e)) if e.kind == ErrorKind::Busy && started.elapsed() < BUSY_RETRY => {
+                tracing::debug!("{e}; asking again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Did the server refuse (rather than the network fail)?
+fn refused(e: &SessionError) -> bool {
+    matches!(e, SessionError::Refused(_))
 }
 
 async fn connect_one(
@@ -187,7 +249,13 @@ mod tests {
 
     #[test]
     fn the_token_is_not_in_debug_output() {
-        let config = ClientConfig { connections: 2, token: Some("s3cret-t0ken".into()), tls: None };
+        let config = ClientConfig {
+            connections: 2,
+            token: Some("s3cret-t0ken".into()),
+            tls: None,
+            reconnect_timeout: Duration::ZERO,
+            io_timeout: Duration::from_secs(30),
+        };
         let shown = format!("{config:?}");
         assert!(!shown.contains("s3cret-t0ken") && shown.contains("redacted"), "{shown}");
         let server = crate::session::ServerConfig {

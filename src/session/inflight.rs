@@ -1,9 +1,15 @@
-//! The requests in flight on one connection of the client's pool: the id
-//! each was sent under, who waits for its answer, and when it left. Plain
-//! data without I/O — time is an argument — so its rules are tested here;
-//! the pool's writer and reader tasks share one behind a lock.
+//! The requests of a session in flight on the client's connections: the id
+//! each was sent under (unique in the session), the connection it went out
+//! on, who waits for its answer, and when it left. Plain data without I/O —
+//! time is an argument — so its rules are tested here; the pool's tasks
+//! share one behind a lock.
+//!
+//! When a connection is lost, its requests are taken back
+//! ([`InFlight::take_link`]) to be sent again, under the same ids, on
+//! another: a request the server already did is then answered from its
+//! table of answers, not done twice (PROTOCOL.md §11).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -29,40 +35,72 @@ impl Reply {
     }
 }
 
-/// A request on the wire, and what it holds until it is answered (`T`: the
-/// pool's share of the connection's budget).
+/// A request on the wire, and what it holds until it is answered (`T`:
+/// what the pool needs to send it again).
 struct Pending<T> {
+    link: usize,
     reply: Reply,
     sent: Instant,
     timed: bool,
-    _held: T,
+    held: T,
 }
 
-/// The requests in flight on one connection.
+/// A request taken back from a lost connection.
+pub(super) struct Unanswered<T> {
+    /// The id it was sent under, to send it again with.
+    pub id: u32,
+    /// Who waits for its answer.
+    pub reply: Reply,
+    /// What the pool keeps to send it again.
+    pub held: T,
+}
+
+/// The requests in flight on the connections of one session.
 pub(super) struct InFlight<T> {
-    /// `None` once the connection is gone.
+    /// `None` once the session is lost.
     pending: Option<HashMap<u32, Pending<T>>>,
     last_id: u32,
+    /// Connections lost: nothing more is sent on them.
+    lost: HashSet<usize>,
 }
 
 impl<T> InFlight<T> {
     pub(super) fn new() -> Self {
-        InFlight { pending: Some(HashMap::new()), last_id: 0 }
+        InFlight { pending: Some(HashMap::new()), last_id: 0, lost: HashSet::new() }
     }
 
-    /// Registers a request sent at `now`: the id to send it under (never 0,
-    /// never one in flight). A closed connection gives the reply back.
-    pub(super) fn insert(&mut self, reply: Reply, timed: bool, held: T, now: Instant) -> Result<u32, Reply> {
-        let Some(pending) = self.pending.as_mut() else { return Err(reply) };
-        let mut id = self.last_id;
-        loop {
-            id = id.wrapping_add(1).max(1);
-            if !pending.contains_key(&id) {
-                break;
+    /// Registers a request sent at `now` on connection `link`: under `id`
+    /// if it is sent again, else under a new id (never 0, never one in
+    /// flight); returns the id. A lost connection or session (or, cannot
+    /// happen, an id already in flight) gives the request back.
+    pub(super) fn insert(
+        &mut self,
+        link: usize,
+        id: Option<u32>,
+        reply: Reply,
+        timed: bool,
+        held: T,
+        now: Instant,
+    ) -> Result<u32, (Reply, T)> {
+        let Some(pending) = self.pending.as_mut().filter(|_| !self.lost.contains(&link)) else {
+            return Err((reply, held));
+        };
+        let id = match id {
+            Some(id) if pending.contains_key(&id) || id == 0 => return Err((reply, held)),
+            Some(id) => id,
+            None => {
+                let mut id = self.last_id;
+                loop {
+                    id = id.wrapping_add(1).max(1);
+                    if !pending.contains_key(&id) {
+                        break;
+                    }
+                }
+                self.last_id = id;
+                id
             }
-        }
-        self.last_id = id;
-        pending.insert(id, Pending { reply, sent: now, timed, _held: held });
+        };
+        pending.insert(id, Pending { link, reply, sent: now, timed, held });
         Ok(id)
     }
 
@@ -97,8 +135,30 @@ impl<T> InFlight<T> {
         round_trip
     }
 
-    /// The connection is gone: every request in flight fails with `Lost`
-    /// and `why`, and no more are taken.
+    /// Connection `link` is lost: its requests, to be sent again. Nothing
+    /// more can be sent on it.
+    pub(super) fn take_link(&mut self, link: usize) -> Vec<Unanswered<T>> {
+        self.lost.insert(link);
+        let Some(pending) = self.pending.as_mut() else { return Vec::new() };
+        let ids: Vec<u32> = pending.iter().filter(|(_, p)| p.link == link).map(|(id, _)| *id).collect();
+        let mut taken: Vec<Unanswered<T>> = ids
+            .into_iter()
+            .filter_map(|id| pending.remove(&id).map(|p| (id, p)))
+            .map(|(id, p)| Unanswered { id, reply: p.reply, held: p.held })
+            .collect();
+        // Sent again in the order they were first sent.
+        let newest = self.last_id;
+        taken.sort_unstable_by_key(|u| std::cmp::Reverse(newest.wrapping_sub(u.id)));
+        taken
+    }
+
+    /// Requests in flight on connection `link`.
+    pub(super) fn on_link(&self, link: usize) -> usize {
+        self.pending.as_ref().map_or(0, |m| m.values().filter(|p| p.link == link).count())
+    }
+
+    /// The session is lost: every request in flight fails with `Lost` and
+    /// `why`, and no more are taken.
     pub(super) fn close(&mut self, why: &str) {
         for (_, p) in self.pending.take().into_iter().flatten() {
             p.reply.send(Err(Error::new(ErrorKind::Lost, why.to_owned())));
@@ -130,10 +190,10 @@ mod tests {
         let (a, mut ra) = once();
         let (b, mut rb) = once();
         let (c, _rc) = once();
-        assert_eq!(inflight.insert(a, true, (), t0).ok(), Some(u32::MAX));
-        assert_eq!(inflight.insert(b, false, (), t0).ok(), Some(1), "0 is never an id");
+        assert_eq!(inflight.insert(0, None, a, true, (), t0).ok(), Some(u32::MAX));
+        assert_eq!(inflight.insert(1, None, b, false, (), t0).ok(), Some(1), "0 is never an id");
         inflight.last_id = 0;
-        assert_eq!(inflight.insert(c, false, (), t0).ok(), Some(2), "1 is in flight");
+        assert_eq!(inflight.insert(0, None, c, false, (), t0).ok(), Some(2), "1 is in flight");
         let later = t0 + Duration::from_millis(5);
         assert_eq!(inflight.deliver(Packet::new(1, Message::Done), later), None, "not timed");
         assert_eq!(rb.try_recv().unwrap().unwrap().msg, Message::Done);
@@ -145,6 +205,11 @@ mod tests {
         // An answer to nothing in flight (or a second answer) is dropped.
         assert_eq!(inflight.deliver(Packet::new(1, Message::Done), later), None);
         assert_eq!(inflight.len(), 1);
+        // An id given (a request sent again) is used, unless in flight.
+        let (d, _rd) = once();
+        assert!(inflight.insert(1, Some(2), d, false, (), t0).is_err());
+        let (e, _re) = once();
+        assert_eq!(inflight.insert(1, Some(77), e, false, (), t0).ok(), Some(77));
     }
 
     #[test]
@@ -152,7 +217,7 @@ mod tests {
         let t0 = Instant::now();
         let mut inflight = InFlight::<()>::new();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let id = inflight.insert(Reply::Stream(tx), false, (), t0).unwrap();
+        let id = inflight.insert(0, None, Reply::Stream(tx), false, (), t0).unwrap();
         let listing = |done| Message::Listing {
             entries: Vec::<Entry>::new(),
             problems: vec![format!("{done}")],
@@ -171,20 +236,37 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_connection_fails_everything_in_flight_and_takes_nothing_more() {
+    fn a_lost_connection_gives_back_its_requests_in_order_and_only_its_own() {
+        let t0 = Instant::now();
+        let mut inflight = InFlight::<&str>::new();
+        inflight.last_id = u32::MAX - 2;
+        for (link, name) in [(0, "a"), (1, "b"), (0, "c"), (0, "d")] {
+            inflight.insert(link, None, once().0, false, name, t0).ok().unwrap();
+        }
+        assert_eq!((inflight.on_link(0), inflight.on_link(1)), (3, 1));
+        let taken: Vec<(u32, &str)> = inflight.take_link(0).into_iter().map(|u| (u.id, u.held)).collect();
+        assert_eq!(taken, [(u32::MAX - 1, "a"), (1, "c"), (2, "d")]);
+        assert_eq!((inflight.on_link(0), inflight.len()), (0, 1));
+        // A writer that has not noticed yet cannot send on it any more.
+        assert!(inflight.insert(0, None, once().0, false, "e", t0).is_err());
+        assert!(inflight.insert(1, None, once().0, false, "f", t0).is_ok());
+    }
+
+    #[test]
+    fn a_lost_session_fails_everything_in_flight_and_takes_nothing_more() {
         let t0 = Instant::now();
         let mut inflight = InFlight::<()>::new();
         let (a, mut ra) = once();
         let (b, mut rb) = once();
-        inflight.insert(a, false, (), t0).unwrap();
-        let id = inflight.insert(b, false, (), t0).unwrap();
+        inflight.insert(0, None, a, false, (), t0).unwrap();
+        let id = inflight.insert(1, None, b, false, (), t0).unwrap();
         inflight.fail(id, Error::new(ErrorKind::Protocol, "could not be encoded"));
         assert_eq!(rb.try_recv().unwrap().unwrap_err().kind, ErrorKind::Protocol);
         inflight.close("reset by peer");
         let e = ra.try_recv().unwrap().unwrap_err();
         assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Lost, "reset by peer"));
         let (c, _rc) = once();
-        assert!(inflight.insert(c, false, (), t0).is_err());
+        assert!(inflight.insert(0, None, c, false, (), t0).is_err());
         assert_eq!(inflight.deliver(Packet::new(1, Message::Done), t0), None);
     }
 }

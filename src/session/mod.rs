@@ -20,13 +20,15 @@ pub mod client;
 pub mod conn;
 pub mod handshake;
 mod inflight;
+mod link;
 pub mod pool;
+mod redial;
 pub mod remote;
 pub mod server;
 pub mod tls;
 
 pub use client::{connect, ClientConfig, Remote};
-pub use pool::{Latency, Pool};
+pub use pool::{Latency, Pool, Resilience};
 pub use remote::{RemoteDestination, RemoteSource};
 pub use server::{Server, ServerConfig};
 

@@ -1,50 +1,97 @@
 //! The client's side of a session: N connections serving one work queue.
 //!
-//! Every request goes into one shared queue. Each connection has a writer
-//! task that takes the next request whenever the connection has room (a
-//! budget of bytes in flight per connection), gives it an id and sends it,
-//! and a reader task that hands each response to whoever is waiting for it.
-//! So no request waits for another's round trip, a slow connection simply
-//! takes less work, and a connection that dies fails only its own requests.
+//! Every request goes into one shared queue. Each connection (a [`link`])
+//! takes the next request whenever it has room (a budget of bytes in
+//! flight per connection), gives it an id unique in the session and sends
+//! it; answers go to whoever waits for them. So no request waits for
+//! another's round trip and a slow connection simply takes less work.
+//!
+//! A connection that is lost costs nothing but time: its requests go back
+//! into the queue, to be sent again under the same ids (the server answers
+//! a repeat of a request it did from its table, PROTOCOL.md §11), and
+//! [`redial`] joins a replacement to the session. Only a session that is
+//! gone for good (the server no longer knows it, or no connection could
+//! be made for the reconnect timeout) fails the requests, with `Lost`.
+//!
+//! [`link`]: super::link
+//! [`redial`]: super::redial
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::codec::{ErrorKind, Message, Packet};
 use crate::peer::Error;
 
 use super::conn::{Reader, Writer};
 use super::inflight::{InFlight, Reply};
+use super::link::{Link, Resend};
+use super::redial::{self, Redial};
 
 /// Requests of no particular size count as this many bytes in flight.
-const SMALL_COST: usize = 1024;
-/// Bytes of requests queued before they are sent together.
-const WRITE_BATCH: usize = 256 << 10;
+pub(super) const SMALL_COST: usize = 1024;
 
 /// A request waiting for a connection.
-struct Call {
-    msg: Message,
-    payload: Bytes,
-    cost: usize,
-    reply: Reply,
+pub(super) struct Call {
+    pub msg: Message,
+    pub payload: Bytes,
+    pub cost: usize,
+    pub reply: Reply,
+    /// The id it was sent under before, if it is sent again.
+    pub id: Option<u32>,
 }
 
-/// Requests in flight on one connection, each holding its share of the
-/// connection's budget.
-type PendingMap = Arc<Mutex<InFlight<OwnedSemaphorePermit>>>;
-
-/// What the connections of a pool share and report.
-#[derive(Debug)]
-struct Shared {
+/// What the connections and the redialer of a pool share.
+pub(super) struct Shared {
     /// Round trips of chunk requests, in microseconds.
-    latency: Mutex<Histogram<u64>>,
-    /// Why the last connection died, to explain later failures.
-    last_failure: Mutex<Option<String>>,
+    pub latency: Mutex<Histogram<u64>>,
+    /// Why the session was lost, or the last connection was, to explain
+    /// failures.
+    pub last_failure: Mutex<Option<String>>,
+    /// The requests in flight on every connection.
+    pub inflight: Mutex<InFlight<Resend>>,
+    /// The queue, as the connections and the redialer see it: they must
+    /// not keep it open once the pool is gone.
+    pub queue: async_channel::WeakSender<Call>,
+    /// The other end of the queue.
+    pub jobs: async_channel::Receiver<Call>,
+    /// Connections joined to replace lost ones.
+    pub reconnects: AtomicU64,
+    /// Requests sent again after their connection was lost.
+    pub retried: AtomicU64,
+    /// The client is closing the session: losses are expected.
+    pub closing: AtomicBool,
+}
+
+impl Shared {
+    /// The session is gone for good: everything in flight or queued fails
+    /// with `Lost` and `why`, and nothing more is taken.
+    pub(super) fn lose_session(&self, why: &str) {
+        *lock(&self.last_failure) = Some(why.to_owned());
+        lock(&self.inflight).close(why);
+        self.jobs.close();
+        while let Ok(call) = self.jobs.try_recv() {
+            call.reply.send(Err(Error::new(ErrorKind::Lost, why.to_owned())));
+        }
+    }
+}
+
+/// How each connection of a pool behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkSettings {
+    /// Bytes of requests and answers in flight per connection.
+    pub budget: usize,
+    /// A connection with requests in flight on which nothing arrived for
+    /// this long is lost.
+    pub io_timeout: Duration,
+    /// An idle connection sends a `Ping` this often (it keeps the session
+    /// from expiring, and proves the connection still works).
+    pub ping_every: Duration,
 }
 
 /// N connections of one session behind one work queue. Cheap to clone.
@@ -53,6 +100,8 @@ pub struct Pool {
     queue: async_channel::Sender<Call>,
     shared: Arc<Shared>,
     wire: Arc<AtomicU64>,
+    /// Stops the redialer when the last clone is dropped.
+    _stop: Arc<DropGuard>,
 }
 
 /// Round-trip latency percentiles of chunk requests, in microseconds.
@@ -68,24 +117,50 @@ pub struct Latency {
     pub max: u64,
 }
 
+/// What a session went through on its connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Resilience {
+    /// Connections joined to replace lost ones.
+    pub reconnects: u64,
+    /// Requests sent again because their connection was lost.
+    pub requests_retried: u64,
+    /// Sessions opened on the server.
+    pub sessions_opened: u64,
+}
+
 impl Pool {
-    /// Starts serving the queue over `conns`, each allowed `budget` bytes
-    /// of requests and responses in flight. `wire` is the byte counter the
-    /// connections' streams feed.
-    pub fn start(conns: Vec<(Reader, Writer)>, budget: usize, wire: Arc<AtomicU64>) -> Pool {
+    /// Starts serving the queue over `conns`, and keeps `target`
+    /// connections: `wire` is the byte counter the connections' streams
+    /// feed; missing and lost connections are made through `redial` (none:
+    /// a lost connection is not replaced, and the session is lost with the
+    /// last one).
+    pub(super) fn start(
+        conns: Vec<(Reader, Writer)>,
+        target: usize,
+        settings: LinkSettings,
+        wire: Arc<AtomicU64>,
+        redial: Option<Redial>,
+    ) -> Pool {
         let (queue, jobs) = async_channel::unbounded();
         let shared = Arc::new(Shared {
             latency: Mutex::new(Histogram::new(3).expect("3 significant figures are valid")),
             last_failure: Mutex::new(None),
+            inflight: Mutex::new(InFlight::new()),
+            queue: queue.downgrade(),
+            jobs,
+            reconnects: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
         });
-        for (reader, writer) in conns {
-            let pending: PendingMap = Arc::new(Mutex::new(InFlight::new()));
-            let budget = Arc::new(Semaphore::new(budget));
-            let done = tokio_util::sync::CancellationToken::new();
-            tokio::spawn(write_loop(writer, jobs.clone(), pending.clone(), budget, done.clone()));
-            tokio::spawn(read_loop(reader, pending, shared.clone(), done));
+        let (lost, losses) = mpsc::unbounded_channel();
+        let link = Link { shared: shared.clone(), settings, lost };
+        let live = conns.len();
+        for conn in conns {
+            link.spawn(conn);
         }
-        Pool { queue, shared, wire }
+        let stop = CancellationToken::new();
+        tokio::spawn(redial::supervise(link, target, live, losses, redial, stop.clone()));
+        Pool { queue, shared, wire, _stop: Arc::new(stop.drop_guard()) }
     }
 
     /// Sends a request and waits for its response; an `Error` response
@@ -95,17 +170,26 @@ impl Pool {
         // moves either way, and some for the rest.
         let cost = (payload.len() + msg.answer_data() as usize).max(SMALL_COST);
         let (tx, rx) = oneshot::channel();
-        self.enqueue(Call { msg, payload, cost, reply: Reply::Once(tx) }).await?;
+        self.enqueue(Call { msg, payload, cost, reply: Reply::Once(tx), id: None }).await?;
         rx.await.map_err(|_| self.lost())?
     }
 
-    /// Sends a request answered by several responses (a `Walk`).
+    /// Sends a request answered by several responses (a `Walk`). If its
+    /// connection is lost it is sent again, and the responses start over:
+    /// the receiver may see an entry twice.
     pub async fn stream(
         &self,
         msg: Message,
     ) -> Result<mpsc::UnboundedReceiver<Result<Packet, Error>>, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.enqueue(Call { msg, payload: Bytes::new(), cost: SMALL_COST, reply: Reply::Stream(tx) }).await?;
+        self.enqueue(Call {
+            msg,
+            payload: Bytes::new(),
+            cost: SMALL_COST,
+            reply: Reply::Stream(tx),
+            id: None,
+        })
+        .await?;
         Ok(rx)
     }
 
@@ -114,13 +198,14 @@ impl Pool {
     }
 
     fn lost(&self) -> Error {
-        let why = self.shared.last_failure.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let why = lock(&self.shared.last_failure).clone();
         Error::new(ErrorKind::Lost, why.unwrap_or_else(|| "connection to the server lost".to_owned()))
     }
 
     /// Ends the session on the server (best effort: a dead session is gone
-    /// already).
+    /// already). Connections lost from now on are not replaced.
     pub async fn close(&self) {
+        self.shared.closing.store(true, Ordering::Relaxed);
         let _ = self.call(Message::Close, Bytes::new()).await;
     }
 
@@ -132,7 +217,7 @@ impl Pool {
     /// Round-trip latency percentiles of the requests that moved file data
     /// so far.
     pub fn latency(&self) -> Latency {
-        let h = self.shared.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let h = lock(&self.shared.latency);
         Latency {
             p50: h.value_at_quantile(0.50),
             p90: h.value_at_quantile(0.90),
@@ -141,145 +226,16 @@ impl Pool {
         }
     }
 
-    /// Sends a `Ping` every `every` until the pool is dropped, so the server
-    /// does not expire a session that is busy on this side.
-    pub fn keep_alive(&self, every: Duration) {
-        let queue = self.queue.downgrade();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(queue) = queue.upgrade() else { return };
-                let (tx, _rx) = oneshot::channel();
-                let ping = Call {
-                    msg: Message::Ping,
-                    payload: Bytes::new(),
-                    cost: SMALL_COST,
-                    reply: Reply::Once(tx),
-                };
-                if queue.send(ping).await.is_err() {
-                    return;
-                }
-            }
-        });
-    }
-}
-
-async fn write_loop(
-    mut writer: Writer,
-    jobs: async_channel::Receiver<Call>,
-    pending: PendingMap,
-    budget: Arc<Semaphore>,
-    done: tokio_util::sync::CancellationToken,
-) {
-    let capacity = budget.available_permits();
-    loop {
-        // Take work only when this connection has room for some.
-        let Ok(first) = budget.clone().acquire_owned().await else { return };
-        let call = tokio::select! {
-            call = jobs.recv() => match call { Ok(call) => call, Err(_) => break },
-            () = done.cancelled() => return,
-        };
-        let mut next = Some((call, first));
-        // Queue this request and whatever else is ready and fits, then send
-        // them all at once.
-        while let Some((call, mut permit)) = next.take() {
-            let extra = call.cost.clamp(1, capacity) - 1;
-            if extra > 0 {
-                match budget.clone().try_acquire_many_owned(extra as u32) {
-                    Ok(more) => permit.merge(more),
-                    Err(_) => {
-                        // Send what is queued before waiting: the room is
-                        // freed by answers to exactly those requests.
-                        if !flush(&mut writer, &pending, &done).await {
-                            return;
-                        }
-                        match budget.clone().acquire_many_owned(extra as u32).await {
-                            Ok(more) => permit.merge(more),
-                            Err(_) => return,
-                        }
-                    }
-                }
-            }
-            let timed = call.msg.moves_data();
-            let id = match lock(&pending).insert(call.reply, timed, permit, Instant::now()) {
-                Ok(id) => id,
-                Err(reply) => {
-                    reply.send(Err(Error::new(ErrorKind::Lost, "connection to the server lost")));
-                    return;
-                }
-            };
-            if let Err(e) = writer.queue(&Packet::with_payload(id, call.msg, call.payload)) {
-                lock(&pending).fail(id, Error::new(ErrorKind::Protocol, e.to_string()));
-                continue;
-            }
-            if writer.queued() >= WRITE_BATCH {
-                break;
-            }
-            if let Ok(permit) = budget.clone().try_acquire_owned() {
-                next = jobs.try_recv().ok().map(|call| (call, permit));
-            }
-        }
-        if !flush(&mut writer, &pending, &done).await {
-            return;
-        }
-    }
-    writer.shutdown().await;
-}
-
-/// Sends what the writer has queued; on failure the connection is done for.
-async fn flush(
-    writer: &mut Writer,
-    pending: &PendingMap,
-    done: &tokio_util::sync::CancellationToken,
-) -> bool {
-    match writer.flush().await {
-        Ok(()) => true,
-        Err(e) => {
-            done.cancel();
-            fail_all(pending, &format!("sending to the server failed: {e}"));
-            false
+    /// What the session went through on its connections so far.
+    pub fn resilience(&self) -> Resilience {
+        Resilience {
+            reconnects: self.shared.reconnects.load(Ordering::Relaxed),
+            requests_retried: self.shared.retried.load(Ordering::Relaxed),
+            sessions_opened: 1,
         }
     }
 }
 
-async fn read_loop(
-    mut reader: Reader,
-    pending: PendingMap,
-    shared: Arc<Shared>,
-    done: tokio_util::sync::CancellationToken,
-) {
-    let why = loop {
-        let packet = tokio::select! {
-            packet = reader.next() => packet,
-            () = done.cancelled() => break "connection closed".to_owned(),
-        };
-        let packet = match packet {
-            Some(Ok(packet)) => packet,
-            Some(Err(e)) => break format!("bad data from the server: {e}"),
-            None => break "the server closed the connection".to_owned(),
-        };
-        if packet.id == 0 {
-            if let Message::Error { message, .. } = &packet.msg {
-                break format!("the server ended the connection: {}", crate::peer::error::printable(message));
-            }
-            continue;
-        }
-        if let Some(round_trip) = lock(&pending).deliver(packet, Instant::now()) {
-            let micros = round_trip.as_micros() as u64;
-            let _ = lock(&shared.latency).record(micros.max(1));
-        }
-    };
-    done.cancel();
-    *shared.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
-    fail_all(&pending, &why);
-}
-
-fn fail_all(pending: &PendingMap, why: &str) {
-    lock(pending).close(why);
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

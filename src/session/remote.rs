@@ -2,8 +2,11 @@
 //! of [`Source`] and [`Destination`] becomes one request on the session's
 //! [`Pool`], answered by the server's local peer.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use xxhash_rust::xxh3::xxh3_128;
 
 use crate::codec::{
     Action, ErrorKind, FileRead, HashAlgo, HashTarget, Message, Meta, Packet, RelPath, SmallFile, Span, Stat,
@@ -50,14 +53,18 @@ fn unexpected(got: &Message, wanted: &str) -> Error {
     Error::new(ErrorKind::Protocol, format!("server answered {} to {wanted}", got.name()))
 }
 
-/// Turns the `Listing` responses of a `Walk` into a [`Listing`].
+/// Turns the `Listing` responses of a `Walk` into a [`Listing`]. A walk
+/// whose connection was lost starts over on another: entries seen already
+/// (known by a 128-bit hash of their path) are dropped.
 async fn walk(pool: &Pool) -> Result<Listing> {
     let mut responses = pool.stream(Message::Walk).await?;
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
+        let mut seen = HashSet::new();
         while let Some(response) = responses.recv().await {
             let batch = match response {
-                Ok(Packet { msg: Message::Listing { entries, problems, root, .. }, .. }) => {
+                Ok(Packet { msg: Message::Listing { mut entries, problems, root, .. }, .. }) => {
+                    entries.retain(|e| seen.insert(xxh3_128(e.path.as_bytes())));
                     Batch { entries, problems: problems.iter().map(|p| printable(p)).collect(), root }
                 }
                 Ok(Packet { msg, .. }) => {

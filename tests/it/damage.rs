@@ -112,7 +112,7 @@ fn damaged_small_files_and_chunks_are_sent_once_more() {
         };
         let counters = transfer::run(source, dest.clone(), options).await.expect("transfer runs");
         assert!(dest.put_files_damaged.load(Ordering::SeqCst) && dest.write_damaged.load(Ordering::SeqCst));
-        counters.report(std::time::Duration::from_secs(1), 0, Default::default())
+        counters.report(std::time::Duration::from_secs(1), 0, Default::default(), Default::default())
     });
     assert!(report.complete(), "{report:?}");
     assert_eq!(report.files_transferred, 6);

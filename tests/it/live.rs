@@ -78,7 +78,7 @@ fn run(
         };
         let dest = LocalDestination::new(Tree::open(dst).unwrap(), settings());
         let counters = transfer::run(source, dest, options()).await.expect("transfer runs");
-        counters.report(std::time::Duration::from_secs(1), 0, Default::default())
+        counters.report(std::time::Duration::from_secs(1), 0, Default::default(), Default::default())
     })
 }
 

@@ -333,7 +333,13 @@ fn concurrent_sessions_and_overlap_refused() {
             inplace: false,
             delete: false,
         };
-        let config = pareco::session::ClientConfig { connections: 1, token: None, tls: None };
+        let config = pareco::session::ClientConfig {
+            connections: 1,
+            token: None,
+            tls: None,
+            reconnect_timeout: std::time::Duration::ZERO,
+            io_timeout: std::time::Duration::from_secs(30),
+        };
         let holder = pareco::session::connect(&remote, spec, &config).await.unwrap();
         let out = pareco(&["send", a.path().to_str().unwrap(), &server.url("x/a")]);
         assert_eq!(out.status.code(), Some(1));

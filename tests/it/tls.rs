@@ -40,12 +40,12 @@ fn make_ca(name: &str) -> Ca {
 }
 
 /// The PEM files of every certificate and key the tests use.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
         let ca = make_ca("pareco test CA");
         let other = make_ca("some other CA");
@@ -76,12 +76,12 @@ impl Pki {
         self.dir.path().join(name)
     }
 
-    fn arg(&self, name: &str) -> String {
+    pub(crate) fn arg(&self, name: &str) -> String {
         self.path(name).to_str().unwrap().to_owned()
     }
 
     /// A TLS server with the certificate `stem.pem` and key `stem-key.pem`.
-    fn server(&self, stem: &str) -> Server {
+    pub(crate) fn server(&self, stem: &str) -> Server {
         let cert = self.arg(&format!("{stem}.pem"));
         let key = self.arg(&format!("{stem}-key.pem"));
         Server::start(&["--tls-cert", &cert, "--tls-key", &key])

@@ -90,11 +90,14 @@ pub(super) async fn serve_connection(
     } else {
         None
     };
-    // The session leaves the table before the socket closes. (An upload's
-    // claim on its tree lasts until the last request still running for it
-    // is done; see WriteClaim.)
-    if session.connections.fetch_sub(1, Ordering::Relaxed) == 1 {
-        state.table.end(&session, "ended: the client closed its connections");
+    // A session whose last connection is gone stays for its client to
+    // join again; it expires after the session timeout, or is taken over.
+    session.touch(state.now_ms());
+    if session.connections.fetch_sub(1, Ordering::Relaxed) == 1 && !session.ended.is_cancelled() {
+        tracing::info!(
+            "session {:016x}: all connections gone; kept for the client to join again",
+            session.id
+        );
     }
     if let Some(sending) = sending {
         let _ = sending.await;
@@ -125,10 +128,26 @@ async fn serve_requests(
     writer.set_stall_timeout(state.config.session_timeout);
     let sending = tokio::spawn(send_answers(writer, rx, session.id, peer));
     let in_progress = Arc::new(Semaphore::new(REQUESTS_PER_CONNECTION));
+    // A client pings each idle connection at least every third of the
+    // session timeout: one silent for half of it, with nothing in
+    // progress, is gone (its client's machine vanished, or a middlebox
+    // dropped the flow), and the session is left for its client to join.
+    let silence = state.config.session_timeout / 2;
     loop {
         let packet = tokio::select! {
             packet = reader.next() => packet,
             () = session.ended.cancelled() => break,
+            () = tokio::time::sleep(silence) => {
+                if in_progress.available_permits() < REQUESTS_PER_CONNECTION {
+                    continue;
+                }
+                tracing::info!(
+                    "session {:016x}, {peer}: nothing arrived for {}; connection closed",
+                    session.id,
+                    humantime::format_duration(silence)
+                );
+                break;
+            }
         };
         let packet = match packet {
             None => break,

@@ -27,6 +27,9 @@ pub(super) async fn serve_request(
             return;
         };
         stream_walk(session, packet.id, tx).await;
+    } else if packet.msg.declaration().once {
+        let response = session.replays.answer(packet, |packet| answer(session, packet)).await;
+        let _ = tx.send((response, Some(budget))).await;
     } else {
         let response = answer(session, packet).await;
         let _ = tx.send((response, Some(budget))).await;

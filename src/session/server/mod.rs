@@ -12,12 +12,15 @@
 //! answered concurrently (up to [`REQUESTS_PER_CONNECTION`] at once, within
 //! the session's [`SESSION_BUDGET`]; beyond that the reader stops reading,
 //! which pushes back through TCP). A session ends when the client closes
-//! it, when its last connection goes away, or when nothing arrived on any
-//! of its connections for the idle timeout; then everything it was waiting
-//! for is cancelled.
+//! it, or when nothing arrived on any of its connections for the idle
+//! timeout; then everything it was waiting for is cancelled. A session
+//! whose connections are all gone stays for its client to join again (a
+//! link outage), until it expires or a new session needs its place or its
+//! tree (it is then taken over).
 
 mod connection;
 mod dispatch;
+mod replay;
 mod table;
 
 use std::net::SocketAddr;
@@ -28,7 +31,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::codec::SessionSpec;
+use crate::codec::{ErrorKind, SessionSpec};
 use crate::peer::{self, Filter, Tree};
 
 use super::auth::Key;
@@ -36,10 +39,12 @@ use super::conn::BoxIo;
 use super::tls::Acceptor;
 use super::SessionError;
 use connection::serve_connection;
-use table::{Limits, Session, Table};
+use table::{Limits, Refusal, Session, Table};
 
 /// A connection must finish its handshake within this time.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long opening a session waits for the sessions it took over to end.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(10);
 /// Requests one connection may have in progress on the server.
 pub const REQUESTS_PER_CONNECTION: usize = 64;
 /// Bytes of answers queued before they are sent together.
@@ -234,7 +239,24 @@ impl State {
             Filter::new(&includes, &excludes).map_err(|e| peer::Error::denied(e.to_string()))
         })
         .await?;
-        self.table.open(spec, filter, self.now_ms())
+        // Sessions taken over are ending: their claims on the tree go once
+        // their requests, cancelled, are done.
+        let deadline = Instant::now() + TAKEOVER_WAIT;
+        loop {
+            match self.table.open(spec.clone(), filter.clone(), self.now_ms()) {
+                Ok(session) => return Ok(session),
+                Err(Refusal::Refused(e)) => return Err(e),
+                Err(Refusal::Wait) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(Refusal::Wait) => {
+                    return Err(peer::Error::new(
+                        ErrorKind::Busy,
+                        format!("a session that was writing into {} is still ending; try again", spec.path),
+                    ))
+                }
+            }
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! Time is an argument (milliseconds since the server's epoch), so the
 //! table's rules are tested here without waiting.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,6 +17,7 @@ use crate::codec::{Direction, ErrorKind, SessionSpec};
 use crate::peer::{self, Filter, LocalDestination, LocalSource, Settings, Tree};
 use crate::session::auth::{self, Secret};
 
+use super::replay::Replays;
 use super::{connections_for, FILE_WORK_PER_SESSION, SESSION_BUDGET, WALKS_PER_SESSION};
 
 /// The limits the table enforces.
@@ -34,6 +35,28 @@ pub(super) struct Table {
     sessions: Mutex<HashMap<u64, Arc<Session>>>,
     /// The trees upload sessions write into, by session id.
     writers: Writers,
+    /// The latest sessions ended to make way for a new one, so that their
+    /// client learns why ([`MAX_TAKEN_OVER`] at most).
+    taken_over: Mutex<VecDeque<u64>>,
+}
+
+/// Taken-over session ids remembered.
+const MAX_TAKEN_OVER: usize = 1024;
+
+/// Why a session was not opened.
+#[derive(Debug)]
+pub(super) enum Refusal {
+    /// Refused, with the error for the client.
+    Refused(peer::Error),
+    /// The tree is claimed by sessions that are ending (orphans just taken
+    /// over, or ended with requests still finishing): try again shortly.
+    Wait,
+}
+
+impl From<peer::Error> for Refusal {
+    fn from(e: peer::Error) -> Refusal {
+        Refusal::Refused(e)
+    }
 }
 
 type Writers = Arc<Mutex<HashMap<u64, PathBuf>>>;
@@ -71,6 +94,8 @@ pub(super) struct Session {
     pub walks: Arc<Semaphore>,
     /// What a connection must prove it knows to join the session.
     pub secret: Secret,
+    /// The answers of requests done once, for their repeats.
+    pub replays: Replays,
 }
 
 /// The session's half of the transfer.
@@ -84,6 +109,12 @@ impl Session {
     pub(super) fn touch(&self, now_ms: u64) {
         self.last_active.store(now_ms, Ordering::Relaxed);
     }
+
+    /// Has the session lost all its connections (its client gone, or
+    /// reconnecting)?
+    fn orphaned(&self) -> bool {
+        self.connections.load(Ordering::Relaxed) == 0
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -92,7 +123,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Table {
     pub(super) fn new(root: Tree, limits: Limits) -> Table {
-        Table { root, limits, sessions: Mutex::default(), writers: Writers::default() }
+        Table {
+            root,
+            limits,
+            sessions: Mutex::default(),
+            writers: Writers::default(),
+            taken_over: Mutex::default(),
+        }
     }
 
     /// Refuses a chunk size out of range (before anything else is done).
@@ -112,19 +149,24 @@ impl Table {
     }
 
     /// Opens a session for `spec` with its compiled `filter` at `now_ms`.
+    ///
+    /// Orphans (sessions whose connections are all gone) make way: the
+    /// longest idle one ends when the server is full, and those writing
+    /// into a tree overlapping an upload's end (then [`Refusal::Wait`]
+    /// until their requests are done).
     pub(super) fn open(
         &self,
         spec: SessionSpec,
         filter: Filter,
         now_ms: u64,
-    ) -> Result<Arc<Session>, peer::Error> {
+    ) -> Result<Arc<Session>, Refusal> {
         let settings = Settings {
             file_work: FILE_WORK_PER_SESSION,
             ..Settings::for_session(&spec, filter, self.limits.keep_setid)
         };
         let upload = spec.direction == Direction::Upload;
         // Refuse early, before making any directory, when the server is full.
-        self.check_room(&lock(&self.sessions))?;
+        self.make_room(&mut lock(&self.sessions))?;
         let tree = self.root.subtree(&spec.path, upload).map_err(|e| match e.kind {
             ErrorKind::NotFound => {
                 peer::Error::new(ErrorKind::NotFound, format!("no directory {} on the server", spec.path))
@@ -139,13 +181,28 @@ impl Table {
             Role::Source(LocalSource::new(tree, settings))
         };
         let mut sessions = lock(&self.sessions);
-        self.check_room(&sessions)?;
+        self.make_room(&mut sessions)?;
         let mut writers = lock(&self.writers);
-        if upload && writers.values().any(|other| overlaps(other, &real)) {
-            return Err(peer::Error::new(
-                ErrorKind::Busy,
-                format!("another session is writing into {} or a directory overlapping it", spec.path),
-            ));
+        let claimed: Vec<u64> = if upload {
+            writers.iter().filter(|(_, other)| overlaps(other, &real)).map(|(id, _)| *id).collect()
+        } else {
+            Vec::new()
+        };
+        if !claimed.is_empty() {
+            let live = |id: &u64| sessions.get(id).is_some_and(|s| !s.orphaned());
+            if claimed.iter().any(live) {
+                return Err(Refusal::Refused(peer::Error::new(
+                    ErrorKind::Busy,
+                    format!("another session is writing into {} or a directory overlapping it", spec.path),
+                )));
+            }
+            drop(writers);
+            for id in claimed {
+                if let Some(orphan) = sessions.remove(&id) {
+                    self.taken_over(&orphan);
+                }
+            }
+            return Err(Refusal::Wait);
         }
         let id = loop {
             let id = u64::from_le_bytes(random8().map_err(|e| peer::Error::io(e.to_string()))?);
@@ -171,6 +228,7 @@ impl Table {
             budget: Arc::new(Semaphore::new(SESSION_BUDGET)),
             walks: Arc::new(Semaphore::new(WALKS_PER_SESSION)),
             secret,
+            replays: Replays::default(),
         });
         sessions.insert(id, session.clone());
         tracing::info!(
@@ -181,7 +239,30 @@ impl Table {
         Ok(session)
     }
 
-    fn check_room(&self, sessions: &HashMap<u64, Arc<Session>>) -> Result<(), peer::Error> {
+    /// Ends an orphan taken over by a newer session: its requests are
+    /// cancelled, and a later join of it learns why.
+    fn taken_over(&self, orphan: &Session) {
+        tracing::info!("session {:016x}: taken over by a new session (its connections were gone)", orphan.id);
+        orphan.ended.cancel();
+        let mut taken = lock(&self.taken_over);
+        if taken.len() >= MAX_TAKEN_OVER {
+            taken.pop_front();
+        }
+        taken.push_back(orphan.id);
+    }
+
+    /// Room for one more session: when full, the longest idle orphan ends.
+    fn make_room(&self, sessions: &mut HashMap<u64, Arc<Session>>) -> Result<(), peer::Error> {
+        if sessions.len() >= self.limits.max_sessions {
+            let oldest = sessions
+                .values()
+                .filter(|s| s.orphaned())
+                .min_by_key(|s| s.last_active.load(Ordering::Relaxed))
+                .map(|s| s.id);
+            if let Some(orphan) = oldest.and_then(|id| sessions.remove(&id)) {
+                self.taken_over(&orphan);
+            }
+        }
         if sessions.len() >= self.limits.max_sessions {
             return Err(peer::Error::new(
                 ErrorKind::Limit,
@@ -203,10 +284,14 @@ impl Table {
         admit: impl FnOnce(&Session) -> Result<T, peer::Error>,
     ) -> Result<(Arc<Session>, T), peer::Error> {
         let sessions = lock(&self.sessions);
-        let session = sessions
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| peer::Error::new(ErrorKind::NoSession, format!("no open session {id:016x}")))?;
+        let session = sessions.get(&id).cloned().ok_or_else(|| {
+            let why = if lock(&self.taken_over).contains(&id) {
+                "was taken over by a newer session (its connections had all gone)"
+            } else {
+                "is not open (it ended, expired, or the server restarted)"
+            };
+            peer::Error::new(ErrorKind::NoSession, format!("session {id:016x} {why}"))
+        })?;
         let admitted = admit(&session)?;
         let most = connections_for(session.max_payload).min(self.limits.max_connections);
         if session.connections.load(Ordering::Relaxed) >= most {
@@ -275,7 +360,10 @@ mod tests {
     }
 
     fn open(table: &Table, direction: Direction, path: &str, now: u64) -> Result<Arc<Session>, peer::Error> {
-        table.open(spec(direction, path), Filter::default(), now)
+        table.open(spec(direction, path), Filter::default(), now).map_err(|e| match e {
+            Refusal::Refused(e) => e,
+            Refusal::Wait => peer::Error::new(ErrorKind::Busy, "wait"),
+        })
     }
 
     #[test]
@@ -333,5 +421,34 @@ mod tests {
         table.end(&a, "closed");
         assert_eq!(table.join(a.id, |_| Ok(())).err().map(|e| e.kind), Some(ErrorKind::NoSession));
         open(&table, Direction::Download, "", 0).unwrap();
+    }
+
+    #[test]
+    fn orphans_make_way_for_new_sessions_and_their_joins_learn_why() {
+        let (_dir, table) = table(2);
+        let a = open(&table, Direction::Upload, "x", 0).unwrap();
+        // While its connection lives, the tree is busy.
+        assert_eq!(open(&table, Direction::Upload, "x/y", 0).err().map(|e| e.kind), Some(ErrorKind::Busy));
+        // Its connections gone, it is taken over; the new one waits for its
+        // claim, held until its last request is done.
+        a.connections.store(0, Ordering::Relaxed);
+        let wait = table.open(spec(Direction::Upload, "x/y"), Filter::default(), 5);
+        assert!(matches!(wait, Err(Refusal::Wait)), "{:?}", wait.err());
+        assert!(a.ended.is_cancelled());
+        let gone = table.join(a.id, |_| Ok(())).err().expect("taken over");
+        assert_eq!(gone.kind, ErrorKind::NoSession);
+        assert!(gone.message.contains("taken over"), "{}", gone.message);
+        drop(a);
+        let b = open(&table, Direction::Upload, "x/y", 5).unwrap();
+        // A full server ends its longest idle orphan for a new session.
+        let c = open(&table, Direction::Download, "", 6).unwrap();
+        assert_eq!(open(&table, Direction::Download, "", 7).err().map(|e| e.kind), Some(ErrorKind::Limit));
+        b.connections.store(0, Ordering::Relaxed);
+        c.connections.store(0, Ordering::Relaxed);
+        b.touch(8);
+        open(&table, Direction::Download, "", 9).unwrap();
+        assert!(c.ended.is_cancelled() && !b.ended.is_cancelled());
+        let unknown = table.join(c.id ^ 1, |_| Ok(())).err().expect("unknown");
+        assert!(unknown.message.contains("is not open"), "{}", unknown.message);
     }
 }
