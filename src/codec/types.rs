@@ -295,6 +295,12 @@ pub enum ErrorKind {
     DigestMismatch,
     /// Any other I/O error.
     Io,
+    /// The destination's file system is full, or its user over quota
+    /// (`ENOSPC`, `EDQUOT`): the client stops starting new files.
+    NoSpace,
+    /// The destination's file system is read-only (`EROFS`): the client
+    /// stops starting new files.
+    ReadOnly,
     /// The connection to the other side was lost. Reported locally by the
     /// client; never sent.
     Lost,

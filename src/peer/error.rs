@@ -39,13 +39,20 @@ impl Error {
         Error::new(ErrorKind::Denied, message)
     }
 
+    /// Does this error mean the destination takes no more files (full or
+    /// read-only)?
+    pub fn stops_destination(&self) -> bool {
+        matches!(self.kind, ErrorKind::NoSpace | ErrorKind::ReadOnly)
+    }
+
     /// An `Io` error: any other failure of the file system.
     pub fn io(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Io, message)
     }
 
     /// Maps a failed system call on `rel` to an error naming it; an escape
-    /// from the tree becomes `Denied`, a missing entry `NotFound`.
+    /// from the tree becomes `Denied`, a missing entry `NotFound`, a full
+    /// file system `NoSpace` and a read-only one `ReadOnly`.
     pub fn from_errno(errno: Errno, rel: &RelPath, what: &str) -> Self {
         match errno {
             Errno::XDEV => Error::denied(format!("{rel}: leads outside the synced root")),
@@ -54,6 +61,9 @@ impl Error {
             Errno::NOTDIR => {
                 Error::new(ErrorKind::NotFound, format!("{what} {rel}: a parent is not a directory"))
             }
+            Errno::NOSPC => Error::new(ErrorKind::NoSpace, format!("{what} {rel}: no space left on device")),
+            Errno::DQUOT => Error::new(ErrorKind::NoSpace, format!("{what} {rel}: disk quota exceeded")),
+            Errno::ROFS => Error::new(ErrorKind::ReadOnly, format!("{what} {rel}: read-only file system")),
             errno => Error::io(format!("{what} {rel}: {}", io::Error::from(errno))),
         }
     }

@@ -96,10 +96,12 @@ pub(crate) struct Ctx<S, D> {
 }
 
 impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
-    /// Records a failure: a lost session stops the run, anything else is
-    /// one error line and the run goes on.
+    /// Records a failure: a lost session, or a destination that is full or
+    /// read-only, stops the run (no new file is started; the first such
+    /// error is the run's one line); anything else is one error line and
+    /// the run goes on.
     fn fail(&self, what: &str, error: peer::Error) {
-        if error.kind == ErrorKind::Lost {
+        if error.kind == ErrorKind::Lost || error.stops_destination() {
             let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
             if fatal.is_none() {
                 *fatal = Some(error);

@@ -6,6 +6,7 @@ mod codec;
 mod damage;
 mod fake;
 mod faults;
+mod full_disk;
 mod hardening;
 mod kit_refusals;
 mod kit_sessions;

@@ -6,12 +6,11 @@
 //! is checked, and only a complete file is renamed over the old one. A
 //! temporary file left by an interrupted run is kept and offered for reuse
 //! (`Begun::partial`). With `inplace`, chunks go straight into the existing
-//! file instead. Whole small files and directory-level actions are in
-//! `entries`.
+//! file instead. Files built chunk by chunk are in `building`; whole
+//! small files and directory-level actions in `entries`.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -19,17 +18,14 @@ use bytes::Bytes;
 
 use crate::codec::{Action, ErrorKind, HashTarget, Kind, Meta, RelPath, Span, Stat};
 
+mod building;
 mod entries;
 
-use entries::below_root;
+use building::Building;
 
 use super::error::{Error, Result};
-use super::temp::temp_path;
-use super::tree::{file_stat, link_count, set_file_meta, Tree};
-use super::{
-    copy, hash, hash_chunks, walk, Begun, Destination, Digest, FileWork, Listing, NewFile, Settings,
-    SETID_BITS,
-};
+use super::tree::Tree;
+use super::{hash, hash_chunks, walk, Begun, Destination, Digest, FileWork, Listing, NewFile, Settings};
 
 /// Paths one probe may name.
 pub const MAX_PROBE_PATHS: usize = 1024;
@@ -58,21 +54,6 @@ struct Inner {
     /// Files being built or being begun (at most [`MAX_BUILDING`]).
     slots: AtomicUsize,
     next_handle: AtomicU64,
-}
-
-/// A file being built.
-#[derive(Debug)]
-struct Building {
-    path: RelPath,
-    size: u64,
-    /// The temporary file's path; `None` when writing in place.
-    temp: Option<RelPath>,
-    /// Where chunks are written.
-    file: File,
-    /// The previous version and its size, if there was one (temporary-file
-    /// mode only: in place, the file is its own previous version).
-    old: Option<(File, u64)>,
-    partial: bool,
 }
 
 impl LocalDestination {
@@ -159,74 +140,6 @@ impl Inner {
         }
     }
 
-    fn begin(&self, path: RelPath, size: u64) -> Result<Begun> {
-        below_root(&path)?;
-        if self.slots.fetch_add(1, Ordering::SeqCst) >= MAX_BUILDING {
-            self.slots.fetch_sub(1, Ordering::SeqCst);
-            return Err(Error::new(
-                ErrorKind::Limit,
-                format!("{path}: {MAX_BUILDING} files are being built already; finish or discard one first"),
-            ));
-        }
-        let begun = self.start(path, size);
-        if begun.is_err() {
-            self.slots.fetch_sub(1, Ordering::SeqCst);
-        }
-        begun
-    }
-
-    fn start(&self, path: RelPath, size: u64) -> Result<Begun> {
-        let existing = self.prepare_file_slot(&path)?;
-        let building = match self.open_in_place(&path)? {
-            Some(file) => Building { path, size, temp: None, file, old: None, partial: false },
-            None => {
-                let temp = temp_path(&path)?;
-                let kept = match self.tree.lstat(&temp)? {
-                    Some(st) if st.kind == Kind::File => Some(self.tree.open_write(&temp, false)?),
-                    _ => None,
-                };
-                // A kept temporary file with another name is shared with
-                // something else: start afresh rather than write into it.
-                let (file, partial) = match kept {
-                    Some(file) if link_count(&file, &temp)? == 1 => (file, true),
-                    _ => (self.fresh_temp(&temp)?, false),
-                };
-                let old = match existing {
-                    Some(st) => Some((self.tree.open_read(&path)?, st.size)),
-                    None => None,
-                };
-                Building { path, size, temp: Some(temp), file, old, partial }
-            }
-        };
-        building.file.set_len(size).map_err(|e| Error::from_io(e, &building.path, "resize"))?;
-        let begun =
-            Begun { handle: self.next_handle.fetch_add(1, Ordering::Relaxed), partial: building.partial };
-        self.lock().insert(begun.handle, Arc::new(building));
-        Ok(begun)
-    }
-
-    /// With `inplace`, the file itself to write into (made if missing),
-    /// unless it has other names (hard links), which writing into it would
-    /// change too: such a file is replaced instead, as without `inplace`.
-    fn open_in_place(&self, path: &RelPath) -> Result<Option<File>> {
-        if !self.settings.inplace {
-            return Ok(None);
-        }
-        let file = self.tree.open_write(path, true)?;
-        if link_count(&file, path)? > 1 {
-            tracing::debug!("{path}: has hard links; replaced rather than written in place");
-            return Ok(None);
-        }
-        // A setuid or setgid program written into in place would carry its
-        // bits with new content until `Finish` (or for good, if the file is
-        // abandoned): clear them before any byte is written.
-        let (stat, _) = file_stat(&file, path)?;
-        if !self.settings.keep_setid && stat.meta.mode & SETID_BITS != 0 {
-            set_file_meta(&file, self.file_meta(stat.meta), path)?;
-        }
-        Ok(Some(file))
-    }
-
     fn hash(&self, target: HashTarget, span: Span) -> Result<Vec<Digest>> {
         match target {
             HashTarget::Path(path) => {
@@ -241,67 +154,6 @@ impl Inner {
                 hash_chunks(&b.file, &self.settings, Span { size: span.size.min(b.size), ..span }, &b.path)
             }
         }
-    }
-
-    fn copy_old(&self, handle: u64, ranges: Vec<(u64, u64)>) -> Result<()> {
-        let b = self.building(handle)?;
-        let Some((old, old_size)) = &b.old else {
-            return Err(protocol(format!("{}: no old file to copy from", b.path)));
-        };
-        // In order, without overlaps, within the file and within one
-        // request's bytes: a request is a bounded step of work.
-        let (mut done, mut total) = (0u64, 0u64);
-        for &(offset, len) in &ranges {
-            let end = offset.checked_add(len).filter(|end| *end <= b.size.min(*old_size));
-            let Some(end) = end.filter(|_| offset >= done) else {
-                return Err(protocol(format!(
-                    "{}: copy ranges out of order or past the end of the file",
-                    b.path
-                )));
-            };
-            (done, total) = (end, total + len);
-        }
-        if total > max_copy(self.settings.chunk_size) {
-            return Err(protocol(format!(
-                "{}: one CopyOld copies at most {} bytes ({total} asked)",
-                b.path,
-                max_copy(self.settings.chunk_size)
-            )));
-        }
-        for (offset, len) in ranges {
-            copy::copy_range(old, &b.file, offset, len).map_err(|e| Error::from_io(e, &b.path, "copy"))?;
-        }
-        Ok(())
-    }
-
-    fn write(&self, handle: u64, offset: u64, data: &[u8], digest: Digest) -> Result<()> {
-        let b = self.building(handle)?;
-        if offset.checked_add(data.len() as u64).is_none_or(|end| end > b.size) {
-            return Err(protocol(format!("{}: chunk at {offset} is past the end of the file", b.path)));
-        }
-        check_digest(&self.settings, data, digest, &b.path, offset)?;
-        b.file.write_all_at(data, offset).map_err(|e| Error::from_io(e, &b.path, "write"))
-    }
-
-    fn finish(&self, handle: u64, meta: Meta) -> Result<()> {
-        let b = self.take(handle)?;
-        b.file.set_len(b.size).map_err(|e| Error::from_io(e, &b.path, "resize"))?;
-        set_file_meta(&b.file, self.file_meta(meta), &b.path)?;
-        match &b.temp {
-            Some(temp) => self.tree.rename(temp, &b.path),
-            None => Ok(()),
-        }
-    }
-
-    fn discard(&self, handle: u64, remove: bool) -> Result<()> {
-        let b = self.take(handle)?;
-        if remove {
-            if let Some(temp) = &b.temp {
-                self.tree.remove_file(temp)?;
-            }
-            self.tree.remove_file(&b.path)?;
-        }
-        Ok(())
     }
 }
 
