@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::session::Latency;
+use crate::session::{Latency, Resilience};
 
 /// Counters shared by all tasks of a transfer.
 #[derive(Debug, Default)]
@@ -54,8 +54,15 @@ impl Counters {
     }
 
     /// The final report, with what only the caller knows: the duration, the
-    /// bytes on the wire and the chunk latencies.
-    pub fn report(&self, duration: Duration, wire_bytes: u64, chunk_latency_us: Latency) -> Report {
+    /// bytes on the wire, the chunk latencies and what the connections went
+    /// through.
+    pub fn report(
+        &self,
+        duration: Duration,
+        wire_bytes: u64,
+        chunk_latency_us: Latency,
+        connections: Resilience,
+    ) -> Report {
         let get = Counters::get;
         let chunks_total = get(&self.chunks_total);
         let chunks_transferred = get(&self.chunks_transferred);
@@ -86,6 +93,7 @@ impl Counters {
                 0
             },
             chunk_latency_us,
+            connections,
         }
     }
 }
@@ -134,6 +142,10 @@ pub struct Report {
     /// Round-trip latency percentiles of the requests that moved file data,
     /// in microseconds.
     pub chunk_latency_us: Latency,
+    /// Connections replaced, requests sent again, sessions opened (as
+    /// `reconnects`, `requests_retried`, `sessions_opened`).
+    #[serde(flatten)]
+    pub connections: Resilience,
 }
 
 impl Report {
@@ -171,6 +183,13 @@ impl Report {
                 self.chunk_latency_us.p99 as f64 / 1000.0,
             ),
         ];
+        let c = &self.connections;
+        if c.reconnects + c.requests_retried > 0 {
+            lines.push(format!(
+                "connections: {} lost and replaced, {} request(s) sent again",
+                c.reconnects, c.requests_retried
+            ));
+        }
         if self.files_changed_during_transfer + self.files_vanished > 0 {
             lines.push(format!(
                 "live source: {} file(s) changed while read (sent as read), {} vanished; run again to settle them",
