@@ -211,6 +211,13 @@ pub enum Action {
         /// `Dir` removes an empty directory; the other kinds unlink.
         kind: Kind,
     },
+    /// Remove the temporary files an interrupted run left directly in the
+    /// directory `path` (the root included), except those of files this
+    /// session is building. Sent at the end of a run that had no error.
+    RemoveTemps {
+        /// The directory.
+        path: RelPath,
+    },
 }
 
 impl Action {
@@ -220,7 +227,8 @@ impl Action {
             Action::MakeDir { path }
             | Action::Symlink { path, .. }
             | Action::SetMeta { path, .. }
-            | Action::Remove { path, .. } => path,
+            | Action::Remove { path, .. }
+            | Action::RemoveTemps { path } => path,
         }
     }
 }

@@ -259,6 +259,13 @@ where
             delete::delete_extraneous(&ctx, &seen).await?;
         }
     }
+    // A run without error leaves no temporary file behind: those still
+    // there were left by interrupted runs, for files done by now or no
+    // longer in the source. (Before the directories get their mtimes.)
+    if !incomplete && Counters::get(&ctx.counters.errors) == 0 {
+        let sweep = std::iter::once(RelPath::root()).chain(dirs.iter().map(|(path, _)| path.clone()));
+        ctx.apply(sweep.map(|path| Action::RemoveTemps { path }).collect()).await;
+    }
     // The root of the transfer gets the source root's metadata too.
     dirs.extend(root.map(|meta| (RelPath::root(), meta)));
     // Deepest first (the root last), after every write and delete that

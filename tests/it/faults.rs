@@ -241,3 +241,30 @@ fn a_client_killed_mid_upload_is_taken_over_by_the_rerun_at_once() {
     assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
     assert_same_tree(src.path(), &server.path("d"));
 }
+
+#[test]
+fn a_run_without_error_leaves_no_temporary_file_behind() {
+    for way in both_ways() {
+        file(&way.src.join("same"), b"unchanged", 0o644, (1_600_000_000, 0));
+        file(&way.src.join("sub/new"), &noise(300_000, 1), 0o644, (1_600_000_000, 0));
+        std::fs::create_dir_all(way.dst.join("sub")).unwrap();
+        file(&way.dst.join("same"), b"unchanged", 0o644, (1_600_000_000, 0));
+        // Left by interrupted runs: of a file now gone from the source, of
+        // one that is unchanged, of one that is sent now.
+        for (dir, name) in [("", "gone"), ("", "same"), ("sub", "new")] {
+            let temp = temp_of(&way.dst.join(dir), name);
+            std::fs::write(&temp, b"partial").unwrap();
+        }
+        let r = way.sync(&["-c", "64KiB"]);
+        assert_eq!(r["errors"], 0, "{}: {r}", way.name);
+        assert_same_tree(&way.src, &way.dst);
+        for dir in ["", "sub"] {
+            let left: Vec<String> = std::fs::read_dir(way.dst.join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with(".pareco-"))
+                .collect();
+            assert!(left.is_empty(), "{}: {left:?} left in {dir:?}", way.name);
+        }
+    }
+}

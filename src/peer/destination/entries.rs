@@ -76,8 +76,10 @@ impl Inner {
 
     pub(super) fn apply(&self, action: &Action) -> Result<()> {
         match action {
-            // The root itself only ever gets its metadata set.
-            Action::SetMeta { path, kind: Kind::Dir, .. } if path.is_root() => {}
+            // The root itself only ever gets its metadata set, or its
+            // temporary files removed.
+            Action::SetMeta { path, kind: Kind::Dir, .. } | Action::RemoveTemps { path }
+                if path.is_root() => {}
             other => below_root(other.path())?,
         }
         match action {
@@ -106,6 +108,17 @@ impl Inner {
             }
             Action::Remove { path, kind: Kind::Dir } => self.tree.remove_empty_dir(path).map(drop),
             Action::Remove { path, .. } => self.tree.remove_file(path),
+            Action::RemoveTemps { path } => {
+                let in_use: Vec<Vec<u8>> = self
+                    .lock()
+                    .values()
+                    .filter_map(|b| b.temp.as_ref())
+                    .filter_map(|temp| {
+                        temp.split_last().filter(|(dir, _)| dir == path).map(|(_, n)| n.to_vec())
+                    })
+                    .collect();
+                self.tree.remove_temps(path, &in_use)
+            }
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Removing a whole directory tree, level by level through descriptors,
 //! so that no tree is too deep for it; never the root itself.
 
-use crate::codec::{Kind, RelPath};
+use crate::codec::{ErrorKind, Kind, RelPath};
 use crate::peer::error::{Error, Result};
+use crate::peer::temp::is_temp_name;
 
 use super::Tree;
 
@@ -43,6 +44,37 @@ impl Tree {
             }
         }
         Ok(())
+    }
+
+    /// Removes the temporary files ([`is_temp_name`]) directly in the
+    /// directory `rel`, except those named in `keep`. A directory that is
+    /// gone has none.
+    pub fn remove_temps(&self, rel: &RelPath, keep: &[Vec<u8>]) -> Result<()> {
+        let opened;
+        let dir = if rel.is_root() {
+            self
+        } else {
+            opened = match self.open_dir_strict(rel) {
+                Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
+                other => other?,
+            };
+            &opened
+        };
+        for name in dir.child_names(rel)? {
+            if is_temp_name(&name) && !keep.contains(&name) {
+                let temp = rel.join(&name).map_err(|e| Error::denied(e.to_string()))?;
+                match dir.unlink_file(&name) {
+                    Err(e) if e == rustix::io::Errno::NOENT || e == rustix::io::Errno::ISDIR => {}
+                    other => other.map_err(|e| Error::from_errno(e, &temp, "remove"))?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Unlinks the non-directory `name` in this directory.
+    fn unlink_file(&self, name: &[u8]) -> rustix::io::Result<()> {
+        rustix::fs::unlinkat(&self.dir, name, rustix::fs::AtFlags::empty())
     }
 
     /// Names in this directory (`rel` only names it in errors).
