@@ -115,6 +115,11 @@ pub(crate) struct TransferArgs {
     /// Write changed chunks straight into existing files (no temporary file).
     #[arg(long)]
     pub(crate) inplace: bool,
+    /// Flush each file to the destination's disk before it takes its final
+    /// name, and directories after their entries change: exit 0 then
+    /// survives a power cut.
+    #[arg(long)]
+    pub(crate) fsync: bool,
     /// recv as root: keep the setuid/setgid bits of received files (they
     /// are cleared otherwise).
     #[arg(long)]

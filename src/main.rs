@@ -215,6 +215,7 @@ async fn transfer(
         excludes: opts.excludes.clone(),
         inplace: opts.inplace,
         delete: opts.delete,
+        fsync: opts.fsync,
     };
     let settings = Settings::for_session(&spec, filter, keep_setid);
     let options = transfer::Options::for_session(&spec, opts.skip_digest, opts.connections as usize);

@@ -92,6 +92,15 @@ pub struct SessionSpec {
     /// destination refuses to replace a non-empty directory by a file or
     /// symlink (which would delete its contents).
     pub delete: bool,
+    /// The destination flushes file data before a file takes its final
+    /// name, and directories after their entries change. Encoded only when
+    /// set (a spec without it is 8 elements long, as before it existed).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub fsync: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// The kind of a tree entry. Other kinds (FIFOs, sockets, devices) are

@@ -82,6 +82,9 @@ pub struct Settings {
     /// are cleared: a destination run as root would otherwise let anyone
     /// who may write into it plant a setuid-root program).
     pub keep_setid: bool,
+    /// Flush file data before a file takes its final name, and a directory
+    /// after its entries change (`--fsync`).
+    pub fsync: bool,
 }
 
 impl Settings {
@@ -97,6 +100,7 @@ impl Settings {
             delete: spec.delete,
             file_work: BLOCKING_THREADS,
             keep_setid,
+            fsync: spec.fsync,
         }
     }
 }

@@ -142,6 +142,7 @@ impl Run<'_> {
             excludes: Vec::new(),
             inplace: false,
             delete: false,
+            fsync: false,
         };
         let mut slot = 0;
         while slot < MAX_SESSIONS {

@@ -209,6 +209,7 @@ pub(super) fn spec(u: &mut Unstructured<'_>) -> Result<SessionSpec> {
         direction: if flags & 1 == 0 { Direction::Upload } else { Direction::Download },
         inplace: flags & 2 != 0,
         delete: flags & 4 != 0,
+        fsync: flags & 8 != 0,
         path: path(u)?,
         chunk_size: pick(u, CHUNKS)?,
         hash: *u.choose(&HashAlgo::ALL)?,

@@ -103,6 +103,9 @@ pub struct Spec {
     pub inplace: bool,
     /// The client deletes what the source does not have.
     pub delete: bool,
+    /// Flush to disk (encoded only when set).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fsync: bool,
 }
 
 impl Spec {
@@ -117,6 +120,7 @@ impl Spec {
             excludes: spec.excludes.clone(),
             inplace: spec.inplace,
             delete: spec.delete,
+            fsync: spec.fsync,
         }
     }
 

@@ -333,6 +333,7 @@ impl Run<'_> {
                     excludes: Vec::new(),
                     inplace: false,
                     delete: false,
+                    fsync: false,
                 };
                 let sent = mirror::Spec::with_path(&spec, path);
                 let other = mirror::Spec::with_path(

@@ -196,9 +196,10 @@ fn session_spec() -> impl Strategy<Value = SessionSpec> {
         prop::collection::vec(text(), 0..4),
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(direction, path, chunk_size, hash, includes, excludes, inplace, delete)| {
-            SessionSpec { direction, path, chunk_size, hash, includes, excludes, inplace, delete }
+        .prop_map(|(direction, path, chunk_size, hash, includes, excludes, inplace, delete, fsync)| {
+            SessionSpec { direction, path, chunk_size, hash, includes, excludes, inplace, delete, fsync }
         })
 }
 
@@ -400,6 +401,7 @@ fn sample_packets() -> Vec<Packet> {
         excludes: vec!["target/**".into(), ".git".into()],
         inplace: false,
         delete: false,
+        fsync: false,
     };
     let digest = || ByteBuf::from(vec![0xD1, 0x6E, 0x57, 0x00, 0x01, 0x02, 0x03, 0x04]);
     let payload = Bytes::from_static(b"chunk payload: the raw file bytes\n");
@@ -849,6 +851,7 @@ fn mirror_headers_match_the_real_encoding() {
         excludes: Vec::new(),
         inplace: true,
         delete: false,
+        fsync: false,
     };
     let mirror_spec = mirror::Spec::with_path(&spec, path.as_bytes());
     let span = Span { size: 3000, first: 1, count: 2, group: 3 };

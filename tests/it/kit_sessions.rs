@@ -49,6 +49,7 @@ pub fn spec(direction: Direction, path: &str, chunk_size: u32, hash: HashAlgo) -
         excludes: Vec::new(),
         inplace: false,
         delete: false,
+        fsync: false,
     }
 }
 

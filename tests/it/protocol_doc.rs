@@ -86,6 +86,7 @@ fn described() -> Vec<Packet> {
         excludes: Vec::new(),
         inplace,
         delete: inplace,
+        fsync: false,
     };
     let digest8 = || ByteBuf::from((1u8..=8).collect::<Vec<u8>>());
     let session = 0x0123_4567_89ab_cdef;

@@ -261,6 +261,7 @@ pub fn spec(direction: Direction, path: &str) -> SessionSpec {
         excludes: Vec::new(),
         inplace: false,
         delete: false,
+        fsync: false,
     }
 }
 

@@ -332,6 +332,7 @@ fn concurrent_sessions_and_overlap_refused() {
             excludes: vec![],
             inplace: false,
             delete: false,
+            fsync: false,
         };
         let config = pareco::session::ClientConfig {
             connections: 1,
@@ -507,4 +508,23 @@ fn interrupt_ends_the_session_and_a_rerun_finishes_the_job() {
     let r = sync_ok(&["send", src.path().to_str().unwrap(), &server.url("d"), "-c", "4k"]);
     assert_same_tree(src.path(), &server.path("d"));
     assert!(count(&r, "bytes_transferred") <= (47 << 20), "{r}");
+}
+
+#[test]
+fn fsync_mirrors_the_same_both_ways_with_and_without_inplace() {
+    for extra in [&["--fsync"][..], &["--fsync", "--inplace"]] {
+        for way in both_ways() {
+            varied_tree(&way.src, 4096);
+            let mut args = vec!["-c", "4KiB"];
+            args.extend_from_slice(extra);
+            let r = way.sync(&args);
+            assert_same_tree(&way.src, &way.dst);
+            assert_eq!(r["errors"], 0, "{} {extra:?}: {r}", way.name);
+            // Changed again: files built chunk by chunk, and small ones.
+            file(&way.src.join("big.bin"), &noise(4096 * 5 + 77, 9), 0o755, (1_700_000_001, 0));
+            file(&way.src.join("plain.txt"), b"changed\n", 0o644, (1_700_000_002, 0));
+            way.sync(&args);
+            assert_same_tree(&way.src, &way.dst);
+        }
+    }
 }

@@ -304,5 +304,6 @@ pub fn local_settings(chunk: u32) -> pareco::peer::Settings {
         delete: false,
         file_work: pareco::peer::BLOCKING_THREADS,
         keep_setid: true,
+        fsync: false,
     }
 }

@@ -174,8 +174,12 @@ impl Inner {
             return Err(error);
         }
         set_file_meta(&b.file, self.file_meta(meta), &b.path)?;
+        self.sync_file(&b.file, &b.path)?;
         match &b.temp {
-            Some(temp) => self.tree.rename(temp, &b.path),
+            Some(temp) => {
+                self.tree.rename(temp, &b.path)?;
+                self.sync_parents([&b.path])
+            }
             None => Ok(()),
         }
     }

@@ -13,6 +13,8 @@ use crate::peer::{Digest, SETID_BITS};
 use super::{check_digest, Inner};
 
 impl Inner {
+    /// Writes a whole small file (its directory is flushed by the caller,
+    /// once for many files, with `fsync`).
     pub(super) fn put_file(&self, path: RelPath, meta: Meta, data: &[u8], digest: Digest) -> Result<()> {
         below_root(&path)?;
         check_digest(&self.settings, data, digest, &path, 0)?;
@@ -22,7 +24,8 @@ impl Inner {
                 file.write_all_at(data, 0)
                     .and_then(|()| file.set_len(data.len() as u64))
                     .map_err(|e| Error::from_io(e, &path, "write"))?;
-                return set_file_meta(&file, self.file_meta(meta), &path);
+                set_file_meta(&file, self.file_meta(meta), &path)?;
+                return self.sync_file(&file, &path);
             }
         }
         // The common case of many small files, in few system calls: the
@@ -46,7 +49,10 @@ impl Inner {
             }
         };
         let written = file.write_all_at(data, 0).map_err(|e| Error::from_io(e, &path, "write"));
-        if let Err(e) = written.and_then(|()| set_file_meta(&file, self.file_meta(meta), &path)) {
+        let finished = written
+            .and_then(|()| set_file_meta(&file, self.file_meta(meta), &path))
+            .and_then(|()| self.sync_file(&file, &path));
+        if let Err(e) = finished {
             let _ = self.tree.remove_file(&temp_path(&path)?);
             return Err(e);
         }

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use crate::codec::{Action, ErrorKind, HashTarget, Kind, Meta, RelPath, Span, Stat};
 
 mod building;
+mod durable;
 mod entries;
 
 use building::Building;
@@ -206,7 +207,14 @@ impl Destination for LocalDestination {
 
     async fn put_file(&self, path: RelPath, meta: Meta, data: Bytes, digest: Digest) -> Result<()> {
         let inner = self.inner.clone();
-        inner.work.clone().run(move || inner.put_file(path, meta, &data, digest)).await
+        inner
+            .work
+            .clone()
+            .run(move || {
+                inner.put_file(path.clone(), meta, &data, digest)?;
+                inner.sync_parents([&path])
+            })
+            .await
     }
 
     async fn put_files(&self, files: Vec<NewFile>, data: Bytes) -> Result<Vec<(usize, Error)>> {
@@ -225,13 +233,17 @@ impl Destination for LocalDestination {
             .run(move || {
                 let mut start = 0;
                 let mut failures = Vec::new();
+                let mut written = Vec::new();
                 for (index, file) in files.into_iter().enumerate() {
                     let end = start + file.len as usize;
-                    if let Err(e) = inner.put_file(file.path, file.meta, &data[start..end], file.digest) {
-                        failures.push((index, e));
+                    match inner.put_file(file.path.clone(), file.meta, &data[start..end], file.digest) {
+                        Ok(()) => written.push(file.path),
+                        Err(e) => failures.push((index, e)),
                     }
                     start = end;
                 }
+                // Their directories flushed once each, not once per file.
+                inner.sync_parents(&written)?;
                 Ok(failures)
             })
             .await
@@ -243,10 +255,18 @@ impl Destination for LocalDestination {
             .work
             .clone()
             .run(move || {
-                Ok(actions
+                let failures = actions
                     .iter()
-                    .filter_map(|a| inner.apply(a).err().map(|e| (a.path().clone(), e.message)))
-                    .collect())
+                    .filter_map(|a| inner.apply(a).err().map(|e| (a.path().clone(), e.message)));
+                let failures = failures.collect();
+                // The directories whose entries changed, and those made.
+                inner.sync_parents(actions.iter().map(Action::path))?;
+                let made = actions.iter().filter_map(|a| match a {
+                    Action::MakeDir { path } | Action::RemoveTemps { path } => Some(path),
+                    _ => None,
+                });
+                inner.sync_dirs(made)?;
+                Ok(failures)
             })
             .await
     }

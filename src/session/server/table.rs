@@ -356,6 +356,7 @@ mod tests {
             excludes: Vec::new(),
             inplace: false,
             delete: false,
+            fsync: false,
         }
     }
 
