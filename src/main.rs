@@ -15,7 +15,9 @@ use cli::{Cli, Command, ListenArgs, TokenArgs, TransferArgs, Verbosity};
 use pareco::codec::{Direction, SessionSpec};
 use pareco::peer::{self, Filter, LocalDestination, LocalSource, Settings, Tree};
 use pareco::session::tls::{Acceptor, Connector};
-use pareco::session::{self, ClientConfig, Remote, RemoteDestination, RemoteSource, Server, ServerConfig};
+use pareco::session::{
+    self, ClientConfig, Remote, RemoteDestination, RemoteSource, Resilience, Server, ServerConfig,
+};
 use pareco::transfer::{self, Report};
 
 /// A failure, with the exit status it maps to.
@@ -182,6 +184,10 @@ async fn listen(args: ListenArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Sessions one run opens at most (each after the server lost the one
+/// before).
+const MAX_SESSIONS_PER_RUN: u64 = 8;
+
 async fn transfer(
     direction: Direction,
     local: &Path,
@@ -201,7 +207,8 @@ async fn transfer(
     } else {
         None
     };
-    let tree = open_local(direction, local)?;
+    // Checked (and for a download made) before anything is sent.
+    let mut first_tree = Some(open_local(direction, local)?);
     // A download run as root clears setuid and setgid bits unless told.
     let keep_setid = opts.keep_setid || !rustix::process::geteuid().is_root();
     // One spec describes the session: the server's role gets it, and both
@@ -230,30 +237,52 @@ async fn transfer(
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
     let started = Instant::now();
-    let pool =
-        session::connect(&remote, spec, &config).await.map_err(|e| Failure::run(format!("{remote}: {e}")))?;
-    let hash = settings.hash;
-    let run = async {
-        match direction {
-            Direction::Upload => {
-                let source = LocalSource::new(tree, settings);
-                transfer::run(source, RemoteDestination::new(pool.clone(), hash), options).await
+    let mut connections = Resilience::default();
+    // A server that lost the session (it restarted) gets a new one that
+    // carries on: what is in place already is found again by digest.
+    let (counters, pool) = loop {
+        let pool = session::connect(&remote, spec.clone(), &config)
+            .await
+            .map_err(|e| Failure::run(format!("{remote}: {e}")))?;
+        connections.sessions_opened += 1;
+        let tree = match first_tree.take() {
+            Some(tree) => tree,
+            None => open_local(direction, local)?,
+        };
+        let settings = settings.clone();
+        let hash = settings.hash;
+        let run = async {
+            match direction {
+                Direction::Upload => {
+                    let source = LocalSource::new(tree, settings);
+                    transfer::run(source, RemoteDestination::new(pool.clone(), hash), options.clone()).await
+                }
+                Direction::Download => {
+                    let dest = LocalDestination::new(tree, settings);
+                    transfer::run(RemoteSource::new(pool.clone(), hash), dest, options.clone()).await
+                }
             }
-            Direction::Download => {
-                let dest = LocalDestination::new(tree, settings);
-                transfer::run(RemoteSource::new(pool.clone(), hash), dest, options).await
+        };
+        let result = tokio::select! {
+            result = run => result,
+            _ = tokio::signal::ctrl_c() => {
+                let _ = tokio::time::timeout(Duration::from_secs(1), pool.close()).await;
+                return Err(Failure { status: 130, message: "interrupted".into() });
             }
-        }
-    };
-    let counters = tokio::select! {
-        result = run => result.map_err(|e| Failure::run(format!("{remote}: {e}")))?,
-        _ = tokio::signal::ctrl_c() => {
-            let _ = tokio::time::timeout(Duration::from_secs(1), pool.close()).await;
-            return Err(Failure { status: 130, message: "interrupted".into() });
+        };
+        let lost = pool.resilience();
+        connections.reconnects += lost.reconnects;
+        connections.requests_retried += lost.requests_retried;
+        match result {
+            Ok(counters) => break (counters, pool),
+            Err(e) if pool.session_gone() && connections.sessions_opened < MAX_SESSIONS_PER_RUN => {
+                tracing::warn!("{e}; opening a new session to carry on");
+            }
+            Err(e) => return Err(Failure::run(format!("{remote}: {e}"))),
         }
     };
     pool.close().await;
-    let report = counters.report(started.elapsed(), pool.wire_bytes(), pool.latency(), pool.resilience());
+    let report = counters.report(started.elapsed(), pool.wire_bytes(), pool.latency(), connections);
     print_report(&report, &opts);
     if report.complete() {
         Ok(())

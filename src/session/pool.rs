@@ -66,6 +66,8 @@ pub(super) struct Shared {
     pub retried: AtomicU64,
     /// The client is closing the session: losses are expected.
     pub closing: AtomicBool,
+    /// The server said it no longer has the session.
+    pub gone: AtomicBool,
 }
 
 impl Shared {
@@ -151,6 +153,7 @@ impl Pool {
             reconnects: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             closing: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
         });
         let (lost, losses) = mpsc::unbounded_channel();
         let link = Link { shared: shared.clone(), settings, lost };
@@ -224,6 +227,13 @@ impl Pool {
             p99: h.value_at_quantile(0.99),
             max: h.max(),
         }
+    }
+
+    /// Did the server say it no longer has the session (it restarted, or
+    /// the session expired or was taken over)? A new session can then
+    /// carry on with the work.
+    pub fn session_gone(&self) -> bool {
+        self.shared.gone.load(Ordering::Relaxed)
     }
 
     /// What the session went through on its connections so far.

@@ -116,6 +116,7 @@ pub(super) async fn supervise(
                 }
             }
             Err(SessionError::Refused(e)) if e.kind == ErrorKind::NoSession => {
+                shared.gone.store(true, Ordering::Relaxed);
                 shared.lose_session(&format!("the server lost the session: {}", e.message));
                 return;
             }

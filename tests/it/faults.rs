@@ -10,6 +10,42 @@ use std::time::{Duration, Instant};
 use crate::proxy::Proxy;
 use crate::util::*;
 
+/// A server started anew on the root of another (the same server after a
+/// restart, with none of its sessions); killed when dropped.
+struct Restarted {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Restarted {
+    fn on(root: &std::path::Path) -> Restarted {
+        use std::io::BufRead;
+        let mut child = Command::new(BIN)
+            .args(["listen", "--bind", "127.0.0.1:0", "--root"])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start server");
+        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let port = loop {
+            let line = lines.next().expect("server exited before listening").expect("read stderr");
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                break addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Restarted { child, port }
+    }
+}
+
+impl Drop for Restarted {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A tree of `files` files of `size` bytes each (and a few small ones).
 fn tree(root: &std::path::Path, files: usize, size: usize) {
     for i in 0..files {
@@ -196,23 +232,45 @@ fn without_reconnection_an_outage_fails_the_run_at_once_and_clearly() {
 }
 
 #[test]
-fn a_server_restarted_under_a_session_ends_the_run_clearly_instead_of_hanging() {
+fn a_server_restarted_under_a_session_gets_a_new_session_that_carries_on() {
+    for way in both_ways() {
+        tree(&way.src, 2, 2 << 20);
+        let proxy = Proxy::start(way.server.port);
+        proxy.throttle(2 << 20);
+        // A new server (no sessions) on the same tree, for where the old
+        // one was.
+        let fresh = Restarted::on(way.server.root.path());
+        let url = proxy.url("d");
+        let (code, err, report) = run_with(&args(&way, &url, &[]), || {
+            wait_for("the session's connections", Duration::from_secs(10), || proxy.open() >= 4);
+            std::thread::sleep(Duration::from_millis(200));
+            proxy.retarget(fresh.port);
+            proxy.cut_all();
+        });
+        assert_eq!(code, Some(0), "{}: {err}", way.name);
+        assert!(err.contains("is not open") && err.contains("opening a new session to carry on"), "{err}");
+        assert_eq!(report["sessions_opened"], 2, "{}: {report}", way.name);
+        assert_same_tree(&way.src, &way.dst);
+    }
+}
+
+#[test]
+fn without_reconnection_a_restarted_server_ends_the_run_at_once() {
     let way = both_ways().into_iter().next().expect("send");
     tree(&way.src, 2, 2 << 20);
     let proxy = Proxy::start(way.server.port);
     proxy.throttle(2 << 20);
-    // A new server (no sessions) for where the old one was.
     let fresh = Server::start(&[]);
     let url = proxy.url("d");
     let started = Instant::now();
-    let (code, err, _) = run_with(&args(&way, &url, &[]), || {
+    let (code, err, _) = run_with(&args(&way, &url, &["--reconnect-timeout", "0"]), || {
         wait_for("the session's connections", Duration::from_secs(10), || proxy.open() >= 4);
         std::thread::sleep(Duration::from_millis(200));
         proxy.retarget(fresh.port);
         proxy.cut_all();
     });
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("the server lost the session") && err.contains("is not open"), "{err}");
+    assert!(err.contains("connection to the server lost"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
 }
 
