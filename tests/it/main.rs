@@ -2,6 +2,7 @@
 //! [`util`], one module per area.
 
 mod bounds;
+mod chaos;
 mod codec;
 mod damage;
 mod fake;
