@@ -19,11 +19,15 @@
 //! kit_refusals.rs run scripted inputs through the same driver.
 //!
 //! `PARECO_FUZZ_TRACE=1` prints each input's steps and what it received
-//! (to read a reproducer). A run grows its own corpus:
+//! (to read a reproducer). A run grows its own corpus. A step takes 6 bytes
+//! or more (`Hello`, `Open` and a `Ping` about 30): `-len_control=0` lets
+//! inputs reach sessions at once, not after minutes of growing the length
+//! limit.
 //!
 //! ```text
 //! mkdir -p /tmp/fuzz-handshake
-//! RUSTC_BOOTSTRAP=1 cargo fuzz run handshake /tmp/fuzz-handshake -- -max_total_time=600
+//! RUSTC_BOOTSTRAP=1 cargo fuzz run handshake /tmp/fuzz-handshake -- \
+//!     -max_total_time=600 -len_control=0 -max_len=1024
 //! PARECO_FUZZ_TRACE=1 RUSTC_BOOTSTRAP=1 cargo fuzz run handshake artifacts/handshake/crash-...
 //! ```
 
