@@ -167,14 +167,23 @@ impl Pool {
     }
 
     /// Sends a request and waits for its response; an `Error` response
-    /// becomes `Err`.
+    /// becomes `Err`, and so does an answer the request's declaration does
+    /// not list (a `Protocol` error).
     pub async fn call(&self, msg: Message, payload: Bytes) -> Result<Packet, Error> {
         // What the request takes of a connection's budget: the data it
         // moves either way, and some for the rest.
         let cost = (payload.len() + msg.answer_data() as usize).max(SMALL_COST);
+        let declared = msg.declaration();
         let (tx, rx) = oneshot::channel();
         self.enqueue(Call { msg, payload, cost, reply: Reply::Once(tx), id: None }).await?;
-        rx.await.map_err(|_| self.lost())?
+        let answer = rx.await.map_err(|_| self.lost())??;
+        if !declared.answers.contains(&answer.msg.name()) {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!("the server answered {} to {}", answer.msg.name(), declared.name),
+            ));
+        }
+        Ok(answer)
     }
 
     /// Sends a request answered by several responses (a `Walk`). If its

@@ -360,6 +360,23 @@ fn answers_of_the_wrong_shape_fail_the_run_cleanly() {
 }
 
 #[test]
+fn answers_the_declaration_does_not_list_are_protocol_errors() {
+    // Every request that can be answered at all gets a `Done` (a valid
+    // answer to none of Probe, Begin, PutFiles, Apply).
+    let fake = Fake::start(|msg| match msg {
+        Message::Walk => refuse(msg),
+        _ => vec![(Message::Done, Bytes::new())],
+    });
+    let src = tempfile::tempdir().unwrap();
+    varied_tree(src.path(), 4096);
+    let out = pareco(&["send", src.path().to_str().unwrap(), &fake.url("d"), "-n", "1", "-c", "4KiB"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the server answered Done to Probe"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn without_delete_a_server_cannot_empty_a_directory_by_calling_it_a_file_or_symlink() {
     let symlink =
         Stat { kind: Kind::Symlink, size: 0, meta: meta(), target: Some(ByteBuf::from(b".".to_vec())) };
