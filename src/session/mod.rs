@@ -8,8 +8,11 @@
 //! - [`client`]: the `pareco://` address, and connecting the N connections
 //!   of a session into a [`Pool`].
 //! - [`pool`]: the client's work queue served by all connections.
-//! - `inflight`: the requests in flight on one connection (ids, who waits
-//!   for the answer), as plain data.
+//! - `link`: one connection of a pool, its writer and reader; a lost one
+//!   gives its requests back to the queue.
+//! - `redial`: replaces lost connections, waits out outages.
+//! - `inflight`: the requests in flight on a pool's connections (ids, the
+//!   connection, who waits for the answer), as plain data.
 //! - [`remote`]: [`RemoteSource`] and [`RemoteDestination`], the server's
 //!   tree as a peer role, over a pool.
 //! - [`server`]: the listener, the table of sessions, expiry, and answering
