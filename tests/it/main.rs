@@ -12,6 +12,7 @@ mod hardening;
 mod kit_refusals;
 mod kit_sessions;
 mod live;
+mod load;
 mod protocol_doc;
 mod proxy;
 mod raw;
