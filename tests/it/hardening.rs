@@ -385,6 +385,28 @@ fn max_connections_is_enforced() {
     still_serves(&server, "after", &[]);
 }
 
+#[test]
+fn joined_connections_give_back_their_handshake_slot() {
+    // More joined connections than handshakes the server runs at once
+    // (256): each must free its slot once joined, or the next client waits
+    // in the listen backlog for as long as they live.
+    let server = Server::start(&["--max-connections", "300"]);
+    let (mut first, session) = Raw::opened(server.port, None, upload("d"));
+    let joined: Vec<Raw> = (0..pareco::session::server::MAX_HANDSHAKES)
+        .map(|_| {
+            let mut raw = Raw::connect(server.port);
+            raw.join(None, session);
+            assert_eq!(raw.welcome(), session);
+            raw
+        })
+        .collect();
+    let (mut other, _) = Raw::opened(server.port, None, download(""));
+    other.pings(1);
+    first.pings(1);
+    drop(joined);
+    first.close_session(2);
+}
+
 // ---------------------------------------------------------------------------
 // Requests in an open session
 // ---------------------------------------------------------------------------

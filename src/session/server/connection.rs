@@ -61,10 +61,17 @@ pub(super) async fn serve_connection(
                 state.open(spec.clone()).await.map(|session| (session, key))
             }
         },
-        Wants::Join(id) => state.table.join(*id, |session| {
-            let key = key.for_join(&session.secret);
-            handshake::check_proof(&greeting, &key).map(|()| key)
-        }),
+        Wants::Join(id) => {
+            let joined = state.table.join(*id, |session| {
+                let key = key.for_join(&session.secret);
+                handshake::check_proof(&greeting, &key).map(|()| key)
+            });
+            // Joined (or refused): the handshake slot is free again. (A
+            // joined connection held it for its whole life, so 256 joined
+            // connections locked every new client out.)
+            drop(handshake);
+            joined
+        }
     };
     let (session, key) = match admitted {
         Ok(admitted) => admitted,
