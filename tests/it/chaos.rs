@@ -28,23 +28,7 @@ struct Killable {
 
 impl Killable {
     fn start(root: &Path, port: u16) -> Killable {
-        use std::io::BufRead;
-        let bind = format!("127.0.0.1:{port}");
-        let mut child = Command::new(BIN)
-            .args(["listen", "--bind", &bind, "--session-timeout", "10m", "--root"])
-            .arg(root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start server");
-        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let port = loop {
-            let line = lines.next().expect("server exited before listening").expect("read stderr");
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                break addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
+        let (child, port) = listen(root, port, &["--session-timeout", "10m"]);
         Killable { child, port, root: root.to_owned() }
     }
 

@@ -19,22 +19,7 @@ struct Restarted {
 
 impl Restarted {
     fn on(root: &std::path::Path) -> Restarted {
-        use std::io::BufRead;
-        let mut child = Command::new(BIN)
-            .args(["listen", "--bind", "127.0.0.1:0", "--root"])
-            .arg(root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start server");
-        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let port = loop {
-            let line = lines.next().expect("server exited before listening").expect("read stderr");
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                break addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
+        let (child, port) = listen(root, 0, &[]);
         Restarted { child, port }
     }
 }

@@ -26,24 +26,7 @@ impl Server {
     }
 
     pub fn start_in(root: tempfile::TempDir, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["listen", "--bind", "127.0.0.1:0", "--root"])
-            .arg(root.path())
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start server");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let port = loop {
-            let line = lines.next().expect("server exited before listening").expect("read stderr");
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                break addr.rsplit(':').next().unwrap().parse().unwrap();
-            }
-        };
-        // Keep draining the server's log so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let (child, port) = listen(root.path(), 0, extra);
         Server { child, port, root }
     }
 
@@ -77,6 +60,30 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts `pareco listen` on `root`, on 127.0.0.1:`port` (0: any free
+/// port), with `extra` options; returns the process and the port it
+/// listens on once it says so. Its log is drained so that it never blocks.
+pub fn listen(root: &Path, port: u16, extra: &[&str]) -> (Child, u16) {
+    let mut child = Command::new(BIN)
+        .args(["listen", "--bind", &format!("127.0.0.1:{port}"), "--root"])
+        .arg(root)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start server");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let port = loop {
+        let line = lines.next().expect("server exited before listening").expect("read stderr");
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            break addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, port)
 }
 
 /// Runs the client binary.
