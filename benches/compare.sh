@@ -7,13 +7,7 @@ export LC_ALL=C
 
 REPO=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 HELPERS=$REPO/benches/compare
-quote_args() { # shell-quote only the arguments that need it
-  local a out=""
-  for a in "$@"; do
-    if [[ "$a" =~ ^[A-Za-z0-9_./,:=+%@-]+$ ]]; then out+="$a "; else out+="$(printf '%q' "$a") "; fi
-  done
-  echo "${out% }"
-}
+source "$REPO/benches/compare/quote_args.sh"
 CMDLINE=$(quote_args "$0" "$@")
 
 usage() {

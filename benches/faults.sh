@@ -15,13 +15,7 @@ set -euo pipefail
 export LC_ALL=C
 
 REPO=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
-quote_args() {
-  local a out=""
-  for a in "$@"; do
-    if [[ "$a" =~ ^[A-Za-z0-9_./,:=+%@-]+$ ]]; then out+="$a "; else out+="$(printf '%q' "$a") "; fi
-  done
-  echo "${out% }"
-}
+source "$REPO/benches/compare/quote_args.sh"
 CMDLINE=$(quote_args "$0" "$@")
 
 usage() {
