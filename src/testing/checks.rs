@@ -19,8 +19,9 @@ use super::client::{intent_message, key_of, Handshake};
 use super::driver::{client_nonce, Conn, Run, Sent};
 use super::fixture::{MAX_SESSIONS, SERVERS, TOKEN};
 use super::frames::frame_bytes;
+use super::steps::root_spec;
 use super::ops::{Proof, SLOTS};
-use crate::codec::{Direction, HashAlgo, Message, Packet, RelPath, SessionSpec, PROTOCOL_VERSION};
+use crate::codec::{Direction, Message, Packet, PROTOCOL_VERSION};
 use crate::session::auth::{Key, Secret, NONCE_LEN, SECRET_LEN};
 use crate::session::handshake::{intent_bytes, Wants};
 
@@ -133,17 +134,7 @@ impl Run<'_> {
     async fn check_no_session_left(&mut self, server: usize) {
         const _: () = assert!(SLOTS >= MAX_SESSIONS);
         let start = Instant::now();
-        let mut spec = SessionSpec {
-            direction: Direction::Upload,
-            path: RelPath::root(),
-            chunk_size: 1024,
-            hash: HashAlgo::Xxh3,
-            includes: Vec::new(),
-            excludes: Vec::new(),
-            inplace: false,
-            delete: false,
-            fsync: false,
-        };
+        let mut spec = root_spec(Direction::Upload);
         let mut slot = 0;
         while slot < MAX_SESSIONS {
             self.deadline = Instant::now() + GRACE;

@@ -324,17 +324,7 @@ impl Run<'_> {
         let mirror = match msg {
             BadMsg::Open { proof, upload, path } => {
                 let direction = if *upload { Direction::Upload } else { Direction::Download };
-                let spec = SessionSpec {
-                    direction,
-                    path: RelPath::root(),
-                    chunk_size: 1024,
-                    hash: HashAlgo::Xxh3,
-                    includes: Vec::new(),
-                    excludes: Vec::new(),
-                    inplace: false,
-                    delete: false,
-                    fsync: false,
-                };
+                let spec = root_spec(direction);
                 let sent = mirror::Spec::with_path(&spec, path);
                 let other = mirror::Spec::with_path(
                     &SessionSpec { direction: flip(direction), ..spec.clone() },
@@ -371,5 +361,21 @@ impl Run<'_> {
             },
         };
         (mirror.frame(id, &[]), intent)
+    }
+}
+
+/// A plain session over a server's whole root: 1 KiB chunks, xxh3, no
+/// filters or options.
+pub(super) fn root_spec(direction: Direction) -> SessionSpec {
+    SessionSpec {
+        direction,
+        path: RelPath::root(),
+        chunk_size: 1024,
+        hash: HashAlgo::Xxh3,
+        includes: Vec::new(),
+        excludes: Vec::new(),
+        inplace: false,
+        delete: false,
+        fsync: false,
     }
 }
