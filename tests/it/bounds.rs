@@ -311,9 +311,11 @@ fn probes_walks_and_connections_of_a_session_are_capped() {
         assert_eq!(joined.welcome(), ticket);
         connections.push(joined);
     }
+    // A ninth takes the place of the one silent longest (the opening
+    // one): never more than eight.
     let mut ninth = Raw::connect(server.port);
     ninth.join(None, ticket);
-    let message = ninth.refused(ErrorKind::Limit);
-    assert!(message.contains("maximum of 8 connections"), "{message}");
+    assert_eq!(ninth.welcome(), ticket);
+    connections[0].closed();
     drop((raw, session, connections));
 }

@@ -3,7 +3,6 @@
 //! session's budget) and the writer that sends the answers.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -15,6 +14,7 @@ use crate::session::handshake::{self, Wants};
 use crate::session::SessionError;
 
 use super::dispatch::serve_request;
+use super::members::Member;
 use super::table::Session;
 use super::{State, HANDSHAKE_TIMEOUT, REQUESTS_PER_CONNECTION, SESSION_BUDGET, SMALL_REQUEST, WRITE_BATCH};
 
@@ -58,11 +58,11 @@ pub(super) async fn serve_connection(
                 // Proved (or no proof asked for): what is left of opening,
                 // the globs to compile, no longer holds a handshake slot.
                 drop(handshake);
-                state.open(spec.clone()).await.map(|session| (session, key))
+                state.open(spec.clone()).await.map(|(session, member)| (session, member, key))
             }
         },
         Wants::Join(id) => {
-            let joined = state.table.join(*id, |session| {
+            let joined = state.table.join(*id, state.now_ms(), |session| {
                 let key = key.for_join(&session.secret);
                 handshake::check_proof(&greeting, &key).map(|()| key)
             });
@@ -73,7 +73,7 @@ pub(super) async fn serve_connection(
             joined
         }
     };
-    let (session, key) = match admitted {
+    let (session, member, key) = match admitted {
         Ok(admitted) => admitted,
         Err(e) => {
             tracing::warn!("{peer}: session refused: {e}");
@@ -93,14 +93,14 @@ pub(super) async fn serve_connection(
     );
     let sending = if writer.send_msg(0, welcome).await.is_ok() {
         reader.open(session.max_payload as usize);
-        Some(serve_requests(&state, &session, reader, writer, peer).await)
+        Some(serve_requests(&state, &session, &member, reader, writer, peer).await)
     } else {
         None
     };
     // A session whose last connection is gone stays for its client to
     // join again; it expires after the session timeout, or is taken over.
     session.touch(state.now_ms());
-    if session.connections.fetch_sub(1, Ordering::Relaxed) == 1 && !session.ended.is_cancelled() {
+    if session.members.leave(&member) == 0 && !session.ended.is_cancelled() {
         tracing::info!(
             "session {:016x}: all connections gone; kept for the client to join again",
             session.id
@@ -127,6 +127,7 @@ pub(super) type Outgoing = (Packet, Option<OwnedSemaphorePermit>);
 async fn serve_requests(
     state: &Arc<State>,
     session: &Arc<Session>,
+    member: &Member,
     mut reader: conn::Reader,
     mut writer: conn::Writer,
     peer: SocketAddr,
@@ -144,6 +145,10 @@ async fn serve_requests(
         let packet = tokio::select! {
             packet = reader.next() => packet,
             () = session.ended.cancelled() => break,
+            () = member.cut.cancelled() => {
+                tracing::info!("session {:016x}, {peer}: replaced by a new connection; closed", session.id);
+                break;
+            }
             () = tokio::time::sleep(silence) => {
                 if in_progress.available_permits() < REQUESTS_PER_CONNECTION {
                     continue;
@@ -165,7 +170,9 @@ async fn serve_requests(
                 break;
             }
         };
-        session.touch(state.now_ms());
+        let now = state.now_ms();
+        session.touch(now);
+        member.heard(now);
         let id = packet.id;
         match packet.msg {
             Message::Ping => {

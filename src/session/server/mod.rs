@@ -20,6 +20,7 @@
 
 mod connection;
 mod dispatch;
+mod members;
 mod replay;
 mod table;
 
@@ -39,6 +40,7 @@ use super::conn::BoxIo;
 use super::tls::Acceptor;
 use super::SessionError;
 use connection::serve_connection;
+use members::Member;
 use table::{Limits, Refusal, Session, Table};
 
 /// A connection must finish its handshake within this time.
@@ -230,9 +232,10 @@ impl State {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Opens a session for `spec`: its globs compiled on the blocking pool,
-    /// not on the async workers.
-    async fn open(&self, spec: SessionSpec) -> Result<Arc<Session>, peer::Error> {
+    /// Opens a session for `spec`, with the opening connection as its
+    /// first member: its globs compiled on the blocking pool, not on the
+    /// async workers.
+    async fn open(&self, spec: SessionSpec) -> Result<(Arc<Session>, Member), peer::Error> {
         Table::check_chunk_size(&spec)?;
         let (includes, excludes) = (spec.includes.clone(), spec.excludes.clone());
         let filter = peer::work::run_blocking(move || {
@@ -244,7 +247,7 @@ impl State {
         let deadline = Instant::now() + TAKEOVER_WAIT;
         loop {
             match self.table.open(spec.clone(), filter.clone(), self.now_ms()) {
-                Ok(session) => return Ok(session),
+                Ok(opened) => return Ok(opened),
                 Err(Refusal::Refused(e)) => return Err(e),
                 Err(Refusal::Wait) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
@@ -17,6 +17,7 @@ use crate::codec::{Direction, ErrorKind, SessionSpec};
 use crate::peer::{self, Filter, LocalDestination, LocalSource, Settings, Tree};
 use crate::session::auth::{self, Secret};
 
+use super::members::{Member, Members};
 use super::replay::Replays;
 use super::{connections_for, FILE_WORK_PER_SESSION, SESSION_BUDGET, WALKS_PER_SESSION};
 
@@ -85,7 +86,8 @@ pub(super) struct Session {
     /// Milliseconds since the server's epoch when a frame last arrived or
     /// a request was done.
     last_active: AtomicU64,
-    pub connections: AtomicUsize,
+    /// Its connections.
+    pub members: Members,
     /// Cancelled when the session ends: everything it waits for ends too.
     pub ended: CancellationToken,
     /// Permits are bytes of [`SESSION_BUDGET`].
@@ -113,7 +115,7 @@ impl Session {
     /// Has the session lost all its connections (its client gone, or
     /// reconnecting)?
     fn orphaned(&self) -> bool {
-        self.connections.load(Ordering::Relaxed) == 0
+        self.members.count() == 0
     }
 }
 
@@ -148,7 +150,8 @@ impl Table {
         Ok(())
     }
 
-    /// Opens a session for `spec` with its compiled `filter` at `now_ms`.
+    /// Opens a session for `spec` with its compiled `filter` at `now_ms`,
+    /// with the opening connection as its first member.
     ///
     /// Orphans (sessions whose connections are all gone) make way: the
     /// longest idle one ends when the server is full, and those writing
@@ -159,7 +162,7 @@ impl Table {
         spec: SessionSpec,
         filter: Filter,
         now_ms: u64,
-    ) -> Result<Arc<Session>, Refusal> {
+    ) -> Result<(Arc<Session>, Member), Refusal> {
         let settings = Settings {
             file_work: FILE_WORK_PER_SESSION,
             ..Settings::for_session(&spec, filter, self.limits.keep_setid)
@@ -221,22 +224,23 @@ impl Table {
             max_payload: spec.chunk_size,
             _claim: upload.then(|| WriteClaim { writers: self.writers.clone(), id }),
             last_active: AtomicU64::new(now_ms),
-            // The opening connection counts from here, so the session
-            // ends when it goes, even before the Welcome is sent.
-            connections: AtomicUsize::new(1),
+            members: Members::default(),
             ended: CancellationToken::new(),
             budget: Arc::new(Semaphore::new(SESSION_BUDGET)),
             walks: Arc::new(Semaphore::new(WALKS_PER_SESSION)),
             secret,
             replays: Replays::default(),
         });
+        // The opening connection counts from here, so the session is an
+        // orphan when it goes, even before the Welcome is sent.
+        let (member, _) = session.members.add(now_ms, 1);
         sessions.insert(id, session.clone());
         tracing::info!(
             "session {id:016x}: {} {} opened",
             if upload { "upload into" } else { "download of" },
             spec.path
         );
-        Ok(session)
+        Ok((session, member))
     }
 
     /// Ends an orphan taken over by a newer session: its requests are
@@ -275,14 +279,16 @@ impl Table {
         Ok(())
     }
 
-    /// Adds a connection to session `id` once `admit` (the check of its
-    /// proof) says yes: counted at once, under the lock, so concurrent
-    /// joins cannot pass the limit.
+    /// Adds a connection to session `id` at `now_ms` once `admit` (the
+    /// check of its proof) says yes: counted at once, under the lock, so
+    /// concurrent joins cannot pass the limit. At the limit, the session's
+    /// connection silent longest makes way (see [`super::members`]).
     pub(super) fn join<T>(
         &self,
         id: u64,
+        now_ms: u64,
         admit: impl FnOnce(&Session) -> Result<T, peer::Error>,
-    ) -> Result<(Arc<Session>, T), peer::Error> {
+    ) -> Result<(Arc<Session>, Member, T), peer::Error> {
         let sessions = lock(&self.sessions);
         let session = sessions.get(&id).cloned().ok_or_else(|| {
             let why = if lock(&self.taken_over).contains(&id) {
@@ -294,14 +300,14 @@ impl Table {
         })?;
         let admitted = admit(&session)?;
         let most = connections_for(session.max_payload).min(self.limits.max_connections);
-        if session.connections.load(Ordering::Relaxed) >= most {
-            return Err(peer::Error::new(
-                ErrorKind::Limit,
-                format!("session already has the maximum of {most} connections"),
-            ));
+        let (member, replaced) = session.members.add(now_ms, most);
+        if let Some(replaced) = replaced {
+            tracing::info!(
+                "session {id:016x}: at its maximum of {most} connections, the one silent for {} ms makes way for a new one",
+                replaced.silent_ms
+            );
         }
-        session.connections.fetch_add(1, Ordering::Relaxed);
-        Ok((session, admitted))
+        Ok((session, member, admitted))
     }
 
     pub(super) fn end(&self, session: &Session, why: &str) {

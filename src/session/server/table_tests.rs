@@ -24,7 +24,18 @@ fn spec(direction: Direction, path: &str) -> SessionSpec {
     }
 }
 
+/// Opens a session; its opening connection stays counted.
 fn open(table: &Table, direction: Direction, path: &str, now: u64) -> Result<Arc<Session>, peer::Error> {
+    opened(table, direction, path, now).map(|(session, _)| session)
+}
+
+/// Opens a session; with its opening connection, to end it.
+fn opened(
+    table: &Table,
+    direction: Direction,
+    path: &str,
+    now: u64,
+) -> Result<(Arc<Session>, Member), peer::Error> {
     table.open(spec(direction, path), Filter::default(), now).map_err(|e| match e {
         Refusal::Refused(e) => e,
         Refusal::Wait => peer::Error::new(ErrorKind::Busy, "wait"),
@@ -76,43 +87,52 @@ fn limits_on_sessions_and_connections_and_joins_that_are_not_admitted() {
     let (_dir, table) = table(1);
     let a = open(&table, Direction::Download, "", 0).unwrap();
     assert_eq!(open(&table, Direction::Download, "", 0).err().map(|e| e.kind), Some(ErrorKind::Limit));
-    let refused = table.join(a.id, |_| Err::<(), _>(peer::Error::new(ErrorKind::Auth, "no")));
+    let refused = table.join(a.id, 0, |_| Err::<(), _>(peer::Error::new(ErrorKind::Auth, "no")));
     assert_eq!(refused.err().map(|e| e.kind), Some(ErrorKind::Auth));
+    assert_eq!(a.members.count(), 1);
     // One connection from the open, one joined: the limit of two.
-    assert!(table.join(a.id, |s| Ok(s.secret)).is_ok());
-    let full = table.join(a.id, |_| Ok(()));
-    assert_eq!(full.err().map(|e| e.kind), Some(ErrorKind::Limit));
-    assert_eq!(table.join(a.id ^ 1, |_| Ok(())).err().map(|e| e.kind), Some(ErrorKind::NoSession));
+    let (_, second, _) = table.join(a.id, 10, |s| Ok(s.secret)).unwrap();
+    assert_eq!(a.members.count(), 2);
+    // A third takes the place of the one silent longest (the opening one,
+    // silent since 0): the session never has more than two.
+    second.heard(15);
+    let (_, _third, ()) = table.join(a.id, 20, |_| Ok(())).unwrap();
+    assert_eq!(a.members.count(), 2);
+    assert!(!second.cut.is_cancelled());
+    let (_, _fourth, ()) = table.join(a.id, 30, |_| Ok(())).unwrap();
+    assert!(second.cut.is_cancelled());
+    assert_eq!(a.members.count(), 2);
+    assert_eq!(table.join(a.id ^ 1, 0, |_| Ok(())).err().map(|e| e.kind), Some(ErrorKind::NoSession));
     table.end(&a, "closed");
-    assert_eq!(table.join(a.id, |_| Ok(())).err().map(|e| e.kind), Some(ErrorKind::NoSession));
+    assert_eq!(table.join(a.id, 0, |_| Ok(())).err().map(|e| e.kind), Some(ErrorKind::NoSession));
     open(&table, Direction::Download, "", 0).unwrap();
 }
 
 #[test]
 fn orphans_make_way_for_new_sessions_and_their_joins_learn_why() {
     let (_dir, table) = table(2);
-    let a = open(&table, Direction::Upload, "x", 0).unwrap();
+    let (a, a_member) = opened(&table, Direction::Upload, "x", 0).unwrap();
     // While its connection lives, the tree is busy.
     assert_eq!(open(&table, Direction::Upload, "x/y", 0).err().map(|e| e.kind), Some(ErrorKind::Busy));
     // Its connections gone, it is taken over; the new one waits for its
     // claim, held until its last request is done.
-    a.connections.store(0, Ordering::Relaxed);
+    a.members.leave(&a_member);
     let wait = table.open(spec(Direction::Upload, "x/y"), Filter::default(), 5);
     assert!(matches!(wait, Err(Refusal::Wait)), "{:?}", wait.err());
     assert!(a.ended.is_cancelled());
-    let gone = table.join(a.id, |_| Ok(())).err().expect("taken over");
+    let gone = table.join(a.id, 0, |_| Ok(())).err().expect("taken over");
     assert_eq!(gone.kind, ErrorKind::NoSession);
     assert!(gone.message.contains("taken over"), "{}", gone.message);
     drop(a);
-    let b = open(&table, Direction::Upload, "x/y", 5).unwrap();
+    let (b, b_member) = opened(&table, Direction::Upload, "x/y", 5).unwrap();
     // A full server ends its longest idle orphan for a new session.
-    let c = open(&table, Direction::Download, "", 6).unwrap();
+    let (c, c_member) = opened(&table, Direction::Download, "", 6).unwrap();
     assert_eq!(open(&table, Direction::Download, "", 7).err().map(|e| e.kind), Some(ErrorKind::Limit));
-    b.connections.store(0, Ordering::Relaxed);
-    c.connections.store(0, Ordering::Relaxed);
+    b.members.leave(&b_member);
+    c.members.leave(&c_member);
     b.touch(8);
     open(&table, Direction::Download, "", 9).unwrap();
     assert!(c.ended.is_cancelled() && !b.ended.is_cancelled());
-    let unknown = table.join(c.id ^ 1, |_| Ok(())).err().expect("unknown");
+    let unknown = table.join(c.id ^ 1, 0, |_| Ok(())).err().expect("unknown");
     assert!(unknown.message.contains("is not open"), "{}", unknown.message);
 }
