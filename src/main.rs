@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -18,7 +19,7 @@ use pareco::session::tls::{Acceptor, Connector};
 use pareco::session::{
     self, ClientConfig, Remote, RemoteDestination, RemoteSource, Resilience, Server, ServerConfig,
 };
-use pareco::transfer::{self, Report};
+use pareco::transfer::{self, Counters, Report};
 
 /// A failure, with the exit status it maps to.
 struct Failure {
@@ -240,7 +241,10 @@ async fn transfer(
     let mut connections = Resilience::default();
     // A server that lost the session (it restarted) gets a new one that
     // carries on: what is in place already is found again by digest.
-    let (counters, pool) = loop {
+    // What sessions lost before the last one sent still counts.
+    let mut counters = Arc::new(Counters::default());
+    let mut wire_bytes = 0;
+    let pool = loop {
         let pool = session::connect(&remote, spec.clone(), &config)
             .await
             .map_err(|e| Failure::run(format!("{remote}: {e}")))?;
@@ -255,11 +259,13 @@ async fn transfer(
             match direction {
                 Direction::Upload => {
                     let source = LocalSource::new(tree, settings);
-                    transfer::run(source, RemoteDestination::new(pool.clone(), hash), options.clone()).await
+                    let dest = RemoteDestination::new(pool.clone(), hash);
+                    transfer::run(source, dest, options.clone(), counters.clone()).await
                 }
                 Direction::Download => {
                     let dest = LocalDestination::new(tree, settings);
-                    transfer::run(RemoteSource::new(pool.clone(), hash), dest, options.clone()).await
+                    let source = RemoteSource::new(pool.clone(), hash);
+                    transfer::run(source, dest, options.clone(), counters.clone()).await
                 }
             }
         };
@@ -274,15 +280,18 @@ async fn transfer(
         connections.reconnects += lost.reconnects;
         connections.requests_retried += lost.requests_retried;
         match result {
-            Ok(counters) => break (counters, pool),
+            Ok(()) => break pool,
             Err(e) if pool.session_gone() && connections.sessions_opened < MAX_SESSIONS_PER_RUN => {
                 tracing::warn!("{e}; opening a new session to carry on");
+                wire_bytes += pool.wire_bytes();
+                counters = Arc::new(Counters::carrying_on(&counters));
             }
             Err(e) => return Err(Failure::run(format!("{remote}: {e}"))),
         }
     };
     pool.close().await;
-    let report = counters.report(started.elapsed(), pool.wire_bytes(), pool.latency(), connections);
+    wire_bytes += pool.wire_bytes();
+    let report = counters.report(started.elapsed(), wire_bytes, pool.latency(), connections);
     print_report(&report, &opts);
     if report.complete() {
         Ok(())

@@ -185,9 +185,11 @@ fn action_bytes(action: &Action) -> usize {
     action.path().as_bytes().len() + target + 64
 }
 
-/// Makes `dest` a mirror of `source`. Returns the counters; `Err` only when
-/// the run could not go on at all (the listing failed, the session was lost).
-pub async fn run<S, D>(source: S, dest: D, opts: Options) -> Result<Arc<Counters>, peer::Error>
+/// Makes `dest` a mirror of `source`, counting into `counters` (which the
+/// caller keeps, so that the work of a run cut short still counts). `Err`
+/// only when the run could not go on at all (the listing failed, the
+/// session was lost).
+pub async fn run<S, D>(source: S, dest: D, opts: Options, counters: Arc<Counters>) -> Result<(), peer::Error>
 where
     S: Source + Clone,
     D: Destination + Clone,
@@ -198,7 +200,7 @@ where
         source,
         dest,
         opts,
-        counters: Arc::new(Counters::default()),
+        counters,
         data: Arc::new(Semaphore::new(window)),
         abort: CancellationToken::new(),
         fatal: Mutex::new(None),
@@ -277,7 +279,7 @@ where
     if let Some(fatal) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(fatal);
     }
-    Ok(ctx.counters.clone())
+    Ok(())
 }
 
 /// Probes one batch on the destination, makes its directories and symlinks,

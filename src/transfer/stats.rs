@@ -53,6 +53,16 @@ impl Counters {
         counter.load(Ordering::Relaxed)
     }
 
+    /// The counters of a new session that carries on after `earlier` was
+    /// lost: it checks every file again, so it counts files and totals
+    /// afresh, but what `earlier` sent was sent and stays counted.
+    pub fn carrying_on(earlier: &Counters) -> Counters {
+        let counters = Counters::default();
+        Counters::add(&counters.bytes_transferred, Counters::get(&earlier.bytes_transferred));
+        Counters::add(&counters.chunks_transferred, Counters::get(&earlier.chunks_transferred));
+        counters
+    }
+
     /// The final report, with what only the caller knows: the duration, the
     /// bytes on the wire, the chunk latencies and what the connections went
     /// through.

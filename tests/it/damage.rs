@@ -110,7 +110,8 @@ fn damaged_small_files_and_chunks_are_sent_once_more() {
             inplace: false,
             window: 1 << 20,
         };
-        let counters = transfer::run(source, dest.clone(), options).await.expect("transfer runs");
+        let counters = Arc::new(transfer::Counters::default());
+        transfer::run(source, dest.clone(), options, counters.clone()).await.expect("transfer runs");
         assert!(dest.put_files_damaged.load(Ordering::SeqCst) && dest.write_damaged.load(Ordering::SeqCst));
         counters.report(std::time::Duration::from_secs(1), 0, Default::default(), Default::default())
     });

@@ -77,7 +77,8 @@ fn run(
             done: Arc::new(AtomicBool::new(false)),
         };
         let dest = LocalDestination::new(Tree::open(dst).unwrap(), settings());
-        let counters = transfer::run(source, dest, options()).await.expect("transfer runs");
+        let counters = Arc::new(transfer::Counters::default());
+        transfer::run(source, dest, options(), counters.clone()).await.expect("transfer runs");
         counters.report(std::time::Duration::from_secs(1), 0, Default::default(), Default::default())
     })
 }
