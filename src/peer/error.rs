@@ -64,7 +64,7 @@ impl Error {
             Errno::NOSPC => Error::new(ErrorKind::NoSpace, format!("{what} {rel}: no space left on device")),
             Errno::DQUOT => Error::new(ErrorKind::NoSpace, format!("{what} {rel}: disk quota exceeded")),
             Errno::ROFS => Error::new(ErrorKind::ReadOnly, format!("{what} {rel}: read-only file system")),
-            errno => Error::io(format!("{what} {rel}: {}", io::Error::from(errno))),
+            errno => Error::io(format!("{what} {rel}: {}", describe(errno))),
         }
     }
 
@@ -78,9 +78,33 @@ impl Error {
     }
 }
 
+/// What an error code means, as a user reads it: "permission denied", not
+/// "Permission denied (os error 13)".
+fn describe(errno: Errno) -> String {
+    let text = io::Error::from(errno).to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => format!("error {}", errno.raw_os_error()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_errors_read_plainly_and_name_the_path() {
+        let rel = RelPath::new("a/b").unwrap();
+        let e = Error::from_errno(Errno::ACCESS, &rel, "create the temporary file of");
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (ErrorKind::Io, "create the temporary file of a/b: permission denied")
+        );
+        let e = Error::from_io(io::Error::from_raw_os_error(libc::EIO), &rel, "read");
+        assert_eq!(e.message, "read a/b: input/output error");
+    }
 
     #[test]
     fn peer_text_loses_its_power_over_the_terminal() {

@@ -215,6 +215,8 @@ pub trait Destination: Send + Sync + 'static {
         data: Bytes,
     ) -> impl Future<Output = Result<Vec<(usize, Error)>>> + Send;
     /// Runs directory-level actions in order; returns those that failed.
+    /// A destination that is full or read-only fails the whole request
+    /// (`NoSpace`, `ReadOnly`) at the first action it refuses.
     fn apply(&self, actions: Vec<Action>) -> impl Future<Output = Result<Vec<(RelPath, String)>>> + Send;
 }
 

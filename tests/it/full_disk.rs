@@ -11,13 +11,13 @@ use std::process::Command;
 use crate::util::*;
 
 /// A tmpfs mounted on a directory, unmounted when dropped.
-struct Tmpfs {
+pub struct Tmpfs {
     path: PathBuf,
 }
 
 impl Tmpfs {
     /// Mounts a tmpfs of `size` on `dir`; `None` without the privilege.
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
         let ok = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir)
@@ -31,13 +31,22 @@ impl Tmpfs {
         Some(Tmpfs { path: dir.to_owned() })
     }
 
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn resize(&self, size: &str) {
+    pub fn resize(&self, size: &str) {
         let status =
             Command::new("mount").args(["-o", &format!("remount,size={size}")]).arg(&self.path).status();
+        assert!(status.expect("remount").success());
+    }
+}
+
+impl Tmpfs {
+    /// Makes the file system read-only (`true`) or writable again.
+    pub fn read_only(&self, on: bool) {
+        let how = if on { "remount,ro" } else { "remount,rw" };
+        let status = Command::new("mount").args(["-o", how]).arg(&self.path).status();
         assert!(status.expect("remount").success());
     }
 }

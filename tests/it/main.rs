@@ -19,4 +19,5 @@ mod raw;
 mod safety;
 mod sync;
 mod tls;
+mod unwritable;
 mod util;

@@ -3,9 +3,8 @@
 //! tested against [`Fake`], a server that lies.
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Command;
 
 use bytes::Bytes;
 use pareco::codec::{Entry, ErrorKind, Kind, Message, Meta, Mtime, RelPath, Stat};
@@ -18,10 +17,6 @@ use crate::util::*;
 fn own_meta(dir: &Path) -> (u32, (i64, i64)) {
     let md = fs::symlink_metadata(dir).unwrap();
     (md.mode() & 0o7777, (md.mtime(), md.mtime_nsec()))
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
 #[test]
@@ -123,19 +118,6 @@ fn recv_delete_deletes_nothing_after_an_incomplete_listing() {
         let errors = recv_changes_nothing(&fake, local.path(), &["--delete"]);
         assert!(errors.contains("--delete skipped: the source listing is incomplete"), "{errors}");
     }
-}
-
-/// Runs the client as an unprivileged user: as `nobody` when the tests run
-/// as root (who can read any directory), else as the user running them.
-fn unprivileged(args: &[&str]) -> std::process::Output {
-    let mut command = if rustix::process::geteuid().is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "nobody", "--", BIN]);
-        c
-    } else {
-        Command::new(BIN)
-    };
-    command.args(args).env_remove("PARECO_TOKEN").output().expect("run pareco")
 }
 
 #[test]

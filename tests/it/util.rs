@@ -91,6 +91,24 @@ pub fn pareco(args: &[&str]) -> Output {
     Command::new(BIN).args(args).env_remove("PARECO_TOKEN").output().expect("run pareco")
 }
 
+/// Sets the permission bits of `path`.
+pub fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Runs the client as an unprivileged user: as `nobody` when the tests run
+/// as root (who can read any directory), else as the user running them.
+pub fn unprivileged(args: &[&str]) -> std::process::Output {
+    let mut command = if rustix::process::geteuid().is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--", BIN]);
+        c
+    } else {
+        Command::new(BIN)
+    };
+    command.args(args).env_remove("PARECO_TOKEN").output().expect("run pareco")
+}
+
 /// Runs the client and expects success within `limit`.
 pub fn sync_within(args: &[&str], limit: Duration) {
     let mut child = Command::new(BIN)

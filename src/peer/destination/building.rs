@@ -63,7 +63,7 @@ impl Inner {
                 // something else: start afresh rather than write into it.
                 let (file, partial) = match kept {
                     Some(file) if link_count(&file, &temp)? == 1 => (file, true),
-                    _ => (self.fresh_temp(&temp)?, false),
+                    _ => (self.fresh_temp(&temp, &path)?, false),
                 };
                 let old = match existing {
                     Some(st) => Some((self.tree.open_read(&path)?, st.size)),

@@ -40,12 +40,12 @@ impl Inner {
             other => other?,
         };
         let temp = temp_name(name);
-        let file = match parent.create_new(&temp) {
+        let file = match parent.create_new(&temp, &path) {
             Ok(file) => file,
             Err(_) => {
                 // A stale temporary file (or anything else) is in the way.
                 self.make_room(&temp_path(&path)?)?;
-                parent.create_new(&temp)?
+                parent.create_new(&temp, &path)?
             }
         };
         let written = file.write_all_at(data, 0).map_err(|e| Error::from_io(e, &path, "write"));

@@ -112,12 +112,12 @@ impl Inner {
         }
     }
 
-    /// Opens a fresh, empty temporary file at `temp`, created anew (so
-    /// never through a name something else put there meanwhile).
-    fn fresh_temp(&self, temp: &RelPath) -> Result<File> {
+    /// Opens a fresh, empty temporary file at `temp` for `path`, created
+    /// anew (so never through a name something else put there meanwhile).
+    fn fresh_temp(&self, temp: &RelPath, path: &RelPath) -> Result<File> {
         self.make_room(temp)?;
         let (parent, name) = self.tree.parent_of(temp)?;
-        parent.create_new(name)
+        parent.create_new(name, path)
     }
 
     /// Removes what is at `path` to make room for an entry of another
@@ -255,10 +255,16 @@ impl Destination for LocalDestination {
             .work
             .clone()
             .run(move || {
-                let failures = actions
-                    .iter()
-                    .filter_map(|a| inner.apply(a).err().map(|e| (a.path().clone(), e.message)));
-                let failures = failures.collect();
+                let mut failures = Vec::new();
+                for action in &actions {
+                    match inner.apply(action) {
+                        Ok(()) => {}
+                        // A full or read-only destination fails the whole
+                        // request with its kind: the run stops, in one line.
+                        Err(e) if e.stops_destination() => return Err(e),
+                        Err(e) => failures.push((action.path().clone(), e.message)),
+                    }
+                }
                 // The directories whose entries changed, and those made.
                 inner.sync_parents(actions.iter().map(Action::path))?;
                 let made = actions.iter().filter_map(|a| match a {

@@ -35,12 +35,13 @@ impl Parent {
         }
     }
 
-    /// Creates entry `name` as a new, empty file (mode 0600); fails if
+    /// Creates entry `name` as a new, empty file (mode 0600) to become
+    /// `file` (named in messages, since `name` is a temporary's); fails if
     /// anything is there.
-    pub fn create_new(&self, name: &[u8]) -> Result<File> {
+    pub fn create_new(&self, name: &[u8], file: &RelPath) -> Result<File> {
         let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(&self.fd, name, flags, Mode::from(0o600))
-            .map_err(|e| Error::from_errno(e, &self.shown(name), "create"))?;
+            .map_err(|e| Error::from_errno(e, file, "create the temporary file of"))?;
         Ok(File::from(fd))
     }
 
