@@ -24,7 +24,7 @@ pub enum Class {
 pub enum Serves {
     /// The session itself, whatever its role (`Ping`, `Close`).
     Session,
-    /// Either role (`Walk`, `Hash`).
+    /// Either role (`Walk`, `Hash`, `HashFiles`).
     Either,
     /// The source: a download session.
     Source,
@@ -68,6 +68,7 @@ impl Message {
             Message::Walk => ("Walk", Request(Either), false, false, &["Listing"]),
             Message::Probe { .. } => ("Probe", Request(Destination), false, false, &["Probed"]),
             Message::Hash { .. } => ("Hash", Request(Either), false, false, &["Hashes"]),
+            Message::HashFiles { .. } => ("HashFiles", Request(Either), false, false, &["FilesHashed"]),
             Message::Read { .. } => ("Read", Request(Source), false, false, &["Data"]),
             Message::ReadFiles { .. } => ("ReadFiles", Request(Source), false, false, &["FilesRead"]),
             Message::Begin { .. } => ("Begin", Request(Destination), false, true, &["Begun"]),
@@ -83,6 +84,7 @@ impl Message {
             Message::Listing { .. } => ("Listing", Answer, false, false, &[]),
             Message::Probed { .. } => ("Probed", Answer, false, false, &[]),
             Message::Hashes { .. } => ("Hashes", Answer, false, false, &[]),
+            Message::FilesHashed { .. } => ("FilesHashed", Answer, false, false, &[]),
             Message::Data { .. } => ("Data", Answer, true, false, &[]),
             Message::FilesRead { .. } => ("FilesRead", Answer, true, false, &[]),
             Message::Begun { .. } => ("Begun", Answer, false, false, &[]),

@@ -86,6 +86,12 @@ pub enum Message {
         /// Which chunks, cut for which size, and how many per digest.
         span: Span,
     },
+    /// Digests of several whole small files at once, each `(path, size)`
+    /// as listed: what one `Hash` of the single chunk of each would give.
+    HashFiles {
+        /// Each file and its size as listed (at most the chunk size).
+        files: Vec<(RelPath, u64)>,
+    },
     /// Read `len` bytes at `offset` of a source file.
     Read {
         /// The source file.
@@ -194,6 +200,14 @@ pub enum Message {
     Hashes {
         /// One digest per chunk (`group` 1) or per group of chunks.
         digests: DigestList,
+    },
+    /// Answer to `HashFiles`: one digest per file, in order; a file that
+    /// could not be hashed has a zero digest and is named in `failures`.
+    FilesHashed {
+        /// One digest per requested file, in order.
+        digests: DigestList,
+        /// Each file of the request that has no digest, with why.
+        failures: Vec<FileFailure>,
     },
     /// Answer to `Read`; the payload is the data. `file` is the file's state
     /// right after the read, to notice a source that changes under us.

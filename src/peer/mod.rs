@@ -10,7 +10,8 @@
 //!   the server, which answers with the same local types. So an upload and a
 //!   download run the very same code, on swapped machines.
 //! - [`tree`]: the confined directory every operation goes through.
-//! - [`walk`], [`filter`], [`hash`]: listing, include/exclude globs, digests.
+//! - [`walk`], [`filter`], [`hash`]: listing, include/exclude globs, digests;
+//!   [`whole`]: digests of many small files at once.
 
 mod copy;
 pub mod destination;
@@ -21,6 +22,7 @@ pub mod source;
 pub mod temp;
 pub mod tree;
 pub mod walk;
+pub mod whole;
 pub mod work;
 
 use std::future::Future;
@@ -163,6 +165,13 @@ pub trait Source: Send + Sync + 'static {
     fn walk(&self) -> impl Future<Output = Result<Listing>> + Send;
     /// Digests of a span of chunks of `path` (see [`Span`]).
     fn hash(&self, path: RelPath, span: Span) -> impl Future<Output = Result<Vec<Digest>>> + Send;
+    /// Digests of whole small files, each `(path, size)` as listed (at most
+    /// a chunk): one per file, as `hash` of its single chunk, or why it has
+    /// none.
+    fn hash_files(
+        &self,
+        files: Vec<(RelPath, u64)>,
+    ) -> impl Future<Output = Result<Vec<Result<Digest>>>> + Send;
     /// Reads `len` bytes at `offset`; past the end of a file that shrank,
     /// the chunk is filled with zeros (and `Chunk::file` shows the change).
     fn read(&self, path: RelPath, offset: u64, len: u32) -> impl Future<Output = Result<Chunk>> + Send;
@@ -180,6 +189,12 @@ pub trait Destination: Send + Sync + 'static {
     /// Digests of a span of chunks of the existing file (`Path`) or of the
     /// partial file being built (`Handle`).
     fn hash(&self, target: HashTarget, span: Span) -> impl Future<Output = Result<Vec<Digest>>> + Send;
+    /// Digests of whole small files the destination has, as
+    /// [`Source::hash_files`].
+    fn hash_files(
+        &self,
+        files: Vec<(RelPath, u64)>,
+    ) -> impl Future<Output = Result<Vec<Result<Digest>>>> + Send;
     /// Starts building `path` with `size` bytes.
     fn begin(&self, path: RelPath, size: u64) -> impl Future<Output = Result<Begun>> + Send;
     /// Copies unchanged `(offset, len)` ranges from the existing file into

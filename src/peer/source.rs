@@ -11,8 +11,8 @@ use crate::codec::{RelPath, Span, Stat};
 use super::error::{Error, Result};
 use super::tree::{file_stat, Tree};
 use super::{
-    hash, hash_chunks, read_full_at, read_new_at, walk, Bundle, Chunk, Digest, FileWork, Listing, Settings,
-    Source,
+    hash, hash_chunks, read_full_at, read_new_at, walk, whole, Bundle, Chunk, Digest, FileWork, Listing,
+    Settings, Source,
 };
 
 /// Open files are kept for the next chunk up to this many; then the cache
@@ -108,6 +108,11 @@ impl Source for LocalSource {
                 })
             })
             .await
+    }
+
+    async fn hash_files(&self, files: Vec<(RelPath, u64)>) -> Result<Vec<Result<Digest>>> {
+        let inner = self.inner.clone();
+        inner.work.clone().run(move || whole::hash_files(&inner.tree, &inner.settings, &files)).await
     }
 
     async fn read(&self, path: RelPath, offset: u64, len: u32) -> Result<Chunk> {

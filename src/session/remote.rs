@@ -101,6 +101,28 @@ async fn hashes(pool: &Pool, algo: HashAlgo, target: HashTarget, span: Span) -> 
     }
 }
 
+/// `HashFiles`: one digest per file, or the failure the server named.
+async fn file_hashes(pool: &Pool, algo: HashAlgo, files: Vec<(RelPath, u64)>) -> Result<Vec<Result<Digest>>> {
+    let count = files.len();
+    match pool.call(Message::HashFiles { files }, Bytes::new()).await?.msg {
+        Message::FilesHashed { digests, failures } => {
+            let digests = hash::unpack(algo, &digests)?;
+            if digests.len() != count || failures.iter().any(|f| f.index as usize >= count) {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!("server answered {} digests for {count} files", digests.len()),
+                ));
+            }
+            let mut out: Vec<Result<Digest>> = digests.into_iter().map(Ok).collect();
+            for f in failures {
+                out[f.index as usize] = Err(Error::from_peer(f.kind, &f.message));
+            }
+            Ok(out)
+        }
+        other => Err(unexpected(&other, "HashFiles")),
+    }
+}
+
 async fn done(pool: &Pool, msg: Message, payload: Bytes) -> Result<()> {
     let name = msg.name();
     match pool.call(msg, payload).await?.msg {
@@ -116,6 +138,10 @@ impl Source for RemoteSource {
 
     async fn hash(&self, path: RelPath, span: Span) -> Result<Vec<Digest>> {
         hashes(&self.pool, self.hash, HashTarget::Path(path), span).await
+    }
+
+    async fn hash_files(&self, files: Vec<(RelPath, u64)>) -> Result<Vec<Result<Digest>>> {
+        file_hashes(&self.pool, self.hash, files).await
     }
 
     async fn read(&self, path: RelPath, offset: u64, len: u32) -> Result<Chunk> {
@@ -181,6 +207,10 @@ impl Destination for RemoteDestination {
 
     async fn hash(&self, target: HashTarget, span: Span) -> Result<Vec<Digest>> {
         hashes(&self.pool, self.hash, target, span).await
+    }
+
+    async fn hash_files(&self, files: Vec<(RelPath, u64)>) -> Result<Vec<Result<Digest>>> {
+        file_hashes(&self.pool, self.hash, files).await
     }
 
     async fn begin(&self, path: RelPath, size: u64) -> Result<Begun> {

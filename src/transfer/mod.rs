@@ -20,6 +20,7 @@
 //! files in progress.
 
 mod bundle;
+mod compare;
 mod delete;
 pub mod file;
 mod plan;
@@ -335,7 +336,23 @@ where
     let bundle_bytes = bundle::bundle_bytes(ctx.opts.chunk_size);
     let mut bundle = Vec::new();
     let (mut bundled, mut names) = (0, 0);
+    let mut compared = Vec::new();
+    let (mut compared_bytes, mut compared_names) = (0, 0);
     for (entry, found) in pending_files {
+        if compare::compares(&entry, found.as_ref(), &ctx.opts) {
+            let name = entry.path.as_bytes().len() + 64;
+            let full = compared.len() == compare::COMPARE_FILES || compared_names + name > REQUEST_BYTES;
+            if full || compared_bytes + entry.stat.size > compare::COMPARE_BYTES {
+                if !start_compare(ctx, std::mem::take(&mut compared), files).await {
+                    return;
+                }
+                (compared_bytes, compared_names) = (0, 0);
+            }
+            compared_bytes += entry.stat.size;
+            compared_names += name;
+            compared.push((entry, found));
+            continue;
+        }
         if bundle::bundles(&entry, found.as_ref(), ctx.opts.chunk_size) {
             let name = entry.path.as_bytes().len() + 64;
             let full = bundle.len() == bundle::BUNDLE_FILES || names + name > REQUEST_BYTES;
@@ -360,7 +377,34 @@ where
             drop(permit);
         });
     }
-    start_bundle(ctx, bundle, files).await;
+    if start_bundle(ctx, bundle, files).await {
+        start_compare(ctx, compared, files).await;
+    }
+}
+
+/// Starts comparing a batch of small files the destination has; false
+/// when the run stops.
+async fn start_compare<S, D>(
+    ctx: &Arc<Ctx<S, D>>,
+    batch: Vec<(Entry, Option<Stat>)>,
+    files: &Arc<Semaphore>,
+) -> bool
+where
+    S: Source + Clone,
+    D: Destination + Clone,
+{
+    if batch.is_empty() {
+        return true;
+    }
+    let Some(permit) = files_permit(ctx, files, batch.len() as u32).await else { return false };
+    Counters::add(&ctx.counters.files_total, batch.len() as u64);
+    Counters::add(&ctx.counters.bytes_total, batch.iter().map(|(e, _)| e.stat.size).sum());
+    let ctx2 = ctx.clone();
+    ctx.tasks.spawn(async move {
+        compare::sync_compared(&ctx2, batch).await;
+        drop(permit);
+    });
+    true
 }
 
 /// Starts sending a bundle of new small files; false when the run stops.

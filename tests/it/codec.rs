@@ -48,7 +48,7 @@ fn config(cases: u32) -> Config {
 }
 
 /// Number of `Message` variants; [`variant_index`] must stay exhaustive.
-const VARIANTS: usize = 31;
+const VARIANTS: usize = 33;
 
 /// A dense index per variant. No wildcard arm on purpose: a new variant does
 /// not compile until it is given an index here (and a strategy and a sample
@@ -86,6 +86,8 @@ fn variant_index(msg: &Message) -> usize {
         Message::FilesPut { .. } => 28,
         Message::ReadFiles { .. } => 29,
         Message::FilesRead { .. } => 30,
+        Message::HashFiles { .. } => 31,
+        Message::FilesHashed { .. } => 32,
     }
 }
 
@@ -364,6 +366,22 @@ fn message_strategies() -> Vec<BoxedStrategy<Message>> {
         )
         .prop_map(|files| Message::FilesRead { files })
         .boxed(),
+        prop::collection::vec((rel_path(), any::<u64>()), 0..8)
+            .prop_map(|files| Message::HashFiles { files })
+            .boxed(),
+        (
+            prop::collection::vec(any::<u8>(), 0..64),
+            prop::collection::vec(
+                (any::<u32>(), error_kind(), text()).prop_map(|(index, kind, message)| FileFailure {
+                    index,
+                    kind,
+                    message,
+                }),
+                0..4,
+            ),
+        )
+            .prop_map(|(digests, failures)| Message::FilesHashed { digests: DigestList(digests), failures })
+            .boxed(),
     ]
 }
 
@@ -523,6 +541,18 @@ fn sample_packets() -> Vec<Packet> {
                 ],
             },
             Bytes::from_static(b"hi"),
+        ),
+        Packet::new(16, Message::HashFiles { files: vec![(rel("a/1"), 2), (rel("a/gone"), 3)] }),
+        Packet::new(
+            16,
+            Message::FilesHashed {
+                digests: DigestList(vec![0xab; 16]),
+                failures: vec![FileFailure {
+                    index: 1,
+                    kind: ErrorKind::NotFound,
+                    message: "open a/gone: not found".into(),
+                }],
+            },
         ),
     ];
     for (i, p) in packets.iter().enumerate() {

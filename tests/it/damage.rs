@@ -47,6 +47,10 @@ impl Destination for Damaging {
         self.inner.hash(target, span).await
     }
 
+    async fn hash_files(&self, files: Vec<(RelPath, u64)>) -> Result<Vec<Result<Digest>>> {
+        self.inner.hash_files(files).await
+    }
+
     async fn begin(&self, path: RelPath, size: u64) -> Result<Begun> {
         self.inner.begin(path, size).await
     }

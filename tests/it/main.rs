@@ -17,6 +17,7 @@ mod protocol_doc;
 mod proxy;
 mod raw;
 mod safety;
+mod small_files;
 mod sync;
 mod tls;
 mod unwritable;

@@ -102,8 +102,8 @@ fn described() -> Vec<Packet> {
     let rq = |msg| Packet::new(42, msg);
     let with = |msg, payload: &'static [u8]| Packet::with_payload(42, msg, Bytes::from_static(payload));
     vec![
-        hs(Message::Hello { version: 2, nonce: bin(0xcc, 32) }),
-        hs(Message::Challenge { version: 2, nonce: bin(0xaa, 32), token_required: true }),
+        hs(Message::Hello { version: 3, nonce: bin(0xcc, 32) }),
+        hs(Message::Challenge { version: 3, nonce: bin(0xaa, 32), token_required: true }),
         hs(Message::Open { proof: None, spec: spec(Direction::Upload, HashAlgo::Xxh3, false) }),
         hs(Message::Open {
             proof: Some(bin(0xbb, 32)),
@@ -118,6 +118,7 @@ fn described() -> Vec<Packet> {
         rq(Message::Hash { target: HashTarget::Path(rel("f")), span: span(3_000_000, 0, 3, 1) }),
         rq(Message::Hash { target: HashTarget::Path(rel("f")), span: span(3_000_000, 0, 1024, 16) }),
         rq(Message::Hash { target: HashTarget::Handle(7), span: span(3_000_000, 1024, 1024, 1) }),
+        rq(Message::HashFiles { files: vec![(rel("a"), 2), (rel("b"), 3)] }),
         rq(Message::Read { path: rel("f"), offset: 1 << 20, len: 1 << 20 }),
         rq(Message::ReadFiles { files: vec![(rel("a"), 2), (rel("b"), 3)] }),
         rq(Message::Begin { path: rel("f"), size: 3_000_000 }),
@@ -154,6 +155,10 @@ fn described() -> Vec<Packet> {
         rq(Message::Listing { entries: Vec::new(), problems: Vec::new(), done: true, root: None }),
         rq(Message::Probed { found: vec![Some(file.clone()), None] }),
         rq(Message::Hashes { digests: DigestList([1u64.to_be_bytes(), 2u64.to_be_bytes()].concat()) }),
+        rq(Message::FilesHashed {
+            digests: DigestList([1u64.to_be_bytes(), 2u64.to_be_bytes()].concat()),
+            failures: vec![FileFailure { index: 1, kind: ErrorKind::NotFound, message: "b".into() }],
+        }),
         with(Message::Data { digest: digest8(), file: file.clone() }, b"hello"),
         with(
             Message::FilesRead {
@@ -197,5 +202,5 @@ fn every_encoded_example_of_the_appendix_is_what_the_code_encodes() {
     // Every message of the protocol has its example.
     let mut names: Vec<&str> = described.iter().map(|p| p.msg.name()).collect();
     names.dedup();
-    assert_eq!(names.len(), 31, "{names:?}");
+    assert_eq!(names.len(), 33, "{names:?}");
 }

@@ -26,7 +26,9 @@ use building::Building;
 
 use super::error::{Error, Result};
 use super::tree::Tree;
-use super::{hash, hash_chunks, walk, Begun, Destination, Digest, FileWork, Listing, NewFile, Settings};
+use super::{
+    hash, hash_chunks, walk, whole, Begun, Destination, Digest, FileWork, Listing, NewFile, Settings,
+};
 
 /// Paths one probe may name.
 pub const MAX_PROBE_PATHS: usize = 1024;
@@ -173,6 +175,11 @@ impl Destination for LocalDestination {
         }
         let inner = self.inner.clone();
         inner.work.clone().run(move || inner.tree.lstat_all(&paths)).await
+    }
+
+    async fn hash_files(&self, files: Vec<(RelPath, u64)>) -> Result<Vec<Result<Digest>>> {
+        let inner = self.inner.clone();
+        inner.work.clone().run(move || whole::hash_files(&inner.tree, &inner.settings, &files)).await
     }
 
     async fn hash(&self, target: HashTarget, span: Span) -> Result<Vec<Digest>> {

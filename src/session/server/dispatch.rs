@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
-use crate::codec::{Class, ErrorKind, FileFailure, FileRead, HashTarget, Message, Packet, Serves};
+use crate::codec::{Class, ErrorKind, FileFailure, FileRead, HashAlgo, HashTarget, Message, Packet, Serves};
 use crate::peer::{self, hash, Destination, NewFile, Source};
 
 use super::connection::Outgoing;
@@ -97,6 +97,10 @@ async fn respond(role: &Role, msg: Message, payload: Bytes) -> Result<(Message, 
             let algo = source.settings().hash;
             Ok((Message::Hashes { digests: hash::pack(algo, &digests) }, Bytes::new()))
         }
+        (Role::Source(source), Message::HashFiles { files }) => {
+            let hashed = source.hash_files(files).await?;
+            Ok((files_hashed(source.settings().hash, hashed), Bytes::new()))
+        }
         (Role::Source(source), Message::Read { path, offset, len }) => {
             let chunk = source.read(path, offset, len).await?;
             let digest = hash::encode(source.settings().hash, chunk.digest);
@@ -124,6 +128,9 @@ async fn respond(role: &Role, msg: Message, payload: Bytes) -> Result<(Message, 
                 Message::Hash { target, span } => {
                     let digests = dest.hash(target, span).await?;
                     Ok((Message::Hashes { digests: hash::pack(algo, &digests) }, Bytes::new()))
+                }
+                Message::HashFiles { files } => {
+                    Ok((files_hashed(algo, dest.hash_files(files).await?), Bytes::new()))
                 }
                 Message::Begin { path, size } => {
                     let b = dest.begin(path, size).await?;
@@ -169,6 +176,22 @@ async fn respond(role: &Role, msg: Message, payload: Bytes) -> Result<(Message, 
         )),
         (Role::Source(_), other) => Err(unexpected(&other)),
     }
+}
+
+/// The answer to `HashFiles`: a zero digest where a file has none.
+fn files_hashed(algo: HashAlgo, hashed: Vec<peer::Result<peer::Digest>>) -> Message {
+    let mut failures = Vec::new();
+    let digests: Vec<peer::Digest> = hashed
+        .into_iter()
+        .enumerate()
+        .map(|(index, result)| {
+            result.unwrap_or_else(|e| {
+                failures.push(FileFailure { index: index as u32, kind: e.kind, message: e.message });
+                0
+            })
+        })
+        .collect();
+    Message::FilesHashed { digests: hash::pack(algo, &digests), failures }
 }
 
 fn unexpected(msg: &Message) -> peer::Error {
