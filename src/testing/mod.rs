@@ -15,6 +15,8 @@
 //! - [`ops`]: what a client does, step by step; derived with `Arbitrary`
 //!   from the values of [`choices`] for the handshake fuzz target, written
 //!   by hand in the scenario tests.
+//! - [`proxy`]: a TCP proxy between a real client and server that cuts,
+//!   refuses, stalls, delays, throttles or redirects their connections.
 
 mod checks;
 pub mod choices;
@@ -25,6 +27,7 @@ pub mod fixture;
 pub mod frames;
 pub mod mirror;
 pub mod ops;
+pub mod proxy;
 mod steps;
 
 pub use fixture::Fixture;

@@ -15,8 +15,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::proxy::Proxy;
 use crate::util::*;
+use pareco::testing::proxy::Proxy;
 
 /// A server process on a root, on a port that stays the same when it is
 /// killed and started again.

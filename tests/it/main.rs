@@ -14,7 +14,6 @@ mod kit_sessions;
 mod live;
 mod load;
 mod protocol_doc;
-mod proxy;
 mod raw;
 mod safety;
 mod small_files;
