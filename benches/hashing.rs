@@ -68,6 +68,7 @@ fn hashing_a_file() {
             file_work: pareco::peer::BLOCKING_THREADS,
             keep_setid: true,
             fsync: false,
+            cache: None,
         };
         let source = LocalSource::new(Tree::open(dir.path()).expect("open tree"), settings);
         let per_request = ((64 << 20) / chunk) as u64;

@@ -73,7 +73,21 @@ pub(crate) struct ListenArgs {
     #[arg(long)]
     pub(crate) keep_setid: bool,
     #[command(flatten)]
+    pub(crate) cache: CacheArgs,
+    #[command(flatten)]
     pub(crate) verbosity: Verbosity,
+}
+
+#[derive(Args)]
+pub(crate) struct CacheArgs {
+    /// Where to keep the digest cache, so that files unchanged since they
+    /// were last hashed are not read again [default: $XDG_CACHE_HOME/pareco,
+    /// else ~/.cache/pareco]. Never inside a synced tree.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Hash every file by reading it: no digest cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub(crate) no_cache: bool,
 }
 
 #[derive(Args)]
@@ -88,9 +102,10 @@ pub(crate) struct TokenArgs {
 
 #[derive(Args)]
 pub(crate) struct TransferArgs {
-    /// Parallel connections.
-    #[arg(short = 'n', long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
-    pub(crate) connections: u64,
+    /// Parallel connections (1-256), or `auto`: start with 4 and add more
+    /// while the transfer gets faster.
+    #[arg(short = 'n', long, default_value = "8", value_parser = parse_connections, value_name = "N|auto")]
+    pub(crate) connections: Connections,
     /// Chunk size (bytes, or with k/KiB/M/MiB/G..., case-insensitive; 1 KiB to 64 MiB).
     #[arg(short = 'c', long, default_value = "1MiB", value_parser = parse_chunk_size, value_name = "SIZE")]
     pub(crate) chunk_size: u32,
@@ -124,6 +139,8 @@ pub(crate) struct TransferArgs {
     /// are cleared otherwise).
     #[arg(long)]
     pub(crate) keep_setid: bool,
+    #[command(flatten)]
+    pub(crate) cache: CacheArgs,
     /// Print a JSON report on stdout at the end.
     #[arg(long)]
     pub(crate) json: bool,
@@ -178,6 +195,36 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("must be longer than zero".into());
     }
     Ok(d)
+}
+
+/// `-n`: a number of connections, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Connections {
+    Fixed(u64),
+    Auto,
+}
+
+/// Connections `-n auto` may go up to (the server may take fewer).
+const AUTO_MOST: u64 = 64;
+
+impl Connections {
+    /// The connections to keep, or for `auto` the most to go up to.
+    pub(crate) fn most(self) -> u64 {
+        match self {
+            Connections::Fixed(n) => n,
+            Connections::Auto => AUTO_MOST,
+        }
+    }
+}
+
+fn parse_connections(text: &str) -> Result<Connections, String> {
+    if text.eq_ignore_ascii_case("auto") {
+        return Ok(Connections::Auto);
+    }
+    match text.parse::<u64>() {
+        Ok(n @ 1..=256) => Ok(Connections::Fixed(n)),
+        _ => Err(format!("{text:?} is neither a number of connections from 1 to 256 nor `auto`")),
+    }
 }
 
 pub(crate) fn parse_chunk_size(text: &str) -> Result<u32, String> {

@@ -11,10 +11,10 @@ use clap::Parser;
 
 mod cli;
 
-use cli::{Cli, Command, ListenArgs, TokenArgs, TransferArgs, Verbosity};
+use cli::{CacheArgs, Cli, Command, Connections, ListenArgs, TokenArgs, TransferArgs, Verbosity};
 
 use pareco::codec::{Direction, SessionSpec};
-use pareco::peer::{self, Filter, LocalDestination, LocalSource, Settings, Tree};
+use pareco::peer::{self, Filter, LocalDestination, LocalSource, Remembered, Settings, Tree};
 use pareco::session::tls::{Acceptor, Connector};
 use pareco::session::{
     self, ClientConfig, Remote, RemoteDestination, RemoteSource, Resilience, Server, ServerConfig,
@@ -166,7 +166,18 @@ async fn listen(args: ListenArgs) -> Result<(), Failure> {
         max_connections: args.max_connections as usize,
         tls,
         keep_setid: args.keep_setid,
+        cache: None,
     };
+    if let Some(dir) = args.cache.cache_dir.as_deref().filter(|_| !args.cache.no_cache) {
+        if Tree::open(&config.root).is_ok() && peer::remembered::inside(dir, &config.root) {
+            return Err(Failure::usage(format!(
+                "--cache-dir {} is inside the served root {}: the cache must not be where sessions write",
+                dir.display(),
+                config.root.display()
+            )));
+        }
+    }
+    let config = ServerConfig { cache: open_cache(&args.cache, &config.root), ..config };
     let needed = config.descriptors_needed();
     match raise_open_file_limit() {
         Ok(limit) if limit < needed => tracing::warn!(
@@ -225,10 +236,12 @@ async fn transfer(
         delete: opts.delete,
         fsync: opts.fsync,
     };
-    let settings = Settings::for_session(&spec, filter, keep_setid);
-    let options = transfer::Options::for_session(&spec, opts.skip_digest, opts.connections as usize);
+    let cache = open_cache(&opts.cache, local);
+    let settings = Settings { cache: cache.clone(), ..Settings::for_session(&spec, filter, keep_setid) };
+    let options = transfer::Options::for_session(&spec, opts.skip_digest, opts.connections.most() as usize);
     let config = ClientConfig {
-        connections: opts.connections as usize,
+        connections: opts.connections.most() as usize,
+        auto: opts.connections == Connections::Auto,
         token,
         tls,
         reconnect_timeout: opts.reconnect_timeout,
@@ -290,6 +303,10 @@ async fn transfer(
         }
     };
     pool.close().await;
+    if let Some(cache) = &cache {
+        cache.flush();
+        tracing::info!("{}", cache.summary());
+    }
     wire_bytes += pool.wire_bytes();
     let report = counters.report(started.elapsed(), wire_bytes, pool.latency(), connections);
     print_report(&report, &opts);
@@ -298,6 +315,15 @@ async fn transfer(
     } else {
         Err(Failure::run(format!("{} error(s); the destination is not a complete mirror", report.errors)))
     }
+}
+
+/// The digest cache of `args` for a role over the tree at `tree`, unless
+/// turned off.
+fn open_cache(args: &CacheArgs, tree: &Path) -> Option<Arc<Remembered>> {
+    if args.no_cache {
+        return None;
+    }
+    Remembered::open(args.cache_dir.as_deref(), tree)
 }
 
 /// The local tree: for an upload it must exist; for a download it is made.

@@ -62,6 +62,10 @@ pub enum Message {
         /// The largest payload either side may send on this connection from
         /// now on (the session's chunk size).
         max_payload: u32,
+        /// The most connections the session takes: a client keeps no more
+        /// (a join beyond takes the place of its connection silent
+        /// longest).
+        max_connections: u32,
         /// The server's proof of the key (32 bytes).
         proof: ByteBuf,
         /// For an `Open`, the session's secret sealed with the key; `None`

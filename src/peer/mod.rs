@@ -10,14 +10,18 @@
 //!   the server, which answers with the same local types. So an upload and a
 //!   download run the very same code, on swapped machines.
 //! - [`tree`]: the confined directory every operation goes through.
+//! - [`cache`]: the persistent digest cache, so unchanged files are not read again.
 //! - [`walk`], [`filter`], [`hash`]: listing, include/exclude globs, digests;
-//!   [`whole`]: digests of many small files at once.
+//!   [`whole`]: digests of many small files at once; [`remembered`]:
+//!   digests through the persistent [`cache`].
 
+pub mod cache;
 mod copy;
 pub mod destination;
 pub mod error;
 pub mod filter;
 pub mod hash;
+pub mod remembered;
 pub mod source;
 pub mod temp;
 pub mod tree;
@@ -26,6 +30,8 @@ pub mod whole;
 pub mod work;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
@@ -35,6 +41,7 @@ pub use destination::LocalDestination;
 pub use error::{Error, Result};
 pub use filter::Filter;
 pub use hash::Digest;
+pub use remembered::Remembered;
 pub use source::LocalSource;
 pub use tree::Tree;
 pub use walk::{Batch, Listing};
@@ -87,6 +94,8 @@ pub struct Settings {
     /// Flush file data before a file takes its final name, and a directory
     /// after its entries change (`--fsync`).
     pub fsync: bool,
+    /// The persistent digest cache, if one is used.
+    pub cache: Option<Arc<Remembered>>,
 }
 
 impl Settings {
@@ -103,6 +112,7 @@ impl Settings {
             file_work: BLOCKING_THREADS,
             keep_setid,
             fsync: spec.fsync,
+            cache: None,
         }
     }
 }
@@ -294,11 +304,17 @@ pub(crate) fn hash_chunks(
     }
     let group = span.group.max(1) as usize;
     let width = settings.hash.width();
+    // Through the cache when the file has the size the span is cut for.
+    let remembered = settings.cache.as_deref().and_then(|r| Remembered::key(file, span.size).map(|k| (r, k)));
+    let recalled = remembered.as_ref().and_then(|(r, key)| r.recall(key, settings));
+    let hashed_at = SystemTime::now();
+    let mut learnt = Vec::new();
     // As large as the largest chunk the span reads, not a whole chunk
     // size: zeroing 1 MiB for a file of 2 KiB was most of the cost of
     // comparing small files.
     let first_offset = span.first.saturating_mul(chunk);
-    let mut buf = vec![0u8; chunk.min(span.size.saturating_sub(first_offset)) as usize];
+    let reads = if recalled.is_some() { 0 } else { chunk.min(span.size.saturating_sub(first_offset)) };
+    let mut buf = vec![0u8; reads as usize];
     let mut out = Vec::with_capacity((span.count as usize / group).min(4096));
     // `group` comes from the peer: size the buffer by what the span can hold.
     let per_group = if group > 1 { group.min(span.count as usize) * width } else { 0 };
@@ -310,11 +326,19 @@ pub(crate) fn hash_chunks(
             break;
         }
         let len = chunk.min(span.size - offset) as usize;
-        let got = read_full_at(file, &mut buf[..len], offset).map_err(|e| Error::from_io(e, rel, "read"))?;
-        if got < len {
-            break;
-        }
-        let digest = hash::digest(settings.hash, &buf[..len]);
+        let digest = match recalled.as_ref().and_then(|all| all.get(index as usize)) {
+            Some(digest) => *digest,
+            None => {
+                let got = read_full_at(file, &mut buf[..len], offset)
+                    .map_err(|e| Error::from_io(e, rel, "read"))?;
+                if got < len {
+                    break;
+                }
+                let digest = hash::digest(settings.hash, &buf[..len]);
+                learnt.push(digest);
+                digest
+            }
+        };
         if group == 1 {
             out.push(digest);
             continue;
@@ -324,6 +348,12 @@ pub(crate) fn hash_chunks(
         if last {
             out.push(hash::digest(settings.hash, &packed));
             packed.clear();
+        }
+    }
+    // Remembered only if the file did not change while it was read.
+    if let (Some((r, key)), None) = (&remembered, &recalled) {
+        if Remembered::key(file, span.size).as_ref() == Some(key) {
+            r.learn(key, settings, span.first, &learnt, hashed_at);
         }
     }
     Ok(out)

@@ -5,7 +5,9 @@
 use crate::codec::{ErrorKind, RelPath};
 
 use super::error::{Error, Result};
-use super::{hash, read_full_at, Digest, Settings, Tree, MAX_HASH_BYTES};
+use std::time::SystemTime;
+
+use super::{hash, read_full_at, Digest, Remembered, Settings, Tree, MAX_HASH_BYTES};
 
 /// Files one `HashFiles` request may name at most.
 pub const MAX_HASH_FILES: usize = 1024;
@@ -50,12 +52,28 @@ fn hash_whole(
     buf: &mut Vec<u8>,
 ) -> Result<Digest> {
     let file = tree.open_read(path)?;
+    // Through the cache when the file has the size listed.
+    let cache = settings.cache.as_deref().filter(|_| size > 0);
+    let remembered = cache.and_then(|r| Remembered::key(&file, size as u64).map(|key| (r, key)));
+    if let Some((r, key)) = &remembered {
+        if let Some(digest) = r.recall(key, settings).and_then(|all| all.first().copied()) {
+            return Ok(digest);
+        }
+    }
+    let hashed_at = SystemTime::now();
     buf.resize(size, 0);
     let got = read_full_at(&file, &mut buf[..size], 0).map_err(|e| Error::from_io(e, path, "read"))?;
     if got < size {
         return Err(Error::io(format!("{path}: {got} bytes, fewer than the {size} listed; it changed")));
     }
-    Ok(hash::digest(settings.hash, &buf[..size]))
+    let digest = hash::digest(settings.hash, &buf[..size]);
+    // Remembered only if the file did not change while it was read.
+    if let Some((r, key)) = remembered {
+        if Remembered::key(&file, size as u64) == Some(key) {
+            r.learn(&key, settings, 0, &[digest], hashed_at);
+        }
+    }
+    Ok(digest)
 }
 
 #[cfg(test)]
@@ -78,6 +96,7 @@ mod tests {
             file_work: 1,
             keep_setid: false,
             fsync: false,
+            cache: None,
         };
         (dir, tree, settings)
     }

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use crate::codec::{ErrorKind, RelPath, SessionSpec};
 
 use super::auth::Key;
+use super::autotune::Tuner;
 use super::conn::{self, BoxIo, Counted, Reader, Writer};
 use super::handshake::{self, Intent, Welcome};
 use super::pool::{LinkSettings, Pool};
@@ -91,6 +92,9 @@ impl FromStr for Remote {
 pub struct ClientConfig {
     /// Connections of the session, the opening one included (at least 1).
     pub connections: usize,
+    /// `-n auto`: start with a few and add more while goodput rises, up
+    /// to `connections` and what the server takes (needs reconnection).
+    pub auto: bool,
     /// The token shared with the server, if any.
     pub token: Option<String>,
     /// How to speak TLS to the server; `None` for plain TCP.
@@ -108,6 +112,7 @@ impl fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientConfig")
             .field("connections", &self.connections)
+            .field("auto", &self.auto)
             .field("token", &self.token.as_ref().map(|_| "(redacted)"))
             .field("tls", &self.tls)
             .field("reconnect_timeout", &self.reconnect_timeout)
@@ -128,7 +133,7 @@ pub async fn connect(
     let chunk = spec.chunk_size as usize;
     // A server takes at most this many connections for chunks this large.
     let connections = config.connections.max(1).min(super::server::connections_for(spec.chunk_size));
-    if connections < config.connections {
+    if connections < config.connections && !config.auto {
         tracing::warn!(
             "{} connections of {} MiB chunks would be more than a server takes; using {connections}",
             config.connections,
@@ -136,6 +141,15 @@ pub async fn connect(
         );
     }
     let (first, welcome) = open(remote, config, key.as_ref(), spec, &wire).await?;
+    // The server says how many it takes: more would only take the place
+    // of one another.
+    let most = (welcome.max_connections as usize).max(1);
+    if connections > most && !config.auto {
+        tracing::warn!("the server takes at most {most} connections for this session; using {most}");
+    }
+    let connections = connections.min(most);
+    let tuner = config.auto.then(|| Tuner::new(connections));
+    let connections = tuner.as_ref().map_or(connections, Tuner::connections);
     let join = Intent::Join { session: welcome.session, secret: welcome.secret };
     let joins = (1..connections).map(|_| connect_one(remote, config, key.as_ref(), join.clone(), &wire));
     let mut conns = vec![first];
@@ -170,7 +184,7 @@ pub async fn connect(
         // passes on an idle connection.
         ping_every: (welcome.idle_timeout.min(config.io_timeout) / 3).max(Duration::from_millis(10)),
     };
-    Ok(Pool::start(conns, connections, settings, wire, redial))
+    Ok(Pool::start(conns, connections, tuner, settings, wire, redial))
 }
 
 /// Opens the session. A tree another session is writing into may be
@@ -251,6 +265,7 @@ mod tests {
     fn the_token_is_not_in_debug_output() {
         let config = ClientConfig {
             connections: 2,
+            auto: false,
             token: Some("s3cret-t0ken".into()),
             tls: None,
             reconnect_timeout: Duration::ZERO,
@@ -266,6 +281,7 @@ mod tests {
             max_connections: 1,
             tls: None,
             keep_setid: false,
+            cache: None,
         };
         let shown = format!("{server:?}");
         assert!(!shown.contains("s3cret-t0ken") && shown.contains("redacted"), "{shown}");

@@ -7,7 +7,7 @@
 //!   Hello{version, nonce}          ──▶
 //!                                  ◀──   Challenge{version, nonce, token_required}
 //!   Open{proof, spec} | Join{session, proof} ──▶
-//!                                  ◀──   Welcome{session, idle_timeout_ms, max_payload, proof, secret}
+//!                                  ◀──   Welcome{session, idle_timeout_ms, max_payload, max_connections, proof, secret}
 //!                                         (or Error, and the connection closes)
 //! ```
 
@@ -46,6 +46,8 @@ pub struct Welcome {
     /// The largest payload either side may send on the connection (the
     /// chunk size).
     pub max_payload: u32,
+    /// The most connections the session takes.
+    pub max_connections: u32,
     /// The session's secret, to join it with more connections.
     pub secret: Secret,
 }
@@ -136,10 +138,10 @@ pub async fn client(
         Intent::Join { session, .. } => Message::Join { session, proof },
     };
     writer.send_msg(0, msg).await?;
-    let (session, idle_timeout_ms, max_payload, server_proof, sealed) =
+    let (session, idle_timeout_ms, max_payload, max_connections, server_proof, sealed) =
         match expect(reader, "Welcome").await? {
-            Message::Welcome { session, idle_timeout_ms, max_payload, proof, secret } => {
-                (session, idle_timeout_ms, max_payload, proof, secret)
+            Message::Welcome { session, idle_timeout_ms, max_payload, max_connections, proof, secret } => {
+                (session, idle_timeout_ms, max_payload, max_connections, proof, secret)
             }
             other => return Err(unexpected(&other, "Welcome")),
         };
@@ -161,7 +163,13 @@ pub async fn client(
         }
         (None, None) => return Err(SessionError::Protocol("a Welcome without the session's secret".into())),
     };
-    Ok(Welcome { session, idle_timeout: Duration::from_millis(idle_timeout_ms), max_payload, secret })
+    Ok(Welcome {
+        session,
+        idle_timeout: Duration::from_millis(idle_timeout_ms),
+        max_payload,
+        max_connections,
+        secret,
+    })
 }
 
 /// Runs the server side up to the client's intent and proof. The caller
@@ -230,6 +238,7 @@ pub fn welcome(
     session: u64,
     idle_timeout: Duration,
     max_payload: u32,
+    max_connections: u32,
     secret: Option<&Secret>,
 ) -> Message {
     let transcript = &greeting.transcript;
@@ -237,6 +246,7 @@ pub fn welcome(
         session,
         idle_timeout_ms: idle_timeout.as_millis() as u64,
         max_payload,
+        max_connections,
         proof: ByteBuf::from(key.server_proof(transcript).to_vec()),
         secret: secret.map(|s| ByteBuf::from(key.seal(transcript, s).to_vec())),
     }

@@ -173,16 +173,19 @@ async fn flush(link: &LinkState, writer: &mut Writer) -> bool {
     }
 }
 
-/// Puts a request that was taken but not sent back into the queue.
+/// Puts a request that was taken but not sent back into the queue; when
+/// the queue is closed (the session was lost, or the pool is gone), it
+/// fails with the reason the session was lost, if that is known.
 fn requeue(link: &LinkState, call: Call) {
-    match link.shared.queue.upgrade() {
-        Some(queue) => {
-            if let Err(e) = queue.try_send(call) {
-                e.into_inner().reply.send(Err(Error::new(ErrorKind::Lost, "the session is lost")));
-            }
-        }
-        None => call.reply.send(Err(Error::new(ErrorKind::Lost, "the session is closed"))),
-    }
+    let call = match link.shared.queue.upgrade() {
+        Some(queue) => match queue.try_send(call) {
+            Ok(()) => return,
+            Err(e) => e.into_inner(),
+        },
+        None => call,
+    };
+    let why = lock(&link.shared.last_failure).clone().unwrap_or_else(|| "the session is closed".to_owned());
+    call.reply.send(Err(Error::new(ErrorKind::Lost, why)));
 }
 
 async fn read_loop(link: Arc<LinkState>, mut reader: Reader, lost: mpsc::UnboundedSender<String>) {

@@ -19,6 +19,7 @@
 //!   requests with the local peer roles.
 
 pub mod auth;
+pub mod autotune;
 pub mod client;
 pub mod conn;
 pub mod handshake;

@@ -28,10 +28,11 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::codec::{ErrorKind, Message, Packet};
 use crate::peer::Error;
 
+use super::autotune::{self, Tuner};
 use super::conn::{Reader, Writer};
 use super::inflight::{InFlight, Reply};
 use super::link::{Link, Resend};
-use super::redial::{self, Redial};
+use super::redial::{self, Redial, Target};
 
 /// Requests of no particular size count as this many bytes in flight.
 pub(super) const SMALL_COST: usize = 1024;
@@ -132,13 +133,14 @@ pub struct Resilience {
 
 impl Pool {
     /// Starts serving the queue over `conns`, and keeps `target`
-    /// connections: `wire` is the byte counter the connections' streams
-    /// feed; missing and lost connections are made through `redial` (none:
-    /// a lost connection is not replaced, and the session is lost with the
-    /// last one).
+    /// connections (with `tuner`, as many as it finds worth it): `wire` is
+    /// the byte counter the connections' streams feed; missing and lost
+    /// connections are made through `redial` (none: a lost connection is
+    /// not replaced, and the session is lost with the last one).
     pub(super) fn start(
         conns: Vec<(Reader, Writer)>,
         target: usize,
+        tuner: Option<Tuner>,
         settings: LinkSettings,
         wire: Arc<AtomicU64>,
         redial: Option<Redial>,
@@ -162,6 +164,10 @@ impl Pool {
             link.spawn(conn);
         }
         let stop = CancellationToken::new();
+        let target = Target::new(target);
+        if let Some(tuner) = tuner.filter(|_| redial.is_some()) {
+            tokio::spawn(autotune::tune(tuner, wire.clone(), target.clone(), stop.clone()));
+        }
         tokio::spawn(redial::supervise(link, target, live, losses, redial, stop.clone()));
         Pool { queue, shared, wire, _stop: Arc::new(stop.drop_guard()) }
     }

@@ -9,12 +9,12 @@
 //! session" (it restarted, the session expired or was taken over), when
 //! the timeout passes, or, without reconnection, with its last connection.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::ErrorKind;
@@ -32,6 +32,32 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub(super) type Dial =
     Arc<dyn Fn() -> BoxFuture<'static, Result<(Reader, Writer), SessionError>> + Send + Sync>;
 
+/// How many connections the session keeps: fixed, or raised by `-n auto`
+/// (see [`super::autotune`]).
+#[derive(Debug, Default)]
+pub(super) struct Target {
+    wanted: AtomicUsize,
+    raised: Notify,
+}
+
+impl Target {
+    /// Keep `n` connections.
+    pub(super) fn new(n: usize) -> Arc<Target> {
+        Arc::new(Target { wanted: AtomicUsize::new(n), raised: Notify::new() })
+    }
+
+    /// How many to keep now.
+    pub(super) fn get(&self) -> usize {
+        self.wanted.load(Ordering::Relaxed)
+    }
+
+    /// Keep `n` from now on.
+    pub(super) fn raise(&self, n: usize) {
+        self.wanted.store(n, Ordering::Relaxed);
+        self.raised.notify_one();
+    }
+}
+
 /// How lost connections are replaced.
 pub(super) struct Redial {
     /// Joins a new connection to the session.
@@ -41,10 +67,11 @@ pub(super) struct Redial {
 }
 
 /// Replaces the connections of `link`'s pool that are lost (each says why
-/// on `losses`) until `stop`, keeping `target` of them (`live` at first).
+/// on `losses`) until `stop`, keeping `target` of them (`live` at first);
+/// makes more when the target is raised.
 pub(super) async fn supervise(
     link: Link,
-    target: usize,
+    target: Arc<Target>,
     mut live: usize,
     mut losses: mpsc::UnboundedReceiver<String>,
     redial: Option<Redial>,
@@ -54,18 +81,23 @@ pub(super) async fn supervise(
     let mut why = String::from("not connected yet");
     let mut outage: Option<Instant> = None;
     let mut backoff = MIN_BACKOFF;
+    // Connections lost and not replaced yet (the others wanted were added
+    // by a raised target: they are no reconnects).
+    let mut owed = 0usize;
     loop {
-        if live == target {
+        if live >= target.get() {
             tokio::select! {
                 lost = losses.recv() => match lost {
-                    Some(lost) => { live -= 1; why = lost; }
+                    Some(lost) => { live -= 1; owed += 1; why = lost; }
                     None => return,
                 },
+                () = target.raised.notified() => continue,
                 () = stop.cancelled() => return,
             }
         }
         while let Ok(lost) = losses.try_recv() {
             live = live.saturating_sub(1);
+            owed += 1;
             why = lost;
         }
         // A session being closed loses its connections on purpose.
@@ -77,7 +109,7 @@ pub(super) async fn supervise(
             }
             tracing::debug!("a connection was lost ({why}); going on with {live}");
             tokio::select! {
-                lost = losses.recv() => if let Some(lost) = lost { live -= 1; why = lost; },
+                lost = losses.recv() => if let Some(lost) = lost { live -= 1; owed += 1; why = lost; },
                 () = stop.cancelled() => return,
             }
             continue;
@@ -106,7 +138,10 @@ pub(super) async fn supervise(
             Ok(conn) => {
                 link.spawn(conn);
                 live += 1;
-                shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                if owed > 0 {
+                    owed -= 1;
+                    shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
                 backoff = MIN_BACKOFF;
                 if let Some(since) = outage.take() {
                     tracing::warn!(

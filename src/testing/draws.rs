@@ -44,6 +44,7 @@ fn non_request(u: &mut Unstructured<'_>) -> Result<Message> {
             session: 1,
             idle_timeout_ms: 1000,
             max_payload: 1024,
+            max_connections: 4,
             proof: zeros(32),
             secret: Some(zeros(32)),
         },

@@ -99,6 +99,7 @@ impl Fixture {
                     max_sessions: MAX_SESSIONS,
                     max_connections: MAX_CONNECTIONS,
                     tls: None,
+                    cache: None,
                     keep_setid: false,
                 };
                 servers.push(Arc::new(Server::bind("127.0.0.1:0", config).await.expect("bind a server")));

@@ -319,3 +319,62 @@ fn probes_walks_and_connections_of_a_session_are_capped() {
     connections[0].closed();
     drop((raw, session, connections));
 }
+
+#[test]
+fn a_client_keeps_no_more_connections_than_the_server_takes() {
+    let server = Server::start(&["--max-connections", "2"]);
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..6 {
+        file(&src.path().join(format!("f{i}")), &noise(300_000, i), 0o644, (1_600_000_000, 0));
+    }
+    let out =
+        pareco(&["send", src.path().to_str().unwrap(), &server.url("d"), "-n", "8", "-c", "64KiB", "--json"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("the server takes at most 2 connections for this session; using 2"), "{err}");
+    // No connection took the place of another.
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["reconnects"], 0, "{report}");
+    assert_same_tree(src.path(), &server.path("d"));
+}
+
+#[test]
+fn connections_auto_grows_while_the_transfer_gets_faster_and_never_past_the_server() {
+    let server = Server::start(&["--max-connections", "6"]);
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..8 {
+        file(&src.path().join(format!("f{i}")), &noise(8 << 20, i), 0o644, (1_600_000_000, 0));
+    }
+    let args = [
+        "send",
+        src.path().to_str().unwrap(),
+        &server.url("d"),
+        "-n",
+        "auto",
+        "-c",
+        "256KiB",
+        "--json",
+        "-v",
+    ];
+    let out = pareco(&args);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("takes at most"), "{err}");
+    // It starts with 4; if it grew, it stopped at the server's 6.
+    for line in err.lines().filter(|l| l.contains("-n auto: settled on")) {
+        assert!(
+            line.ends_with("settled on 4 connections") || line.ends_with("settled on 6 connections"),
+            "{err}"
+        );
+    }
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["reconnects"], 0, "{report}");
+    assert_same_tree(src.path(), &server.path("d"));
+    let bad = pareco(&["send", src.path().to_str().unwrap(), &server.url("e"), "-n", "many"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("neither a number of connections from 1 to 256 nor `auto`"),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -279,13 +279,16 @@ fn message_strategies() -> Vec<BoxedStrategy<Message>> {
         (any::<u64>(), prop::option::of(byte_buf(64)))
             .prop_map(|(session, proof)| Message::Join { session, proof })
             .boxed(),
-        (any::<u64>(), any::<u64>(), any::<u32>(), byte_buf(64), prop::option::of(byte_buf(64)))
-            .prop_map(|(session, idle_timeout_ms, max_payload, proof, secret)| Message::Welcome {
-                session,
-                idle_timeout_ms,
-                max_payload,
-                proof,
-                secret,
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<u32>(),
+            byte_buf(64),
+            prop::option::of(byte_buf(64)),
+        )
+            .prop_map(|(session, idle_timeout_ms, max_payload, max_connections, proof, secret)| {
+                Message::Welcome { session, idle_timeout_ms, max_payload, max_connections, proof, secret }
             })
             .boxed(),
         Just(Message::Ping).boxed(),
@@ -437,6 +440,7 @@ fn sample_packets() -> Vec<Packet> {
                 session: 42,
                 idle_timeout_ms: 60_000,
                 max_payload: 1 << 20,
+                max_connections: 64,
                 proof: ByteBuf::from(vec![0x3c; 32]),
                 secret: Some(ByteBuf::from(vec![0x5e; 32])),
             },

@@ -81,7 +81,18 @@ fn serve(mut conn: Raw, script: &(dyn Fn(&Message) -> Answers + Send + Sync), ch
         Wants::Join(_) => (Key::none().for_join(&SECRET), None),
     };
     let proof = ByteBuf::from(key.server_proof(&transcript).to_vec());
-    conn.send(0, Message::Welcome { session: 1, idle_timeout_ms: 150_000, max_payload, proof, secret });
+    let max_connections = 64;
+    conn.send(
+        0,
+        Message::Welcome {
+            session: 1,
+            idle_timeout_ms: 150_000,
+            max_payload,
+            max_connections,
+            proof,
+            secret,
+        },
+    );
     while let Some(packet) = conn.next() {
         let answers = match packet.msg {
             Message::Ping => vec![(Message::Pong, Bytes::new())],

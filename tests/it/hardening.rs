@@ -223,6 +223,7 @@ fn messages_out_of_order_are_refused() {
             session: 1,
             idle_timeout_ms: 1,
             max_payload: 1,
+            max_connections: 1,
             proof: ByteBuf::new(),
             secret: None,
         },

@@ -221,6 +221,7 @@ fn messages_that_are_no_requests_are_refused() {
         session: 1,
         idle_timeout_ms: 1000,
         max_payload: 1024,
+        max_connections: 4,
         proof: ByteBuf::from(vec![0; 32]),
         secret: Some(ByteBuf::from(vec![0; 32])),
     };

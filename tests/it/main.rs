@@ -2,6 +2,7 @@
 //! [`util`], one module per area.
 
 mod bounds;
+mod cache;
 mod chaos;
 mod codec;
 mod damage;

@@ -94,6 +94,7 @@ fn described() -> Vec<Packet> {
         session,
         idle_timeout_ms: 150_000,
         max_payload: 1 << 20,
+        max_connections: 64,
         proof: bin(0xdd, 32),
         secret,
     };

@@ -275,7 +275,14 @@ fn impostor() -> u16 {
         let (proof, secret) = (ByteBuf::from(vec![2u8; 32]), Some(ByteBuf::from(vec![3u8; 32])));
         conn.send(
             0,
-            Message::Welcome { session: 1, idle_timeout_ms: 150_000, max_payload: 4096, proof, secret },
+            Message::Welcome {
+                session: 1,
+                idle_timeout_ms: 150_000,
+                max_payload: 4096,
+                max_connections: 8,
+                proof,
+                secret,
+            },
         );
         // Whatever the client sends now would be the data of a session the
         // impostor was never entitled to.

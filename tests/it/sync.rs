@@ -336,6 +336,7 @@ fn concurrent_sessions_and_overlap_refused() {
         };
         let config = pareco::session::ClientConfig {
             connections: 1,
+            auto: false,
             token: None,
             tls: None,
             reconnect_timeout: std::time::Duration::ZERO,

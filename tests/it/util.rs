@@ -46,6 +46,14 @@ impl Server {
         kib * 1024
     }
 
+    /// Bytes the server process has read so far, from files and sockets
+    /// (`rchar` of /proc/PID/io).
+    pub fn read_chars(&self) -> u64 {
+        let io = fs::read_to_string(format!("/proc/{}/io", self.child.id())).expect("server io");
+        let line = io.lines().find(|l| l.starts_with("rchar:")).expect("rchar");
+        line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("a number")
+    }
+
     /// The server's standard output (the generated token, with `-g`).
     pub fn stdout_line(&mut self) -> String {
         let out = self.child.stdout.as_mut().expect("stdout");
@@ -330,5 +338,6 @@ pub fn local_settings(chunk: u32) -> pareco::peer::Settings {
         file_work: pareco::peer::BLOCKING_THREADS,
         keep_setid: true,
         fsync: false,
+        cache: None,
     }
 }

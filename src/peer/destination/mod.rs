@@ -48,7 +48,6 @@ pub struct LocalDestination {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     tree: Arc<Tree>,
     settings: Settings,
@@ -57,6 +56,18 @@ struct Inner {
     /// Files being built or being begun (at most [`MAX_BUILDING`]).
     slots: AtomicUsize,
     next_handle: AtomicU64,
+    /// Held as long as the role or any step of work it started lives (a
+    /// server's claim on the tree, see [`LocalDestination::holding`]).
+    _held: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("tree", &self.tree)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LocalDestination {
@@ -67,6 +78,18 @@ impl LocalDestination {
 
     /// The destination role over `tree`, set up with `settings`.
     pub fn new(tree: Tree, settings: Settings) -> Self {
+        Self::build(tree, settings, None)
+    }
+
+    /// The same, holding `held` until the role and every step of work it
+    /// started are gone: a step on the blocking pool runs to its end even
+    /// when the request that started it was cancelled, so a claim on the
+    /// tree must outlive it, not merely the session.
+    pub fn holding(tree: Tree, settings: Settings, held: Box<dyn std::any::Any + Send + Sync>) -> Self {
+        Self::build(tree, settings, Some(held))
+    }
+
+    fn build(tree: Tree, settings: Settings, held: Option<Box<dyn std::any::Any + Send + Sync>>) -> Self {
         LocalDestination {
             inner: Arc::new(Inner {
                 work: FileWork::new(settings.file_work),
@@ -75,6 +98,7 @@ impl LocalDestination {
                 building: Mutex::default(),
                 slots: AtomicUsize::new(0),
                 next_handle: AtomicU64::new(1),
+                _held: held,
             }),
         }
     }

@@ -89,6 +89,7 @@ pub(super) async fn serve_connection(
         session.id,
         state.config.session_timeout,
         session.max_payload,
+        state.table.most_connections(&session) as u32,
         opened,
     );
     let sending = if writer.send_msg(0, welcome).await.is_ok() {

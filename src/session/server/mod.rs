@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::codec::{ErrorKind, SessionSpec};
-use crate::peer::{self, Filter, Tree};
+use crate::peer::{self, Filter, Remembered, Tree};
 
 use super::auth::Key;
 use super::conn::BoxIo;
@@ -97,6 +97,8 @@ pub struct ServerConfig {
     pub tls: Option<Acceptor>,
     /// Keep the setuid and setgid bits of uploaded files.
     pub keep_setid: bool,
+    /// The persistent digest cache every session hashes through, if any.
+    pub cache: Option<Arc<Remembered>>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -109,6 +111,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_connections", &self.max_connections)
             .field("tls", &self.tls)
             .field("keep_setid", &self.keep_setid)
+            .field("cache", &self.cache.is_some())
             .finish()
     }
 }
@@ -155,7 +158,7 @@ impl Server {
             keep_setid: config.keep_setid,
         };
         let state = State {
-            table: Table::new(root, limits),
+            table: Table::new(root, limits, config.cache.clone()),
             key,
             config,
             epoch: Instant::now(),

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::{Direction, ErrorKind, SessionSpec};
-use crate::peer::{self, Filter, LocalDestination, LocalSource, Settings, Tree};
+use crate::peer::{self, Filter, LocalDestination, LocalSource, Remembered, Settings, Tree};
 use crate::session::auth::{self, Secret};
 
 use super::members::{Member, Members};
@@ -33,6 +33,8 @@ pub(super) struct Limits {
 pub(super) struct Table {
     root: Tree,
     limits: Limits,
+    /// The digest cache every session hashes through, if any.
+    cache: Option<Arc<Remembered>>,
     sessions: Mutex<HashMap<u64, Arc<Session>>>,
     /// The trees upload sessions write into, by session id.
     writers: Writers,
@@ -63,8 +65,9 @@ impl From<peer::Error> for Refusal {
 type Writers = Arc<Mutex<HashMap<u64, PathBuf>>>;
 
 /// An upload session's claim on the tree it writes into. It is released
-/// when the session is dropped, that is once the last request still
-/// running for it is done, not merely when the session leaves the table.
+/// when its destination role is dropped, that is once the last request and
+/// the last step of file work still running for it are done, not merely
+/// when the session leaves the table.
 struct WriteClaim {
     writers: Writers,
     id: u64,
@@ -81,8 +84,6 @@ pub(super) struct Session {
     pub id: u64,
     pub role: Role,
     pub max_payload: u32,
-    /// For uploads: the claim on the tree written into.
-    _claim: Option<WriteClaim>,
     /// Milliseconds since the server's epoch when a frame last arrived or
     /// a request was done.
     last_active: AtomicU64,
@@ -124,10 +125,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Table {
-    pub(super) fn new(root: Tree, limits: Limits) -> Table {
+    pub(super) fn new(root: Tree, limits: Limits, cache: Option<Arc<Remembered>>) -> Table {
         Table {
             root,
             limits,
+            cache,
             sessions: Mutex::default(),
             writers: Writers::default(),
             taken_over: Mutex::default(),
@@ -165,6 +167,7 @@ impl Table {
     ) -> Result<(Arc<Session>, Member), Refusal> {
         let settings = Settings {
             file_work: FILE_WORK_PER_SESSION,
+            cache: self.cache.clone(),
             ..Settings::for_session(&spec, filter, self.limits.keep_setid)
         };
         let upload = spec.direction == Direction::Upload;
@@ -178,11 +181,6 @@ impl Table {
         })?;
         let real = std::fs::read_link(tree.proc_path())
             .map_err(|e| peer::Error::io(format!("{}: {e}", spec.path)))?;
-        let role = if upload {
-            Role::Destination(LocalDestination::new(tree, settings))
-        } else {
-            Role::Source(LocalSource::new(tree, settings))
-        };
         let mut sessions = lock(&self.sessions);
         self.make_room(&mut sessions)?;
         let mut writers = lock(&self.writers);
@@ -214,15 +212,20 @@ impl Table {
             }
         };
         let secret = auth::random_secret().map_err(|e| peer::Error::io(e.to_string()))?;
-        if upload {
+        // The claim on the tree lasts as long as the role and any step of
+        // work it started, not merely the session.
+        let role = if upload {
             writers.insert(id, real);
-        }
+            let claim = WriteClaim { writers: self.writers.clone(), id };
+            Role::Destination(LocalDestination::holding(tree, settings, Box::new(claim)))
+        } else {
+            Role::Source(LocalSource::new(tree, settings))
+        };
         drop(writers);
         let session = Arc::new(Session {
             id,
             role,
             max_payload: spec.chunk_size,
-            _claim: upload.then(|| WriteClaim { writers: self.writers.clone(), id }),
             last_active: AtomicU64::new(now_ms),
             members: Members::default(),
             ended: CancellationToken::new(),
@@ -299,7 +302,7 @@ impl Table {
             peer::Error::new(ErrorKind::NoSession, format!("session {id:016x} {why}"))
         })?;
         let admitted = admit(&session)?;
-        let most = connections_for(session.max_payload).min(self.limits.max_connections);
+        let most = self.most_connections(&session);
         let (member, replaced) = session.members.add(now_ms, most);
         if let Some(replaced) = replaced {
             tracing::info!(
@@ -310,11 +313,22 @@ impl Table {
         Ok((session, member, admitted))
     }
 
+    /// The most connections `session` takes: fewer for large chunks, so
+    /// that the frames it may be reading stay within bounds.
+    pub(super) fn most_connections(&self, session: &Session) -> usize {
+        connections_for(session.max_payload).min(self.limits.max_connections)
+    }
+
     pub(super) fn end(&self, session: &Session, why: &str) {
         if lock(&self.sessions).remove(&session.id).is_some() {
             tracing::info!("session {:016x}: {why}", session.id);
         }
         session.ended.cancel();
+        // What the session's hashing taught the cache is kept now, not
+        // when enough other sessions have added to it.
+        if let Some(cache) = &self.cache {
+            cache.flush();
+        }
     }
 
     /// The sessions with no activity for longer than `timeout_ms` at

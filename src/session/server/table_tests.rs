@@ -6,7 +6,7 @@ use crate::codec::{HashAlgo, RelPath};
 fn table(max_sessions: usize) -> (tempfile::TempDir, Table) {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits { max_sessions, max_connections: 2, keep_setid: false };
-    let table = Table::new(Tree::open(dir.path()).unwrap(), limits);
+    let table = Table::new(Tree::open(dir.path()).unwrap(), limits, None);
     (dir, table)
 }
 
@@ -106,6 +106,25 @@ fn limits_on_sessions_and_connections_and_joins_that_are_not_admitted() {
     table.end(&a, "closed");
     assert_eq!(table.join(a.id, 0, |_| Ok(())).err().map(|e| e.kind), Some(ErrorKind::NoSession));
     open(&table, Direction::Download, "", 0).unwrap();
+}
+
+#[test]
+fn a_taken_over_session_keeps_its_tree_while_a_step_of_its_work_runs() {
+    let (_dir, table) = table(4);
+    let (a, member) = opened(&table, Direction::Upload, "x", 0).unwrap();
+    // A step on the blocking pool holds the role, not the session.
+    let step = match &a.role {
+        Role::Destination(dest) => dest.clone(),
+        Role::Source(_) => panic!("an upload's role"),
+    };
+    a.members.leave(&member);
+    let wait = table.open(spec(Direction::Upload, "x"), Filter::default(), 5);
+    assert!(matches!(wait, Err(Refusal::Wait)), "{:?}", wait.err());
+    drop(a);
+    let still = table.open(spec(Direction::Upload, "x"), Filter::default(), 6);
+    assert!(matches!(still, Err(Refusal::Wait)), "{:?}", still.err().map(|_| ()));
+    drop(step);
+    opened(&table, Direction::Upload, "x", 7).unwrap();
 }
 
 #[test]

@@ -1,0 +1,166 @@
+//! Digests through the persistent [`cache`](super::cache): a file whose
+//! key (device, inode, size, mtime, ctime) is remembered with the session's
+//! chunk size and algorithm is answered without a read; the digests the
+//! spans of a file produce, request after request, are gathered into its
+//! entry, stored once every chunk is known.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use super::cache::{DigestCache, FileKey};
+use super::{Digest, Settings};
+
+/// Files whose digests are being gathered at once, at most; past it the
+/// oldest is dropped (it is hashed again next time).
+const GATHERING: usize = 256;
+
+/// The cache, and the entries being gathered.
+pub struct Remembered {
+    cache: DigestCache,
+    gathering: Mutex<HashMap<FileKey, Gathered>>,
+    /// Files (or spans of them) answered from the cache, and not.
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// The digests of a file known so far.
+struct Gathered {
+    digests: Vec<Option<Digest>>,
+    missing: usize,
+    /// When the first of them was read: the file's state must be older.
+    hashed_at: SystemTime,
+}
+
+/// Is `dir`, which may not exist yet, inside `tree`?
+pub fn inside(dir: &Path, tree: &Path) -> bool {
+    let Ok(tree) = tree.canonicalize() else { return false };
+    let mut existing = dir;
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                existing = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+            }
+            _ => return false,
+        }
+    }
+    let Ok(mut real) = existing.canonicalize() else { return false };
+    real.extend(rest.iter().rev());
+    real.starts_with(tree)
+}
+
+impl std::fmt::Debug for Remembered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remembered").finish_non_exhaustive()
+    }
+}
+
+impl Remembered {
+    /// Digests through `cache`.
+    pub fn new(cache: DigestCache) -> Remembered {
+        Remembered { cache, gathering: Mutex::default(), hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+    }
+
+    /// The cache in `dir` (else the default place) for a role over the
+    /// tree at `tree`; `None`, with one warning, when there is none to use
+    /// or it would be inside the tree (where it would be synced, and
+    /// change under the transfer).
+    pub fn open(dir: Option<&Path>, tree: &Path) -> Option<Arc<Remembered>> {
+        let Some(dir) = dir.map(Path::to_owned).or_else(DigestCache::default_dir) else {
+            tracing::warn!("no digest cache: neither XDG_CACHE_HOME nor HOME is set (--cache-dir names one)");
+            return None;
+        };
+        if inside(&dir, tree) {
+            tracing::warn!(
+                "no digest cache: {} is inside the synced tree {}; name another with --cache-dir",
+                dir.display(),
+                tree.display()
+            );
+            return None;
+        }
+        match DigestCache::open(&dir) {
+            Ok(cache) => Some(Arc::new(Remembered::new(cache))),
+            Err(e) => {
+                tracing::warn!("no digest cache: {}: {e}", dir.display());
+                None
+            }
+        }
+    }
+
+    /// Writes what is buffered.
+    pub fn flush(&self) {
+        self.cache.flush();
+    }
+
+    /// The key of `file` if its size is `size` (a span cut for another
+    /// size has other last chunks than those remembered).
+    pub fn key(file: &File, size: u64) -> Option<FileKey> {
+        let key = FileKey::of(&rustix::fs::fstat(file.as_fd()).ok()?);
+        (key.size == size).then_some(key)
+    }
+
+    /// The digests of every chunk of the file with `key`, if remembered.
+    pub fn recall(&self, key: &FileKey, settings: &Settings) -> Option<Vec<Digest>> {
+        let chunks = key.size.div_ceil(u64::from(settings.chunk_size));
+        let digests =
+            self.cache.get(key, settings.chunk_size, settings.hash).filter(|d| d.len() as u64 == chunks);
+        let counter = if digests.is_some() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        digests
+    }
+
+    /// One line on what the cache saved: lookups answered without a read,
+    /// and those that had to read.
+    pub fn summary(&self) -> String {
+        let (hits, misses) = (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed));
+        format!("digest cache: {hits} lookup(s) answered without reading, {misses} read")
+    }
+
+    /// Learns the digests of chunks `first..` of the file with `key`, read
+    /// from `hashed_at` on; stores its entry once every chunk is known.
+    pub fn learn(
+        &self,
+        key: &FileKey,
+        settings: &Settings,
+        first: u64,
+        digests: &[Digest],
+        hashed_at: SystemTime,
+    ) {
+        let chunks = key.size.div_ceil(u64::from(settings.chunk_size));
+        if digests.is_empty() || first >= chunks {
+            return;
+        }
+        if first == 0 && digests.len() as u64 == chunks {
+            self.cache.put(key, settings.chunk_size, settings.hash, digests, hashed_at);
+            return;
+        }
+        let mut gathering = self.gathering.lock().unwrap_or_else(|p| p.into_inner());
+        if !gathering.contains_key(key) && gathering.len() >= GATHERING {
+            let oldest = gathering.iter().min_by_key(|(_, g)| g.hashed_at).map(|(k, _)| *k);
+            oldest.map(|k| gathering.remove(&k));
+        }
+        let gathered = gathering.entry(*key).or_insert_with(|| Gathered {
+            digests: vec![None; chunks as usize],
+            missing: chunks as usize,
+            hashed_at,
+        });
+        gathered.hashed_at = gathered.hashed_at.min(hashed_at);
+        for (slot, digest) in gathered.digests.iter_mut().skip(first as usize).zip(digests) {
+            if slot.replace(*digest).is_none() {
+                gathered.missing -= 1;
+            }
+        }
+        if gathered.missing == 0 {
+            if let Some(done) = gathering.remove(key) {
+                let all: Vec<Digest> = done.digests.into_iter().flatten().collect();
+                self.cache.put(key, settings.chunk_size, settings.hash, &all, done.hashed_at);
+            }
+        }
+    }
+}
