@@ -172,6 +172,9 @@ fn a_server_restarted_under_a_session_gets_a_new_session_that_carries_on() {
             out.err
         );
         assert_eq!(out.count("sessions_opened"), 2, "{what}: {}", out.report);
+        // What the lost session sent counts too: every byte crossed once
+        // at least (the new session reuses what the old one wrote).
+        assert!(out.count("bytes_transferred") >= out.count("bytes_total"), "{what}: {}", out.report);
         // No connection joined the old session on the new server; the
         // request held was sent again before the session was found gone.
         assert_eq!(out.count("reconnects"), 0, "{what}: {}", out.report);
