@@ -137,3 +137,53 @@ fn a_cache_is_never_kept_inside_a_synced_tree() {
     assert!(!src.path().join("not").exists());
     assert_same_tree(src.path(), &server.path("d"));
 }
+
+#[test]
+fn a_file_replaced_by_another_of_the_same_size_and_mtime_is_read() {
+    let caches = tempfile::tempdir().unwrap();
+    let server = Server::start(&["--cache-dir", caches.path().join("server").to_str().unwrap()]);
+    let src = tempfile::tempdir().unwrap();
+    tree(src.path());
+    let (local, url) = (src.path().to_str().unwrap(), server.url("d"));
+    let cache = caches.path().join("client");
+    run(&["send", local, &url], &cache);
+    age();
+    run(&["send", local, &url], &cache);
+    // Deleted and made again (its inode number may well be reused), and
+    // replaced by a rename: same size, same mtime, other bytes.
+    let gone = src.path().join("small/s03");
+    let ino = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&gone).unwrap());
+    fs::remove_file(&gone).unwrap();
+    file(&gone, &noise(3000, 1003), 0o644, (1_600_000_000, 0));
+    let reused = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&gone).unwrap()) == ino;
+    let fresh = src.path().join("small/new");
+    file(&fresh, &noise(3000, 1004), 0o644, (1_600_000_000, 0));
+    fs::rename(&fresh, src.path().join("small/s04")).unwrap();
+    let (report, _) = run(&["send", local, &url], &cache);
+    assert_eq!(report["files_transferred"], 2, "inode reused: {reused}; {report}");
+    assert_same_tree(src.path(), &server.path("d"));
+}
+
+#[test]
+fn another_chunk_size_or_digest_is_never_answered_from_the_cache() {
+    let caches = tempfile::tempdir().unwrap();
+    let server = Server::start(&["--cache-dir", caches.path().join("server").to_str().unwrap()]);
+    let src = tempfile::tempdir().unwrap();
+    tree(src.path());
+    let (local, url) = (src.path().to_str().unwrap(), server.url("d"));
+    let cache = caches.path().join("client");
+    run(&["send", local, &url], &cache);
+    age();
+    run(&["send", local, &url], &cache);
+    for extra in [["-c", "64KiB"], ["--hash", "xxh128"]] {
+        let mut args = vec!["send", local, &url, "--cache-dir", cache.to_str().unwrap(), "--json", "-v"];
+        args.extend(extra);
+        let out = pareco(&args);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("0 lookup(s) answered without reading"), "{extra:?}: {err}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["files_transferred"], 0, "{extra:?}: {report}");
+    }
+    assert_same_tree(src.path(), &server.path("d"));
+}
