@@ -20,9 +20,10 @@
 //!
 //! Lookups are one prepared statement each, a few hundred of them in one
 //! read transaction; writes are buffered and committed in one transaction
-//! per [`BATCH`] entries (or on [`DigestCache::flush`] and drop). Rows not used for [`MAX_UNUSED_DAYS`]
-//! (those of files that no longer exist among them) and the least recently
-//! used beyond [`MAX_ROWS`] are pruned once a day, when a cache is opened.
+//! per [`BATCH`] entries (or on [`DigestCache::flush`] and drop). Rows not
+//! used for [`MAX_UNUSED_DAYS`] (those of files that no longer exist among
+//! them) and the least recently used beyond [`MAX_ROWS`] are pruned once a
+//! day: when a cache is opened, or flushed on a later day.
 //!
 //! Replacing the file while another process has it open would corrupt
 //! SQLite's log, so openers hold a shared `flock` on `digests.lock` and the
@@ -57,10 +58,11 @@ pub const BATCH: usize = 1000;
 pub const MAX_UNUSED_DAYS: i64 = 30;
 /// Rows kept at most; the least recently used beyond are pruned.
 pub const MAX_ROWS: u64 = 2_000_000;
-/// Lookups run in one read transaction at most, and for how long at most:
-/// taking and dropping SQLite's file locks for each would cost a third of
-/// it. (Within one, what other processes write meanwhile is not seen.)
+/// Lookups run in one read transaction at most: taking and dropping
+/// SQLite's file locks (`fcntl` calls) for each would cost a good part of
+/// it. Within one, what other processes write meanwhile is not seen.
 const READ_BURST: u32 = 256;
+/// How long one read transaction of lookups lasts at most.
 const READ_BURST_TIME: Duration = Duration::from_millis(20);
 /// Marks of rows as used buffered at most before they are committed.
 const MAX_TOUCHES: usize = 50_000;
@@ -186,6 +188,7 @@ impl DigestCache {
             None => match open_file(&path) {
                 Ok(conn) => return Ok(DigestCache::ready(path, conn, lock, fixed_day, max_rows)),
                 Err(OpenError::Unusable(e)) => return Err(e),
+                Err(OpenError::Busy(e)) => return Err(io::Error::other(e)),
                 Err(OpenError::Bad(problem)) => problem,
             },
         };
@@ -225,6 +228,7 @@ impl DigestCache {
         match open_file(&path) {
             Ok(conn) => Ok(DigestCache::ready(path, conn, lock, fixed_day, max_rows)),
             Err(OpenError::Unusable(e)) => Err(e),
+            Err(OpenError::Busy(e)) => Err(io::Error::other(e)),
             Err(OpenError::Bad(problem)) => Err(io::Error::other(format!("{}: {problem}", path.display()))),
         }
     }
@@ -530,7 +534,18 @@ fn open_file(path: &Path) -> Result<Connection, OpenError> {
         .mode(0o600)
         .open(path)
         .map_err(OpenError::Unusable)?;
-    store::open(path)
+    let deadline = Instant::now() + store::BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match store::open(path) {
+            Err(OpenError::Busy(_)) if Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(OpenError::Busy(e)) => return Err(OpenError::Unusable(io::Error::other(e))),
+            other => return other,
+        }
+    }
 }
 
 /// The chunks of a file of `size` bytes.

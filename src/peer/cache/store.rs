@@ -23,7 +23,7 @@ pub(super) const APPLICATION_ID: i32 = 0x5052_4443;
 /// `PRAGMA user_version`: the version of the schema below.
 pub(super) const SCHEMA_VERSION: i32 = 1;
 /// How long a statement waits for another connection's write lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Seed of the rows' check values.
 const CHECK_SEED: u64 = 0x7061_7265_636f_6331;
 
@@ -136,6 +136,10 @@ pub(super) enum OpenError {
     Bad(String),
     /// No cache can be used there (permissions, I/O, a lock held too long).
     Unusable(io::Error),
+    /// Another connection held a lock past the busy timeout, or one that
+    /// SQLite does not wait for (as while another process creates the
+    /// database): worth another try.
+    Busy(rusqlite::Error),
 }
 
 /// Whether `err` says the file itself is damaged or no database.
@@ -146,6 +150,8 @@ pub(super) fn is_corruption(err: &rusqlite::Error) -> bool {
 fn classify(err: rusqlite::Error) -> OpenError {
     if is_corruption(&err) {
         OpenError::Bad(err.to_string())
+    } else if matches!(err.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)) {
+        OpenError::Busy(err)
     } else {
         OpenError::Unusable(io::Error::other(err))
     }
@@ -205,10 +211,8 @@ pub(super) fn open(path: &Path) -> Result<Connection, OpenError> {
     let conn = Connection::open(path).map_err(classify)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
     // Whose is it? Nothing is written to a database of another program.
-    let (app, version) = identity(&conn).map_err(classify)?;
+    let (app, version, tables) = survey(&conn).map_err(classify)?;
     if app == 0 {
-        let tables: i64 =
-            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0)).map_err(classify)?;
         if tables > 0 || version != 0 {
             return Err(OpenError::Bad("an SQLite database of another program".into()));
         }
@@ -226,7 +230,7 @@ pub(super) fn open(path: &Path) -> Result<Connection, OpenError> {
     if app == 0 {
         create(&conn).map_err(classify)?;
     }
-    let (app, version) = identity(&conn).map_err(classify)?;
+    let (app, version, _) = survey(&conn).map_err(classify)?;
     if app != APPLICATION_ID {
         return Err(OpenError::Bad(format!("not a pareco digest cache (application_id {app:#x})")));
     }
@@ -240,10 +244,23 @@ pub(super) fn open(path: &Path) -> Result<Connection, OpenError> {
     Ok(conn)
 }
 
-fn identity(conn: &Connection) -> rusqlite::Result<(i32, i32)> {
-    let app = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
-    let version = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    Ok((app, version))
+/// The application id, the schema version and the number of tables, as
+/// of one moment: another process may be creating the database.
+fn survey(conn: &Connection) -> rusqlite::Result<(i32, i32, i64)> {
+    let in_transaction = !conn.is_autocommit();
+    if !in_transaction {
+        conn.execute_batch("BEGIN")?;
+    }
+    let result = (|| {
+        let app = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
+        let version = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let tables = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+        Ok((app, version, tables))
+    })();
+    if !in_transaction {
+        conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+    }
+    result
 }
 
 /// Creates the schema in an empty database, unless another process has
@@ -251,8 +268,7 @@ fn identity(conn: &Connection) -> rusqlite::Result<(i32, i32)> {
 fn create(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| {
-        let (app, _) = identity(conn)?;
-        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+        let (app, _, tables) = survey(conn)?;
         if app == 0 && tables == 0 {
             conn.execute_batch(SCHEMA)?;
             conn.pragma_update(None, "application_id", APPLICATION_ID)?;
