@@ -15,6 +15,12 @@ use std::time::SystemTime;
 use super::cache::{DigestCache, FileKey};
 use super::{Digest, Settings};
 
+/// Files smaller than this are read rather than looked up: from the page
+/// cache, reading and hashing a few KiB costs less than the lookup (an
+/// `fstat` and a query), which made re-syncing many small files slower
+/// with the cache than without (BENCHMARKS.md).
+pub const SMALLEST: u64 = 64 << 10;
+
 /// Files whose digests are being gathered at once, at most; past it the
 /// oldest is dropped (it is hashed again next time).
 const GATHERING: usize = 256;
@@ -99,8 +105,12 @@ impl Remembered {
     }
 
     /// The key of `file` if its size is `size` (a span cut for another
-    /// size has other last chunks than those remembered).
+    /// size has other last chunks than those remembered) and at least
+    /// [`SMALLEST`].
     pub fn key(file: &File, size: u64) -> Option<FileKey> {
+        if size < SMALLEST {
+            return None;
+        }
         let key = FileKey::of(&rustix::fs::fstat(file.as_fd()).ok()?);
         (key.size == size).then_some(key)
     }

@@ -53,7 +53,7 @@ fn hash_whole(
 ) -> Result<Digest> {
     let file = tree.open_read(path)?;
     // Through the cache when the file has the size listed.
-    let cache = settings.cache.as_deref().filter(|_| size > 0);
+    let cache = settings.cache.as_deref();
     let remembered = cache.and_then(|r| Remembered::key(&file, size as u64).map(|key| (r, key)));
     if let Some((r, key)) = &remembered {
         if let Some(digest) = r.recall(key, settings).and_then(|all| all.first().copied()) {
