@@ -58,7 +58,7 @@ pub fn pack(algo: HashAlgo, digests: &[Digest]) -> DigestList {
 /// Unpacks a [`DigestList`]; its length must be a multiple of the width.
 pub fn unpack(algo: HashAlgo, list: &DigestList) -> Result<Vec<Digest>> {
     let width = algo.width();
-    if list.0.len() % width != 0 {
+    if !list.0.len().is_multiple_of(width) {
         return Err(Error::new(
             crate::codec::ErrorKind::Protocol,
             format!("digest list of {} bytes is not a multiple of {width}", list.0.len()),

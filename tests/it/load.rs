@@ -184,7 +184,7 @@ fn tree(root: &Path, i: usize, pool: &[u8]) {
 /// Starts client `i`: even ones upload `up-src/i` into the server's `up/i`,
 /// odd ones download the server's `down/i` into `down-dst/i`.
 fn spawn(server: &Server, work: &Path, i: usize) -> Client {
-    let (what, src, dst, args) = if i % 2 == 0 {
+    let (what, src, dst, args) = if i.is_multiple_of(2) {
         let src = work.join(format!("up-src/{i}"));
         let args = vec!["send".into(), src.clone().into_os_string(), server.url(&format!("up/{i}")).into()];
         (format!("send {i}"), src, server.path(&format!("up/{i}")), args)
