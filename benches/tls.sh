@@ -201,6 +201,15 @@ busy_jiffies() { # the machine's busy CPU time (jiffies) from /proc/stat
   read -r _c u n sy idle iow irq sirq st _r < /proc/stat
   echo $((u + n + sy + irq + sirq + st))
 }
+DP_PIDFILE=${WAN_RUNDIR:-${TMPDIR:-/tmp}/wan-netns-$NS_A-$NS_B}/delaypipe.pid
+delaypipe_pid() { if [[ $WAN_UP == 1 ]]; then cat "$DP_PIDFILE" 2>/dev/null || pgrep -x delaypipe | head -1 || true; fi; }
+proc_jiffies() { # PID: user+system jiffies so far (0 without one)
+  [[ -n "$1" && -r /proc/$1/stat ]] || { echo 0; return; }
+  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+kthreads_jiffies() { # user+system jiffies of the kernel's threads (writeback, the loop device, softirqs...)
+  awk 'FNR == 1 { sub(/^.*\) /, ""); if ($2 == 2 || $2 == 0) t += $12 + $13 } END { print t + 0 }' /proc/[0-9]*/stat 2>/dev/null
+}
 warm_memory() {
   [[ $WARM_MIB -gt 0 ]] || return 0
   local f=/dev/shm/pareco-tls-warm.$$
@@ -250,11 +259,12 @@ upload() { # VARIANT(tls|plain) ROUND
   [[ $tls == 1 ]] && cmd+=(--tls --ca-cert "$CERT")
   cmd+=("$DATA/big" "pareco://$SRV_HOST:$SRV_PORT/$rel")
   printf '%q ' "${CLI_NS[@]}" "${cmd[@]}" > "$dir/command"
-  local rc=0 t0 t1 b0 b1 load1; load1=$(cut -d' ' -f1 /proc/loadavg)
+  local rc=0 t0 t1 b0 b1 d0 d1 k0 k1 dp load1; load1=$(cut -d' ' -f1 /proc/loadavg)
+  dp=$(delaypipe_pid); d0=$(proc_jiffies "$dp"); k0=$(kthreads_jiffies)
   b0=$(busy_jiffies); t0=$EPOCHREALTIME
   "${CLI_NS[@]}" timeout -k 10 "$TIMEOUT" /usr/bin/time -f '%e %U %S %M' -o "$dir/client.time" \
     "${cmd[@]}" > "$dir/client.stdout" 2> "$dir/client.stderr" < /dev/null || rc=$?
-  t1=$EPOCHREALTIME; b1=$(busy_jiffies)
+  t1=$EPOCHREALTIME; b1=$(busy_jiffies); d1=$(proc_jiffies "$dp"); k1=$(kthreads_jiffies)
   stop_server "$dir"
   local verify="not checked (exit $rc)"
   [[ $rc == 0 ]] && verify=$(python3 "$HELPERS/verify.py" "$DATA/big" "$ROOT/$rel" | head -3 | tr '\n' ' ' || true)
@@ -264,6 +274,8 @@ upload() { # VARIANT(tls|plain) ROUND
     echo "seconds=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')"
     echo "exit=$rc"; echo "verify=${verify% }"; echo "load1=$load1"; echo "source_bytes=$BIG_BYTES"
     echo "machine_cpu_s=$(awk -v a="$b0" -v b="$b1" -v t="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (b - a) / t}')"
+    echo "delaypipe_cpu_s=$(awk -v a="$d0" -v b="$d1" -v t="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (b - a) / t}')"
+    echo "kernel_threads_cpu_s=$(awk -v a="$k0" -v b="$k1" -v t="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (b - a) / t}')"
   } >> "$dir/meta"
   log "$(printf '%-8s %-5s round %s: %7.3f s  exit %s  verify %s' "$LINK" "$variant" "$round" \
     "$(sed -n 's/^seconds=//p' "$dir/meta")" "$rc" "${verify% }")"
@@ -308,7 +320,10 @@ for d in sorted(glob.glob(os.path.join(out, "runs", "*"))):
         m["client_cpu"] = float("nan")
     m["server_cpu"] = float(m.get("server_user_s", "nan")) + float(m.get("server_sys_s", "nan"))
     m["seconds"] = float(m["seconds"])
-    others = float(m["machine_cpu_s"]) - m["client_cpu"] - m["server_cpu"]
+    # the link's forwarder (delaypipe, on wan-loss) and the kernel's threads (writeback, the
+    # loop device) are part of the run, not a disturbance
+    others = (float(m["machine_cpu_s"]) - m["client_cpu"] - m["server_cpu"] - float(m.get("delaypipe_cpu_s", 0))
+              - float(m.get("kernel_threads_cpu_s", 0)))
     m["others_pct"] = others / (m["seconds"] * ncpu) * 100
     m["ok"] = m["exit"] == "0" and m["verify"] == "ok" and m["others_pct"] <= limit
     runs.append(m)
@@ -338,12 +353,12 @@ for link in dict.fromkeys(r["link"] for r in runs):
     print(f"| {link} | **TLS / plain** | {len(pairs)} pairs | **{meds['tls'] / meds['plain']:.2f}** (of the medians) | "
           f"{'–'.join(f'{x:.2f}' for x in (min(pairs), max(pairs))) if pairs else '—'} | | median of the pairs' ratios: **{med(pairs):.2f}** | | |")
 print("\nPer run (in the order run):\n")
-print("| # | link | variant | s | exit | verify | client CPU s | server CPU s | others % | load1 |")
-print("|---|---|---|---:|---:|---|---:|---:|---:|---:|")
+print("| # | link | variant | s | exit | verify | client CPU s | server CPU s | delaypipe CPU s | kernel threads CPU s | others % | load1 |")
+print("|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
 for r in runs:
     flag = "" if r["ok"] or r["exit"] != "0" or r["verify"] != "ok" else " **disturbed**"
     print(f"| {r['order']} | {r['link']} | {r['variant']} | {r['seconds']:.3f} | {r['exit']} | {r['verify']} | "
-          f"{r['client_cpu']:.2f} | {r['server_cpu']:.2f} | {r['others_pct']:.0f}{flag} | {r['load1']} |")
+          f"{r['client_cpu']:.2f} | {r['server_cpu']:.2f} | {r.get('delaypipe_cpu_s', '—')} | {r.get('kernel_threads_cpu_s', '—')} | {r['others_pct']:.0f}{flag} | {r['load1']} |")
 EOF
 echo >&2
 cat "$OUT/results.md"
