@@ -20,7 +20,7 @@ same data and link, and prints one table (also written as Markdown).
 
 Options (each also settable by the environment variable shown):
   --scenarios LIST        scenarios on every link, e.g. 1,3   [PARECO_BENCH_SCENARIOS]
-                          (default: 1,2,3,4,5,6 on loopback, and the two below on the WAN links)
+                          (default: 1-10 on loopback, and the two below on the WAN links)
   --wan-scenarios LIST    on wan-loss and wan-clean           [PARECO_BENCH_WAN_SCENARIOS, default 1,2,5]
   --cubic-scenarios LIST  on wan-loss-cubic                   [PARECO_BENCH_CUBIC_SCENARIOS, default 1]
   --links LIST            loopback, wan-loss, wan-clean, wan-loss-cubic
@@ -29,8 +29,12 @@ Options (each also settable by the environment variable shown):
   --cubic-runs N          the same on wan-loss-cubic          [PARECO_BENCH_CUBIC_RUNS, default 1,
                           or --runs when only that is given]. rsync moves ~10 Mbit/s there,
                           ~15 min per GiB, so the default is one run of scenario 1.
-  --quick                 scale the data down (64 MiB, 2 000 files) for development [PARECO_BENCH_QUICK=1]
+  --quick                 scale the data down (64 MiB, 2 000 and 5 000 files) for development [PARECO_BENCH_QUICK=1]
   --work DIR              data, destinations, results         [PARECO_BENCH_WORK, default /tmp/pareco-bench]
+  --cache-base DIR        pareco's digest caches, a fresh directory per run and side (--cache-dir
+                          of the client and of listen); outside the work dir, which is listen's
+                          --root [PARECO_BENCH_CACHE, default WORK-caches; each invocation
+                          works in a directory of its own there, deleted at exit]
   --timeout SEC           kill a client run after SEC seconds [PARECO_BENCH_TIMEOUT, default 1800]
   --warm-mib MIB          before each run, touch and free this much memory (see benches/README.md)
                           [PARECO_BENCH_WARM_MIB, default 3072 when the kernel has free page
@@ -51,14 +55,25 @@ target/ is never touched), PARECO_BENCH_NETNS (path of netns.sh, default
 nsA / nsB), PARECO_BENCH_WAN_EXTRA (extra options for 'netns.sh up', e.g.
 "--tcp-buf 33554432").
 
-Scenarios:
+Scenarios (pareco's digest cache is on, in a fresh directory per run, unless a row says
+--no-cache; in the re-syncs 3, 7, 8b and 9 it is warmed by an untimed run first):
   1 cold copy, upload: 8 files x 128 MiB (rsync -a -W)
   2 cold copy, upload: 20 000 files x 4 KiB in 200 directories (rsync -a)
-  3 re-sync of scenario 1's tree, nothing changed, digests on (pareco default; rsync -a --checksum)
+  3 re-sync of scenario 1's tree, nothing changed, digests on: pareco with a warm cache and
+    pareco --no-cache; rsync -a --checksum
   4 one 1 GiB file, 1 % of its 4 KiB pages rewritten, destination holds the old version
     (pareco -c 4KiB and -c 1MiB; rsync -a --no-W, its delta algorithm)
   5 scenario 1 as a download (pareco recv; rsync pulling from the daemon)
   6 scenario 1 over TLS (pareco over TLS and plain; rsync plain for reference: its daemon has no TLS)
+  7 re-sync of scenario 2's tree, nothing changed: pareco with a warm cache and --no-cache;
+    rsync -a (its quick check) and rsync -a --checksum
+  8 100 000 files of 100-4096 bytes in 1 000 directories: 8a cold copy (rsync -a), then
+    8b its re-sync, nothing changed, the rows of scenario 7 (8 means both; 8a, 8b one)
+  9 a database of 16 files x 64 MiB; 2 of them have 1 % of their 4 KiB pages rewritten in place,
+    the destination holds the old version and both caches are warm. Page cache dropped before
+    each run (root); bytes read per side from /proc/PID/io. pareco, pareco --inplace,
+    pareco --no-cache; rsync -a --no-W
+ 10 the cost of the cache in a cold copy: scenario 1, pareco against pareco --no-cache
 
 Links:
   loopback        127.0.0.1
@@ -76,6 +91,7 @@ log() { echo "compare.sh: $*" >&2; }
 
 # ---------------------------------------------------------------- options
 WORK=${PARECO_BENCH_WORK:-/tmp/pareco-bench}
+CACHE_BASE=${PARECO_BENCH_CACHE:-}
 RUNS=${PARECO_BENCH_RUNS:-3}
 CUBIC_RUNS=${PARECO_BENCH_CUBIC_RUNS:-}
 SCENARIOS=${PARECO_BENCH_SCENARIOS:-}
@@ -109,6 +125,7 @@ while [[ $# -gt 0 ]]; do
     --runs) RUNS=${2:?}; RUNS_SET=1; shift 2 ;;
     --quick) QUICK=1; shift ;;
     --work) WORK=${2:?}; shift 2 ;;
+    --cache-base) CACHE_BASE=${2:?}; shift 2 ;;
     --timeout) TIMEOUT=${2:?}; shift 2 ;;
     --iperf-secs) IPERF_SECS=${2:?}; shift 2 ;;
     --warm-mib) WARM_MIB=${2:?}; shift 2 ;;
@@ -119,7 +136,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 # an explicit --scenarios / --runs applies to every link unless a link-specific option is given too
-LAN_SCENARIOS=${SCENARIOS:-1,2,3,4,5,6}
+LAN_SCENARIOS=${SCENARIOS:-1,2,3,4,5,6,7,8,9,10}
 WAN_SCENARIOS=${WAN_SCENARIOS:-${SCENARIOS:-1,2,5}}
 CUBIC_SCENARIOS=${CUBIC_SCENARIOS:-${SCENARIOS:-1}}
 if [[ -z "$CUBIC_RUNS" ]]; then
@@ -131,7 +148,7 @@ fi
 [[ "$IPERF_SECS" =~ ^[1-9][0-9]*$ ]] || die "--iperf-secs wants seconds, not '$IPERF_SECS'"
 [[ "$WARM_MIB" =~ ^[0-9]+$ ]] || die "--warm-mib wants MiB, not '$WARM_MIB'"
 for s in ${LAN_SCENARIOS//,/ } ${WAN_SCENARIOS//,/ } ${CUBIC_SCENARIOS//,/ }; do
-  [[ "$s" =~ ^[1-6]$ ]] || die "unknown scenario '$s' (1-6)"
+  [[ "$s" =~ ^([1-9]|10|8a|8b)$ ]] || die "unknown scenario '$s' (1-10, 8a, 8b)"
 done
 for l in ${LINKS//,/ }; do
   case "$l" in loopback|wan-loss|wan-clean|wan-loss-cubic) ;; *) die "unknown link '$l'" ;; esac
@@ -182,7 +199,8 @@ mkdir -p "$WORK"
 WORK=$(readlink -f "$WORK")
 if [[ $QUICK == 1 ]]; then
   PROFILE=quick
-  GEN_ARGS=(--big-size $((8 << 20)) --small-files 2000 --small-dirs 20 --delta-size $((64 << 20)))
+  GEN_ARGS=(--big-size $((8 << 20)) --small-files 2000 --small-dirs 20 --delta-size $((64 << 20))
+    --many-files 5000 --many-dirs 50 --db-size $((4 << 20)))
 else
   PROFILE=full
   GEN_ARGS=()
@@ -194,6 +212,19 @@ manifest() { python3 -c "import json,sys; print(json.load(open('$DATA/manifest.j
 BIG_BYTES=$(manifest big_bytes)
 SMALL_BYTES=$(manifest small_bytes)
 DELTA_BYTES=$(manifest delta_bytes)
+MANY_BYTES=$(manifest many_bytes)
+MANY_FILES=$(manifest many_files)
+DB_BYTES=$(manifest db_bytes)
+
+# pareco's digest caches: never in $HOME, never inside the work dir (which is the
+# servers' root: listen refuses a --cache-dir inside its --root). Each run gets
+# fresh directories CACHES/RUN/client and CACHES/RUN/server, deleted after the
+# run; CACHES is a directory of this invocation's own in CACHE_BASE, deleted at exit.
+CACHE_BASE=${CACHE_BASE:-$WORK-caches}
+mkdir -p "$CACHE_BASE"
+CACHE_BASE=$(readlink -f "$CACHE_BASE")
+case "$CACHE_BASE/" in "$WORK"/*) die "--cache-base $CACHE_BASE is inside the work dir $WORK (the servers' root)" ;; esac
+CACHES=$(mktemp -d "$CACHE_BASE/compare.XXXXXX")
 
 STAMP=$(date +%Y%m%d-%H%M%S)
 RESULTS=$WORK/results/$STAMP-$PROFILE
@@ -211,6 +242,7 @@ cleanup() {
   if [[ -n "$IPERF_PID" ]]; then kill "$IPERF_PID" 2>/dev/null || true; fi
   wait 2>/dev/null || true
   rm -f "/dev/shm/pareco-bench-warm.$$"
+  [[ -n "${CACHES:-}" ]] && rm -rf "$CACHES"
   loopfs_down
   if [[ $WAN_UP == 1 ]]; then
     log "bringing the WAN namespaces down"
@@ -258,8 +290,9 @@ loopfs_up() { # sets DST_BASE, DST_PREFIX and DST_NOTE; returns 1 with the reaso
   fi
   rm -f "$LOOP_IMG"
   # the destinations hold at most one tree at a time (plus a temporary copy of the
-  # scenario 4 file); 3x all the data plus 512 MiB is ample. Sparse: truncate.
-  local mib=$(( (3 * (BIG_BYTES + SMALL_BYTES + DELTA_BYTES) >> 20) + 512 ))
+  # scenario 4 file); 3x all the data plus 512 MiB is ample (the many small files
+  # of scenario 8 counted at a 4 KiB block each, twice). Sparse: truncate.
+  local mib=$(( (3 * (BIG_BYTES + SMALL_BYTES + DELTA_BYTES + DB_BYTES) + 2 * MANY_FILES * 4096 >> 20) + 512 ))
   local out
   truncate -s "${mib}M" "$LOOP_IMG" || { LOOPFS_WHY="truncate -s ${mib}M $LOOP_IMG failed"; return 1; }
   if ! out=$(mkfs.ext4 -q -F -L pareco-bench "$LOOP_IMG" 2>&1); then
@@ -349,7 +382,8 @@ CPU_MODEL=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
   echo "- pareco: $("$PARECO" --version 2>/dev/null), $BIN_NOTE ($PARECO)"
   echo "- rsync: $(rsync --version | head -1 | sed 's/  */ /g'), daemon per run, no ssh"
   echo "- destinations: $DST_NOTE"
-  echo "- warm cache: nothing is dropped from the page cache (sources are read from RAM); \`sync\` before every run"
+  echo "- page cache: nothing is dropped (sources are read from RAM), \`sync\` before every run; except scenario 9: \`sync; echo 3 > /proc/sys/vm/drop_caches\` before every run, then the binaries and their libraries are read back"
+  echo "- pareco's digest cache: on (\`--cache-dir\`, client and server each their own, fresh for every run, in \`$CACHES\`) unless the row says \`--no-cache\` (then client and server); in the re-syncs (3, 7, 8b, 9) an untimed pareco run with the same options fills it first, ≥ 2.1 s after the destination was copied"
   echo "- load average (1, 5, 15 min) at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- runs: $RUNS per tool and scenario ($CUBIC_RUNS on wan-loss-cubic), alternating pareco/rsync; median of the successful runs"
   echo "- link capacity: iperf3 -P 1 and -P 8, ${IPERF_SECS} s each, on every WAN link before its runs"
@@ -376,17 +410,43 @@ wait_port() { # wait until something listens on $1 in the server's namespace
   return 1
 }
 
-start_pareco_server() { # DIR TLS(0/1): sets SRV_PID, SRV_PORT
+# Bytes read, from /proc/PID/io: rchar (every byte read(2) and its kin returned,
+# from files, sockets and pipes alike, page cache or not) and read_bytes (what the
+# process made the block layer fetch from the disk). A process's figures include
+# those of the children it has reaped, so this shell's own figures before and
+# after a client run give that run's (timeout, time and the client, which read
+# nothing else). Sets IO_RCHAR and IO_READ.
+proc_io() { # PID (self: $BASHPID; the builtins only, no subshell, which would count too)
+  local k v
+  IO_RCHAR="" IO_READ=""
+  [[ -r /proc/$1/io ]] || return 0
+  while read -r k v; do
+    case $k in rchar:) IO_RCHAR=$v ;; read_bytes:) IO_READ=$v ;; esac
+  done < "/proc/$1/io"
+}
+SRV_IO0=()
+server_io_start() { proc_io "$SRV_PID"; SRV_IO0=("$IO_RCHAR" "$IO_READ"); }
+server_io_end() { # DIR: the server's bytes read since server_io_start, into DIR/meta
+  proc_io "$SRV_PID"
+  if [[ -n "$IO_RCHAR" && -n "${SRV_IO0[0]:-}" ]]; then
+    echo "server_rchar=$((IO_RCHAR - SRV_IO0[0]))" >> "$1/meta"
+    echo "server_read_bytes=$((IO_READ - SRV_IO0[1]))" >> "$1/meta"
+  fi
+}
+
+start_pareco_server() { # DIR TLS(0/1) [OPTION...]: sets SRV_PID, SRV_PORT
   local dir=$1 tls=$2
-  local args=(listen --bind "$SRV_HOST:0" --root "$WORK")
+  shift 2
+  local args=(listen --bind "$SRV_HOST:0" --root "$WORK" "$@")
   [[ $tls == 1 ]] && args+=(--tls-cert "$CERT" --tls-key "$KEY")
   : > "$dir/server.log"
+  printf '%q ' "${SRV_NS[@]}" "$PARECO" "${args[@]}" > "$dir/server.command"
   "${SRV_NS[@]}" "$PARECO" "${args[@]}" > "$dir/server.log" 2>&1 < /dev/null &
   SRV_PID=$!
   SRV_PORT=""
   for _ in $(seq 100); do
     SRV_PORT=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$dir/server.log" || true)
-    [[ -n "$SRV_PORT" ]] && return 0
+    if [[ -n "$SRV_PORT" ]]; then server_io_start; return 0; fi
     kill -0 "$SRV_PID" 2>/dev/null || break
     sleep 0.05
   done
@@ -402,6 +462,7 @@ stop_pareco_server() { # DIR: records VmHWM (KiB) of the server in DIR/server.rs
     hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$SRV_PID/status" 2>/dev/null || true)
     awk -v t="$ticks" -v m="$hwm" '{ sub(/^.*\) /, ""); printf "0 %.2f %.2f %s\n", $12 / t, $13 / t, m }' \
       "/proc/$SRV_PID/stat" > "$dir/server.rss" 2>/dev/null || true
+    server_io_end "$dir"
     echo "server_alive=1" >> "$dir/meta"
     kill "$SRV_PID" 2>/dev/null || true
   else
@@ -426,17 +487,24 @@ start_rsync_daemon() { # DIR: sets SRV_WRAP_PID (time) and SRV_PID (the daemon),
   done
   [[ -n "$SRV_PID" ]] || { cat "$dir/server.out" >&2; die "rsync daemon did not start"; }
   wait_port "$SRV_PORT" || { cat "$dir/server.out" "$dir/server.log" >&2; die "rsync daemon does not listen on $SRV_PORT"; }
+  server_io_start
 }
 
 stop_rsync_daemon() { # DIR: /usr/bin/time has written the peak RSS of the daemon tree to DIR/server.rss
   local dir=$1
   # let the per-connection children finish and be reaped by the daemon, so that
-  # their peak RSS is folded into the daemon's (wait4 reports the max of the tree)
+  # their peak RSS is folded into the daemon's (wait4 reports the max of the tree),
+  # and their bytes read into the daemon's /proc/PID/io
   for _ in $(seq 200); do
     pgrep -P "$SRV_PID" >/dev/null || break
     sleep 0.05
   done
-  if kill -0 "$SRV_PID" 2>/dev/null; then echo "server_alive=1" >> "$dir/meta"; else echo "server_alive=0" >> "$dir/meta"; fi
+  if kill -0 "$SRV_PID" 2>/dev/null; then
+    server_io_end "$dir"
+    echo "server_alive=1" >> "$dir/meta"
+  else
+    echo "server_alive=0" >> "$dir/meta"
+  fi
   kill "$SRV_PID" 2>/dev/null || true
   wait "$SRV_WRAP_PID" 2>/dev/null || true
   SRV_PID="" SRV_WRAP_PID=""
@@ -446,11 +514,16 @@ stop_rsync_daemon() { # DIR: /usr/bin/time has written the peak RSS of the daemo
 ORDER=0
 variants_of() {
   case "$1" in
+    3) echo "pareco|pareco --no-cache|rsync" ;;
     4) echo "pareco -c 4KiB|pareco -c 1MiB|rsync" ;;
     6) echo "pareco TLS|pareco|rsync" ;;
+    7|8b) echo "pareco|pareco --no-cache|rsync|rsync --checksum" ;;
+    9) echo "pareco|pareco --inplace|pareco --no-cache|rsync" ;;
+    10) echo "pareco|pareco --no-cache" ;;
     *) echo "pareco|rsync" ;;
   esac
 }
+is_resync() { [[ $1 == 3 || $1 == 7 || $1 == 8b || $1 == 9 ]]; }
 
 # ---------------------------------------------------------------- guest memory
 # On a VM whose kernel hands free memory back to the host (free page reporting,
@@ -468,6 +541,67 @@ warm_memory() {
   rm -f "$f"
 }
 
+# ---------------------------------------------------------------- page cache (scenario 9)
+# Scenario 9 counts the bytes each side reads from the disk, so the page cache is
+# dropped before each run. The programs a run starts (pareco, rsync, timeout,
+# time, and their libraries) are read back right away, so that their own pages
+# are not counted as the tool's reads.
+PREWARM=()
+for f in "$PARECO" "$(command -v rsync)" "$(command -v timeout)" /usr/bin/time; do
+  [[ -n "$f" && -e "$f" ]] || continue
+  PREWARM+=("$f")
+  while read -r lib; do [[ -e "$lib" ]] && PREWARM+=("$lib"); done < <(ldd "$f" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}')
+done
+drop_page_cache() {
+  sync
+  echo 3 > /proc/sys/vm/drop_caches
+  cat "${PREWARM[@]}" > /dev/null
+}
+# Every other scenario reads its source from the page cache: the data is read
+# once before the first run and again after scenario 9 has dropped it.
+cache_sources() {
+  log "reading the data into the page cache"
+  find "$DATA" -type f -print0 | xargs -0 cat > /dev/null
+}
+cache_sources
+
+# ---------------------------------------------------------------- digest cache warm-up
+# An untimed pareco run of the same source, destination and options, with the
+# caches of the timed run, against a server of its own (the caches are SQLite
+# files: the timed run's fresh server opens them again). pareco remembers a
+# file only when its mtime and ctime are >= 2 s older than the moment it was
+# hashed, so the caller waits that long after copying the destination. The
+# server commits what the session taught its cache when the session ends, after
+# the client has exited: the warm-up waits for that line in the server's log.
+warm_up() { # DIR SRC REL|- (download: REMOTE_PATH DEST) SERVER_OPTS_COUNT SERVER_OPT... CLIENT_OPT...
+  local dir=$1 src=$2 rel=$3 nsrv=$4
+  shift 4
+  local srv=("${@:1:nsrv}") cli=("${@:nsrv+1}")
+  local wdir=$dir/warmup rc=0 t0 t1
+  mkdir -p "$wdir"
+  start_pareco_server "$wdir" 0 "${srv[@]}"
+  local cmd=("$PARECO" send "${cli[@]}" "$src" "pareco://$SRV_HOST:$SRV_PORT/$rel")
+  printf '%q ' "${CLI_NS[@]}" "${cmd[@]}" > "$wdir/command"
+  t0=$EPOCHREALTIME
+  "${CLI_NS[@]}" timeout -k 10 "$TIMEOUT" "${cmd[@]}" > "$wdir/client.stdout" 2> "$wdir/client.stderr" < /dev/null || rc=$?
+  t1=$EPOCHREALTIME
+  for _ in $(seq 100); do
+    grep -q 'closed by the client' "$wdir/server.log" && break
+    sleep 0.05
+  done
+  sleep 0.5
+  stop_pareco_server "$wdir"
+  local secs; secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+  local summary; summary=$(grep -o 'digest cache: .*' "$wdir/client.stderr" | tail -1 || true)
+  echo "warmup=exit $rc, $secs s${summary:+, $summary}" >> "$dir/meta"
+  [[ $rc == 0 ]] || { log "warning: the warm-up run failed (exit $rc):"; tail -5 "$wdir/client.stderr" >&2; }
+}
+
+wait_since() { # T SECONDS: sleep until SECONDS have passed since $EPOCHREALTIME was T
+  local left; left=$(awk -v t="$1" -v now="$EPOCHREALTIME" -v s="$2" 'BEGIN { l = t + s - now; if (l < 0) l = 0; printf "%.3f", l }')
+  [[ $left == 0.000 ]] || sleep "$left"
+}
+
 do_run() { # SCENARIO VARIANT RUN
   local scen=$1 variant=$2 run=$3
   ORDER=$((ORDER + 1))
@@ -477,47 +611,77 @@ do_run() { # SCENARIO VARIANT RUN
   local tool=${variant%% *}
   local src bytes dest rel mode=up
   case $scen in
-    1|6) src=$DATA/big; bytes=$BIG_BYTES ;;
-    2) src=$DATA/small; bytes=$SMALL_BYTES ;;
+    1|6|10) src=$DATA/big; bytes=$BIG_BYTES ;;
+    2|7) src=$DATA/small; bytes=$SMALL_BYTES ;;
     3) src=$DATA/big; bytes=$BIG_BYTES ;;
     4) src=$DATA/delta/new; bytes=$DELTA_BYTES ;;
     5) src=$DATA/big; bytes=$BIG_BYTES; mode=down ;;
+    8a|8b) src=$DATA/many; bytes=$MANY_BYTES ;;
+    9) src=$WORK/src/$tag; bytes=$DB_BYTES ;;
   esac
+  # pareco's digest cache: fresh directories for this run, or none
+  local cached=0 ccache=() scache=() cdir=$CACHES/${dir##*/}
+  if [[ $tool == pareco ]]; then
+    if [[ $variant == *--no-cache* ]]; then
+      ccache=(--no-cache) scache=(--no-cache)
+    else
+      cached=1 ccache=(--cache-dir "$cdir/client") scache=(--cache-dir "$cdir/server")
+      rm -rf "$cdir"
+    fi
+  fi
+  # pareco's options of this variant (besides the cache)
+  local popts=(--json)
+  case "$variant" in
+    "pareco -c 4KiB") popts+=(-c 4KiB) ;;
+    "pareco -c 1MiB") popts+=(-c 1MiB) ;;
+    "pareco TLS") popts+=(--tls --ca-cert "$CERT") ;;
+    "pareco --inplace") popts+=(--inplace) ;;
+  esac
+  # -v: the client's last line says what the cache answered (a re-sync logs nothing per file)
+  is_resync "$scen" && popts+=(-v)
+
   # fresh destination state
   if [[ $mode == up ]]; then rel=${DST_PREFIX}dst/$tag; else rel=${DST_PREFIX}local/$tag; fi
   dest=$WORK/$rel
   rm -rf "$dest"
+  local copied=""
   case $scen in
-    3) cp -a "$src" "$dest" ;;                       # already identical
+    3|7|8b) cp -a "$src" "$dest"; copied=$EPOCHREALTIME ;;   # already identical
     4) mkdir -p "$dest"; cp -a "$DATA/delta/old/file.bin" "$dest/file.bin" ;;  # the old version
+    9) # source and destination: the old version, as both were after the last sync
+      rm -rf "$src"; mkdir -p "${src%/*}"
+      cp -a "$DATA/db/old" "$src"; cp -a "$DATA/db/old" "$dest"; copied=$EPOCHREALTIME ;;
   esac
   sync
+  if is_resync "$scen"; then
+    # files younger than 2 s are not remembered by pareco's cache: wait, for every variant alike
+    wait_since "$copied" 2.1
+    [[ $cached == 1 ]] && warm_up "$dir" "$src" "$rel" "${#scache[@]}" "${scache[@]}" "${popts[@]}" "${ccache[@]}"
+  fi
+  [[ $scen == 9 ]] && python3 "$HELPERS/dbpatch.py" "$DATA/db" "$src"   # the database writes its pages
+  if [[ $scen == 9 ]]; then drop_page_cache; echo "page_cache=dropped" >> "$dir/meta"; else sync; fi
   warm_memory
 
   local tls=0
   [[ "$variant" == "pareco TLS" ]] && tls=1
-  if [[ $tool == pareco ]]; then start_pareco_server "$dir" $tls; else start_rsync_daemon "$dir"; fi
+  if [[ $tool == pareco ]]; then start_pareco_server "$dir" $tls "${scache[@]}"; else start_rsync_daemon "$dir"; fi
 
   local cmd=()
   if [[ $tool == pareco ]]; then
-    local scheme=pareco opts=(--json)
-    case "$variant" in
-      "pareco -c 4KiB") opts+=(-c 4KiB) ;;
-      "pareco -c 1MiB") opts+=(-c 1MiB) ;;
-      "pareco TLS") opts+=(--tls --ca-cert "$CERT") ;;
-    esac
+    local scheme=pareco
     if [[ $mode == up ]]; then
-      cmd=("$PARECO" send "${opts[@]}" "$src" "$scheme://$SRV_HOST:$SRV_PORT/$rel")
+      cmd=("$PARECO" send "${popts[@]}" "${ccache[@]}" "$src" "$scheme://$SRV_HOST:$SRV_PORT/$rel")
     else
-      cmd=("$PARECO" recv "${opts[@]}" "$scheme://$SRV_HOST:$SRV_PORT/data/$PROFILE/big" "$dest")
+      cmd=("$PARECO" recv "${popts[@]}" "${ccache[@]}" "$scheme://$SRV_HOST:$SRV_PORT/data/$PROFILE/big" "$dest")
     fi
   else
     local opts=(--stats)
     case $scen in
       1|5|6) opts+=(-a -W) ;;
-      2) opts+=(-a) ;;
+      2|8a) opts+=(-a) ;;
       3) opts+=(-a --checksum) ;;
-      4) opts+=(-a --no-W) ;;
+      4|9) opts+=(-a --no-W) ;;
+      7|8b) opts+=(-a); [[ $variant == "rsync --checksum" ]] && opts+=(--checksum) ;;
     esac
     if [[ $mode == up ]]; then
       cmd=(rsync "${opts[@]}" "$src/" "rsync://$SRV_HOST:$SRV_PORT/bench/$rel/")
@@ -527,13 +691,19 @@ do_run() { # SCENARIO VARIANT RUN
   fi
   printf '%q ' "${CLI_NS[@]}" "${cmd[@]}" > "$dir/command"
 
-  local rc=0 t0 t1 load1
+  local rc=0 t0 t1 load1 io0
   load1=$(cut -d' ' -f1 /proc/loadavg)
+  proc_io "$BASHPID"; io0=("$IO_RCHAR" "$IO_READ")
   t0=$EPOCHREALTIME
   "${CLI_NS[@]}" timeout -k 10 "$TIMEOUT" /usr/bin/time -f '%e %U %S %M' -o "$dir/client.time" \
     "${cmd[@]}" > "$dir/client.stdout" 2> "$dir/client.stderr" < /dev/null || rc=$?
   t1=$EPOCHREALTIME
+  proc_io "$BASHPID"
   local secs; secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+  if [[ -n "$IO_RCHAR" && -n "${io0[0]}" ]]; then
+    echo "client_rchar=$((IO_RCHAR - io0[0]))" >> "$dir/meta"
+    echo "client_read_bytes=$((IO_READ - io0[1]))" >> "$dir/meta"
+  fi
 
   if [[ $tool == pareco ]]; then stop_pareco_server "$dir"; else stop_rsync_daemon "$dir"; fi
 
@@ -543,6 +713,13 @@ do_run() { # SCENARIO VARIANT RUN
     verify=$(python3 "$HELPERS/verify.py" "$want" "$dest" || true)
   fi
   [[ $rc == 124 || $rc == 137 ]] && verify="timeout after ${TIMEOUT}s"
+  if [[ $cached == 1 ]]; then
+    local c s
+    c=$(du -sb "$cdir/client" 2>/dev/null | cut -f1 || true)
+    s=$(du -sb "$cdir/server" 2>/dev/null | cut -f1 || true)
+    echo "cache_bytes=${c:-0} ${s:-0}" >> "$dir/meta"
+    rm -rf "$cdir"
+  fi
   {
     echo "order=$ORDER"
     echo "scenario=$scen"
@@ -557,20 +734,27 @@ do_run() { # SCENARIO VARIANT RUN
     echo "load1=$load1"
   } >> "$dir/meta"
   rm -rf "$dest"
-  log "$(printf '%-8s s%s %-15s run %s/%s: %8.2f s  exit %s  verify %s' "$LINK" "$scen" "$variant" "$run" "$LINK_RUNS" "$secs" "$rc" "$verify")"
+  [[ $scen == 9 ]] && rm -rf "$src"
+  log "$(printf '%-8s s%-2s %-17s run %s/%s: %8.2f s  exit %s  verify %s' "$LINK" "$scen" "$variant" "$run" "$LINK_RUNS" "$secs" "$rc" "$verify")"
   if [[ $rc != 0 ]]; then
     sed 's/^/    | /' "$dir/client.stderr" | tail -8 >&2
   fi
 }
 
-run_scenario() { # SCENARIO
+run_scenario() { # SCENARIO (8 is 8a then 8b)
   local scen=$1 run v
+  if [[ $scen == 8 ]]; then run_scenario 8a; run_scenario 8b; return; fi
+  if [[ $scen == 9 && $EUID -ne 0 ]]; then
+    log "SKIPPING scenario 9: dropping the page cache needs root"
+    return
+  fi
   local IFS_SAVE=$IFS
   local variants; IFS='|' read -r -a variants <<<"$(variants_of "$scen")"
   IFS=$IFS_SAVE
   for run in $(seq "$LINK_RUNS"); do
     for v in "${variants[@]}"; do do_run "$scen" "$v" "$run"; done
   done
+  if [[ $scen == 9 ]]; then cache_sources; fi
 }
 
 # ---------------------------------------------------------------- links

@@ -68,6 +68,21 @@ def pareco_json(stdout):
     return None
 
 
+def cache_summary(stderr):
+    """(answered without reading, read) from pareco -v's last line, or None."""
+    m = None
+    for m in re.finditer(r"digest cache: (\d+) lookup\(s\) answered without reading, (\d+) read", stderr):
+        pass
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def intmeta(meta, key):
+    try:
+        return int(meta[key])
+    except (KeyError, ValueError):
+        return None
+
+
 def load_runs(root):
     runs = []
     rdir = os.path.join(root, "runs")
@@ -93,7 +108,15 @@ def load_runs(root):
             "stderr": read(os.path.join(d, "client.stderr")),
             "wire": None,
             "json": None,
+            # bytes read, /proc/PID/io: rchar (all reads), read_bytes (from the disk)
+            "client_rchar": intmeta(meta, "client_rchar"),
+            "client_disk": intmeta(meta, "client_read_bytes"),
+            "server_rchar": intmeta(meta, "server_rchar"),
+            "server_disk": intmeta(meta, "server_read_bytes"),
+            "page_cache": meta.get("page_cache", "warm"),
+            "warmup": meta.get("warmup"),
         }
+        r["cache"] = cache_summary(r["stderr"])
         if r["tool"] == "rsync":
             r["wire"] = rsync_wire(out)
         else:
@@ -120,7 +143,44 @@ SCEN_NAMES = {
     "4": "4 1 % of pages changed",
     "5": "5 cold copy, download",
     "6": "6 cold copy, TLS, upload",
+    "7": "7 re-sync of 2, nothing changed",
+    "8a": "8a cold copy, many small files",
+    "8b": "8b re-sync of 8a, nothing changed",
+    "9": "9 database, 1 % of pages in 2 files changed",
+    "10": "10 cold copy as 1: cost of the cache",
 }
+
+# The row each row is compared with in the ratio column (default: "rsync"):
+# without a cache pareco reads every file like rsync --checksum; the cache's
+# own cost is pareco against pareco --no-cache.
+RATIO_REF = {
+    ("7", "pareco --no-cache"): "rsync --checksum",
+    ("8b", "pareco --no-cache"): "rsync --checksum",
+    ("10", "pareco"): "pareco --no-cache",
+}
+
+
+def ratio_ref(scen, variant):
+    if variant.startswith("rsync") or (scen, variant) == ("10", "pareco --no-cache"):
+        return None
+    return RATIO_REF.get((scen, variant), "rsync")
+
+
+def median_of(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def mb(x):
+    return None if x is None else x / 1e6
+
+
+def read_cell(disk, rchar):
+    """'disk / all' in MB."""
+    if disk is None and rchar is None:
+        return "—"
+    d, a = mb(disk), mb(rchar)
+    return f"{fmt(d, '.1f')} / {fmt(a, '.1f')}"
 
 
 def main():
@@ -159,12 +219,16 @@ def main():
             if any(r["client_cpu"] is not None for r in good) else None,
             "scpu": statistics.median([r["server_cpu"] for r in good if r["server_cpu"] is not None])
             if any(r["server_cpu"] is not None for r in good) else None,
+            "c_rchar": median_of([r["client_rchar"] for r in good]),
+            "c_disk": median_of([r["client_disk"] for r in good]),
+            "s_rchar": median_of([r["server_rchar"] for r in good]),
+            "s_disk": median_of([r["server_disk"] for r in good]),
         }
 
     header = [
         "scenario", "link", "tool", "runs", "median s", "MB/s", "wire MB",
-        "client RSS MiB", "server RSS MiB", "pareco/rsync", "% of iperf3 -P8",
-        "client CPU s", "server CPU s", "notes",
+        "client RSS MiB", "server RSS MiB", "ratio", "ratio to", "% of iperf3 -P8",
+        "client CPU s", "server CPU s", "client read MB disk / all", "server read MB disk / all", "notes",
     ]
     rows = []
     failures = []
@@ -173,12 +237,15 @@ def main():
         rs, med = st["runs"], st["median"]
         src = rs[0]["source_bytes"]
         mbps = src / med / 1e6 if med else None
-        rsync_key = (scen, link, "rsync")
+        ref = ratio_ref(scen, variant)
+        ref_key = (scen, link, ref)
         ratio = None
-        if not variant.startswith("rsync") and rsync_key in stats and med and stats[rsync_key]["median"]:
-            ratio = med / stats[rsync_key]["median"]
+        if ref and ref_key in stats and med and stats[ref_key]["median"]:
+            ratio = med / stats[ref_key]["median"]
+        elif ref and ref_key not in stats:
+            ref = None
         pct = None
-        if link in iperf and iperf[link][1] and mbps and scen in ("1", "2", "5", "6"):
+        if link in iperf and iperf[link][1] and mbps and scen in ("1", "2", "5", "6", "8a", "10"):
             pct = mbps * 8 / iperf[link][1] * 100
         notes = []
         if scen == "4" and st["wire"] is not None and manifest.get("delta_changed_bytes_4k"):
@@ -187,6 +254,22 @@ def main():
             notes.append(f"wire = {st['wire'] / manifest['delta_changed_bytes_4k']:.2f}× changed 4 KiB pages")
         if scen == "6" and variant == "rsync":
             notes.append("plain TCP: the rsync daemon has no TLS")
+        if scen == "9" and manifest.get("db_changed_file_bytes"):
+            changed = manifest["db_changed_file_bytes"]
+            if st["c_disk"] is not None:
+                notes.append(f"client (source) read from disk {st['c_disk'] / changed:.2f}× the changed files' bytes")
+            if st["s_disk"] is not None:
+                notes.append(f"server (destination) {st['s_disk'] / changed:.2f}×")
+        if scen == "10" and len(st["good"]) > 1:
+            notes.append("runs: " + ", ".join(f"{r['seconds']:.3f}" for r in st["good"]) + " s")
+        caches = [r["cache"] for r in st["good"] if r["cache"]]
+        if caches:
+            hits = median_of([c[0] for c in caches])
+            reads = median_of([c[1] for c in caches])
+            notes.append(f"client cache: {hits:.0f} answered without reading, {reads:.0f} read")
+        warm_bad = [r for r in rs if r["warmup"] and not r["warmup"].startswith("exit 0,")]
+        if warm_bad:
+            notes.append(f"warm-up FAILED in {len(warm_bad)} run(s)")
         dead = sum(1 for r in rs if r["server_alive"] == "0")
         if dead:
             notes.append(f"server process gone at the end of {dead} run(s)")
@@ -212,7 +295,8 @@ def main():
             fmt(st["wire"] / 1e6 if st["wire"] is not None else None, ".1f"),
             fmt(st["crss"] / 1024 if st["crss"] else None, ".1f"),
             fmt(st["srss"] / 1024 if st["srss"] else None, ".1f"),
-            fmt(ratio, ".2f"), fmt(pct, ".0f"), fmt(st["ccpu"], ".2f"), fmt(st["scpu"], ".2f"),
+            fmt(ratio, ".2f"), ref or "—", fmt(pct, ".0f"), fmt(st["ccpu"], ".2f"), fmt(st["scpu"], ".2f"),
+            read_cell(st["c_disk"], st["c_rchar"]), read_cell(st["s_disk"], st["s_rchar"]),
             "; ".join(notes),
         ])
 
@@ -246,7 +330,7 @@ def main():
         for name, (p1, p8) in iperf.items():
             md.append(f"| {name} | {fmt(p1, '.0f')} | {fmt(p8, '.0f')} |")
         md.append("")
-    if manifest:
+    if manifest and "big_files" in manifest:
         md.append(
             "Data: scenario 1/3/5/6 {bf} files, {bb:.0f} MiB in all; scenario 2 {sf} files of {ss} bytes in {sd} "
             "directories ({sb:.1f} MiB); scenario 4 one file of {db:.0f} MiB with {cp} of its {dp} 4 KiB pages "
@@ -257,6 +341,23 @@ def main():
                 db=manifest["delta_bytes"] / MIB, cp=manifest["delta_changed_pages"], dp=manifest["delta_pages"],
                 c4=manifest["delta_changed_bytes_4k"] / 1e6, c1n=manifest["delta_changed_chunks_1m"],
                 c1=manifest["delta_changed_bytes_1m"] / 1e6,
+            )
+        )
+        md.append("")
+    if manifest.get("many_files"):
+        p = manifest["params"] or {}
+        md.append(
+            "Scenario 8: {n} files of {lo}-{hi} bytes (uniformly random sizes, fixed seed) in {d} directories, "
+            "{b:.1f} MiB. Scenario 9: {f} files × {s:.0f} MiB = {t:.0f} MiB; {c} of them ({names}) have {pct:g} % "
+            "of their 4 KiB pages rewritten in place ({cp} pages, {c4:.2f} MB), so the changed files hold "
+            "{cb:.0f} MiB; those pages touch {c1n} of their 1 MiB chunks.".format(
+                n=manifest["many_files"], lo=p.get("many_min", "?"), hi=p.get("many_max", "?"),
+                d=manifest["many_dirs"], b=manifest["many_bytes"] / MIB,
+                f=manifest["db_files"], s=manifest["db_file_size"] / MIB, t=manifest["db_bytes"] / MIB,
+                c=len(manifest["db_changed_files"]), names=", ".join(manifest["db_changed_files"]),
+                pct=p.get("db_percent", 0), cp=manifest["db_changed_pages"],
+                c4=manifest["db_changed_bytes_4k"] / 1e6, cb=manifest["db_changed_file_bytes"] / MIB,
+                c1n=manifest["db_changed_chunks_1m"],
             )
         )
         md.append("")
