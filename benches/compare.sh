@@ -573,7 +573,7 @@ cache_sources
 # hashed, so the caller waits that long after copying the destination. The
 # server commits what the session taught its cache when the session ends, after
 # the client has exited: the warm-up waits for that line in the server's log.
-warm_up() { # DIR SRC REL|- (download: REMOTE_PATH DEST) SERVER_OPTS_COUNT SERVER_OPT... CLIENT_OPT...
+warm_up() { # DIR SRC REL N SERVER_OPT(N of them)... CLIENT_OPT...: an upload of SRC to REL
   local dir=$1 src=$2 rel=$3 nsrv=$4
   shift 4
   local srv=("${@:1:nsrv}") cli=("${@:nsrv+1}")

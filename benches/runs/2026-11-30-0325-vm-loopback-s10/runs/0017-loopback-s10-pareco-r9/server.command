@@ -1,0 +1,1 @@
+/work/target-bench2/pareco-s12 listen --bind 127.0.0.1:0 --root /tmp/pareco-bench-s12 --cache-dir /tmp/pareco-bench-s12-caches/compare.Y3TCSe/0017-loopback-s10-pareco-r9/server 
