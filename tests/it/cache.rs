@@ -35,6 +35,30 @@ fn run(args: &[&str], cache: &Path) -> (serde_json::Value, String) {
     (serde_json::from_slice(&out.stdout).expect("a JSON report"), stderr(&out))
 }
 
+/// An upload whose caches on both sides are warm: copied, aged past the
+/// racy window, and re-synced once (which remembers every file).
+struct Warm {
+    _caches: tempfile::TempDir,
+    server: Server,
+    src: tempfile::TempDir,
+    client_cache: std::path::PathBuf,
+}
+
+impl Warm {
+    fn upload() -> Warm {
+        let caches = tempfile::tempdir().unwrap();
+        let server = Server::start(&["--cache-dir", caches.path().join("server").to_str().unwrap()]);
+        let src = tempfile::tempdir().unwrap();
+        tree(src.path());
+        let client_cache = caches.path().join("client");
+        let (local, url) = (src.path().to_str().unwrap(), server.url("d"));
+        run(&["send", local, &url], &client_cache);
+        age();
+        run(&["send", local, &url], &client_cache);
+        Warm { _caches: caches, server, src, client_cache }
+    }
+}
+
 #[test]
 fn unchanged_files_are_not_read_again_on_either_side() {
     for direction in ["send", "recv"] {
@@ -74,15 +98,9 @@ fn unchanged_files_are_not_read_again_on_either_side() {
 
 #[test]
 fn a_rewrite_that_puts_back_size_and_mtime_is_still_caught() {
-    let caches = tempfile::tempdir().unwrap();
-    let server = Server::start(&["--cache-dir", caches.path().join("server").to_str().unwrap()]);
-    let src = tempfile::tempdir().unwrap();
-    tree(src.path());
+    let warm = Warm::upload();
+    let (src, server, client_cache) = (&warm.src, &warm.server, &warm.client_cache);
     let (local, url) = (src.path().to_str().unwrap(), server.url("d"));
-    let client_cache = caches.path().join("client");
-    run(&["send", local, &url], &client_cache);
-    age();
-    run(&["send", local, &url], &client_cache);
     // Same size, same mtime, other bytes: only the ctime tells.
     let mut big = fs::read(src.path().join("big/f1")).unwrap();
     big[1 << 20] ^= 1;
@@ -144,15 +162,9 @@ fn a_cache_is_never_kept_inside_a_synced_tree() {
 
 #[test]
 fn a_file_replaced_by_another_of_the_same_size_and_mtime_is_read() {
-    let caches = tempfile::tempdir().unwrap();
-    let server = Server::start(&["--cache-dir", caches.path().join("server").to_str().unwrap()]);
-    let src = tempfile::tempdir().unwrap();
-    tree(src.path());
+    let warm = Warm::upload();
+    let (src, server, cache) = (&warm.src, &warm.server, &warm.client_cache);
     let (local, url) = (src.path().to_str().unwrap(), server.url("d"));
-    let cache = caches.path().join("client");
-    run(&["send", local, &url], &cache);
-    age();
-    run(&["send", local, &url], &cache);
     // Deleted and made again (its inode number may well be reused), and
     // replaced by a rename: same size, same mtime, other bytes.
     let gone = src.path().join("mid/m3");
@@ -170,15 +182,9 @@ fn a_file_replaced_by_another_of_the_same_size_and_mtime_is_read() {
 
 #[test]
 fn another_chunk_size_or_digest_is_never_answered_from_the_cache() {
-    let caches = tempfile::tempdir().unwrap();
-    let server = Server::start(&["--cache-dir", caches.path().join("server").to_str().unwrap()]);
-    let src = tempfile::tempdir().unwrap();
-    tree(src.path());
+    let warm = Warm::upload();
+    let (src, server, cache) = (&warm.src, &warm.server, &warm.client_cache);
     let (local, url) = (src.path().to_str().unwrap(), server.url("d"));
-    let cache = caches.path().join("client");
-    run(&["send", local, &url], &cache);
-    age();
-    run(&["send", local, &url], &cache);
     for extra in [["-c", "64KiB"], ["--hash", "xxh128"]] {
         let mut args = vec!["send", local, &url, "--cache-dir", cache.to_str().unwrap(), "--json", "-v"];
         args.extend(extra);
