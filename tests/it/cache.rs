@@ -106,7 +106,7 @@ fn a_rewrite_that_puts_back_size_and_mtime_is_still_caught() {
     big[1 << 20] ^= 1;
     file(&src.path().join("big/f1"), &big, 0o644, (1_600_000_000, 0));
     file(&src.path().join("mid/m1"), &noise(100_000, 99), 0o644, (1_600_000_000, 0));
-    let (report, _) = run(&["send", local, &url], &client_cache);
+    let (report, _) = run(&["send", local, &url], client_cache);
     assert_eq!(report["files_transferred"], 2, "{report}");
     assert_eq!(report["chunks_transferred"], 2, "{report}");
     assert_same_tree(src.path(), &server.path("d"));
@@ -175,7 +175,7 @@ fn a_file_replaced_by_another_of_the_same_size_and_mtime_is_read() {
     let fresh = src.path().join("mid/new");
     file(&fresh, &noise(100_000, 1004), 0o644, (1_600_000_000, 0));
     fs::rename(&fresh, src.path().join("mid/m4")).unwrap();
-    let (report, _) = run(&["send", local, &url], &cache);
+    let (report, _) = run(&["send", local, &url], cache);
     assert_eq!(report["files_transferred"], 2, "inode reused: {reused}; {report}");
     assert_same_tree(src.path(), &server.path("d"));
 }
