@@ -68,6 +68,8 @@ fn hashing_a_file() {
             file_work: pareco::peer::BLOCKING_THREADS,
             keep_setid: true,
             fsync: false,
+            hard_links: false,
+            sparse: false,
             cache: None,
         };
         let source = LocalSource::new(Tree::open(dir.path()).expect("open tree"), settings);

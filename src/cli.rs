@@ -135,6 +135,14 @@ pub(crate) struct TransferArgs {
     /// survives a power cut.
     #[arg(long)]
     pub(crate) fsync: bool,
+    /// Files that are hard links of each other in the source arrive as hard
+    /// links of each other; their data travels once.
+    #[arg(short = 'H', long)]
+    pub(crate) hard_links: bool,
+    /// Holes and runs of zeros are neither read, sent nor written: a sparse
+    /// file stays sparse (with a temporary file and with --inplace).
+    #[arg(long)]
+    pub(crate) sparse: bool,
     /// recv as root: keep the setuid/setgid bits of received files (they
     /// are cleared otherwise).
     #[arg(long)]

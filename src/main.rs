@@ -235,6 +235,8 @@ async fn transfer(
         inplace: opts.inplace,
         delete: opts.delete,
         fsync: opts.fsync,
+        hard_links: opts.hard_links,
+        sparse: opts.sparse,
     };
     let cache = open_cache(&opts.cache, local);
     let settings = Settings { cache: cache.clone(), ..Settings::for_session(&spec, filter, keep_setid) };

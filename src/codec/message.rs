@@ -136,6 +136,16 @@ pub enum Message {
         /// Digest of the payload.
         digest: ByteBuf,
     },
+    /// Sparse sessions: the `len` bytes at `offset` of the file being built
+    /// are zeros (left or made a hole).
+    Zero {
+        /// The file being built, from `Begun`.
+        handle: u64,
+        /// Where the zeros start.
+        offset: u64,
+        /// How many; at most the chunk size.
+        len: u32,
+    },
     /// Apply metadata and put the file in place.
     Finish {
         /// The file being built, from `Begun`.
@@ -218,6 +228,12 @@ pub enum Message {
     Data {
         /// Digest of the payload.
         digest: ByteBuf,
+        /// The source file's state right after the read.
+        file: Stat,
+    },
+    /// Sparse sessions: answer to a `Read` whose bytes are all zeros, in
+    /// place of `Data`, with no payload.
+    Zeros {
         /// The source file's state right after the read.
         file: Stat,
     },

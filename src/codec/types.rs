@@ -93,14 +93,21 @@ pub struct SessionSpec {
     /// symlink (which would delete its contents).
     pub delete: bool,
     /// The destination flushes file data before a file takes its final
-    /// name, and directories after their entries change. Encoded only when
-    /// set (a spec without it is 8 elements long, as before it existed).
-    #[serde(default, skip_serializing_if = "is_false")]
+    /// name, and directories after their entries change.
+    #[serde(default)]
     pub fsync: bool,
-}
-
-fn is_false(value: &bool) -> bool {
-    !value
+    // --- hard links and sparse files (protocol 4) ---
+    /// `-H`: the source's listing gives files that are hard links of each
+    /// other one link group ([`Entry::link`]); the client links them at
+    /// the destination ([`Action::Link`]) instead of sending them again.
+    #[serde(default)]
+    pub hard_links: bool,
+    /// `--sparse`: a source answers a `Read` of zeros with `Zeros` (no
+    /// payload; holes found with `SEEK_DATA` are not even read), and a
+    /// destination leaves runs of zeros as holes (`Zero`, and the zero
+    /// blocks of a `Write` or `PutFile`).
+    #[serde(default)]
+    pub sparse: bool,
 }
 
 /// The kind of a tree entry. Other kinds (FIFOs, sockets, devices) are
@@ -154,6 +161,12 @@ pub struct Entry {
     pub path: RelPath,
     /// Its state.
     pub stat: Stat,
+    /// With `hard_links`, for a regular file with other names: its link
+    /// group, the same number for every entry of the listing that is the
+    /// same file. Encoded only when set (an entry without it is 2 elements
+    /// long).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<u64>,
 }
 
 /// Whose digests a `Hash` request asks for.
@@ -220,6 +233,15 @@ pub enum Action {
         /// `Dir` removes an empty directory; the other kinds unlink.
         kind: Kind,
     },
+    /// Make `path` a hard link of the regular file `target` (replacing what
+    /// is at `path`, unless it is that file already). Both are paths below
+    /// the session directory.
+    Link {
+        /// The new name (not the root).
+        path: RelPath,
+        /// The file it becomes another name of (not the root).
+        target: RelPath,
+    },
     /// Remove the temporary files an interrupted run left directly in the
     /// directory `path` (the root included), except those of files this
     /// session is building. Sent at the end of a run that had no error.
@@ -237,6 +259,7 @@ impl Action {
             | Action::Symlink { path, .. }
             | Action::SetMeta { path, .. }
             | Action::Remove { path, .. }
+            | Action::Link { path, .. }
             | Action::RemoveTemps { path } => path,
         }
     }

@@ -48,7 +48,7 @@ pub(super) fn copy_range(from: &File, to: &File, offset: u64, len: u64) -> io::R
 
 /// Makes `len` bytes at `offset` of `to` read as zeros without allocating
 /// them (a hole), or writes zeros where holes cannot be punched.
-fn zero(to: &File, offset: u64, len: u64) -> io::Result<()> {
+pub(super) fn zero(to: &File, offset: u64, len: u64) -> io::Result<()> {
     let punch = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
     match rustix::fs::fallocate(to, punch, offset, len) {
         Ok(()) => Ok(()),

@@ -13,7 +13,8 @@
 //! - [`cache`]: the persistent digest cache, so unchanged files are not read again.
 //! - [`walk`], [`filter`], [`hash`]: listing, include/exclude globs, digests;
 //!   [`whole`]: digests of many small files at once; [`remembered`]:
-//!   digests through the persistent [`cache`].
+//!   digests through the persistent [`cache`]; [`sparse`]: holes and runs
+//!   of zeros (`--sparse`).
 
 pub mod cache;
 mod copy;
@@ -23,6 +24,7 @@ pub mod filter;
 pub mod hash;
 pub mod remembered;
 pub mod source;
+pub mod sparse;
 pub mod temp;
 pub mod tree;
 pub mod walk;
@@ -96,6 +98,10 @@ pub struct Settings {
     pub fsync: bool,
     /// The persistent digest cache, if one is used.
     pub cache: Option<Arc<Remembered>>,
+    /// `-H`: a walk gives files with other names their link group.
+    pub hard_links: bool,
+    /// `--sparse`: holes are neither read nor written (see [`sparse`]).
+    pub sparse: bool,
 }
 
 impl Settings {
@@ -113,6 +119,8 @@ impl Settings {
             keep_setid,
             fsync: spec.fsync,
             cache: None,
+            hard_links: spec.hard_links,
+            sparse: spec.sparse,
         }
     }
 }
@@ -124,8 +132,11 @@ pub const SETID_BITS: u32 = 0o6000;
 /// right after the read.
 #[derive(Debug, Clone)]
 pub struct Chunk {
-    /// The bytes read, exactly as many as asked for.
+    /// The bytes read, exactly as many as asked for; none when `zeros`.
     pub data: Bytes,
+    /// Sparse sessions: the chunk is all zeros (a hole, not even read) and
+    /// `data` is empty.
+    pub zeros: bool,
     /// Digest of `data`.
     pub digest: Digest,
     /// The file's state right after the read.
@@ -218,6 +229,9 @@ pub trait Destination: Send + Sync + 'static {
         data: Bytes,
         digest: Digest,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Sparse sessions: makes `len` bytes at `offset` of the file being
+    /// built zeros, leaving or making them a hole.
+    fn zero(&self, handle: u64, offset: u64, len: u32) -> impl Future<Output = Result<()>> + Send;
     /// Applies `meta` and puts the file in place.
     fn finish(&self, handle: u64, meta: Meta) -> impl Future<Output = Result<()>> + Send;
     /// Stops building: keeps the partial file, or (`remove`) deletes it and
@@ -320,6 +334,11 @@ pub(crate) fn hash_chunks(
     let per_group = if group > 1 { group.min(span.count as usize) * width } else { 0 };
     let mut packed: Vec<u8> = Vec::with_capacity(per_group.min(1 << 20));
     let end = span.first.saturating_add(span.count as u64);
+    // Sparse sessions: chunks in a hole are digested without reading.
+    let file_size = match settings.sparse && recalled.is_none() {
+        true => file.metadata().map_err(|e| Error::from_io(e, rel, "stat"))?.len(),
+        false => 0,
+    };
     for index in span.first..end {
         let offset = index.saturating_mul(chunk);
         if offset >= span.size {
@@ -328,6 +347,11 @@ pub(crate) fn hash_chunks(
         let len = chunk.min(span.size - offset) as usize;
         let digest = match recalled.as_ref().and_then(|all| all.get(index as usize)) {
             Some(digest) => *digest,
+            None if sparse::in_hole(file, offset, len as u64, file_size) => {
+                let digest = sparse::zero_digest(settings.hash, len);
+                learnt.push(digest);
+                digest
+            }
             None => {
                 let got = read_full_at(file, &mut buf[..len], offset)
                     .map_err(|e| Error::from_io(e, rel, "read"))?;

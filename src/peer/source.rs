@@ -11,8 +11,8 @@ use crate::codec::{RelPath, Span, Stat};
 use super::error::{Error, Result};
 use super::tree::{file_stat, Tree};
 use super::{
-    hash, hash_chunks, read_full_at, read_new_at, walk, whole, Bundle, Chunk, Digest, FileWork, Listing,
-    Settings, Source,
+    hash, hash_chunks, read_full_at, read_new_at, sparse, walk, whole, Bundle, Chunk, Digest, FileWork,
+    Listing, Settings, Source,
 };
 
 /// Open files are kept for the next chunk up to this many; then the cache
@@ -93,7 +93,8 @@ impl Inner {
 impl Source for LocalSource {
     async fn walk(&self) -> Result<Listing> {
         let inner = &self.inner;
-        Ok(walk::spawn_walk(inner.tree.clone(), inner.settings.filter.clone(), inner.work.clone()))
+        let (filter, links) = (inner.settings.filter.clone(), inner.settings.hard_links);
+        Ok(walk::spawn_walk(inner.tree.clone(), filter, links, inner.work.clone()))
     }
 
     async fn hash(&self, path: RelPath, span: Span) -> Result<Vec<Digest>> {
@@ -179,13 +180,30 @@ impl Inner {
     }
 
     /// Reads one chunk; tells whether the file still had a name after it.
+    /// Sparse sessions: a chunk in a hole is not read, and one of zeros is
+    /// not sent (see [`super::sparse`]).
     fn read_chunk(&self, file: &File, path: &RelPath, offset: u64, len: u32) -> Result<(Chunk, bool)> {
+        if self.settings.sparse {
+            let (stat, named) = file_stat(file, path)?;
+            if sparse::in_hole(file, offset, len.into(), stat.size) {
+                return Ok((self.zeros(len, stat), named));
+            }
+        }
         let mut data =
             read_new_at(file, len as usize, offset).map_err(|e| Error::from_io(e, path, "read"))?;
         // Past the end of a file that shrank: zeros, as the doc says.
         data.resize(len as usize, 0);
-        let digest = hash::digest(self.settings.hash, &data);
         let (stat, named) = file_stat(file, path)?;
-        Ok((Chunk { data: Bytes::from(data), digest, file: stat }, named))
+        if self.settings.sparse && sparse::all_zeros(&data) {
+            return Ok((self.zeros(len, stat), named));
+        }
+        let digest = hash::digest(self.settings.hash, &data);
+        Ok((Chunk { data: Bytes::from(data), zeros: false, digest, file: stat }, named))
+    }
+
+    /// A chunk of `len` zeros, without its bytes.
+    fn zeros(&self, len: u32, file: Stat) -> Chunk {
+        let digest = sparse::zero_digest(self.settings.hash, len as usize);
+        Chunk { data: Bytes::new(), zeros: true, digest, file }
     }
 }

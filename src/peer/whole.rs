@@ -96,6 +96,8 @@ mod tests {
             file_work: 1,
             keep_setid: false,
             fsync: false,
+            hard_links: false,
+            sparse: false,
             cache: None,
         };
         (dir, tree, settings)

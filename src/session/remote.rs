@@ -12,7 +12,7 @@ use crate::codec::{
     Action, ErrorKind, FileRead, HashAlgo, HashTarget, Message, Meta, Packet, RelPath, SmallFile, Span, Stat,
 };
 use crate::peer::error::printable;
-use crate::peer::hash;
+use crate::peer::{hash, sparse};
 use crate::peer::{
     Batch, Begun, Bundle, Chunk, Destination, Digest, Error, Listing, NewFile, Result, Source,
 };
@@ -147,8 +147,15 @@ impl Source for RemoteSource {
     async fn read(&self, path: RelPath, offset: u64, len: u32) -> Result<Chunk> {
         let packet = self.pool.call(Message::Read { path, offset, len }, Bytes::new()).await?;
         match packet.msg {
-            Message::Data { digest, file } if packet.payload.len() == len as usize => {
-                Ok(Chunk { data: packet.payload, digest: hash::decode(self.hash, &digest)?, file })
+            Message::Data { digest, file } if packet.payload.len() == len as usize => Ok(Chunk {
+                data: packet.payload,
+                zeros: false,
+                digest: hash::decode(self.hash, &digest)?,
+                file,
+            }),
+            Message::Zeros { file } => {
+                let digest = sparse::zero_digest(self.hash, len as usize);
+                Ok(Chunk { data: Bytes::new(), zeros: true, digest, file })
             }
             Message::Data { .. } => Err(Error::new(
                 ErrorKind::Protocol,
@@ -227,6 +234,10 @@ impl Destination for RemoteDestination {
     async fn write(&self, handle: u64, offset: u64, data: Bytes, digest: Digest) -> Result<()> {
         let msg = Message::Write { handle, offset, digest: hash::encode(self.hash, digest) };
         done(&self.pool, msg, data).await
+    }
+
+    async fn zero(&self, handle: u64, offset: u64, len: u32) -> Result<()> {
+        done(&self.pool, Message::Zero { handle, offset, len }, Bytes::new()).await
     }
 
     async fn finish(&self, handle: u64, meta: Meta) -> Result<()> {

@@ -377,5 +377,7 @@ pub(super) fn root_spec(direction: Direction) -> SessionSpec {
         inplace: false,
         delete: false,
         fsync: false,
+        hard_links: false,
+        sparse: false,
     }
 }

@@ -106,6 +106,7 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         let sent_bytes = progress.data_sent.load(Ordering::Relaxed).min(size);
         if progress.vanished.load(Ordering::Relaxed) {
             Counters::add(&c.files_vanished, 1);
+            ctx.links.failed(&entry.path);
             tracing::warn!("{}: vanished during the transfer; removed from the destination too", entry.path);
             if found.is_some_and(|f| f.kind == Kind::File) {
                 let remove = vec![Action::Remove { path: entry.path.clone(), kind: Kind::File }];
@@ -116,6 +117,7 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         match result {
             Err(e) => {
                 Counters::add(&c.files_failed, 1);
+                ctx.links.failed(&entry.path);
                 ctx.fail("", e);
             }
             Ok(()) => {
@@ -206,7 +208,9 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
             let chunk = ctx.source.read(path.clone(), 0, size as u32).await.map_err(from_source(progress))?;
             note_change(progress, &entry.stat, &chunk.file, expected, chunk.digest);
             progress.bytes_sent.fetch_add(size, Ordering::Relaxed);
-            match ctx.dest.put_file(path.clone(), entry.stat.meta, chunk.data, chunk.digest).await {
+            // Sparse zeros: a small file is still sent whole, in one frame.
+            let data = if chunk.zeros { vec![0u8; size as usize].into() } else { chunk.data };
+            match ctx.dest.put_file(path.clone(), entry.stat.meta, data, chunk.digest).await {
                 Ok(()) => break,
                 Err(e) if e.kind == ErrorKind::DigestMismatch && attempt == 0 => {
                     tracing::warn!("{e}; sending it again");
@@ -376,8 +380,14 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         for attempt in 0..2 {
             let chunk = ctx.source.read(path.clone(), offset, len).await.map_err(from_source(progress))?;
             note_change(progress, listed, &chunk.file, expected, chunk.digest);
-            progress.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
-            match ctx.dest.write(handle, offset, chunk.data, chunk.digest).await {
+            let written = if chunk.zeros {
+                // Sparse: no bytes travel, the destination leaves a hole.
+                ctx.dest.zero(handle, offset, len).await
+            } else {
+                progress.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
+                ctx.dest.write(handle, offset, chunk.data, chunk.digest).await
+            };
+            match written {
                 Ok(()) => {
                     tracing::debug!("{path}: chunk at {offset} ({len} bytes) sent");
                     progress.chunks_sent.fetch_add(1, Ordering::Relaxed);

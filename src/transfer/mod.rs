@@ -10,6 +10,8 @@
 //!   functions, tested on their own).
 //! - `bundle`: new small files, many per request.
 //! - `delete`: `--delete`, once the rest is done.
+//! - `links`: `-H`, files that are other names of a file listed before,
+//!   linked at the destination once the files are done.
 //! - `progress`: what happened to one file, for the counters.
 //! - [`stats`]: counters and the final report.
 //!
@@ -23,6 +25,7 @@ mod bundle;
 mod compare;
 mod delete;
 pub mod file;
+mod links;
 mod plan;
 mod progress;
 pub mod stats;
@@ -64,6 +67,8 @@ pub struct Options {
     pub inplace: bool,
     /// Bytes of chunk data in flight at most.
     pub window: usize,
+    /// `-H`: files listed in one link group arrive as hard links.
+    pub hard_links: bool,
 }
 
 impl Options {
@@ -78,6 +83,7 @@ impl Options {
             inplace: spec.inplace,
             // Four chunks per connection, within 16-64 MiB, at least two chunks.
             window: (connections * 4 * chunk).clamp(16 << 20, 64 << 20).max(2 * chunk),
+            hard_links: spec.hard_links,
         }
     }
 }
@@ -94,6 +100,8 @@ pub(crate) struct Ctx<S, D> {
     abort: CancellationToken,
     fatal: Mutex<Option<peer::Error>>,
     tasks: TaskTracker,
+    /// `-H`: the link groups of the listing.
+    links: links::Links,
 }
 
 impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
@@ -196,6 +204,7 @@ where
     D: Destination + Clone,
 {
     let window = opts.window.max(opts.chunk_size as usize);
+    let hard_links = opts.hard_links;
     let delete = opts.delete;
     let ctx = Arc::new(Ctx {
         source,
@@ -206,6 +215,7 @@ where
         abort: CancellationToken::new(),
         fatal: Mutex::new(None),
         tasks: TaskTracker::new(),
+        links: links::Links::new(hard_links),
     });
     let mut listing = ctx.source.walk().await?;
     let batches = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
@@ -239,6 +249,8 @@ where
                 seen.insert(entry.path.clone());
             }
         }
+        let followers = ctx.links.take_followers(&mut batch.entries);
+        Counters::add(&ctx.counters.files_total, followers as u64);
         let Ok(permit) = batches.clone().acquire_owned().await else { break };
         let (ctx2, files) = (ctx.clone(), files.clone());
         ctx.tasks.spawn(async move {
@@ -251,6 +263,9 @@ where
     if let Some(fatal) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(fatal);
     }
+    // Every file is under its final name now: the other names of each.
+    let linked = ctx.apply(ctx.links.actions()).await;
+    Counters::add(&ctx.counters.files_linked, linked as u64);
     if delete {
         let errors = Counters::get(&ctx.counters.errors);
         if incomplete || errors > 0 {

@@ -24,6 +24,9 @@ pub struct Counters {
     pub files_changed: AtomicU64,
     /// Files that vanished from the source during the transfer.
     pub files_vanished: AtomicU64,
+    /// `-H`: files that are other names of a file listed before them,
+    /// made (or found) hard links of it at the destination.
+    pub files_linked: AtomicU64,
     /// Directories the source listed.
     pub dirs_total: AtomicU64,
     /// Symlinks the source listed.
@@ -86,6 +89,7 @@ impl Counters {
             files_failed: get(&self.files_failed),
             files_changed_during_transfer: get(&self.files_changed),
             files_vanished: get(&self.files_vanished),
+            files_linked: get(&self.files_linked),
             dirs_total: get(&self.dirs_total),
             symlinks_total: get(&self.symlinks_total),
             bytes_total: get(&self.bytes_total),
@@ -125,6 +129,9 @@ pub struct Report {
     pub files_changed_during_transfer: u64,
     /// Files that vanished from the source during the transfer.
     pub files_vanished: u64,
+    /// `-H`: files that are other names of a file listed before them,
+    /// made (or found) hard links of it at the destination; no data sent.
+    pub files_linked: u64,
     /// Directories the source listed.
     pub dirs_total: u64,
     /// Symlinks the source listed.
@@ -193,6 +200,9 @@ impl Report {
                 self.chunk_latency_us.p99 as f64 / 1000.0,
             ),
         ];
+        if self.files_linked > 0 {
+            lines.push(format!("hard links: {} file(s) linked to another name", self.files_linked));
+        }
         let c = &self.connections;
         if c.reconnects + c.requests_retried > 0 {
             lines.push(format!(

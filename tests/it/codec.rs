@@ -48,7 +48,7 @@ fn config(cases: u32) -> Config {
 }
 
 /// Number of `Message` variants; [`variant_index`] must stay exhaustive.
-const VARIANTS: usize = 33;
+const VARIANTS: usize = 35;
 
 /// A dense index per variant. No wildcard arm on purpose: a new variant does
 /// not compile until it is given an index here (and a strategy and a sample
@@ -88,6 +88,8 @@ fn variant_index(msg: &Message) -> usize {
         Message::FilesRead { .. } => 30,
         Message::HashFiles { .. } => 31,
         Message::FilesHashed { .. } => 32,
+        Message::Zero { .. } => 33,
+        Message::Zeros { .. } => 34,
     }
 }
 
@@ -170,7 +172,11 @@ fn stat() -> impl Strategy<Value = Stat> {
 }
 
 fn entry() -> impl Strategy<Value = Entry> {
-    (rel_path(), stat()).prop_map(|(path, stat)| Entry { path, stat })
+    (rel_path(), stat(), proptest::option::of(any::<u64>())).prop_map(|(path, stat, link)| Entry {
+        path,
+        stat,
+        link,
+    })
 }
 
 fn direction() -> impl Strategy<Value = Direction> {
@@ -199,15 +205,42 @@ fn session_spec() -> impl Strategy<Value = SessionSpec> {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
+        (any::<bool>(), any::<bool>()),
     )
-        .prop_map(|(direction, path, chunk_size, hash, includes, excludes, inplace, delete, fsync)| {
-            SessionSpec { direction, path, chunk_size, hash, includes, excludes, inplace, delete, fsync }
-        })
+        .prop_map(
+            |(
+                direction,
+                path,
+                chunk_size,
+                hash,
+                includes,
+                excludes,
+                inplace,
+                delete,
+                fsync,
+                (hard_links, sparse),
+            )| {
+                SessionSpec {
+                    direction,
+                    path,
+                    chunk_size,
+                    hash,
+                    includes,
+                    excludes,
+                    inplace,
+                    delete,
+                    fsync,
+                    hard_links,
+                    sparse,
+                }
+            },
+        )
 }
 
 fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         rel_path().prop_map(|path| Action::MakeDir { path }),
+        (rel_path(), rel_path()).prop_map(|(path, target)| Action::Link { path, target }),
         (rel_path(), byte_buf(64), mtime()).prop_map(|(path, target, mtime)| Action::Symlink {
             path,
             target,
@@ -305,6 +338,9 @@ fn message_strategies() -> Vec<BoxedStrategy<Message>> {
         (any::<u64>(), any::<u64>(), digest())
             .prop_map(|(handle, offset, digest)| Message::Write { handle, offset, digest })
             .boxed(),
+        (any::<u64>(), any::<u64>(), any::<u32>())
+            .prop_map(|(handle, offset, len)| Message::Zero { handle, offset, len })
+            .boxed(),
         (any::<u64>(), meta()).prop_map(|(handle, meta)| Message::Finish { handle, meta }).boxed(),
         (any::<u64>(), any::<bool>())
             .prop_map(|(handle, remove)| Message::Discard { handle, remove })
@@ -328,6 +364,7 @@ fn message_strategies() -> Vec<BoxedStrategy<Message>> {
             .boxed(),
         digest_list().prop_map(|digests| Message::Hashes { digests }).boxed(),
         (digest(), stat()).prop_map(|(digest, file)| Message::Data { digest, file }).boxed(),
+        stat().prop_map(|file| Message::Zeros { file }).boxed(),
         (any::<u64>(), any::<bool>())
             .prop_map(|(handle, partial)| Message::Begun { handle, partial })
             .boxed(),
@@ -423,6 +460,8 @@ fn sample_packets() -> Vec<Packet> {
         inplace: false,
         delete: false,
         fsync: false,
+        hard_links: true,
+        sparse: true,
     };
     let digest = || ByteBuf::from(vec![0xD1, 0x6E, 0x57, 0x00, 0x01, 0x02, 0x03, 0x04]);
     let payload = Bytes::from_static(b"chunk payload: the raw file bytes\n");
@@ -487,6 +526,7 @@ fn sample_packets() -> Vec<Packet> {
                     },
                     Action::SetMeta { path: rel("dir"), kind: Kind::Dir, meta },
                     Action::Remove { path: rel("old"), kind: Kind::File },
+                    Action::Link { path: rel("dir/second"), target: rel("a") },
                 ],
             },
         ),
@@ -496,8 +536,8 @@ fn sample_packets() -> Vec<Packet> {
             2,
             Message::Listing {
                 entries: vec![
-                    Entry { path: rel("a"), stat: file_stat.clone() },
-                    Entry { path: rel("link"), stat: link_stat.clone() },
+                    Entry { path: rel("a"), stat: file_stat.clone(), link: Some(0) },
+                    Entry { path: rel("link"), stat: link_stat.clone(), link: None },
                 ],
                 problems: vec!["secret: permission denied".into()],
                 done: true,
@@ -506,7 +546,7 @@ fn sample_packets() -> Vec<Packet> {
         ),
         Packet::new(3, Message::Probed { found: vec![Some(file_stat.clone()), None, Some(link_stat)] }),
         Packet::new(4, Message::Hashes { digests: DigestList((0u8..64).collect()) }),
-        Packet::with_payload(5, Message::Data { digest: digest(), file: file_stat }, payload),
+        Packet::with_payload(5, Message::Data { digest: digest(), file: file_stat.clone() }, payload),
         Packet::new(6, Message::Begun { handle: 17, partial: false }),
         Packet::new(9, Message::Done),
         Packet::new(12, Message::Applied { failures: vec![(rel("old"), "directory not empty".into())] }),
@@ -558,6 +598,8 @@ fn sample_packets() -> Vec<Packet> {
                 }],
             },
         ),
+        Packet::new(17, Message::Zero { handle: 17, offset: 2 << 20, len: 1 << 20 }),
+        Packet::new(18, Message::Zeros { file: file_stat }),
     ];
     for (i, p) in packets.iter().enumerate() {
         assert_eq!(variant_index(&p.msg), i, "sample_packets out of variant order");
@@ -886,6 +928,8 @@ fn mirror_headers_match_the_real_encoding() {
         inplace: true,
         delete: false,
         fsync: false,
+        hard_links: false,
+        sparse: false,
     };
     let mirror_spec = mirror::Spec::with_path(&spec, path.as_bytes());
     let span = Span { size: 3000, first: 1, count: 2, group: 3 };

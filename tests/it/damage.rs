@@ -64,6 +64,10 @@ impl Destination for Damaging {
         self.inner.write(handle, offset, data, digest).await
     }
 
+    async fn zero(&self, handle: u64, offset: u64, len: u32) -> Result<()> {
+        self.inner.zero(handle, offset, len).await
+    }
+
     async fn finish(&self, handle: u64, meta: Meta) -> Result<()> {
         self.inner.finish(handle, meta).await
     }
@@ -113,6 +117,7 @@ fn damaged_small_files_and_chunks_are_sent_once_more() {
             delete: false,
             inplace: false,
             window: 1 << 20,
+            hard_links: false,
         };
         let counters = Arc::new(transfer::Counters::default());
         transfer::run(source, dest.clone(), options, counters.clone()).await.expect("transfer runs");

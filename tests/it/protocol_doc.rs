@@ -87,6 +87,8 @@ fn described() -> Vec<Packet> {
         inplace,
         delete: inplace,
         fsync: false,
+        hard_links: false,
+        sparse: false,
     };
     let digest8 = || ByteBuf::from((1u8..=8).collect::<Vec<u8>>());
     let session = 0x0123_4567_89ab_cdef;
@@ -148,7 +150,10 @@ fn described() -> Vec<Packet> {
         rq(Message::Close),
         rq(Message::Pong),
         rq(Message::Listing {
-            entries: vec![Entry { path: rel("f"), stat: file.clone() }, Entry { path: rel("l"), stat: link }],
+            entries: vec![
+                Entry { path: rel("f"), stat: file.clone(), link: None },
+                Entry { path: rel("l"), stat: link, link: None },
+            ],
             problems: vec!["x: denied".into()],
             done: false,
             root: Some(meta),

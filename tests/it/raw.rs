@@ -262,6 +262,8 @@ pub fn spec(direction: Direction, path: &str) -> SessionSpec {
         inplace: false,
         delete: false,
         fsync: false,
+        hard_links: false,
+        sparse: false,
     }
 }
 

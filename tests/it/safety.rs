@@ -82,9 +82,10 @@ fn a_server_listing_the_root_as_an_entry_cannot_empty_a_recv_destination() {
     let small_file = Stat { kind: Kind::File, size: 10, meta: meta(), target: None };
     for stat in [symlink, big_file, small_file] {
         let fake = Fake::start(move |msg| match msg {
-            Message::Walk => {
-                walk_answer(vec![listing(vec![Entry { path: RelPath::root(), stat: stat.clone() }], vec![])])
-            }
+            Message::Walk => walk_answer(vec![listing(
+                vec![Entry { path: RelPath::root(), stat: stat.clone(), link: None }],
+                vec![],
+            )]),
             other => refuse(other),
         });
         let local = tempfile::tempdir().unwrap();
@@ -317,7 +318,10 @@ fn answers_of_the_wrong_shape_fail_the_run_cleanly() {
     let fake = Fake::start(move |msg| match msg {
         Message::Walk => {
             let stat = Stat { kind: Kind::File, size, meta: meta(), target: None };
-            walk_answer(vec![listing(vec![Entry { path: RelPath::new("big").unwrap(), stat }], vec![])])
+            walk_answer(vec![listing(
+                vec![Entry { path: RelPath::new("big").unwrap(), stat, link: None }],
+                vec![],
+            )])
         }
         Message::Hash { .. } => {
             let digests = pareco::codec::DigestList(vec![7u8; 8 * 3000]);
@@ -374,7 +378,7 @@ fn without_delete_a_server_cannot_empty_a_directory_by_calling_it_a_file_or_syml
     for stat in [symlink, big_file, small_file] {
         let fake = Fake::start(move |msg| match msg {
             Message::Walk => {
-                let entry = Entry { path: RelPath::new("a").unwrap(), stat: stat.clone() };
+                let entry = Entry { path: RelPath::new("a").unwrap(), stat: stat.clone(), link: None };
                 walk_answer(vec![listing(vec![entry], vec![])])
             }
             Message::Hash { .. } => vec![(Message::Hashes { digests: Default::default() }, Bytes::new())],

@@ -333,6 +333,8 @@ fn concurrent_sessions_and_overlap_refused() {
             inplace: false,
             delete: false,
             fsync: false,
+            hard_links: false,
+            sparse: false,
         };
         let config = pareco::session::ClientConfig {
             connections: 1,

@@ -338,6 +338,8 @@ pub fn local_settings(chunk: u32) -> pareco::peer::Settings {
         file_work: pareco::peer::BLOCKING_THREADS,
         keep_setid: true,
         fsync: false,
+        hard_links: false,
+        sparse: false,
         cache: None,
     }
 }

@@ -13,7 +13,7 @@ use crate::codec::{ErrorKind, Kind, Meta, RelPath};
 use super::super::error::{Error, Result};
 use super::super::temp::temp_path;
 use super::super::tree::{file_stat, link_count, set_file_meta};
-use super::super::{copy, Begun, Digest, SETID_BITS};
+use super::super::{copy, sparse, Begun, Digest, SETID_BITS};
 use super::entries::below_root;
 use super::{check_digest, max_copy, protocol, Inner, MAX_BUILDING};
 
@@ -30,6 +30,14 @@ pub(super) struct Building {
     /// mode only: in place, the file is its own previous version).
     pub(super) old: Option<(File, u64)>,
     pub(super) partial: bool,
+}
+
+impl Building {
+    /// Whether the file may hold bytes where a chunk goes: all but a fresh
+    /// temporary file, whose unwritten chunks are holes.
+    fn holds_bytes(&self) -> bool {
+        self.temp.is_none() || self.partial
+    }
 }
 
 impl Inner {
@@ -159,9 +167,24 @@ impl Inner {
             return Err(protocol(format!("{}: chunk at {offset} is past the end of the file", b.path)));
         }
         check_digest(&self.settings, data, digest, &b.path, offset)?;
-        b.file
-            .write_all_at(data, offset)
-            .map_err(|e| self.give_back_space(handle, Error::from_io(e, &b.path, "write")))
+        let written = match self.settings.sparse {
+            true => sparse::write_sparse(&b.file, data, offset, b.holds_bytes()),
+            false => b.file.write_all_at(data, offset),
+        };
+        written.map_err(|e| self.give_back_space(handle, Error::from_io(e, &b.path, "write")))
+    }
+
+    /// Sparse sessions: `len` bytes at `offset` are zeros.
+    pub(super) fn zero(&self, handle: u64, offset: u64, len: u32) -> Result<()> {
+        let b = self.building(handle)?;
+        if !self.settings.sparse || len > self.settings.chunk_size {
+            return Err(protocol(format!("{}: Zero is for sparse sessions, at most a chunk", b.path)));
+        }
+        if offset.checked_add(len.into()).is_none_or(|end| end > b.size) {
+            return Err(protocol(format!("{}: zeros at {offset} are past the end of the file", b.path)));
+        }
+        sparse::zero_range(&b.file, offset, len.into(), b.holds_bytes())
+            .map_err(|e| self.give_back_space(handle, Error::from_io(e, &b.path, "punch a hole in")))
     }
 
     pub(super) fn finish(&self, handle: u64, meta: Meta) -> Result<()> {

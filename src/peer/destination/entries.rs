@@ -1,5 +1,6 @@
 //! Writing whole entries at the destination: a small file at once, and the
-//! directory-level actions (directories, symlinks, metadata, removals).
+//! directory-level actions (directories, symlinks, hard links, metadata,
+//! removals).
 //! Neither ever replaces or removes the root itself.
 
 use std::os::unix::fs::FileExt;
@@ -21,7 +22,7 @@ impl Inner {
         if self.settings.inplace {
             self.prepare_file_slot(&path)?;
             if let Some(file) = self.open_in_place(&path)? {
-                file.write_all_at(data, 0)
+                self.write_data(&file, data, true)
                     .and_then(|()| file.set_len(data.len() as u64))
                     .map_err(|e| Error::from_io(e, &path, "write"))?;
                 set_file_meta(&file, self.file_meta(meta), &path)?;
@@ -48,7 +49,7 @@ impl Inner {
                 parent.create_new(&temp, &path)?
             }
         };
-        let written = file.write_all_at(data, 0).map_err(|e| Error::from_io(e, &path, "write"));
+        let written = self.write_data(&file, data, false).map_err(|e| Error::from_io(e, &path, "write"));
         let finished = written
             .and_then(|()| set_file_meta(&file, self.file_meta(meta), &path))
             .and_then(|()| self.sync_file(&file, &path));
@@ -69,6 +70,17 @@ impl Inner {
             }
             other => other,
         }
+    }
+
+    /// Writes a whole file's `data` at its start; sparse sessions size the
+    /// file first and leave its zeros out (`punch`: the file may hold other
+    /// bytes there).
+    fn write_data(&self, file: &std::fs::File, data: &[u8], punch: bool) -> std::io::Result<()> {
+        if !self.settings.sparse {
+            return file.write_all_at(data, 0);
+        }
+        file.set_len(data.len() as u64)?;
+        crate::peer::sparse::write_sparse(file, data, 0, punch)
     }
 
     /// `meta` as a regular file here gets it: without the setuid and
@@ -111,6 +123,19 @@ impl Inner {
                     self.tree.set_mode(path, meta.mode, self.settings.keep_setid)?;
                 }
                 self.tree.set_mtime(path, meta.mtime)
+            }
+            Action::Link { path, target } => {
+                below_root(target)?;
+                match self.tree.lstat(path)? {
+                    Some(st) if st.kind == Kind::Dir => self.make_room(path)?,
+                    Some(_) => {}
+                    None => {
+                        if let Some((parent, _)) = path.split_last().filter(|(p, _)| !p.is_root()) {
+                            self.tree.replace_with_dirs(&parent)?;
+                        }
+                    }
+                }
+                self.tree.hard_link(target, path).map(drop)
             }
             Action::Remove { path, kind: Kind::Dir } => self.tree.remove_empty_dir(path).map(drop),
             Action::Remove { path, .. } => self.tree.remove_file(path),

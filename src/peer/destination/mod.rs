@@ -187,7 +187,7 @@ impl Inner {
 impl Destination for LocalDestination {
     async fn walk(&self) -> Result<Listing> {
         let inner = &self.inner;
-        Ok(walk::spawn_walk(inner.tree.clone(), inner.settings.filter.clone(), inner.work.clone()))
+        Ok(walk::spawn_walk(inner.tree.clone(), inner.settings.filter.clone(), false, inner.work.clone()))
     }
 
     async fn probe(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Stat>>> {
@@ -224,6 +224,11 @@ impl Destination for LocalDestination {
     async fn write(&self, handle: u64, offset: u64, data: Bytes, digest: Digest) -> Result<()> {
         let inner = self.inner.clone();
         inner.work.clone().run(move || inner.write(handle, offset, &data, digest)).await
+    }
+
+    async fn zero(&self, handle: u64, offset: u64, len: u32) -> Result<()> {
+        let inner = self.inner.clone();
+        inner.work.clone().run(move || inner.zero(handle, offset, len)).await
     }
 
     async fn finish(&self, handle: u64, meta: Meta) -> Result<()> {

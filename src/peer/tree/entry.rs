@@ -66,13 +66,29 @@ pub(crate) fn stat_at<P: rustix::path::Arg + Copy>(
     dir: &OwnedFd,
     name: P,
 ) -> rustix::io::Result<Option<Stat>> {
+    Ok(stat_linked_at(dir, name)?.map(|(stat, _)| stat))
+}
+
+/// The identity of a regular file with more than one name: its device and
+/// inode numbers, the same for all its names.
+pub(crate) type FileId = (u64, u64);
+
+/// As [`stat_at`], with the entry's [`FileId`] when it is a regular file
+/// with other names (hard links).
+pub(crate) fn stat_linked_at<P: rustix::path::Arg + Copy>(
+    dir: &OwnedFd,
+    name: P,
+) -> rustix::io::Result<Option<(Stat, Option<FileId>)>> {
     let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-    let target = if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
+    let file_type = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    let target = if file_type == rustix::fs::FileType::Symlink {
         Some(rustix::fs::readlinkat(dir, name, Vec::new())?.into_bytes())
     } else {
         None
     };
-    Ok(stat_of(&st, target))
+    let linked = file_type == rustix::fs::FileType::RegularFile && st.st_nlink > 1;
+    let id = linked.then_some((st.st_dev, st.st_ino));
+    Ok(stat_of(&st, target).map(|stat| (stat, id)))
 }
 
 pub(super) fn stat_of(st: &rustix::fs::Stat, target: Option<Vec<u8>>) -> Option<Stat> {

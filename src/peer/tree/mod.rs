@@ -15,6 +15,7 @@
 //! - `remove`: removing a whole directory tree.
 
 mod entry;
+mod link;
 mod remove;
 
 use std::fs::File;
@@ -28,9 +29,9 @@ use rustix::io::Errno;
 use crate::codec::{Kind, Mtime, RelPath, Stat};
 
 use super::error::{Error, Result};
-pub(crate) use entry::stat_at;
 pub use entry::{file_stat, link_count, set_file_meta, Parent};
 use entry::{regular_file, stat_of, timestamps};
+pub(crate) use entry::{stat_at, stat_linked_at, FileId};
 
 const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
 

@@ -14,7 +14,9 @@
 //! even read, and a directory that is not selected itself is listed only
 //! once something below it is (so its selected contents have a parent to
 //! go into). The root itself is never an entry; its metadata rides in the
-//! first batch.
+//! first batch. With hard links asked for (`-H`), each listed file that has
+//! other names gets its link group: a number given to the first listed
+//! name of the file and carried by every later one.
 
 mod read;
 
@@ -27,7 +29,7 @@ use tokio::task::JoinHandle;
 use crate::codec::{Entry, Kind, Meta, RelPath};
 
 use super::filter::Filter;
-use super::tree::Tree;
+use super::tree::{FileId, Tree};
 use super::work::FileWork;
 use read::{read_dir, DirRead};
 
@@ -61,16 +63,16 @@ pub type Listing = mpsc::Receiver<Batch>;
 
 /// Starts walking `tree`, its directories read within the role's share
 /// of file work, returning the batches as they are made.
-pub fn spawn_walk(tree: Arc<Tree>, filter: Filter, work: FileWork) -> Listing {
+pub fn spawn_walk(tree: Arc<Tree>, filter: Filter, links: bool, work: FileWork) -> Listing {
     let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(Walk::new(tree, filter, work, tx).run());
+    tokio::spawn(Walk::new(tree, filter, links, work, tx).run());
     rx
 }
 
 /// A directory being listed: the entries of it not yet emitted.
 struct Frame {
     dir: RelPath,
-    entries: std::vec::IntoIter<(Vec<u8>, crate::codec::Stat)>,
+    entries: std::vec::IntoIter<(Vec<u8>, crate::codec::Stat, Option<FileId>)>,
     /// Subdirectories (in order) not yet read ahead.
     unread: std::collections::VecDeque<RelPath>,
 }
@@ -87,6 +89,9 @@ struct Walk {
     held: Vec<Entry>,
     ahead: std::collections::HashMap<RelPath, JoinHandle<DirRead>>,
     work: FileWork,
+    /// Hard links asked for: the link group of each file with other names
+    /// listed so far.
+    links: Option<std::collections::HashMap<FileId, u64>>,
 }
 
 impl Drop for Walk {
@@ -100,7 +105,7 @@ impl Drop for Walk {
 }
 
 impl Walk {
-    fn new(tree: Arc<Tree>, filter: Filter, work: FileWork, tx: mpsc::Sender<Batch>) -> Walk {
+    fn new(tree: Arc<Tree>, filter: Filter, links: bool, work: FileWork, tx: mpsc::Sender<Batch>) -> Walk {
         Walk {
             tree,
             filter: Arc::new(filter),
@@ -111,6 +116,7 @@ impl Walk {
             held: Vec::new(),
             ahead: std::collections::HashMap::new(),
             work,
+            links: links.then(std::collections::HashMap::new),
         }
     }
 
@@ -122,7 +128,7 @@ impl Walk {
         let mut stack = vec![self.frame(root, read)];
         self.read_ahead(&mut stack);
         while let Some(frame) = stack.last_mut() {
-            let Some((name, stat)) = frame.entries.next() else {
+            let Some((name, stat, id)) = frame.entries.next() else {
                 stack.pop();
                 continue;
             };
@@ -132,7 +138,7 @@ impl Walk {
                 // Not read ahead: it is read now, not a second time later.
                 frame.unread.pop_front();
             }
-            if !self.emit(Entry { path: path.clone(), stat }).await {
+            if !self.emit(Entry { path: path.clone(), stat, link: None }, id).await {
                 return;
             }
             if is_dir {
@@ -155,8 +161,8 @@ impl Walk {
         let unread = read
             .entries
             .iter()
-            .filter(|(_, stat)| stat.kind == Kind::Dir)
-            .filter_map(|(name, _)| dir.join(name).ok())
+            .filter(|(_, stat, _)| stat.kind == Kind::Dir)
+            .filter_map(|(name, _, _)| dir.join(name).ok())
             .collect();
         Frame { dir, entries: read.entries.into_iter(), unread }
     }
@@ -177,10 +183,11 @@ impl Walk {
     fn start_reading(&self, dir: &RelPath) -> JoinHandle<DirRead> {
         let (tree, filter, dir, work) =
             (self.tree.clone(), self.filter.clone(), dir.clone(), self.work.clone());
+        let links = self.links.is_some();
         tokio::spawn(async move {
             let read = work.run({
                 let dir = dir.clone();
-                move || Ok(read_dir(&tree, &filter, &dir))
+                move || Ok(read_dir(&tree, &filter, links, &dir))
             });
             read.await
                 .unwrap_or_else(|e| DirRead { problems: vec![format!("{dir}: {e}")], ..DirRead::default() })
@@ -204,16 +211,20 @@ impl Walk {
         }))
     }
 
-    /// Adds `entry` to the batch (or holds a directory back, see
-    /// [`Walk::held`]) and sends the batch when it is due. False when the
-    /// receiver is gone.
-    async fn emit(&mut self, entry: Entry) -> bool {
+    /// Adds `entry` (a file with other names: `id`) to the batch, or holds
+    /// a directory back (see [`Walk::held`]), and sends the batch when it is
+    /// due. False when the receiver is gone.
+    async fn emit(&mut self, mut entry: Entry, id: Option<FileId>) -> bool {
         self.held.retain(|dir| entry.path.starts_with(&dir.path) && entry.path != dir.path);
         if !self.filter.selects(&entry.path) {
             if entry.stat.kind == Kind::Dir {
                 self.held.push(entry);
             }
             return true;
+        }
+        if let (Some(groups), Some(id)) = (self.links.as_mut(), id) {
+            let next = groups.len() as u64;
+            entry.link = Some(*groups.entry(id).or_insert(next));
         }
         if self.batch.entries.is_empty() {
             self.started = Instant::now();

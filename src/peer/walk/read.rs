@@ -17,7 +17,7 @@ use rustix::io::Errno;
 use crate::codec::{RelPath, Stat};
 use crate::peer::filter::Filter;
 use crate::peer::temp::is_temp_name;
-use crate::peer::tree::{stat_at, Tree};
+use crate::peer::tree::{stat_at, stat_linked_at, FileId, Tree};
 
 /// Problems named one by one per directory; the rest are counted.
 const PROBLEMS_PER_DIR: usize = 64;
@@ -26,12 +26,13 @@ const STRICT: ResolveFlags =
     ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
 
 /// One directory as read: its own metadata, its listed entries sorted by
-/// name, the entries that could not be read, and the names of special
-/// files that were skipped.
+/// name (with `links`, a file with other names with its identity), the
+/// entries that could not be read, and the names of special files that
+/// were skipped.
 #[derive(Debug, Default)]
 pub(super) struct DirRead {
     pub own: Option<Stat>,
-    pub entries: Vec<(Vec<u8>, Stat)>,
+    pub entries: Vec<(Vec<u8>, Stat, Option<FileId>)>,
     pub problems: Vec<String>,
     pub skipped: Vec<RelPath>,
 }
@@ -40,9 +41,9 @@ pub(super) struct DirRead {
 /// temporary files are left out before they are even stated. A directory
 /// that is gone (deleted while the walk ran) reads as empty, without a
 /// problem; any other failure is a problem.
-pub(super) fn read_dir(tree: &Tree, filter: &Filter, dir: &RelPath) -> DirRead {
+pub(super) fn read_dir(tree: &Tree, filter: &Filter, links: bool, dir: &RelPath) -> DirRead {
     let mut read = DirRead::default();
-    if let Err(e) = read_into(tree, filter, dir, &mut read) {
+    if let Err(e) = read_into(tree, filter, links, dir, &mut read) {
         if e != Errno::NOENT {
             read.problems.push(format!("{dir}: cannot read directory: {}", std::io::Error::from(e)));
         }
@@ -56,7 +57,13 @@ pub(super) fn read_dir(tree: &Tree, filter: &Filter, dir: &RelPath) -> DirRead {
     read
 }
 
-fn read_into(tree: &Tree, filter: &Filter, dir: &RelPath, read: &mut DirRead) -> Result<(), Errno> {
+fn read_into(
+    tree: &Tree,
+    filter: &Filter,
+    links: bool,
+    dir: &RelPath,
+    read: &mut DirRead,
+) -> Result<(), Errno> {
     let fd = rustix::fs::openat2(
         tree.fd(),
         dir.as_path(),
@@ -75,8 +82,8 @@ fn read_into(tree: &Tree, filter: &Filter, dir: &RelPath, read: &mut DirRead) ->
             read.skipped.push(path);
             continue;
         }
-        match stat_at(&fd, &name) {
-            Ok(Some(stat)) => read.entries.push((bytes.to_vec(), stat)),
+        match stat_linked_at(&fd, &name) {
+            Ok(Some((stat, id))) => read.entries.push((bytes.to_vec(), stat, id.filter(|_| links))),
             // A FIFO, socket or device the directory entry did not tell.
             Ok(None) if file_type == FileType::Unknown => read.skipped.push(path),
             // Gone meanwhile (or replaced by a special file): not listed.
@@ -118,7 +125,7 @@ mod tests {
         std::fs::write(outer.path().join("outside-secret"), b"x").unwrap();
         let tree = Tree::open(&root).unwrap();
         let filter = Filter::default();
-        let first = read_dir(&tree, &filter, &RelPath::root());
+        let first = read_dir(&tree, &filter, false, &RelPath::root());
         assert_eq!(first.entries.len(), 1);
         // Between reading the parent and reading `a`, a client swaps `a`
         // for a symlink out of the tree (to `/`, and to the parent of the
@@ -127,7 +134,7 @@ mod tests {
         std::os::unix::fs::symlink("/", root.join("a")).unwrap();
         std::os::unix::fs::symlink("../..", root.join("moved/b2")).unwrap();
         for dir in ["a", "moved/b2"] {
-            let read = read_dir(&tree, &filter, &RelPath::new(dir).unwrap());
+            let read = read_dir(&tree, &filter, false, &RelPath::new(dir).unwrap());
             assert!(read.entries.is_empty(), "{dir}: listed {:?}", read.entries);
             assert_eq!(read.problems.len(), 1, "{dir}: {:?}", read.problems);
         }

@@ -103,6 +103,9 @@ async fn respond(role: &Role, msg: Message, payload: Bytes) -> Result<(Message, 
         }
         (Role::Source(source), Message::Read { path, offset, len }) => {
             let chunk = source.read(path, offset, len).await?;
+            if chunk.zeros {
+                return Ok((Message::Zeros { file: chunk.file }, Bytes::new()));
+            }
             let digest = hash::encode(source.settings().hash, chunk.digest);
             Ok((Message::Data { digest, file: chunk.file }, chunk.data))
         }
@@ -140,6 +143,7 @@ async fn respond(role: &Role, msg: Message, payload: Bytes) -> Result<(Message, 
                 Message::Write { handle, offset, digest } => {
                     dest.write(handle, offset, payload, hash::decode(algo, &digest)?).await.map(done)
                 }
+                Message::Zero { handle, offset, len } => dest.zero(handle, offset, len).await.map(done),
                 Message::Finish { handle, meta } => dest.finish(handle, meta).await.map(done),
                 Message::Discard { handle, remove } => dest.discard(handle, remove).await.map(done),
                 Message::PutFile { path, meta, digest } => {

@@ -21,6 +21,8 @@ fn spec(direction: Direction, path: &str) -> SessionSpec {
         inplace: false,
         delete: false,
         fsync: false,
+        hard_links: false,
+        sparse: false,
     }
 }
 

@@ -1,0 +1,109 @@
+//! `-H` / `--hard-links`: files that are hard links of each other in the
+//! source arrive as hard links of each other, their data sent once, both
+//! ways; a group partly excluded, a re-sync, and a separate copy at the
+//! destination turned into a link.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::util::{both_ways, file, noise, snapshot, Snap};
+
+fn ino(path: &Path) -> u64 {
+    fs::symlink_metadata(path).unwrap().ino()
+}
+
+/// `a` (three chunks of 64 KiB and a bit), linked as `sub/b`, `other/c`
+/// and the excluded `skip-me`; `x` (small), linked as `deep/er/y`.
+fn linked_tree(src: &Path) {
+    file(&src.join("a"), &noise(200_000, 1), 0o640, (1_700_000_000, 5));
+    file(&src.join("x"), b"a small file with a second name", 0o600, (1_600_000_000, 7));
+    for dir in ["sub", "other", "deep/er"] {
+        fs::create_dir_all(src.join(dir)).unwrap();
+    }
+    fs::hard_link(src.join("a"), src.join("sub/b")).unwrap();
+    fs::hard_link(src.join("a"), src.join("other/c")).unwrap();
+    fs::hard_link(src.join("a"), src.join("skip-me")).unwrap();
+    fs::hard_link(src.join("x"), src.join("deep/er/y")).unwrap();
+}
+
+/// The destination has what the source has, but `skip-me`, in every byte,
+/// mode and mtime.
+fn assert_mirrored(src: &Path, dst: &Path) {
+    let mut want = snapshot(src);
+    want.remove("skip-me");
+    let have = snapshot(dst);
+    assert_eq!(want.keys().collect::<Vec<_>>(), have.keys().collect::<Vec<_>>());
+    for (path, snap) in &want {
+        assert!(have[path] == *snap, "{path} differs");
+    }
+}
+
+fn assert_linked(dst: &Path) {
+    let a = ino(&dst.join("a"));
+    assert_eq!(ino(&dst.join("sub/b")), a, "sub/b is not a link of a");
+    assert_eq!(ino(&dst.join("other/c")), a, "other/c is not a link of a");
+    assert_eq!(ino(&dst.join("deep/er/y")), ino(&dst.join("x")), "deep/er/y is not a link of x");
+    assert_ne!(a, ino(&dst.join("x")));
+    assert_eq!(fs::metadata(dst.join("a")).unwrap().nlink(), 3);
+}
+
+#[test]
+fn hard_links_arrive_as_hard_links_and_their_data_travels_once() {
+    for way in both_ways() {
+        let name = way.name;
+        linked_tree(&way.src);
+        let data = 200_000 + b"a small file with a second name".len() as u64;
+        let opts = ["-H", "-c", "64KiB", "-e", "skip-me"];
+        let first = way.sync(&opts);
+        assert_mirrored(&way.src, &way.dst);
+        assert_linked(&way.dst);
+        assert!(!way.dst.join("skip-me").exists(), "{name}: the excluded name arrived");
+        assert_eq!(first["files_linked"], 3, "{name}: {first}");
+        assert_eq!(first["bytes_total"], data, "{name}: data counted once: {first}");
+        assert_eq!(first["bytes_transferred"], data, "{name}: data sent once: {first}");
+        assert_eq!(first["errors"], 0, "{name}");
+
+        // A re-sync changes nothing: the same inodes, nothing sent.
+        let before = ino(&way.dst.join("a"));
+        let again = way.sync(&opts);
+        assert_eq!(again["bytes_transferred"], 0, "{name}: {again}");
+        assert_eq!(ino(&way.dst.join("a")), before, "{name}: a was replaced");
+        assert_linked(&way.dst);
+
+        // A separate copy at the destination becomes a link again.
+        let c = way.dst.join("other/c");
+        fs::copy(c.clone(), way.dst.join("other/copy")).unwrap();
+        fs::rename(way.dst.join("other/copy"), &c).unwrap();
+        assert_ne!(ino(&c), ino(&way.dst.join("a")));
+        let fixed = way.sync(&opts);
+        assert_eq!(fixed["bytes_transferred"], 0, "{name}: {fixed}");
+        assert_linked(&way.dst);
+        assert_mirrored(&way.src, &way.dst);
+    }
+}
+
+#[test]
+fn without_hard_links_each_name_is_its_own_file() {
+    for way in both_ways() {
+        linked_tree(&way.src);
+        let report = way.sync(&["-c", "64KiB", "-e", "skip-me"]);
+        assert_mirrored(&way.src, &way.dst);
+        assert_ne!(ino(&way.dst.join("sub/b")), ino(&way.dst.join("a")));
+        assert_eq!(report["files_linked"], 0);
+        // And every name's data travelled.
+        assert!(report["bytes_transferred"].as_u64().unwrap() > 3 * 200_000, "{report}");
+    }
+}
+
+#[test]
+fn a_link_group_of_regular_files_only_is_listed_and_symlinks_stay_symlinks() {
+    for way in both_ways() {
+        file(&way.src.join("f"), b"target", 0o644, (1_600_000_000, 0));
+        fs::hard_link(way.src.join("f"), way.src.join("g")).unwrap();
+        std::os::unix::fs::symlink("f", way.src.join("s")).unwrap();
+        way.sync(&["-H"]);
+        assert_eq!(ino(&way.dst.join("g")), ino(&way.dst.join("f")));
+        assert!(matches!(snapshot(&way.dst)["s"], Snap::Link { .. }));
+    }
+}
