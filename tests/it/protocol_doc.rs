@@ -87,8 +87,8 @@ fn described() -> Vec<Packet> {
         inplace,
         delete: inplace,
         fsync: false,
-        hard_links: false,
-        sparse: false,
+        hard_links: inplace,
+        sparse: inplace,
     };
     let digest8 = || ByteBuf::from((1u8..=8).collect::<Vec<u8>>());
     let session = 0x0123_4567_89ab_cdef;
@@ -105,8 +105,8 @@ fn described() -> Vec<Packet> {
     let rq = |msg| Packet::new(42, msg);
     let with = |msg, payload: &'static [u8]| Packet::with_payload(42, msg, Bytes::from_static(payload));
     vec![
-        hs(Message::Hello { version: 3, nonce: bin(0xcc, 32) }),
-        hs(Message::Challenge { version: 3, nonce: bin(0xaa, 32), token_required: true }),
+        hs(Message::Hello { version: 4, nonce: bin(0xcc, 32) }),
+        hs(Message::Challenge { version: 4, nonce: bin(0xaa, 32), token_required: true }),
         hs(Message::Open { proof: None, spec: spec(Direction::Upload, HashAlgo::Xxh3, false) }),
         hs(Message::Open {
             proof: Some(bin(0xbb, 32)),
@@ -127,6 +127,7 @@ fn described() -> Vec<Packet> {
         rq(Message::Begin { path: rel("f"), size: 3_000_000 }),
         rq(Message::CopyOld { handle: 1, ranges: vec![(0, 1 << 20), (2 << 20, 902_848)] }),
         with(Message::Write { handle: 1, offset: 1 << 20, digest: digest8() }, b"hello"),
+        rq(Message::Zero { handle: 1, offset: 2 << 20, len: 1 << 20 }),
         rq(Message::Finish { handle: 1, meta }),
         rq(Message::Discard { handle: 1, remove: true }),
         with(Message::PutFile { path: rel("s"), meta, digest: bin(9, 8) }, b"hi"),
@@ -145,13 +146,14 @@ fn described() -> Vec<Packet> {
                 Action::Symlink { path: rel("l"), target: ByteBuf::from(b"t".to_vec()), mtime: meta.mtime },
                 Action::SetMeta { path: rel("d"), kind: Kind::Dir, meta },
                 Action::Remove { path: rel("x"), kind: Kind::File },
+                Action::Link { path: rel("g"), target: rel("f") },
             ],
         }),
         rq(Message::Close),
         rq(Message::Pong),
         rq(Message::Listing {
             entries: vec![
-                Entry { path: rel("f"), stat: file.clone(), link: None },
+                Entry { path: rel("f"), stat: file.clone(), link: Some(3) },
                 Entry { path: rel("l"), stat: link, link: None },
             ],
             problems: vec!["x: denied".into()],
@@ -166,6 +168,7 @@ fn described() -> Vec<Packet> {
             failures: vec![FileFailure { index: 1, kind: ErrorKind::NotFound, message: "b".into() }],
         }),
         with(Message::Data { digest: digest8(), file: file.clone() }, b"hello"),
+        rq(Message::Zeros { file: file.clone() }),
         with(
             Message::FilesRead {
                 files: vec![
@@ -208,5 +211,19 @@ fn every_encoded_example_of_the_appendix_is_what_the_code_encodes() {
     // Every message of the protocol has its example.
     let mut names: Vec<&str> = described.iter().map(|p| p.msg.name()).collect();
     names.dedup();
-    assert_eq!(names.len(), 33, "{names:?}");
+    assert_eq!(names.len(), 35, "{names:?}");
+}
+
+/// Prints the appendix as the code encodes it (`PARECO_PRINT_APPENDIX=1`),
+/// to write it after a change of the wire format.
+#[test]
+fn print_the_appendix_when_asked() {
+    if std::env::var_os("PARECO_PRINT_APPENDIX").is_none() {
+        return;
+    }
+    for packet in described() {
+        let head = packet.encode_head().unwrap();
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ");
+        println!("{}\n  {} | {}", packet.msg.name(), hex(&head), hex(&packet.payload));
+    }
 }
