@@ -46,3 +46,39 @@ impl Tree {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    #[test]
+    fn links_stay_beneath_the_root_and_are_made_once() {
+        let outer = tempfile::tempdir().unwrap();
+        let root = outer.path().join("root");
+        let outside = outer.path().join("outside");
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret"), b"s").unwrap();
+        std::fs::write(root.join("f"), b"f").unwrap();
+        std::fs::write(root.join("d/copy"), b"f").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("out")).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret"), root.join("to-secret")).unwrap();
+        let tree = Tree::open(&root).unwrap();
+        let rel = |p: &str| RelPath::new(p).unwrap();
+        // Through a symlink out of the tree, either way: refused.
+        assert!(tree.hard_link(&rel("out/secret"), &rel("x")).is_err());
+        assert!(tree.hard_link(&rel("f"), &rel("out/planted")).is_err());
+        assert!(!outside.join("planted").exists() && !root.join("x").exists());
+        // A symlink as the target is not followed: refused, not linked.
+        assert!(tree.hard_link(&rel("to-secret"), &rel("y")).is_err());
+        assert!(!root.join("y").exists());
+        assert_eq!(std::fs::metadata(outside.join("secret")).unwrap().nlink(), 1);
+        // A separate copy becomes a link, then nothing more is done.
+        assert!(tree.hard_link(&rel("f"), &rel("d/copy")).unwrap());
+        let ino = |p: &str| std::fs::metadata(root.join(p)).unwrap().ino();
+        assert_eq!(ino("d/copy"), ino("f"));
+        assert!(!tree.hard_link(&rel("f"), &rel("d/copy")).unwrap());
+    }
+}
