@@ -142,7 +142,7 @@ mod tests {
     fn zeros_are_left_out_and_holes_found() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let file = File::options().create(true).read(true).write(true).open(&path).unwrap();
+        let file = File::options().create(true).truncate(true).read(true).write(true).open(&path).unwrap();
         let size = 64 * BLOCK;
         file.set_len(size).unwrap();
         // Data in block 1 and block 40, zeros in between (and a partial
