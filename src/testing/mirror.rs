@@ -103,9 +103,12 @@ pub struct Spec {
     pub inplace: bool,
     /// The client deletes what the source does not have.
     pub delete: bool,
-    /// Flush to disk (encoded only when set).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    /// Flush to disk.
     pub fsync: bool,
+    /// Hard links (`-H`).
+    pub hard_links: bool,
+    /// Sparse files (`--sparse`).
+    pub sparse: bool,
 }
 
 impl Spec {
@@ -121,6 +124,8 @@ impl Spec {
             inplace: spec.inplace,
             delete: spec.delete,
             fsync: spec.fsync,
+            hard_links: spec.hard_links,
+            sparse: spec.sparse,
         }
     }
 

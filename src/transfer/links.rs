@@ -84,7 +84,10 @@ impl Links {
                 }
                 !failed
             })
-            .map(|(path, target)| Action::Link { path, target })
+            .map(|(path, target)| {
+                tracing::debug!("{path}: another name of {target}");
+                Action::Link { path, target }
+            })
             .collect()
     }
 }

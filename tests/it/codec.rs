@@ -338,9 +338,6 @@ fn message_strategies() -> Vec<BoxedStrategy<Message>> {
         (any::<u64>(), any::<u64>(), digest())
             .prop_map(|(handle, offset, digest)| Message::Write { handle, offset, digest })
             .boxed(),
-        (any::<u64>(), any::<u64>(), any::<u32>())
-            .prop_map(|(handle, offset, len)| Message::Zero { handle, offset, len })
-            .boxed(),
         (any::<u64>(), meta()).prop_map(|(handle, meta)| Message::Finish { handle, meta }).boxed(),
         (any::<u64>(), any::<bool>())
             .prop_map(|(handle, remove)| Message::Discard { handle, remove })
@@ -364,7 +361,6 @@ fn message_strategies() -> Vec<BoxedStrategy<Message>> {
             .boxed(),
         digest_list().prop_map(|digests| Message::Hashes { digests }).boxed(),
         (digest(), stat()).prop_map(|(digest, file)| Message::Data { digest, file }).boxed(),
-        stat().prop_map(|file| Message::Zeros { file }).boxed(),
         (any::<u64>(), any::<bool>())
             .prop_map(|(handle, partial)| Message::Begun { handle, partial })
             .boxed(),
@@ -422,6 +418,10 @@ fn message_strategies() -> Vec<BoxedStrategy<Message>> {
         )
             .prop_map(|(digests, failures)| Message::FilesHashed { digests: DigestList(digests), failures })
             .boxed(),
+        (any::<u64>(), any::<u64>(), any::<u32>())
+            .prop_map(|(handle, offset, len)| Message::Zero { handle, offset, len })
+            .boxed(),
+        stat().prop_map(|file| Message::Zeros { file }).boxed(),
     ]
 }
 
