@@ -36,9 +36,9 @@ truncate -s "${SIZE_GIB}G" "$IMG"
 runs=$(( DATA_MIB / 64 ))
 step=$(( SIZE_GIB * 1024 / runs ))   # MiB between the starts of two runs
 for ((k = 0; k < runs; k++)); do
-  openssl enc -aes-128-ctr -pass "pass:pareco-$k" -nosalt -pbkdf2 < /dev/zero 2>/dev/null \
+  { openssl enc -aes-128-ctr -pass "pass:pareco-$k" -nosalt -pbkdf2 < /dev/zero 2>/dev/null || true; } \
     | head -c $(( 64 << 20 )) \
-    | dd of="$IMG" bs=1M seek=$(( k * step )) conv=notrunc status=none
+    | dd of="$IMG" bs=1M seek=$(( k * step )) conv=notrunc iflag=fullblock status=none
 done
 touch -d '2024-01-01 00:00:00' "$IMG"
 echo "image: $(stat -c %s "$IMG") bytes apparent, $(( $(stat -c %b "$IMG") * 512 )) allocated" >&2
