@@ -21,6 +21,7 @@ pub mod destination;
 pub mod error;
 pub mod filter;
 pub mod hash;
+pub mod recent;
 pub mod remembered;
 pub mod source;
 pub mod temp;
@@ -99,6 +100,13 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Where a role notes the keys of the small files it states, so that
+    /// the cache is asked about them without stating them again: only with
+    /// a cache, for files compared whole (at most a chunk).
+    pub fn recent_keys(&self) -> Option<Arc<recent::RecentKeys>> {
+        self.cache.as_ref().map(|_| Arc::new(recent::RecentKeys::new(u64::from(self.chunk_size))))
+    }
+
     /// The settings of a role of the session `spec` describes, with its
     /// globs compiled into `filter`: both sides derive theirs from the one
     /// spec the client sends.

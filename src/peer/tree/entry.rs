@@ -28,11 +28,23 @@ impl Parent {
 
     /// The state of entry `name`, as [`Tree::lstat`](super::Tree::lstat) gives it.
     pub fn stat(&self, name: &[u8]) -> Result<Option<Stat>> {
-        match stat_at(&self.fd, name) {
-            Ok(stat) => Ok(stat),
+        Ok(self.status(name)?.map(|(stat, _)| stat))
+    }
+
+    /// [`stat`](Parent::stat), with the system's `lstat` it came from.
+    pub fn status(&self, name: &[u8]) -> Result<Option<(Stat, rustix::fs::Stat)>> {
+        match status_at(&self.fd, name) {
+            Ok(status) => Ok(status),
             Err(Errno::NOENT) | Err(Errno::NOTDIR) => Ok(None),
             Err(e) => Err(Error::from_errno(e, &self.shown(name), "stat")),
         }
+    }
+
+    /// The system's `lstat` of entry `name` if it is a regular file; `None`
+    /// for anything else, missing or not.
+    pub fn file_status(&self, name: &[u8]) -> Option<rustix::fs::Stat> {
+        let st = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        (rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile).then_some(st)
     }
 
     /// Creates entry `name` as a new, empty file (mode 0600) to become
@@ -66,13 +78,21 @@ pub(crate) fn stat_at<P: rustix::path::Arg + Copy>(
     dir: &OwnedFd,
     name: P,
 ) -> rustix::io::Result<Option<Stat>> {
+    Ok(status_at(dir, name)?.map(|(stat, _)| stat))
+}
+
+/// [`stat_at`], with the system's `lstat` it came from.
+pub(crate) fn status_at<P: rustix::path::Arg + Copy>(
+    dir: &OwnedFd,
+    name: P,
+) -> rustix::io::Result<Option<(Stat, rustix::fs::Stat)>> {
     let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
     let target = if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
         Some(rustix::fs::readlinkat(dir, name, Vec::new())?.into_bytes())
     } else {
         None
     };
-    Ok(stat_of(&st, target))
+    Ok(stat_of(&st, target).map(|stat| (stat, st)))
 }
 
 pub(super) fn stat_of(st: &rustix::fs::Stat, target: Option<Vec<u8>>) -> Option<Stat> {

@@ -27,10 +27,12 @@ use rustix::io::Errno;
 
 use crate::codec::{Kind, Mtime, RelPath, Stat};
 
+use super::cache::FileKey;
 use super::error::{Error, Result};
-pub(crate) use entry::stat_at;
+use super::recent::RecentKeys;
 pub use entry::{file_stat, link_count, set_file_meta, Parent};
 use entry::{regular_file, stat_of, timestamps};
+pub(crate) use entry::{stat_at, status_at};
 
 const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
 
@@ -151,8 +153,10 @@ impl Tree {
     }
 
     /// [`lstat`](Tree::lstat) of many paths, opening each parent directory
-    /// once for a run of paths that share it (as a listing's do).
-    pub fn lstat_all(&self, rels: &[RelPath]) -> Result<Vec<Option<Stat>>> {
+    /// once for a run of paths that share it (as a listing's do); the keys
+    /// of small files are noted in `recent`.
+    pub fn lstat_all(&self, rels: &[RelPath], recent: Option<&RecentKeys>) -> Result<Vec<Option<Stat>>> {
+        let mut keys = Vec::new();
         let mut last: Option<Parent> = None;
         let mut out = Vec::with_capacity(rels.len());
         for rel in rels {
@@ -167,10 +171,19 @@ impl Tree {
                     Err(e) => return Err(e),
                 };
             }
-            out.push(match &last {
-                Some(parent) if parent.dir == dir => parent.stat(name)?,
+            let status = match &last {
+                Some(parent) if parent.dir == dir => parent.status(name)?,
                 _ => None,
-            });
+            };
+            if let (Some(recent), Some((stat, st))) = (recent, &status) {
+                if stat.kind == crate::codec::Kind::File && recent.wants(stat.size) {
+                    keys.push((rel.clone(), FileKey::of(st)));
+                }
+            }
+            out.push(status.map(|(stat, _)| stat));
+        }
+        if let Some(recent) = recent {
+            recent.note(keys);
         }
         Ok(out)
     }

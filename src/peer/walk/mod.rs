@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use crate::codec::{Entry, Kind, Meta, RelPath};
 
 use super::filter::Filter;
+use super::recent::RecentKeys;
 use super::tree::Tree;
 use super::work::FileWork;
 use read::{read_dir, DirRead};
@@ -61,9 +62,14 @@ pub type Listing = mpsc::Receiver<Batch>;
 
 /// Starts walking `tree`, its directories read within the role's share
 /// of file work, returning the batches as they are made.
-pub fn spawn_walk(tree: Arc<Tree>, filter: Filter, work: FileWork) -> Listing {
+pub fn spawn_walk(
+    tree: Arc<Tree>,
+    filter: Filter,
+    work: FileWork,
+    recent: Option<Arc<RecentKeys>>,
+) -> Listing {
     let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(Walk::new(tree, filter, work, tx).run());
+    tokio::spawn(Walk::new(tree, filter, work, tx, recent).run());
     rx
 }
 
@@ -87,6 +93,8 @@ struct Walk {
     held: Vec<Entry>,
     ahead: std::collections::HashMap<RelPath, JoinHandle<DirRead>>,
     work: FileWork,
+    /// Where the keys of small files are noted, if anywhere.
+    recent: Option<Arc<RecentKeys>>,
 }
 
 impl Drop for Walk {
@@ -100,7 +108,13 @@ impl Drop for Walk {
 }
 
 impl Walk {
-    fn new(tree: Arc<Tree>, filter: Filter, work: FileWork, tx: mpsc::Sender<Batch>) -> Walk {
+    fn new(
+        tree: Arc<Tree>,
+        filter: Filter,
+        work: FileWork,
+        tx: mpsc::Sender<Batch>,
+        recent: Option<Arc<RecentKeys>>,
+    ) -> Walk {
         Walk {
             tree,
             filter: Arc::new(filter),
@@ -111,6 +125,7 @@ impl Walk {
             held: Vec::new(),
             ahead: std::collections::HashMap::new(),
             work,
+            recent,
         }
     }
 
@@ -177,10 +192,11 @@ impl Walk {
     fn start_reading(&self, dir: &RelPath) -> JoinHandle<DirRead> {
         let (tree, filter, dir, work) =
             (self.tree.clone(), self.filter.clone(), dir.clone(), self.work.clone());
+        let recent = self.recent.clone();
         tokio::spawn(async move {
             let read = work.run({
                 let dir = dir.clone();
-                move || Ok(read_dir(&tree, &filter, &dir))
+                move || Ok(read_dir(&tree, &filter, &dir, recent.as_deref()))
             });
             read.await
                 .unwrap_or_else(|e| DirRead { problems: vec![format!("{dir}: {e}")], ..DirRead::default() })

@@ -14,10 +14,12 @@ use std::os::fd::OwnedFd;
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use crate::codec::{RelPath, Stat};
+use crate::codec::{Kind, RelPath, Stat};
+use crate::peer::cache::FileKey;
 use crate::peer::filter::Filter;
+use crate::peer::recent::RecentKeys;
 use crate::peer::temp::is_temp_name;
-use crate::peer::tree::{stat_at, Tree};
+use crate::peer::tree::{stat_at, status_at, Tree};
 
 /// Problems named one by one per directory; the rest are counted.
 const PROBLEMS_PER_DIR: usize = 64;
@@ -39,10 +41,11 @@ pub(super) struct DirRead {
 /// Reads the directory `dir` of `tree`: excluded entries and pareco's own
 /// temporary files are left out before they are even stated. A directory
 /// that is gone (deleted while the walk ran) reads as empty, without a
-/// problem; any other failure is a problem.
-pub(super) fn read_dir(tree: &Tree, filter: &Filter, dir: &RelPath) -> DirRead {
+/// problem; any other failure is a problem. The keys of small files are
+/// noted in `recent`.
+pub(super) fn read_dir(tree: &Tree, filter: &Filter, dir: &RelPath, recent: Option<&RecentKeys>) -> DirRead {
     let mut read = DirRead::default();
-    if let Err(e) = read_into(tree, filter, dir, &mut read) {
+    if let Err(e) = read_into(tree, filter, dir, &mut read, recent) {
         if e != Errno::NOENT {
             read.problems.push(format!("{dir}: cannot read directory: {}", std::io::Error::from(e)));
         }
@@ -56,7 +59,13 @@ pub(super) fn read_dir(tree: &Tree, filter: &Filter, dir: &RelPath) -> DirRead {
     read
 }
 
-fn read_into(tree: &Tree, filter: &Filter, dir: &RelPath, read: &mut DirRead) -> Result<(), Errno> {
+fn read_into(
+    tree: &Tree,
+    filter: &Filter,
+    dir: &RelPath,
+    read: &mut DirRead,
+    recent: Option<&RecentKeys>,
+) -> Result<(), Errno> {
     let fd = rustix::fs::openat2(
         tree.fd(),
         dir.as_path(),
@@ -65,6 +74,7 @@ fn read_into(tree: &Tree, filter: &Filter, dir: &RelPath, read: &mut DirRead) ->
         STRICT,
     )?;
     read.own = stat_at(&fd, c".")?;
+    let mut keys = Vec::new();
     for (name, file_type) in names(&fd)? {
         let bytes = name.as_bytes();
         let Ok(path) = dir.join(bytes) else { continue };
@@ -75,14 +85,22 @@ fn read_into(tree: &Tree, filter: &Filter, dir: &RelPath, read: &mut DirRead) ->
             read.skipped.push(path);
             continue;
         }
-        match stat_at(&fd, &name) {
-            Ok(Some(stat)) => read.entries.push((bytes.to_vec(), stat)),
+        match status_at(&fd, &name) {
+            Ok(Some((stat, st))) => {
+                if recent.is_some_and(|r| stat.kind == Kind::File && r.wants(stat.size)) {
+                    keys.push((path, FileKey::of(&st)));
+                }
+                read.entries.push((bytes.to_vec(), stat));
+            }
             // A FIFO, socket or device the directory entry did not tell.
             Ok(None) if file_type == FileType::Unknown => read.skipped.push(path),
             // Gone meanwhile (or replaced by a special file): not listed.
             Ok(None) | Err(Errno::NOENT) => {}
             Err(e) => read.problems.push(format!("{path}: {}", std::io::Error::from(e))),
         }
+    }
+    if let Some(recent) = recent {
+        recent.note(keys);
     }
     Ok(())
 }
@@ -118,7 +136,7 @@ mod tests {
         std::fs::write(outer.path().join("outside-secret"), b"x").unwrap();
         let tree = Tree::open(&root).unwrap();
         let filter = Filter::default();
-        let first = read_dir(&tree, &filter, &RelPath::root());
+        let first = read_dir(&tree, &filter, &RelPath::root(), None);
         assert_eq!(first.entries.len(), 1);
         // Between reading the parent and reading `a`, a client swaps `a`
         // for a symlink out of the tree (to `/`, and to the parent of the
@@ -127,7 +145,7 @@ mod tests {
         std::os::unix::fs::symlink("/", root.join("a")).unwrap();
         std::os::unix::fs::symlink("../..", root.join("moved/b2")).unwrap();
         for dir in ["a", "moved/b2"] {
-            let read = read_dir(&tree, &filter, &RelPath::new(dir).unwrap());
+            let read = read_dir(&tree, &filter, &RelPath::new(dir).unwrap(), None);
             assert!(read.entries.is_empty(), "{dir}: listed {:?}", read.entries);
             assert_eq!(read.problems.len(), 1, "{dir}: {:?}", read.problems);
         }
