@@ -34,7 +34,9 @@ pub struct RecentKeys {
 
 #[derive(Debug, Default)]
 struct Keys {
-    by_path: HashMap<RelPath, FileKey>,
+    /// Hashed with foldhash: SipHash's resistance to chosen keys is not
+    /// needed for paths of our own tree, and it doubled the cost.
+    by_path: HashMap<RelPath, FileKey, foldhash::fast::RandomState>,
     /// Paths in the order noted, for dropping the oldest.
     order: VecDeque<RelPath>,
 }
