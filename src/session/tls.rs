@@ -160,7 +160,9 @@ fn read_certs(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'stat
 
 /// The error rustls stands for with `other` (a certificate refused for a
 /// reason rustls has no variant of).
-fn other_certificate_error(error: &std::io::Error) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+fn other_certificate_error(
+    error: &std::io::Error,
+) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
     let inner = error.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
     match inner {
         Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) => Some(&*other.0),

@@ -139,7 +139,13 @@ impl ServerCertVerifier for Verifier {
         match &self.pinned {
             Pinned::Certificates { certs, as_cas } => {
                 if !certs.iter().any(|cert| cert.as_ref() == end_entity.as_ref()) {
-                    return as_cas.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
+                    return as_cas.verify_server_cert(
+                        end_entity,
+                        intermediates,
+                        server_name,
+                        ocsp_response,
+                        now,
+                    );
                 }
                 check_validity(end_entity, now)?;
                 verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
@@ -210,7 +216,13 @@ mod tests {
         let openssl = format!("SHA256:{}", ["0A"; 32].join(":"));
         assert_eq!(openssl.parse::<Fingerprint>().unwrap(), fingerprint);
         assert_eq!("0a".repeat(32).parse::<Fingerprint>().unwrap(), fingerprint);
-        for bad in ["sha256:0a", "sha1:00", &format!("+a{}", "0a".repeat(31)), &"zz".repeat(32), &format!("md5:{}", "0a".repeat(32))] {
+        for bad in [
+            "sha256:0a",
+            "sha1:00",
+            &format!("+a{}", "0a".repeat(31)),
+            &"zz".repeat(32),
+            &format!("md5:{}", "0a".repeat(32)),
+        ] {
             assert!(bad.parse::<Fingerprint>().is_err(), "{bad}");
         }
     }
