@@ -30,9 +30,9 @@ RUN apt-get update \
     && install -d -o pareco -g pareco -m 0700 /var/lib/pareco \
     && install -d -o pareco -g pareco -m 0755 /data
 COPY --from=build /usr/local/bin/pareco /usr/local/bin/pareco
-# The kept certificate (--tls-self-signed) and the digest cache live in the
-# state volume, never in the served root.
-ENV XDG_DATA_HOME=/var/lib/pareco XDG_CACHE_HOME=/var/lib/pareco/cache
+# The kept certificate (--tls-self-signed: $XDG_DATA_HOME/pareco/tls) and
+# the digest cache live in the state volume, never in the served root.
+ENV XDG_DATA_HOME=/var/lib XDG_CACHE_HOME=/var/lib/pareco/cache
 USER pareco
 WORKDIR /data
 VOLUME ["/data", "/var/lib/pareco"]
