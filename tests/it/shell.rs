@@ -203,6 +203,17 @@ fn systemd_unit_is_sandboxed_and_its_command_serves() {
         })
         .collect();
     serves(&args, &[("XDG_DATA_HOME", state.path()), ("XDG_CACHE_HOME", state.path())]);
+
+    // systemd finds nothing wrong with it, where systemd is installed (the
+    // binary named where this one is; the man page is not installed here).
+    let copy = tempfile::tempdir().unwrap();
+    let local_unit = copy.path().join("pareco.service");
+    std::fs::write(&local_unit, unit.replace("/usr/local/bin/pareco", BIN)).unwrap();
+    if let Ok(out) = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&local_unit).output() {
+        let said =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
+    }
 }
 
 /// The JSON array of a Dockerfile instruction (`ENTRYPOINT ["a", "b"]`).
