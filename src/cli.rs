@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use pareco::codec::HashAlgo;
 use pareco::peer;
+use pareco::session::tls::Fingerprint;
 
 #[derive(Parser)]
 #[command(name = "pareco", version, about = "Parallel remote directory sync over N TCP connections")]
@@ -38,6 +39,13 @@ pub(crate) enum Command {
         #[command(flatten)]
         opts: TransferArgs,
     },
+    /// Print a completion script for SHELL on stdout.
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
 }
 
 #[derive(Args)]
@@ -68,6 +76,15 @@ pub(crate) struct ListenArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
+    /// Serve TLS only, with a certificate made once and kept in --tls-dir;
+    /// its fingerprint is printed at start, for clients' --tls-fingerprint.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub(crate) tls_self_signed: bool,
+    /// Where --tls-self-signed keeps its certificate and key [default:
+    /// $XDG_DATA_HOME/pareco/tls, else ~/.local/share/pareco/tls]. Never
+    /// inside --root.
+    #[arg(long, value_name = "DIR", requires = "tls_self_signed")]
+    pub(crate) tls_dir: Option<PathBuf>,
     /// Keep the setuid/setgid bits of uploaded files (they are cleared
     /// otherwise).
     #[arg(long)]
@@ -155,9 +172,15 @@ pub(crate) struct TransferArgs {
     /// Use TLS (implied by a pareco+tls:// address).
     #[arg(long)]
     pub(crate) tls: bool,
-    /// Trust this CA (or self-signed) certificate instead of the system's roots.
+    /// Trust the certificates in this PEM file instead of the system's
+    /// roots: as CAs, and each as the server's own (pinned) when it is
+    /// exactly that one.
     #[arg(long, value_name = "PEM")]
     pub(crate) ca_cert: Option<PathBuf>,
+    /// Trust the server whose certificate has this SHA-256 fingerprint (as
+    /// `pareco listen` prints it) instead of a CA and the name check.
+    #[arg(long, value_name = "sha256:HEX", conflicts_with = "ca_cert")]
+    pub(crate) tls_fingerprint: Option<Fingerprint>,
     /// Server name to verify instead of the address's host.
     #[arg(long, value_name = "NAME")]
     pub(crate) tls_server_name: Option<String>,

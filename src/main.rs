@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 mod cli;
+mod shell;
+mod tls_setup;
 
 use cli::{CacheArgs, Cli, Command, Connections, ListenArgs, TokenArgs, TransferArgs, Verbosity};
 
 use pareco::codec::{Direction, SessionSpec};
 use pareco::peer::{self, Filter, LocalDestination, LocalSource, Remembered, Settings, Tree};
-use pareco::session::tls::{Acceptor, Connector};
 use pareco::session::{
     self, ClientConfig, Remote, RemoteDestination, RemoteSource, Resilience, Server, ServerConfig,
 };
@@ -75,11 +76,12 @@ fn raise_open_file_limit() -> std::io::Result<u64> {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
-    let verbosity = match &cli.command {
-        Command::Listen(a) => &a.verbosity,
-        Command::Send { opts, .. } | Command::Recv { opts, .. } => &opts.verbosity,
+    let (verbosity, server) = match &cli.command {
+        Command::Listen(a) => (&a.verbosity, true),
+        Command::Send { opts, .. } | Command::Recv { opts, .. } => (&opts.verbosity, false),
+        Command::Completions { shell } => return shell::print_completions(*shell),
+        Command::Man => return shell::print_man(),
     };
-    let server = matches!(cli.command, Command::Listen(_));
     init_logging(verbosity, server);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .max_blocking_threads(peer::BLOCKING_THREADS)
@@ -99,6 +101,8 @@ fn main() -> ExitCode {
             Command::Recv { remote, local, opts } => {
                 transfer(Direction::Download, &local, &remote, opts).await
             }
+            // Printed before the runtime started.
+            Command::Completions { .. } | Command::Man => Ok(()),
         }
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
@@ -124,7 +128,7 @@ fn init_logging(v: &Verbosity, server: bool) {
         .with_writer(std::io::stderr)
         .with_max_level(level)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(shell::colour(&std::io::stderr()))
         .without_time()
         .init();
 }
@@ -152,12 +156,7 @@ async fn listen(args: ListenArgs) -> Result<(), Failure> {
         println!("{generated}");
         token = Some(generated);
     }
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            Some(Acceptor::from_pem_files(cert, key).map_err(|e| Failure::usage(e.to_string()))?)
-        }
-        _ => None,
-    };
+    let tls = tls_setup::acceptor(&args)?;
     let config = ServerConfig {
         root: args.root,
         token,
@@ -209,16 +208,7 @@ async fn transfer(
     let remote: Remote = remote.parse().map_err(Failure::usage)?;
     let filter = Filter::new(&opts.includes, &opts.excludes).map_err(|e| Failure::usage(e.to_string()))?;
     let token = read_token(&opts.token)?;
-    let use_tls = opts.tls || remote.tls;
-    if !use_tls && (opts.ca_cert.is_some() || opts.tls_server_name.is_some()) {
-        return Err(Failure::usage("--ca-cert and --tls-server-name need --tls or a pareco+tls:// address"));
-    }
-    let tls = if use_tls {
-        let name = opts.tls_server_name.as_deref().unwrap_or(&remote.host);
-        Some(Connector::new(opts.ca_cert.as_deref(), name).map_err(|e| Failure::usage(e.to_string()))?)
-    } else {
-        None
-    };
+    let tls = tls_setup::connector(&opts, &remote)?;
     // Checked (and for a download made) before anything is sent.
     let mut first_tree = Some(open_local(direction, local)?);
     // A download run as root clears setuid and setgid bits unless told.
