@@ -93,7 +93,12 @@ impl Inner {
 impl Source for LocalSource {
     async fn walk(&self) -> Result<Listing> {
         let inner = &self.inner;
-        Ok(walk::spawn_walk(inner.tree.clone(), inner.settings.filter.clone(), inner.work.clone()))
+        Ok(walk::spawn_walk(
+            inner.tree.clone(),
+            inner.settings.filter.clone(),
+            inner.settings.extras.clone(),
+            inner.work.clone(),
+        ))
     }
 
     async fn hash(&self, path: RelPath, span: Span) -> Result<Vec<Digest>> {

@@ -232,7 +232,7 @@ pub(super) fn mtime(u: &mut Unstructured<'_>) -> Result<Mtime> {
 }
 
 pub(super) fn meta(u: &mut Unstructured<'_>) -> Result<Meta> {
-    Ok(Meta { mode: pick(u, MODES)?, mtime: mtime(u)? })
+    Ok(Meta { mode: pick(u, MODES)?, mtime: mtime(u)?, extra: None })
 }
 
 pub(super) fn kind(u: &mut Unstructured<'_>) -> Result<Kind> {

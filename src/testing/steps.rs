@@ -22,7 +22,7 @@ use crate::session::handshake::{intent_bytes, Wants};
 /// A token the fixture's servers do not know.
 const OTHER_TOKEN: &str = "not-the-token";
 /// The metadata of the files of mirror messages.
-const META: Meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 0 } };
+const META: Meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 0 }, extra: None };
 
 fn intent_of(wants: &Wants) -> Vec<u8> {
     intent_bytes(wants).expect("an intent encodes")

@@ -405,12 +405,12 @@ fn any_packet(max_payload: usize) -> impl Strategy<Value = Packet> {
 /// One fixed, realistic packet per variant, in [`variant_index`] order: the
 /// split tests use them and they are the valid seeds of the fuzz corpus.
 fn sample_packets() -> Vec<Packet> {
-    let meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 123_456_789 } };
+    let meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 123_456_789 }, extra: None };
     let file_stat = Stat { kind: Kind::File, size: 4096, meta, target: None };
     let link_stat = Stat {
         kind: Kind::Symlink,
         size: 0,
-        meta: Meta { mode: 0o777, mtime: meta.mtime },
+        meta: Meta { mode: 0o777, mtime: meta.mtime, extra: None },
         target: Some(ByteBuf::from(b"../target".to_vec())),
     };
     let spec = SessionSpec {
@@ -889,7 +889,7 @@ fn mirror_headers_match_the_real_encoding() {
     };
     let mirror_spec = mirror::Spec::with_path(&spec, path.as_bytes());
     let span = Span { size: 3000, first: 1, count: 2, group: 3 };
-    let meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 0 } };
+    let meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 0 }, extra: None };
     let digest = ByteBuf::from(vec![1, 2]);
     let target = ByteBuf::from(b"t".to_vec());
     let pairs = [

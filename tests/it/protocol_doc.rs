@@ -74,7 +74,7 @@ fn appendix() -> Vec<Example> {
 fn described() -> Vec<Packet> {
     let rel = |p: &str| RelPath::new(p).unwrap();
     let bin = |byte: u8, n: usize| ByteBuf::from(vec![byte; n]);
-    let meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 5 } };
+    let meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 5 }, extra: None };
     let file = Stat { kind: Kind::File, size: 10, meta, target: None };
     let link = Stat { kind: Kind::Symlink, size: 0, meta, target: Some(ByteBuf::from(b"t".to_vec())) };
     let spec = |direction, hash, inplace| SessionSpec {

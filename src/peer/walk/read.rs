@@ -15,6 +15,7 @@ use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use crate::codec::{RelPath, Stat};
+use crate::peer::extra::{At, Extras};
 use crate::peer::filter::Filter;
 use crate::peer::temp::is_temp_name;
 use crate::peer::tree::{stat_at, Tree};
@@ -39,10 +40,11 @@ pub(super) struct DirRead {
 /// Reads the directory `dir` of `tree`: excluded entries and pareco's own
 /// temporary files are left out before they are even stated. A directory
 /// that is gone (deleted while the walk ran) reads as empty, without a
-/// problem; any other failure is a problem.
-pub(super) fn read_dir(tree: &Tree, filter: &Filter, dir: &RelPath) -> DirRead {
+/// problem; any other failure is a problem. With `extras`, each entry (and
+/// the directory itself) gets the owner, group and attributes they keep.
+pub(super) fn read_dir(tree: &Tree, filter: &Filter, extras: Option<&Extras>, dir: &RelPath) -> DirRead {
     let mut read = DirRead::default();
-    if let Err(e) = read_into(tree, filter, dir, &mut read) {
+    if let Err(e) = read_into(tree, filter, extras, dir, &mut read) {
         if e != Errno::NOENT {
             read.problems.push(format!("{dir}: cannot read directory: {}", std::io::Error::from(e)));
         }
@@ -56,7 +58,13 @@ pub(super) fn read_dir(tree: &Tree, filter: &Filter, dir: &RelPath) -> DirRead {
     read
 }
 
-fn read_into(tree: &Tree, filter: &Filter, dir: &RelPath, read: &mut DirRead) -> Result<(), Errno> {
+fn read_into(
+    tree: &Tree,
+    filter: &Filter,
+    extras: Option<&Extras>,
+    dir: &RelPath,
+    read: &mut DirRead,
+) -> Result<(), Errno> {
     let fd = rustix::fs::openat2(
         tree.fd(),
         dir.as_path(),
@@ -65,6 +73,9 @@ fn read_into(tree: &Tree, filter: &Filter, dir: &RelPath, read: &mut DirRead) ->
         STRICT,
     )?;
     read.own = stat_at(&fd, c".")?;
+    if let (Some(extras), Some(own)) = (extras, read.own.as_mut()) {
+        add_extra(extras, &fd, b".", own, dir, &mut read.problems);
+    }
     for (name, file_type) in names(&fd)? {
         let bytes = name.as_bytes();
         let Ok(path) = dir.join(bytes) else { continue };
@@ -76,7 +87,12 @@ fn read_into(tree: &Tree, filter: &Filter, dir: &RelPath, read: &mut DirRead) ->
             continue;
         }
         match stat_at(&fd, &name) {
-            Ok(Some(stat)) => read.entries.push((bytes.to_vec(), stat)),
+            Ok(Some(mut stat)) => {
+                if let Some(extras) = extras {
+                    add_extra(extras, &fd, bytes, &mut stat, &path, &mut read.problems);
+                }
+                read.entries.push((bytes.to_vec(), stat));
+            }
             // A FIFO, socket or device the directory entry did not tell.
             Ok(None) if file_type == FileType::Unknown => read.skipped.push(path),
             // Gone meanwhile (or replaced by a special file): not listed.
@@ -85,6 +101,27 @@ fn read_into(tree: &Tree, filter: &Filter, dir: &RelPath, read: &mut DirRead) ->
         }
     }
     Ok(())
+}
+
+/// Gives `stat` of entry `name` of the directory `fd` its owner, group and
+/// attributes; one it cannot read them for is listed without them (its
+/// destination's are left alone) and is a problem.
+fn add_extra(
+    extras: &Extras,
+    fd: &OwnedFd,
+    name: &[u8],
+    stat: &mut Stat,
+    path: &RelPath,
+    problems: &mut Vec<String>,
+) {
+    use std::os::fd::AsFd;
+    let read = At::entry(fd.as_fd(), name)
+        .map_err(|e| std::io::Error::from(e).to_string())
+        .and_then(|at| extras.read(&at, true));
+    match read {
+        Ok(extra) => stat.meta.extra = Some(Box::new(extra)),
+        Err(why) => problems.push(format!("{path}: {why}")),
+    }
 }
 
 /// The names in the directory (`.` and `..` left out) with the type the
@@ -118,7 +155,7 @@ mod tests {
         std::fs::write(outer.path().join("outside-secret"), b"x").unwrap();
         let tree = Tree::open(&root).unwrap();
         let filter = Filter::default();
-        let first = read_dir(&tree, &filter, &RelPath::root());
+        let first = read_dir(&tree, &filter, None, &RelPath::root());
         assert_eq!(first.entries.len(), 1);
         // Between reading the parent and reading `a`, a client swaps `a`
         // for a symlink out of the tree (to `/`, and to the parent of the
@@ -127,7 +164,7 @@ mod tests {
         std::os::unix::fs::symlink("/", root.join("a")).unwrap();
         std::os::unix::fs::symlink("../..", root.join("moved/b2")).unwrap();
         for dir in ["a", "moved/b2"] {
-            let read = read_dir(&tree, &filter, &RelPath::new(dir).unwrap());
+            let read = read_dir(&tree, &filter, None, &RelPath::new(dir).unwrap());
             assert!(read.entries.is_empty(), "{dir}: listed {:?}", read.entries);
             assert_eq!(read.problems.len(), 1, "{dir}: {:?}", read.problems);
         }
