@@ -215,6 +215,7 @@ pub(super) fn spec(u: &mut Unstructured<'_>) -> Result<SessionSpec> {
         hash: *u.choose(&HashAlgo::ALL)?,
         includes: up_to(u, 2, glob)?,
         excludes: up_to(u, 2, glob)?,
+        preserve: Default::default(),
     })
 }
 

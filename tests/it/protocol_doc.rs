@@ -75,8 +75,9 @@ fn described() -> Vec<Packet> {
     let rel = |p: &str| RelPath::new(p).unwrap();
     let bin = |byte: u8, n: usize| ByteBuf::from(vec![byte; n]);
     let meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 5 }, extra: None };
-    let file = Stat { kind: Kind::File, size: 10, meta, target: None };
-    let link = Stat { kind: Kind::Symlink, size: 0, meta, target: Some(ByteBuf::from(b"t".to_vec())) };
+    let file = Stat { kind: Kind::File, size: 10, meta: meta.clone(), target: None };
+    let link =
+        Stat { kind: Kind::Symlink, size: 0, meta: meta.clone(), target: Some(ByteBuf::from(b"t".to_vec())) };
     let spec = |direction, hash, inplace| SessionSpec {
         direction,
         path: rel("data"),
@@ -87,6 +88,7 @@ fn described() -> Vec<Packet> {
         inplace,
         delete: inplace,
         fsync: false,
+        preserve: Default::default(),
     };
     let digest8 = || ByteBuf::from((1u8..=8).collect::<Vec<u8>>());
     let session = 0x0123_4567_89ab_cdef;
@@ -97,6 +99,7 @@ fn described() -> Vec<Packet> {
         max_connections: 64,
         proof: bin(0xdd, 32),
         secret,
+        privileged: false,
     };
     let span = |size, first, count, group| Span { size, first, count, group };
     let hs = |msg| Packet::new(0, msg);
@@ -125,14 +128,14 @@ fn described() -> Vec<Packet> {
         rq(Message::Begin { path: rel("f"), size: 3_000_000 }),
         rq(Message::CopyOld { handle: 1, ranges: vec![(0, 1 << 20), (2 << 20, 902_848)] }),
         with(Message::Write { handle: 1, offset: 1 << 20, digest: digest8() }, b"hello"),
-        rq(Message::Finish { handle: 1, meta }),
+        rq(Message::Finish { handle: 1, meta: meta.clone() }),
         rq(Message::Discard { handle: 1, remove: true }),
-        with(Message::PutFile { path: rel("s"), meta, digest: bin(9, 8) }, b"hi"),
+        with(Message::PutFile { path: rel("s"), meta: meta.clone(), digest: bin(9, 8) }, b"hi"),
         with(
             Message::PutFiles {
                 files: vec![
-                    SmallFile { path: rel("s"), meta, len: 2, digest: bin(9, 8) },
-                    SmallFile { path: rel("t"), meta, len: 0, digest: bin(9, 8) },
+                    SmallFile { path: rel("s"), meta: meta.clone(), len: 2, digest: bin(9, 8) },
+                    SmallFile { path: rel("t"), meta: meta.clone(), len: 0, digest: bin(9, 8) },
                 ],
             },
             b"hi",
@@ -141,7 +144,7 @@ fn described() -> Vec<Packet> {
             actions: vec![
                 Action::MakeDir { path: rel("d") },
                 Action::Symlink { path: rel("l"), target: ByteBuf::from(b"t".to_vec()), mtime: meta.mtime },
-                Action::SetMeta { path: rel("d"), kind: Kind::Dir, meta },
+                Action::SetMeta { path: rel("d"), kind: Kind::Dir, meta: meta.clone() },
                 Action::Remove { path: rel("x"), kind: Kind::File },
             ],
         }),
@@ -151,7 +154,7 @@ fn described() -> Vec<Packet> {
             entries: vec![Entry { path: rel("f"), stat: file.clone() }, Entry { path: rel("l"), stat: link }],
             problems: vec!["x: denied".into()],
             done: false,
-            root: Some(meta),
+            root: Some(meta.clone()),
         }),
         rq(Message::Listing { entries: Vec::new(), problems: Vec::new(), done: true, root: None }),
         rq(Message::Probed { found: vec![Some(file.clone()), None] }),

@@ -282,6 +282,7 @@ fn impostor() -> u16 {
                 max_connections: 8,
                 proof,
                 secret,
+                privileged: false,
             },
         );
         // Whatever the client sends now would be the data of a session the
