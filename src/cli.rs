@@ -194,7 +194,9 @@ impl MetaArgs {
             group: self.group,
             numeric_ids: self.numeric_ids,
             xattrs: self.xattrs,
-            privileged: peer::extra::running_as_root(),
+            // Said only when something is asked for: a session that asks
+            // for nothing encodes nothing of this.
+            privileged: (self.owner || self.group || self.xattrs) && peer::extra::running_as_root(),
         }
     }
 }

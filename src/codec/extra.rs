@@ -44,9 +44,10 @@ pub struct Preserve {
 }
 
 impl Preserve {
-    /// Nothing beyond mode and mtime is asked for.
+    /// Nothing is set (the client sets `privileged` only when it asks
+    /// for something).
     pub fn is_empty(&self) -> bool {
-        !(self.owner || self.group || self.xattrs)
+        *self == Preserve::default()
     }
 }
 
