@@ -69,6 +69,7 @@ fn hashing_a_file() {
             keep_setid: true,
             fsync: false,
             cache: None,
+            extras: None,
         };
         let source = LocalSource::new(Tree::open(dir.path()).expect("open tree"), settings);
         let per_request = ((64 << 20) / chunk) as u64;

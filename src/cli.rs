@@ -157,6 +157,8 @@ pub(crate) struct TransferArgs {
     #[arg(long)]
     pub(crate) keep_setid: bool,
     #[command(flatten)]
+    pub(crate) meta: MetaArgs,
+    #[command(flatten)]
     pub(crate) cache: CacheArgs,
     /// Print a JSON report on stdout at the end.
     #[arg(long)]
@@ -186,6 +188,40 @@ pub(crate) struct TransferArgs {
     pub(crate) tls_server_name: Option<String>,
     #[command(flatten)]
     pub(crate) verbosity: Verbosity,
+}
+
+/// Metadata kept besides permission bits and mtime.
+#[derive(Args)]
+pub(crate) struct MetaArgs {
+    /// Keep owners (by name where both sides know it, else by number);
+    /// the destination must run as root, else it is said once and skipped.
+    #[arg(short = 'o', long)]
+    pub(crate) owner: bool,
+    /// Keep groups (by name where both sides know it, else by number).
+    #[arg(short = 'g', long)]
+    pub(crate) group: bool,
+    /// Owners and groups by number only, never by name.
+    #[arg(long)]
+    pub(crate) numeric_ids: bool,
+    /// Keep extended attributes: user.* always; trusted.*, security.* and
+    /// system.* when both sides run as root.
+    #[arg(short = 'X', long)]
+    pub(crate) xattrs: bool,
+}
+
+impl MetaArgs {
+    /// What the session asks for, and whether this client runs as root.
+    pub(crate) fn preserve(&self) -> pareco::codec::Preserve {
+        pareco::codec::Preserve {
+            owner: self.owner,
+            group: self.group,
+            numeric_ids: self.numeric_ids,
+            xattrs: self.xattrs,
+            // Said only when something is asked for: a session that asks
+            // for nothing encodes nothing of this.
+            privileged: (self.owner || self.group || self.xattrs) && peer::extra::running_as_root(),
+        }
+    }
 }
 
 #[derive(Args)]

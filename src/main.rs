@@ -225,6 +225,7 @@ async fn transfer(
         inplace: opts.inplace,
         delete: opts.delete,
         fsync: opts.fsync,
+        preserve: opts.meta.preserve(),
     };
     let cache = open_cache(&opts.cache, local);
     let settings = Settings { cache: cache.clone(), ..Settings::for_session(&spec, filter, keep_setid) };
@@ -256,7 +257,7 @@ async fn transfer(
             Some(tree) => tree,
             None => open_local(direction, local)?,
         };
-        let settings = settings.clone();
+        let settings = Settings { extras: agreed_extras(&spec, &pool), ..settings.clone() };
         let hash = settings.hash;
         let run = async {
             match direction {
@@ -305,6 +306,20 @@ async fn transfer(
     } else {
         Err(Failure::run(format!("{} error(s); the destination is not a complete mirror", report.errors)))
     }
+}
+
+/// The owners, groups and attributes the session keeps, now that the
+/// server said whether it runs as root; what was asked for and cannot be
+/// kept is said once.
+fn agreed_extras(spec: &SessionSpec, pool: &session::Pool) -> Option<Arc<peer::extra::Extras>> {
+    let scope = peer::extra::Scope::agreed(spec, pool.server_privileged());
+    if spec.preserve.owner && !scope.owner {
+        let side = if spec.direction == Direction::Upload { "the server does" } else { "this process does" };
+        tracing::warn!(
+            "--owner: {side} not run as root, so owners cannot be set; files are synced without them"
+        );
+    }
+    peer::extra::Extras::new(scope)
 }
 
 /// The digest cache of `args` for a role over the tree at `tree`, unless

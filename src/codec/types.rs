@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use super::extra::{Extra, Preserve};
 use super::path::RelPath;
 
 /// Which way the data flows, seen from the client.
@@ -93,14 +94,12 @@ pub struct SessionSpec {
     /// symlink (which would delete its contents).
     pub delete: bool,
     /// The destination flushes file data before a file takes its final
-    /// name, and directories after their entries change. Encoded only when
-    /// set (a spec without it is 8 elements long, as before it existed).
-    #[serde(default, skip_serializing_if = "is_false")]
+    /// name, and directories after their entries change.
     pub fsync: bool,
-}
-
-fn is_false(value: &bool) -> bool {
-    !value
+    /// Owners, groups, extended attributes (protocol 4). Encoded only when
+    /// something is asked for: a spec without it is 9 elements long.
+    #[serde(default, skip_serializing_if = "Preserve::is_empty")]
+    pub preserve: Preserve,
 }
 
 /// The kind of a tree entry. Other kinds (FIFOs, sockets, devices) are
@@ -124,13 +123,18 @@ pub struct Mtime {
     pub nanos: u32,
 }
 
-/// The metadata pareco keeps in sync: permission bits and mtime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The metadata pareco keeps in sync: permission bits and mtime, and
+/// what else the session asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
     /// Permission bits (`mode & 0o7777`).
     pub mode: u32,
     /// Modification time.
     pub mtime: Mtime,
+    /// Owner, group, extended attributes: only in a session that asks for
+    /// them (else not encoded: the meta is 2 elements long).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Box<Extra>>,
 }
 
 /// The state of one entry: its kind, size (files), metadata and, for a

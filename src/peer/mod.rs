@@ -13,12 +13,14 @@
 //! - [`cache`]: the persistent digest cache, so unchanged files are not read again.
 //! - [`walk`], [`filter`], [`hash`]: listing, include/exclude globs, digests;
 //!   [`whole`]: digests of many small files at once; [`remembered`]:
-//!   digests through the persistent [`cache`].
+//!   digests through the persistent [`cache`]; [`extra`]: owners, groups
+//!   and extended attributes.
 
 pub mod cache;
 mod copy;
 pub mod destination;
 pub mod error;
+pub mod extra;
 pub mod filter;
 pub mod hash;
 pub mod recent;
@@ -97,6 +99,9 @@ pub struct Settings {
     pub fsync: bool,
     /// The persistent digest cache, if one is used.
     pub cache: Option<Arc<Remembered>>,
+    /// Owners, groups and extended attributes, when the session keeps any
+    /// (set once the server's part is known: see [`extra::Scope::agreed`]).
+    pub extras: Option<Arc<extra::Extras>>,
 }
 
 impl Settings {
@@ -121,6 +126,7 @@ impl Settings {
             keep_setid,
             fsync: spec.fsync,
             cache: None,
+            extras: None,
         }
     }
 }

@@ -97,8 +97,13 @@ impl Inner {
 impl Source for LocalSource {
     async fn walk(&self) -> Result<Listing> {
         let inner = &self.inner;
-        let recent = inner.recent.clone();
-        Ok(walk::spawn_walk(inner.tree.clone(), inner.settings.filter.clone(), inner.work.clone(), recent))
+        Ok(walk::spawn_walk(
+            inner.tree.clone(),
+            inner.settings.filter.clone(),
+            inner.settings.extras.clone(),
+            inner.work.clone(),
+            inner.recent.clone(),
+        ))
     }
 
     async fn hash(&self, path: RelPath, span: Span) -> Result<Vec<Digest>> {

@@ -149,6 +149,7 @@ mod tests {
             keep_setid: false,
             fsync: false,
             cache: None,
+            extras: None,
         };
         (dir, tree, settings)
     }

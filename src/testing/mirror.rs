@@ -103,9 +103,11 @@ pub struct Spec {
     pub inplace: bool,
     /// The client deletes what the source does not have.
     pub delete: bool,
-    /// Flush to disk (encoded only when set).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    /// Flush to disk.
     pub fsync: bool,
+    /// Owners, groups, attributes (encoded only when something is asked for).
+    #[serde(skip_serializing_if = "crate::codec::Preserve::is_empty")]
+    pub preserve: crate::codec::Preserve,
 }
 
 impl Spec {
@@ -121,6 +123,7 @@ impl Spec {
             inplace: spec.inplace,
             delete: spec.delete,
             fsync: spec.fsync,
+            preserve: spec.preserve,
         }
     }
 

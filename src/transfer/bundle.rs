@@ -56,7 +56,8 @@ where
                 Ok((digest, now)) => {
                     note_change(&progress[i], &entry.stat, &now, None, digest);
                     progress[i].bytes_sent.fetch_add(entry.stat.size, Ordering::Relaxed);
-                    let (path, meta, len) = (entry.path.clone(), entry.stat.meta, entry.stat.size as u32);
+                    let (path, meta, len) =
+                        (entry.path.clone(), entry.stat.meta.clone(), entry.stat.size as u32);
                     batch.push(peer::NewFile { path, meta, len, digest });
                     sent.push(i);
                 }

@@ -163,7 +163,7 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         let old = found.filter(|f| f.kind == Kind::File);
         if let Some(old) = old {
             if ctx.opts.skip_digest && old.size == size && old.meta.mtime == entry.stat.meta.mtime {
-                return Self::fix_meta(ctx, &entry.path, old.meta, entry.stat.meta).await;
+                return Self::fix_meta(ctx, &entry.path, &old.meta, &entry.stat.meta).await;
             }
         }
         if size <= chunk {
@@ -173,10 +173,11 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
     }
 
     /// Applies `want` where it differs from `have`.
-    async fn fix_meta(ctx: &Arc<Self>, path: &RelPath, have: Meta, want: Meta) -> Result<(), peer::Error> {
-        if have != want {
+    async fn fix_meta(ctx: &Arc<Self>, path: &RelPath, have: &Meta, want: &Meta) -> Result<(), peer::Error> {
+        if !super::meta::same_meta(have, want) {
             tracing::info!("{path}: metadata updated");
-            ctx.apply(vec![Action::SetMeta { path: path.clone(), kind: Kind::File, meta: want }]).await;
+            let meta = want.clone();
+            ctx.apply(vec![Action::SetMeta { path: path.clone(), kind: Kind::File, meta }]).await;
         }
         Ok(())
     }
@@ -197,7 +198,7 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
                 ctx.dest.hash(HashTarget::Path(path.clone()), whole),
             )?;
             if ours == theirs && ours.len() as u64 == size.div_ceil(ctx.opts.chunk_size as u64) {
-                return Self::fix_meta(ctx, path, old.meta, entry.stat.meta).await;
+                return Self::fix_meta(ctx, path, &old.meta, &entry.stat.meta).await;
             }
             expected = ours.first().copied();
         }
@@ -206,7 +207,7 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
             let chunk = ctx.source.read(path.clone(), 0, size as u32).await.map_err(from_source(progress))?;
             note_change(progress, &entry.stat, &chunk.file, expected, chunk.digest);
             progress.bytes_sent.fetch_add(size, Ordering::Relaxed);
-            match ctx.dest.put_file(path.clone(), entry.stat.meta, chunk.data, chunk.digest).await {
+            match ctx.dest.put_file(path.clone(), entry.stat.meta.clone(), chunk.data, chunk.digest).await {
                 Ok(()) => break,
                 Err(e) if e.kind == ErrorKind::DigestMismatch && attempt == 0 => {
                     tracing::warn!("{e}; sending it again");
@@ -234,13 +235,13 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         if let Some(old) = old {
             Self::compare(ctx, path, size, old.size, &mut plan, progress).await?;
             if old.size == size && plan.all_old() {
-                return Self::fix_meta(ctx, path, old.meta, entry.stat.meta).await;
+                return Self::fix_meta(ctx, path, &old.meta, &entry.stat.meta).await;
             }
         }
         let begun = ctx.dest.begin(path.clone(), size).await?;
         let built = Self::build(ctx, entry, begun, &mut plan, progress).await;
         match built {
-            Ok(()) => ctx.dest.finish(begun.handle, entry.stat.meta).await,
+            Ok(()) => ctx.dest.finish(begun.handle, entry.stat.meta.clone()).await,
             Err(e) => {
                 let remove = progress.vanished.load(Ordering::Relaxed);
                 if e.kind != ErrorKind::Lost {

@@ -10,6 +10,7 @@
 //!   functions, tested on their own).
 //! - `bundle`: new small files, many per request.
 //! - `delete`: `--delete`, once the rest is done.
+//! - `meta`: when the destination's metadata is already the source's.
 //! - `progress`: what happened to one file, for the counters.
 //! - [`stats`]: counters and the final report.
 //!
@@ -23,6 +24,7 @@ mod bundle;
 mod compare;
 mod delete;
 pub mod file;
+mod meta;
 mod plan;
 mod progress;
 pub mod stats;
@@ -233,7 +235,7 @@ where
         }
         for entry in &batch.entries {
             if entry.stat.kind == Kind::Dir {
-                dirs.push((entry.path.clone(), entry.stat.meta));
+                dirs.push((entry.path.clone(), entry.stat.meta.clone()));
             }
             if delete {
                 seen.insert(entry.path.clone());
@@ -313,13 +315,27 @@ where
             }
             Kind::Symlink => {
                 Counters::add(&ctx.counters.symlinks_total, 1);
+                let same_extra = meta::same_extra(
+                    found.as_ref().and_then(|f| f.meta.extra.as_deref()),
+                    entry.stat.meta.extra.as_deref(),
+                );
                 if !same_symlink(&entry.stat, found.as_ref()) {
                     let target = entry.stat.target.as_deref().map(|t| &t[..]).unwrap_or_default();
                     tracing::info!("{} -> {}", entry.path, String::from_utf8_lossy(target));
                     actions.push(Action::Symlink {
-                        path: entry.path,
-                        target: entry.stat.target.unwrap_or_default(),
+                        path: entry.path.clone(),
+                        target: entry.stat.target.clone().unwrap_or_default(),
                         mtime: entry.stat.meta.mtime,
+                    });
+                }
+                // Owner, group and attributes of the link itself, once it is there.
+                if entry.stat.meta.extra.is_some()
+                    && !(same_extra && same_symlink(&entry.stat, found.as_ref()))
+                {
+                    actions.push(Action::SetMeta {
+                        path: entry.path,
+                        kind: Kind::Symlink,
+                        meta: entry.stat.meta,
                     });
                 }
             }

@@ -262,6 +262,7 @@ pub fn spec(direction: Direction, path: &str) -> SessionSpec {
         inplace: false,
         delete: false,
         fsync: false,
+        preserve: Default::default(),
     }
 }
 
@@ -278,7 +279,7 @@ pub fn digest(data: &[u8]) -> ByteBuf {
 }
 
 pub fn meta() -> Meta {
-    Meta { mode: 0o644, mtime: Mtime { secs: 1_600_000_000, nanos: 0 } }
+    Meta { mode: 0o644, mtime: Mtime { secs: 1_600_000_000, nanos: 0 }, extra: None }
 }
 
 /// The server still serves a normal upload (into `path`, a fresh name so

@@ -333,6 +333,7 @@ fn concurrent_sessions_and_overlap_refused() {
             inplace: false,
             delete: false,
             fsync: false,
+            preserve: Default::default(),
         };
         let config = pareco::session::ClientConfig {
             connections: 1,

@@ -82,6 +82,13 @@ pub fn listen(root: &Path, port: u16, extra: &[&str]) -> (Child, u16) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start server");
+    let port = wait_listening(&mut child);
+    (child, port)
+}
+
+/// The port a server started with its stderr piped listens on, once it
+/// says so; its log is drained from then on so that it never blocks.
+pub fn wait_listening(child: &mut Child) -> u16 {
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let port = loop {
@@ -91,7 +98,7 @@ pub fn listen(root: &Path, port: u16, extra: &[&str]) -> (Child, u16) {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    (child, port)
+    port
 }
 
 /// Runs the client binary.
@@ -339,5 +346,6 @@ pub fn local_settings(chunk: u32) -> pareco::peer::Settings {
         keep_setid: true,
         fsync: false,
         cache: None,
+        extras: None,
     }
 }

@@ -191,7 +191,7 @@ impl Inner {
 impl Destination for LocalDestination {
     async fn walk(&self) -> Result<Listing> {
         let inner = &self.inner;
-        Ok(walk::spawn_walk(inner.tree.clone(), inner.settings.filter.clone(), inner.work.clone(), None))
+        Ok(walk::spawn_walk(inner.tree.clone(), inner.settings.filter.clone(), None, inner.work.clone(), None))
     }
 
     async fn probe(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Stat>>> {
@@ -202,7 +202,7 @@ impl Destination for LocalDestination {
             ));
         }
         let inner = self.inner.clone();
-        inner.work.clone().run(move || inner.tree.lstat_all(&paths, inner.recent.as_deref())).await
+        inner.work.clone().run(move || inner.probe(&paths)).await
     }
 
     async fn hash_files(&self, files: Vec<(RelPath, u64)>) -> Result<Vec<Result<Digest>>> {

@@ -108,6 +108,7 @@ pub(super) fn stat_of(st: &rustix::fs::Stat, target: Option<Vec<u8>>) -> Option<
         meta: Meta {
             mode: st.st_mode & 0o7777,
             mtime: Mtime { secs: st.st_mtime, nanos: st.st_mtime_nsec as u32 },
+            extra: None,
         },
         target: target.map(serde_bytes::ByteBuf::from),
     })
@@ -125,7 +126,7 @@ pub(super) fn regular_file(fd: OwnedFd, rel: &RelPath) -> Result<File> {
 }
 
 /// Sets permission bits and mtime on an open file.
-pub fn set_file_meta(file: &File, meta: Meta, rel: &RelPath) -> Result<()> {
+pub fn set_file_meta(file: &File, meta: &Meta, rel: &RelPath) -> Result<()> {
     rustix::fs::fchmod(file.as_fd(), Mode::from(meta.mode & 0o7777))
         .map_err(|e| Error::from_errno(e, rel, "set permissions"))?;
     rustix::fs::futimens(file.as_fd(), &timestamps(meta.mtime))
@@ -143,6 +144,7 @@ pub fn file_stat(file: &File, rel: &RelPath) -> Result<(Stat, bool)> {
         meta: Meta {
             mode: st.st_mode & 0o7777,
             mtime: Mtime { secs: st.st_mtime, nanos: st.st_mtime_nsec as u32 },
+            extra: None,
         },
         target: None,
     };

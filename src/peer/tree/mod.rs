@@ -29,6 +29,7 @@ use crate::codec::{Kind, Mtime, RelPath, Stat};
 
 use super::cache::FileKey;
 use super::error::{Error, Result};
+use super::extra::At;
 use super::recent::RecentKeys;
 pub use entry::{file_stat, link_count, set_file_meta, Parent};
 use entry::{regular_file, stat_of, timestamps};
@@ -136,6 +137,24 @@ impl Tree {
         )
         .map_err(|e| Error::from_errno(e, &dir, "open directory"))?;
         Ok((Parent { fd, dir }, name))
+    }
+
+    /// Runs `act` on entry `rel` itself (the root: the tree's directory),
+    /// never following it, for what has no `*at` call (extended
+    /// attributes; see [`At`]).
+    pub fn with_entry<T>(&self, rel: &RelPath, act: impl FnOnce(&At) -> T) -> Result<T> {
+        use std::os::fd::AsFd;
+        let parent;
+        let (dir, name) = match self.parent_of(rel) {
+            Ok((found, name)) => {
+                parent = found;
+                (parent.fd.as_fd(), name)
+            }
+            Err(_) if rel.is_root() => (self.dir.as_fd(), &b"."[..]),
+            Err(e) => return Err(e),
+        };
+        let at = At::entry(dir, name).map_err(|e| Error::from_errno(e, rel, "open"))?;
+        Ok(act(&at))
     }
 
     /// `lstat`: the entry's state, or `None` when nothing (or something

@@ -16,6 +16,7 @@ use rustix::io::Errno;
 
 use crate::codec::{Kind, RelPath, Stat};
 use crate::peer::cache::FileKey;
+use crate::peer::extra::{At, Extras};
 use crate::peer::filter::Filter;
 use crate::peer::recent::RecentKeys;
 use crate::peer::temp::is_temp_name;
@@ -41,11 +42,18 @@ pub(super) struct DirRead {
 /// Reads the directory `dir` of `tree`: excluded entries and pareco's own
 /// temporary files are left out before they are even stated. A directory
 /// that is gone (deleted while the walk ran) reads as empty, without a
-/// problem; any other failure is a problem. The keys of small files are
-/// noted in `recent`.
-pub(super) fn read_dir(tree: &Tree, filter: &Filter, dir: &RelPath, recent: Option<&RecentKeys>) -> DirRead {
+/// problem; any other failure is a problem. With `extras`, each entry (and
+/// the directory itself) gets the owner, group and attributes they keep.
+/// The keys of small files are noted in `recent`.
+pub(super) fn read_dir(
+    tree: &Tree,
+    filter: &Filter,
+    extras: Option<&Extras>,
+    dir: &RelPath,
+    recent: Option<&RecentKeys>,
+) -> DirRead {
     let mut read = DirRead::default();
-    if let Err(e) = read_into(tree, filter, dir, &mut read, recent) {
+    if let Err(e) = read_into(tree, filter, extras, dir, &mut read, recent) {
         if e != Errno::NOENT {
             read.problems.push(format!("{dir}: cannot read directory: {}", std::io::Error::from(e)));
         }
@@ -62,6 +70,7 @@ pub(super) fn read_dir(tree: &Tree, filter: &Filter, dir: &RelPath, recent: Opti
 fn read_into(
     tree: &Tree,
     filter: &Filter,
+    extras: Option<&Extras>,
     dir: &RelPath,
     read: &mut DirRead,
     recent: Option<&RecentKeys>,
@@ -74,6 +83,9 @@ fn read_into(
         STRICT,
     )?;
     read.own = stat_at(&fd, c".")?;
+    if let (Some(extras), Some(own)) = (extras, read.own.as_mut()) {
+        add_extra(extras, &fd, b".", own, dir, &mut read.problems);
+    }
     let mut keys = Vec::new();
     for (name, file_type) in names(&fd)? {
         let bytes = name.as_bytes();
@@ -86,7 +98,10 @@ fn read_into(
             continue;
         }
         match status_at(&fd, &name) {
-            Ok(Some((stat, st))) => {
+            Ok(Some((mut stat, st))) => {
+                if let Some(extras) = extras {
+                    add_extra(extras, &fd, bytes, &mut stat, &path, &mut read.problems);
+                }
                 if recent.is_some_and(|r| stat.kind == Kind::File && r.wants(stat.size)) {
                     keys.push((path, FileKey::of(&st)));
                 }
@@ -103,6 +118,27 @@ fn read_into(
         recent.note(keys);
     }
     Ok(())
+}
+
+/// Gives `stat` of entry `name` of the directory `fd` its owner, group and
+/// attributes; one it cannot read them for is listed without them (its
+/// destination's are left alone) and is a problem.
+fn add_extra(
+    extras: &Extras,
+    fd: &OwnedFd,
+    name: &[u8],
+    stat: &mut Stat,
+    path: &RelPath,
+    problems: &mut Vec<String>,
+) {
+    use std::os::fd::AsFd;
+    let read = At::entry(fd.as_fd(), name)
+        .map_err(|e| std::io::Error::from(e).to_string())
+        .and_then(|at| extras.read(&at, true));
+    match read {
+        Ok(extra) => stat.meta.extra = Some(Box::new(extra)),
+        Err(why) => problems.push(format!("{path}: {why}")),
+    }
 }
 
 /// The names in the directory (`.` and `..` left out) with the type the
@@ -136,7 +172,7 @@ mod tests {
         std::fs::write(outer.path().join("outside-secret"), b"x").unwrap();
         let tree = Tree::open(&root).unwrap();
         let filter = Filter::default();
-        let first = read_dir(&tree, &filter, &RelPath::root(), None);
+        let first = read_dir(&tree, &filter, None, &RelPath::root(), None);
         assert_eq!(first.entries.len(), 1);
         // Between reading the parent and reading `a`, a client swaps `a`
         // for a symlink out of the tree (to `/`, and to the parent of the
@@ -145,7 +181,7 @@ mod tests {
         std::os::unix::fs::symlink("/", root.join("a")).unwrap();
         std::os::unix::fs::symlink("../..", root.join("moved/b2")).unwrap();
         for dir in ["a", "moved/b2"] {
-            let read = read_dir(&tree, &filter, &RelPath::new(dir).unwrap(), None);
+            let read = read_dir(&tree, &filter, None, &RelPath::new(dir).unwrap(), None);
             assert!(read.entries.is_empty(), "{dir}: listed {:?}", read.entries);
             assert_eq!(read.problems.len(), 1, "{dir}: {:?}", read.problems);
         }
