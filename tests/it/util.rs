@@ -216,10 +216,14 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Snap> {
     out
 }
 
+/// Entries that vanish while they are read (a server still discarding the
+/// temporary files of a session that just died) are left out.
 fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Snap>) {
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let md = fs::symlink_metadata(&path).unwrap();
+    let Some(entries) = gone_is_none(fs::read_dir(dir)) else { return };
+    for entry in entries {
+        let Some(entry) = gone_is_none(entry) else { continue };
+        let path = entry.path();
+        let Some(md) = gone_is_none(fs::symlink_metadata(&path)) else { continue };
         let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
         let mtime = (md.mtime(), md.mtime_nsec());
         let mode = md.mode() & 0o7777;
@@ -229,9 +233,18 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Snap>) {
             walk(root, &path, out);
             Snap::Dir { mode, mtime }
         } else {
-            Snap::File { content: fs::read(&path).unwrap(), mode, mtime }
+            let Some(content) = gone_is_none(fs::read(&path)) else { continue };
+            Snap::File { content, mode, mtime }
         };
         out.insert(rel, snap);
+    }
+}
+
+/// `None` for an entry that is gone; any other error fails the test.
+fn gone_is_none<T>(result: std::io::Result<T>) -> Option<T> {
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        other => Some(other.unwrap()),
     }
 }
 
