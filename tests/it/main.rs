@@ -20,5 +20,7 @@ mod safety;
 mod small_files;
 mod sync;
 mod tls;
+mod ui_api;
+mod ui_browser;
 mod unwritable;
 mod util;
