@@ -389,3 +389,26 @@ async fn a_running_run_is_cancelled_and_an_ended_one_cannot_be() {
     }
     assert!(whole < 64, "cancelled before the end");
 }
+
+#[test]
+fn bound_beyond_loopback_it_warns_who_can_use_it() {
+    let mut child = Command::new(BIN)
+        .args(["ui", "--bind", "0.0.0.0:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pareco ui");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    let url = loop {
+        let line = lines.next().expect("pareco ui exited").unwrap();
+        seen.push_str(&format!("{line}\n"));
+        if let Some(url) = line.strip_prefix("ui on ") {
+            break url.to_owned();
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.contains("not on loopback") && seen.contains("read and write files as this user"), "{seen}");
+    assert!(url.starts_with("http://127.0.0.1:") && url.contains("/?key="), "{url}");
+}
