@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::codec::{Direction, HashAlgo, SessionSpec};
 use crate::job::Job;
-use crate::peer::{self, Filter, Remembered, Settings};
+use crate::peer::{self, Filter, Settings};
 use crate::session::tls::Connector;
 use crate::session::{ClientConfig, Remote};
 use crate::transfer;
@@ -123,8 +123,8 @@ impl RunRequest {
         // As the command line: a download run as root clears setuid and
         // setgid bits.
         let keep_setid = !rustix::process::geteuid().is_root();
-        let cache = Remembered::open(None, &self.local);
-        let settings = Settings { cache, ..Settings::for_session(&spec, filter, keep_setid) };
+        // The digest cache is opened by the run, once its directory is made.
+        let settings = Settings::for_session(&spec, filter, keep_setid);
         let options = transfer::Options::for_session(&spec, false, most as usize);
         let config = ClientConfig {
             connections: most as usize,

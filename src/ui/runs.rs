@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::observe::{self, FileOutcome, Observed, Progress};
 use super::request::Summary;
 use crate::job::{self, Job, JobError, Stage};
-use crate::peer;
+use crate::peer::{self, Remembered};
 use crate::transfer::Report;
 
 /// Runs kept at most; beyond, the oldest finished ones are forgotten.
@@ -122,8 +122,14 @@ impl Run {
     }
 
     /// Runs `job` on this thread, on a runtime of its own, to its end.
-    fn execute(&self, job: Job) {
+    fn execute(&self, mut job: Job) {
         observe::attach(&self.observed);
+        // As the command line: the local directory is checked (and for a
+        // download made) before the digest cache is opened for it.
+        if let Err(e) = job::open_local(job.direction, &job.local) {
+            return self.finish(Err(e));
+        }
+        job.settings.cache = Remembered::open(None, &job.local);
         let observed = self.observed.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .max_blocking_threads(peer::BLOCKING_THREADS)
