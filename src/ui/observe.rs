@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, Layer};
 
 use crate::job::Live;
@@ -170,6 +171,10 @@ fn file_outcome(line: &str) -> Option<FileOutcome> {
 pub struct RunLogs;
 
 impl<S: Subscriber> Layer<S> for RunLogs {
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::INFO)
+    }
+
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let level = *event.metadata().level();
         if level > Level::INFO {

@@ -22,5 +22,6 @@ mod sync;
 mod tls;
 mod ui_api;
 mod ui_browser;
+mod ui_kit;
 mod unwritable;
 mod util;

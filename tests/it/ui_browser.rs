@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::ui_api::{hostile_tree, shown, Ui, HOSTILE};
+use crate::ui_kit::{hostile_tree, shown, Ui, HOSTILE};
 use crate::util::*;
 
 /// A chromedriver process on a free port of 127.0.0.1.
