@@ -148,7 +148,10 @@ fn unprivileged_ui() -> Ui {
 #[tokio::test]
 async fn the_page_runs_watches_and_cancels_uploads_and_shows_hostile_names_as_text() {
     let Some(driver) = Driver::start() else {
-        eprintln!("SKIPPED ui_browser: chromium and chromedriver are not installed (scripts/ci-deps.sh installs them)");
+        // Straight to stderr, past the test harness's capture: a skip is
+        // said plainly.
+        let said = "SKIPPED ui_browser: chromium and chromedriver are not installed (scripts/ci-deps.sh installs them)\n";
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), said.as_bytes());
         return;
     };
     const TOKEN: &str = "browser-token-93be1";
