@@ -9,6 +9,7 @@
 //! chromedriver (`scripts/ci-deps.sh` installs them).
 
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,7 +20,9 @@ use serde_json::json;
 use crate::ui_kit::{hostile_tree, shown, Ui, HOSTILE};
 use crate::util::*;
 
-/// A chromedriver process on a free port of 127.0.0.1.
+/// A chromedriver process on a free port of 127.0.0.1, in a process group
+/// of its own with the browsers it starts (all ended with it, even when a
+/// test fails before it closes its browser).
 struct Driver {
     child: Child,
     port: u16,
@@ -37,6 +40,7 @@ impl Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -70,6 +74,9 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        if let Some(group) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
