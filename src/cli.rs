@@ -46,6 +46,18 @@ pub(crate) enum Command {
     },
     /// Print the man page (roff) on stdout.
     Man,
+    /// Serve a web page to start, watch and cancel transfers.
+    Ui(UiArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct UiArgs {
+    /// Address and port of the page (anything but loopback lets whoever
+    /// reaches it and holds the key read and write files as this user).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub(crate) bind: String,
+    #[command(flatten)]
+    pub(crate) verbosity: Verbosity,
 }
 
 #[derive(Args)]

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -16,11 +16,11 @@ mod tls_setup;
 use cli::{CacheArgs, Cli, Command, Connections, ListenArgs, TokenArgs, TransferArgs, Verbosity};
 
 use pareco::codec::{Direction, SessionSpec};
-use pareco::peer::{self, Filter, LocalDestination, LocalSource, Remembered, Settings, Tree};
-use pareco::session::{
-    self, ClientConfig, Remote, RemoteDestination, RemoteSource, Resilience, Server, ServerConfig,
-};
-use pareco::transfer::{self, Counters, Report};
+use pareco::job::{self, Job, JobError, Live};
+use pareco::peer::{self, Filter, Remembered, Settings, Tree};
+use pareco::session::{self, ClientConfig, Remote, Server, ServerConfig};
+use pareco::transfer::{self, Report};
+use tokio_util::sync::CancellationToken;
 
 /// A failure, with the exit status it maps to.
 struct Failure {
@@ -76,13 +76,15 @@ fn raise_open_file_limit() -> std::io::Result<u64> {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
-    let (verbosity, server) = match &cli.command {
-        Command::Listen(a) => (&a.verbosity, true),
-        Command::Send { opts, .. } | Command::Recv { opts, .. } => (&opts.verbosity, false),
+    let verbosity = match &cli.command {
+        Command::Listen(a) => &a.verbosity,
+        Command::Send { opts, .. } | Command::Recv { opts, .. } => &opts.verbosity,
+        Command::Ui(a) => &a.verbosity,
         Command::Completions { shell } => return shell::print_completions(*shell),
         Command::Man => return shell::print_man(),
     };
-    init_logging(verbosity, server);
+    let server = matches!(cli.command, Command::Listen(_));
+    init_logging(verbosity, server, matches!(cli.command, Command::Ui(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .max_blocking_threads(peer::BLOCKING_THREADS)
         .enable_all()
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
             Command::Recv { remote, local, opts } => {
                 transfer(Direction::Download, &local, &remote, opts).await
             }
+            Command::Ui(args) => pareco::ui::serve(&args.bind).await.map_err(Failure::run),
             // Printed before the runtime started.
             Command::Completions { .. } | Command::Man => Ok(()),
         }
@@ -117,20 +120,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(v: &Verbosity, server: bool) {
+/// Logs on stderr; for `ui`, each run also gets what it logs.
+fn init_logging(v: &Verbosity, server: bool, ui: bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let level = match (v.quiet, v.verbose, server) {
         (true, _, _) => tracing::Level::ERROR,
         (false, 0, false) => tracing::Level::WARN,
         (false, 0, true) | (false, 1, _) => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
-    tracing_subscriber::fmt()
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_max_level(level)
         .with_target(false)
         .with_ansi(shell::colour(&std::io::stderr()))
         .without_time()
-        .init();
+        .with_filter(tracing_subscriber::filter::LevelFilter::from_level(level));
+    tracing_subscriber::registry().with(stderr).with(ui.then_some(pareco::ui::RunLogs)).init();
 }
 
 fn read_token(args: &TokenArgs) -> Result<Option<String>, Failure> {
@@ -195,10 +202,6 @@ async fn listen(args: ListenArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Sessions one run opens at most (each after the server lost the one
-/// before).
-const MAX_SESSIONS_PER_RUN: u64 = 8;
-
 async fn transfer(
     direction: Direction,
     local: &Path,
@@ -210,7 +213,7 @@ async fn transfer(
     let token = read_token(&opts.token)?;
     let tls = tls_setup::connector(&opts, &remote)?;
     // Checked (and for a download made) before anything is sent.
-    let mut first_tree = Some(open_local(direction, local)?);
+    job::open_local(direction, local).map_err(|e| Failure::run(e.to_string()))?;
     // A download run as root clears setuid and setgid bits unless told.
     let keep_setid = opts.keep_setid || !rustix::process::geteuid().is_root();
     // One spec describes the session: the server's role gets it, and both
@@ -241,85 +244,28 @@ async fn transfer(
     if let Err(e) = raise_open_file_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
-    let started = Instant::now();
-    let mut connections = Resilience::default();
-    // A server that lost the session (it restarted) gets a new one that
-    // carries on: what is in place already is found again by digest.
-    // What sessions lost before the last one sent still counts.
-    let mut counters = Arc::new(Counters::default());
-    let mut wire_bytes = 0;
-    let pool = loop {
-        let pool = session::connect(&remote, spec.clone(), &config)
-            .await
-            .map_err(|e| Failure::run(format!("{remote}: {e}")))?;
-        connections.sessions_opened += 1;
-        let tree = match first_tree.take() {
-            Some(tree) => tree,
-            None => open_local(direction, local)?,
-        };
-        let settings = Settings { extras: agreed_extras(&spec, &pool), ..settings.clone() };
-        let hash = settings.hash;
-        let run = async {
-            match direction {
-                Direction::Upload => {
-                    let source = LocalSource::new(tree, settings);
-                    let dest = RemoteDestination::new(pool.clone(), hash);
-                    transfer::run(source, dest, options.clone(), counters.clone()).await
-                }
-                Direction::Download => {
-                    let dest = LocalDestination::new(tree, settings);
-                    let source = RemoteSource::new(pool.clone(), hash);
-                    transfer::run(source, dest, options.clone(), counters.clone()).await
-                }
+    let job = Job { direction, local: local.to_owned(), remote, spec, settings, options, config };
+    let cancel = CancellationToken::new();
+    let interrupt = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                cancel.cancel();
             }
-        };
-        let result = tokio::select! {
-            result = run => result,
-            _ = tokio::signal::ctrl_c() => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), pool.close()).await;
-                return Err(Failure { status: 130, message: "interrupted".into() });
-            }
-        };
-        let lost = pool.resilience();
-        connections.reconnects += lost.reconnects;
-        connections.requests_retried += lost.requests_retried;
-        match result {
-            Ok(()) => break pool,
-            Err(e) if pool.session_gone() && connections.sessions_opened < MAX_SESSIONS_PER_RUN => {
-                tracing::warn!("{e}; opening a new session to carry on");
-                wire_bytes += pool.wire_bytes();
-                counters = Arc::new(Counters::carrying_on(&counters));
-            }
-            Err(e) => return Err(Failure::run(format!("{remote}: {e}"))),
         }
-    };
-    pool.close().await;
-    if let Some(cache) = &cache {
-        cache.flush();
-        tracing::info!("{}", cache.summary());
-    }
-    wire_bytes += pool.wire_bytes();
-    let report = counters.report(started.elapsed(), wire_bytes, pool.latency(), connections);
+    });
+    let outcome = job::run(&job, &Live::default(), &cancel).await;
+    interrupt.abort();
+    let report = outcome.map_err(|e| match e {
+        JobError::Cancelled => Failure { status: 130, message: "interrupted".into() },
+        JobError::Failed(message) => Failure::run(message),
+    })?;
     print_report(&report, &opts);
     if report.complete() {
         Ok(())
     } else {
         Err(Failure::run(format!("{} error(s); the destination is not a complete mirror", report.errors)))
     }
-}
-
-/// The owners, groups and attributes the session keeps, now that the
-/// server said whether it runs as root; what was asked for and cannot be
-/// kept is said once.
-fn agreed_extras(spec: &SessionSpec, pool: &session::Pool) -> Option<Arc<peer::extra::Extras>> {
-    let scope = peer::extra::Scope::agreed(spec, pool.server_privileged());
-    if spec.preserve.owner && !scope.owner {
-        let side = if spec.direction == Direction::Upload { "the server does" } else { "this process does" };
-        tracing::warn!(
-            "--owner: {side} not run as root, so owners cannot be set; files are synced without them"
-        );
-    }
-    peer::extra::Extras::new(scope)
 }
 
 /// The digest cache of `args` for a role over the tree at `tree`, unless
@@ -329,20 +275,6 @@ fn open_cache(args: &CacheArgs, tree: &Path) -> Option<Arc<Remembered>> {
         return None;
     }
     Remembered::open(args.cache_dir.as_deref(), tree)
-}
-
-/// The local tree: for an upload it must exist; for a download it is made.
-fn open_local(direction: Direction, local: &Path) -> Result<Tree, Failure> {
-    if direction == Direction::Download {
-        std::fs::create_dir_all(local)
-            .map_err(|e| Failure::run(format!("cannot create {}: {e}", local.display())))?;
-    }
-    match std::fs::metadata(local) {
-        Ok(md) if md.is_dir() => {}
-        Ok(_) => return Err(Failure::run(format!("{} is not a directory", local.display()))),
-        Err(e) => return Err(Failure::run(format!("{}: {e}", local.display()))),
-    }
-    Tree::open(local).map_err(|e| Failure::run(format!("{}: {e}", local.display())))
 }
 
 fn print_report(report: &Report, opts: &TransferArgs) {
