@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 mod cli;
+mod display;
 
 use cli::{CacheArgs, Cli, Command, Connections, ListenArgs, TokenArgs, TransferArgs, Verbosity};
 
@@ -106,6 +107,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             if !f.message.is_empty() {
+                display::events::log(&tracing::Level::ERROR, &f.message);
                 eprintln!("pareco: error: {}", f.message);
             }
             ExitCode::from(f.status)
@@ -114,19 +116,27 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(v: &Verbosity, server: bool) {
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let level = match (v.quiet, v.verbose, server) {
         (true, _, _) => tracing::Level::ERROR,
         (false, 0, false) => tracing::Level::WARN,
         (false, 0, true) | (false, 1, _) => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
+    let colour =
+        std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let lines = tracing_subscriber::fmt::layer()
+        .with_writer(display::LogWriter)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .without_time()
-        .init();
+        .with_filter(LevelFilter::from_level(level));
+    // Warnings and errors become `--json-events` events too (whatever -q says).
+    let events = display::events::LogEvents.with_filter(LevelFilter::WARN);
+    tracing_subscriber::registry().with(lines).with(events).init();
 }
 
 fn read_token(args: &TokenArgs) -> Result<Option<String>, Failure> {
@@ -220,7 +230,8 @@ async fn transfer(
         None
     };
     // Checked (and for a download made) before anything is sent.
-    let mut first_tree = Some(open_local(direction, local)?);
+    let dry_run = opts.show.dry_run;
+    let mut first_tree = Some(open_local(direction, local, dry_run)?);
     // A download run as root clears setuid and setgid bits unless told.
     let keep_setid = opts.keep_setid || !rustix::process::geteuid().is_root();
     // One spec describes the session: the server's role gets it, and both
@@ -238,7 +249,11 @@ async fn transfer(
     };
     let cache = open_cache(&opts.cache, local);
     let settings = Settings { cache: cache.clone(), ..Settings::for_session(&spec, filter, keep_setid) };
-    let options = transfer::Options::for_session(&spec, opts.skip_digest, opts.connections.most() as usize);
+    let options = transfer::Options {
+        dry_run: opts.show.dry_run,
+        max_delete: opts.show.max_delete,
+        ..transfer::Options::for_session(&spec, opts.skip_digest, opts.connections.most() as usize)
+    };
     let config = ClientConfig {
         connections: opts.connections.most() as usize,
         auto: opts.connections == Connections::Auto,
@@ -255,7 +270,9 @@ async fn transfer(
     // A server that lost the session (it restarted) gets a new one that
     // carries on: what is in place already is found again by digest.
     // What sessions lost before the last one sent still counts.
-    let mut counters = Arc::new(Counters::default());
+    let mut display = display::Display::new(&opts, direction);
+    let mut counters = Arc::new(display.counters());
+    display.follow(counters.clone());
     let mut wire_bytes = 0;
     let pool = loop {
         let pool = session::connect(&remote, spec.clone(), &config)
@@ -264,7 +281,7 @@ async fn transfer(
         connections.sessions_opened += 1;
         let tree = match first_tree.take() {
             Some(tree) => tree,
-            None => open_local(direction, local)?,
+            None => open_local(direction, local, dry_run)?,
         };
         let settings = settings.clone();
         let hash = settings.hash;
@@ -298,6 +315,7 @@ async fn transfer(
                 tracing::warn!("{e}; opening a new session to carry on");
                 wire_bytes += pool.wire_bytes();
                 counters = Arc::new(Counters::carrying_on(&counters));
+                display.follow(counters.clone());
             }
             Err(e) => return Err(Failure::run(format!("{remote}: {e}"))),
         }
@@ -309,6 +327,7 @@ async fn transfer(
     }
     wire_bytes += pool.wire_bytes();
     let report = counters.report(started.elapsed(), wire_bytes, pool.latency(), connections);
+    display.finish(&report, &counters);
     print_report(&report, &opts);
     if report.complete() {
         Ok(())
@@ -326,8 +345,13 @@ fn open_cache(args: &CacheArgs, tree: &Path) -> Option<Arc<Remembered>> {
     Remembered::open(args.cache_dir.as_deref(), tree)
 }
 
-/// The local tree: for an upload it must exist; for a download it is made.
-fn open_local(direction: Direction, local: &Path) -> Result<Tree, Failure> {
+/// The local tree: for an upload it must exist; for a download it is made
+/// (in a dry run, a download into a directory that does not exist compares
+/// with an empty directory, made and removed at once).
+fn open_local(direction: Direction, local: &Path, dry_run: bool) -> Result<Tree, Failure> {
+    if direction == Direction::Download && dry_run && !local.exists() {
+        return open_vacant(local);
+    }
     if direction == Direction::Download {
         std::fs::create_dir_all(local)
             .map_err(|e| Failure::run(format!("cannot create {}: {e}", local.display())))?;
@@ -338,6 +362,22 @@ fn open_local(direction: Direction, local: &Path) -> Result<Tree, Failure> {
         Err(e) => return Err(Failure::run(format!("{}: {e}", local.display()))),
     }
     Tree::open(local).map_err(|e| Failure::run(format!("{}: {e}", local.display())))
+}
+
+/// An empty tree that stands for `local`, which does not exist: a new
+/// directory under the temporary directory, opened, then removed (an open
+/// directory that was removed lists nothing and holds nothing).
+fn open_vacant(local: &Path) -> Result<Tree, Failure> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let vacant =
+        std::env::temp_dir().join(format!("pareco-dry-run-{}-{}", std::process::id(), nanos.as_nanos()));
+    let failed = |e: std::io::Error| {
+        Failure::run(format!("{} (for the dry run into {}): {e}", vacant.display(), local.display()))
+    };
+    std::fs::create_dir(&vacant).map_err(failed)?;
+    let tree = Tree::open(&vacant).map_err(|e| Failure::run(format!("{}: {e}", vacant.display())));
+    std::fs::remove_dir(&vacant).map_err(failed)?;
+    tree
 }
 
 fn print_report(report: &Report, opts: &TransferArgs) {

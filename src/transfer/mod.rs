@@ -12,6 +12,8 @@
 //! - `delete`: `--delete`, once the rest is done.
 //! - `progress`: what happened to one file, for the counters.
 //! - [`stats`]: counters and the final report.
+//! - [`observe`]: the run as it goes, for displays: phase, progress, and
+//!   what was done to each entry.
 //!
 //! Everything runs at once: several batches are probed while earlier files
 //! transfer, many files are in flight, and a large file's chunks are spread
@@ -23,6 +25,7 @@ mod bundle;
 mod compare;
 mod delete;
 pub mod file;
+pub mod observe;
 mod plan;
 mod progress;
 pub mod stats;
@@ -37,6 +40,9 @@ use tokio_util::task::TaskTracker;
 use crate::codec::{Action, Entry, ErrorKind, Kind, Meta, RelPath, SessionSpec, Stat};
 use crate::peer::{self, Destination, Source};
 
+use observe::{Changed, EntryEvent, Outcome, Stage};
+
+pub use observe::{Phase, Snapshot, Watch};
 pub use stats::{Counters, Report};
 
 /// Entries per `Apply` request at most...
@@ -64,6 +70,12 @@ pub struct Options {
     pub inplace: bool,
     /// Bytes of chunk data in flight at most.
     pub window: usize,
+    /// Change nothing on the destination (`--dry-run`): only list, probe
+    /// and compare; count and report what would be done.
+    pub dry_run: bool,
+    /// With `delete`: delete nothing, and fail, if more than this many
+    /// entries would go (`--max-delete`).
+    pub max_delete: Option<u64>,
 }
 
 impl Options {
@@ -78,6 +90,8 @@ impl Options {
             inplace: spec.inplace,
             // Four chunks per connection, within 16-64 MiB, at least two chunks.
             window: (connections * 4 * chunk).clamp(16 << 20, 64 << 20).max(2 * chunk),
+            dry_run: false,
+            max_delete: None,
         }
     }
 }
@@ -123,20 +137,43 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
 
     /// Runs `actions` on the destination, in order, in requests of at most
     /// [`ACTIONS_PER_REQUEST`] actions and about [`REQUEST_BYTES`] bytes;
-    /// reports each that failed and returns how many succeeded.
-    async fn apply(&self, mut actions: Vec<Action>) -> usize {
+    /// reports each that failed and returns how many succeeded. In a dry
+    /// run, runs none and returns all.
+    async fn apply(&self, actions: Vec<Action>) -> usize {
+        self.apply_told(actions, Vec::new()).await
+    }
+
+    /// [`apply`](Self::apply), then tells the watcher of `events`, one per
+    /// action (none when nobody watches): as they are, or `Failed` for an
+    /// action that failed.
+    async fn apply_told(&self, mut actions: Vec<Action>, mut events: Vec<EntryEvent>) -> usize {
         let mut done = 0;
         while !actions.is_empty() {
             let rest = actions.split_off(request_len(&actions, ACTIONS_PER_REQUEST, action_bytes));
             let total = actions.len();
-            match self.dest.apply(std::mem::replace(&mut actions, rest)).await {
+            let later = events.split_off(total.min(events.len()));
+            let told = std::mem::replace(&mut events, later);
+            let request = std::mem::replace(&mut actions, rest);
+            let answer = if self.opts.dry_run { Ok(Vec::new()) } else { self.dest.apply(request).await };
+            let failures = match answer {
                 Ok(failures) => {
                     for (path, why) in &failures {
                         self.fail("", peer::Error::io(format!("{path}: {why}")));
                     }
                     done += total.saturating_sub(failures.len());
+                    failures
                 }
-                Err(e) => self.fail("", e),
+                Err(e) => {
+                    let all = told.iter().map(|t| (t.path.clone(), e.to_string())).collect();
+                    self.fail("", e);
+                    all
+                }
+            };
+            for mut event in told {
+                if let Some((_, why)) = failures.iter().find(|(path, _)| *path == event.path) {
+                    event.outcome = Outcome::Failed { why: why.clone() };
+                }
+                self.counters.live.tell(|| event);
             }
         }
         done
@@ -207,6 +244,7 @@ where
         fatal: Mutex::new(None),
         tasks: TaskTracker::new(),
     });
+    ctx.counters.live.set_stage(Stage::Listing);
     let mut listing = ctx.source.walk().await?;
     let batches = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
     let files = Arc::new(Semaphore::new(FILES_IN_FLIGHT));
@@ -241,11 +279,15 @@ where
         }
         let Ok(permit) = batches.clone().acquire_owned().await else { break };
         let (ctx2, files) = (ctx.clone(), files.clone());
+        ctx.counters.live.batch_opened();
         ctx.tasks.spawn(async move {
             sync_batch(&ctx2, batch.entries, &files).await;
+            ctx2.counters.live.batch_counted();
             drop(permit);
         });
     }
+    ctx.counters.live.set_listed();
+    ctx.counters.live.set_stage(Stage::Transferring);
     ctx.tasks.close();
     ctx.tasks.wait().await;
     if let Some(fatal) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -259,9 +301,11 @@ where
                 if incomplete { "the source listing is incomplete".to_owned() } else { format!("{errors} error(s)") }
             );
         } else {
+            ctx.counters.live.set_stage(Stage::Deleting);
             delete::delete_extraneous(&ctx, &seen).await?;
         }
     }
+    ctx.counters.live.set_stage(Stage::Finishing);
     // A run without error leaves no temporary file behind: those still
     // there were left by interrupted runs, for files done by now or no
     // longer in the source. (Before the directories get their mtimes.)
@@ -277,6 +321,7 @@ where
     let actions =
         dirs.into_iter().map(|(path, meta)| Action::SetMeta { path, kind: Kind::Dir, meta }).collect();
     ctx.apply(actions).await;
+    ctx.counters.live.set_stage(Stage::Done);
     if let Some(fatal) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(fatal);
     }
@@ -293,7 +338,13 @@ where
     let paths = entries.iter().map(|e| e.path.clone()).collect();
     let found = match ctx.probe(paths).await {
         Ok(found) => found,
-        Err(e) => return ctx.fail("probing the destination", e),
+        Err(e) => {
+            for entry in &entries {
+                let why = format!("probing the destination: {e}");
+                ctx.counters.live.tell(|| told(entry, None, Outcome::Failed { why }));
+            }
+            return ctx.fail("probing the destination", e);
+        }
     };
     let mut actions = Vec::new();
     // Files create missing parent directories themselves, so they need not
@@ -301,6 +352,8 @@ where
     // other kind of entry.
     let mut replacing = false;
     let mut pending_files = Vec::new();
+    // What the directories and symlinks made become, for the watcher.
+    let mut made = Vec::new();
     for (entry, found) in entries.into_iter().zip(found) {
         match entry.stat.kind {
             Kind::Dir => {
@@ -308,12 +361,34 @@ where
                 if found.as_ref().is_none_or(|f| f.kind != Kind::Dir) {
                     replacing |= found.is_some();
                     tracing::info!("{}/", entry.path);
+                    if ctx.counters.live.watching() {
+                        made.push(told(
+                            &entry,
+                            found.as_ref(),
+                            Outcome::Created { chunks_sent: 0, chunks: 0 },
+                        ));
+                    }
                     actions.push(Action::MakeDir { path: entry.path });
+                } else {
+                    // Its metadata is set once the run is done with its entries.
+                    let same = found.as_ref().is_some_and(|f| f.meta == entry.stat.meta);
+                    let outcome = if same { Outcome::Unchanged } else { Outcome::Metadata };
+                    ctx.counters.live.tell(|| told(&entry, found.as_ref(), outcome));
                 }
             }
             Kind::Symlink => {
                 Counters::add(&ctx.counters.symlinks_total, 1);
-                if !same_symlink(&entry.stat, found.as_ref()) {
+                if same_symlink(&entry.stat, found.as_ref()) {
+                    ctx.counters.live.tell(|| told(&entry, found.as_ref(), Outcome::Unchanged));
+                } else {
+                    if ctx.counters.live.watching() {
+                        let outcome = if found.as_ref().is_some_and(|f| f.kind == Kind::Symlink) {
+                            Outcome::Updated { chunks_sent: 0, chunks: 0 }
+                        } else {
+                            Outcome::Created { chunks_sent: 0, chunks: 0 }
+                        };
+                        made.push(told(&entry, found.as_ref(), outcome));
+                    }
                     let target = entry.stat.target.as_deref().map(|t| &t[..]).unwrap_or_default();
                     tracing::info!("{} -> {}", entry.path, String::from_utf8_lossy(target));
                     actions.push(Action::Symlink {
@@ -327,10 +402,10 @@ where
         }
     }
     if replacing {
-        ctx.apply(actions).await;
+        ctx.apply_told(actions, made).await;
     } else if !actions.is_empty() {
         let ctx2 = ctx.clone();
-        ctx.tasks.spawn(async move { ctx2.apply(actions).await });
+        ctx.tasks.spawn(async move { ctx2.apply_told(actions, made).await });
     }
     let chunk = ctx.opts.chunk_size as u64;
     let bundle_bytes = bundle::bundle_bytes(ctx.opts.chunk_size);
@@ -444,6 +519,18 @@ where
     tokio::select! {
         permit = files.clone().acquire_many_owned(weight) => permit.ok(),
         () = ctx.abort.cancelled() => None,
+    }
+}
+
+/// The event of `entry`, which the destination had as `found`.
+pub(crate) fn told(entry: &Entry, found: Option<&Stat>, outcome: Outcome) -> EntryEvent {
+    let size = if entry.stat.kind == Kind::File { entry.stat.size } else { 0 };
+    EntryEvent {
+        path: entry.path.clone(),
+        kind: entry.stat.kind,
+        outcome,
+        size,
+        changed: Changed::between(&entry.stat, found),
     }
 }
 

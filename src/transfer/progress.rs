@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::observe::Live;
 use crate::codec::{ErrorKind, Stat};
 use crate::peer::{self, Digest};
 
@@ -16,6 +17,23 @@ pub(super) struct Progress {
     pub bytes_sent: AtomicU64,
     pub changed: AtomicBool,
     pub vanished: AtomicBool,
+}
+
+impl Progress {
+    /// `len` bytes of the file were put on the wire (or would have been,
+    /// in a dry run).
+    pub(super) fn sent(&self, live: &Live, len: u64) {
+        self.bytes_sent.fetch_add(len, Ordering::Relaxed);
+        Live::add(&live.bytes_sent, len);
+    }
+
+    /// A chunk of `len` bytes of the file is in place at the destination
+    /// (or would be, in a dry run).
+    pub(super) fn delivered(&self, live: &Live, len: u64) {
+        self.chunks_sent.fetch_add(1, Ordering::Relaxed);
+        self.data_sent.fetch_add(len, Ordering::Relaxed);
+        Live::add(&live.bytes_done, len);
+    }
 }
 
 /// Passes on the error of a call to the source, noting a missing file as

@@ -17,6 +17,7 @@ mod load;
 mod protocol_doc;
 mod raw;
 mod safety;
+mod show;
 mod small_files;
 mod sync;
 mod tls;
