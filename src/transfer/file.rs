@@ -21,11 +21,10 @@ use tokio::task::JoinSet;
 use crate::codec::{Action, Entry, ErrorKind, HashTarget, Kind, Meta, RelPath, Span, Stat};
 use crate::peer::{self, Destination, Digest, Source};
 
-use super::observe::{Live, Outcome};
 use super::plan::{copy_requests, segments, Origin, Plan};
 use super::progress::{from_source, note_change, Progress};
 use super::stats::Counters;
-use super::{told, Ctx};
+use super::Ctx;
 use crate::peer::destination::max_copy;
 
 /// Groups being compared chunk by chunk at once for one file.
@@ -88,70 +87,6 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         let progress = Arc::new(Progress::default());
         let result = Self::sync_file(ctx, &entry, found.as_ref(), &progress).await;
         Self::record(ctx, &entry, found, &progress, result).await;
-    }
-
-    /// Counts and logs what happened to one file, and tells the watcher.
-    pub(super) async fn record(
-        ctx: &Arc<Self>,
-        entry: &Entry,
-        found: Option<Stat>,
-        progress: &Progress,
-        result: Result<(), peer::Error>,
-    ) {
-        let c = &ctx.counters;
-        let chunks_sent = progress.chunks_sent.load(Ordering::Relaxed);
-        Counters::add(&c.chunks_transferred, chunks_sent);
-        Counters::add(&c.bytes_transferred, progress.bytes_sent.load(Ordering::Relaxed));
-        let size = entry.stat.size;
-        let chunk = ctx.opts.chunk_size as u64;
-        let sent_bytes = progress.data_sent.load(Ordering::Relaxed).min(size);
-        Live::add(&c.live.bytes_done, size - sent_bytes);
-        Live::add(&c.live.files_done, 1);
-        if progress.vanished.load(Ordering::Relaxed) {
-            Counters::add(&c.files_vanished, 1);
-            tracing::warn!("{}: vanished during the transfer; removed from the destination too", entry.path);
-            c.live.tell(|| told(entry, found.as_ref(), Outcome::Vanished));
-            if found.is_some_and(|f| f.kind == Kind::File) {
-                let remove = vec![Action::Remove { path: entry.path.clone(), kind: Kind::File }];
-                ctx.apply(remove).await;
-            }
-            return;
-        }
-        match result {
-            Err(e) => {
-                Counters::add(&c.files_failed, 1);
-                c.live.tell(|| told(entry, found.as_ref(), Outcome::Failed { why: e.to_string() }));
-                ctx.fail("", e);
-            }
-            Ok(()) => {
-                if progress.changed.load(Ordering::Relaxed) {
-                    Counters::add(&c.files_changed, 1);
-                    tracing::warn!("{}: changed while it was read; sent as read", entry.path);
-                }
-                Counters::add(&c.bytes_skipped, size - sent_bytes);
-                let had = found.as_ref().filter(|f| f.kind == Kind::File);
-                let chunks = size.div_ceil(chunk);
-                if chunks_sent > 0 || (size == 0 && had.is_none_or(|f| f.size != 0)) {
-                    Counters::add(&c.files_transferred, 1);
-                    tracing::info!("{}: {} of {} chunk(s) sent", entry.path, chunks_sent, chunks);
-                    c.live.tell(|| {
-                        let outcome = match had {
-                            Some(_) => Outcome::Updated { chunks_sent, chunks },
-                            None => Outcome::Created { chunks_sent, chunks },
-                        };
-                        told(entry, found.as_ref(), outcome)
-                    });
-                } else {
-                    Counters::add(&c.files_skipped, 1);
-                    tracing::debug!("{}: up to date", entry.path);
-                    c.live.tell(|| {
-                        let same = had.is_some_and(|f| f.meta == entry.stat.meta);
-                        let outcome = if same { Outcome::Unchanged } else { Outcome::Metadata };
-                        told(entry, found.as_ref(), outcome)
-                    });
-                }
-            }
-        }
     }
 
     async fn sync_file(

@@ -8,6 +8,8 @@
 //!   only the chunks that differ.
 //! - `plan`: where each chunk comes from, decided from digests alone (pure
 //!   functions, tested on their own).
+//! - `actions`: directory-level actions (make, remove, set metadata), many
+//!   per request.
 //! - `bundle`: new small files, many per request.
 //! - `delete`: `--delete`, once the rest is done.
 //! - `progress`: what happened to one file, for the counters.
@@ -21,6 +23,7 @@
 //! bytes of chunk data in flight ([`Options::window`]) and the number of
 //! files in progress.
 
+mod actions;
 mod bundle;
 mod compare;
 mod delete;
@@ -40,7 +43,8 @@ use tokio_util::task::TaskTracker;
 use crate::codec::{Action, Entry, ErrorKind, Kind, Meta, RelPath, SessionSpec, Stat};
 use crate::peer::{self, Destination, Source};
 
-use observe::{Changed, EntryEvent, Outcome, Stage};
+use actions::told;
+use observe::{Outcome, Stage};
 
 pub use observe::{Phase, Snapshot, Watch};
 pub use stats::{Counters, Report};
@@ -135,50 +139,6 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         }
     }
 
-    /// Runs `actions` on the destination, in order, in requests of at most
-    /// [`ACTIONS_PER_REQUEST`] actions and about [`REQUEST_BYTES`] bytes;
-    /// reports each that failed and returns how many succeeded. In a dry
-    /// run, runs none and returns all.
-    async fn apply(&self, actions: Vec<Action>) -> usize {
-        self.apply_told(actions, Vec::new()).await
-    }
-
-    /// [`apply`](Self::apply), then tells the watcher of `events`, one per
-    /// action (none when nobody watches): as they are, or `Failed` for an
-    /// action that failed.
-    async fn apply_told(&self, mut actions: Vec<Action>, mut events: Vec<EntryEvent>) -> usize {
-        let mut done = 0;
-        while !actions.is_empty() {
-            let rest = actions.split_off(request_len(&actions, ACTIONS_PER_REQUEST, action_bytes));
-            let total = actions.len();
-            let later = events.split_off(total.min(events.len()));
-            let told = std::mem::replace(&mut events, later);
-            let request = std::mem::replace(&mut actions, rest);
-            let answer = if self.opts.dry_run { Ok(Vec::new()) } else { self.dest.apply(request).await };
-            let failures = match answer {
-                Ok(failures) => {
-                    for (path, why) in &failures {
-                        self.fail("", peer::Error::io(format!("{path}: {why}")));
-                    }
-                    done += total.saturating_sub(failures.len());
-                    failures
-                }
-                Err(e) => {
-                    let all = told.iter().map(|t| (t.path.clone(), e.to_string())).collect();
-                    self.fail("", e);
-                    all
-                }
-            };
-            for mut event in told {
-                if let Some((_, why)) = failures.iter().find(|(path, _)| *path == event.path) {
-                    event.outcome = Outcome::Failed { why: why.clone() };
-                }
-                self.counters.live.tell(|| event);
-            }
-        }
-        done
-    }
-
     /// Probes `paths` on the destination. An answer too large for one frame
     /// (symlink targets can be long) is asked for again in halves.
     async fn probe(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Stat>>, peer::Error> {
@@ -196,31 +156,6 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         }
         Ok(found)
     }
-}
-
-/// How many of `items` (at most `max`) make a request of about
-/// [`REQUEST_BYTES`] bytes, at least one.
-fn request_len<T>(items: &[T], max: usize, bytes: fn(&T) -> usize) -> usize {
-    let mut total = 0;
-    let count = items
-        .iter()
-        .take(max)
-        .take_while(|item| {
-            total += bytes(item);
-            total <= REQUEST_BYTES
-        })
-        .count();
-    count.max(1).min(items.len())
-}
-
-/// Roughly the bytes of an action in a request (and of its failure, if it
-/// fails, in the answer).
-fn action_bytes(action: &Action) -> usize {
-    let target = match action {
-        Action::Symlink { target, .. } => target.len(),
-        _ => 0,
-    };
-    action.path().as_bytes().len() + target + 64
 }
 
 /// Makes `dest` a mirror of `source`, counting into `counters` (which the
@@ -519,18 +454,6 @@ where
     tokio::select! {
         permit = files.clone().acquire_many_owned(weight) => permit.ok(),
         () = ctx.abort.cancelled() => None,
-    }
-}
-
-/// The event of `entry`, which the destination had as `found`.
-pub(crate) fn told(entry: &Entry, found: Option<&Stat>, outcome: Outcome) -> EntryEvent {
-    let size = if entry.stat.kind == Kind::File { entry.stat.size } else { 0 };
-    EntryEvent {
-        path: entry.path.clone(),
-        kind: entry.stat.kind,
-        outcome,
-        size,
-        changed: Changed::between(&entry.stat, found),
     }
 }
 
