@@ -27,12 +27,12 @@ fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// Writes one event: `event: kind` and `fields`.
-fn emit(kind: &str, mut fields: Map<String, Value>) {
-    fields.insert("event".into(), Value::from(kind));
-    if let Ok(line) = serde_json::to_string(&fields) {
-        super::print_line(true, &line);
-    }
+/// Writes one event: `"event": kind` first, then `fields` (sorted).
+fn emit(kind: &str, fields: Map<String, Value>) {
+    let Ok(rest) = serde_json::to_string(&fields) else { return };
+    let comma = if fields.is_empty() { "" } else { "," };
+    let line = format!("{{\"event\":\"{kind}\"{comma}{}", &rest[1..]);
+    super::print_line(true, &line);
 }
 
 fn object(value: Value) -> Map<String, Value> {

@@ -230,9 +230,18 @@ fn delete_waits_for_every_file_to_arrive() {
     // The client cannot read this file any more: it fails, the rest is sent.
     file(&src.path().join("locked.bin"), &noise(9000, 6), 0o000, (1_600_000_001, 0));
     file(&src.path().join("keep.txt"), b"kept", 0o644, (1_600_000_002, 0));
-    let out = unprivileged(&["send", local, &url, "--delete", "-c", C]);
+    let out = unprivileged(&["send", local, &url, "--delete", "-c", C, "--json-events"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("--delete skipped: 1 error(s)"), "{}", stderr(&out));
+    // The events say so too: the file that failed and why, the warning.
+    let events: Vec<Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let locked = events.iter().find(|e| e["path"] == "locked.bin").expect("an event for locked.bin");
+    assert_eq!(locked["action"], "failed");
+    assert!(locked["why"].as_str().unwrap().contains("ermission denied"), "{locked}");
+    let warned =
+        |e: &&Value| e["event"] == "warning" && e["message"].as_str().unwrap().contains("--delete skipped");
+    assert!(events.iter().any(|e| warned(&e)), "{events:?}");
     assert_eq!(fs::read(server.path("d/extra.txt")).unwrap(), b"extra");
     assert_eq!(fs::read(server.path("d/keep.txt")).unwrap(), b"kept");
     assert_eq!(fs::read(server.path("d/locked.bin")).unwrap(), noise(9000, 5));
