@@ -52,13 +52,17 @@ pub(crate) fn log(level: &tracing::Level, message: &str) {
 }
 
 /// The rate of bytes done over the last interval between progress events.
-#[derive(Default)]
 pub(crate) struct Rate {
     last: Option<(Instant, u64)>,
     per_sec: f64,
 }
 
 impl Rate {
+    /// The rate since `since`, when nothing was done yet.
+    pub(crate) fn since(since: Instant) -> Rate {
+        Rate { last: Some((since, 0)), per_sec: 0.0 }
+    }
+
     fn update(&mut self, bytes_done: u64) -> f64 {
         let now = Instant::now();
         if let Some((then, done)) = self.last {

@@ -83,7 +83,7 @@ impl Display {
         }
         if self.events {
             let (current, stop, started) = (self.current.clone(), self.stop.clone(), self.started);
-            let mut rate = Rate::default();
+            let mut rate = Rate::since(started);
             tokio::spawn(every(Duration::from_secs(1), stop, move || {
                 events::progress(&snapshot(&current), started.elapsed(), &mut rate);
             }));
@@ -98,7 +98,8 @@ impl Display {
             bar.finish(report);
         }
         if self.events {
-            let mut rate = Rate::default();
+            // The last one with the rate of the whole run.
+            let mut rate = Rate::since(self.started);
             events::progress(&counters.snapshot(), self.started.elapsed(), &mut rate);
             events::report(report);
         }

@@ -154,7 +154,6 @@ impl Changed {
     }
 
     fn of_meta(want: Meta, have: Meta) -> Changed {
-        // A symlink's permissions are not its own.
         Changed { size: false, mtime: want.mtime != have.mtime, mode: want.mode != have.mode }
     }
 }
@@ -185,6 +184,7 @@ impl EntryEvent {
                     flag(content, 'c'),
                     flag(c.size, 's'),
                     flag(c.mtime, 't'),
+                    // A symlink's permission bits mean nothing.
                     flag(c.mode && self.kind != Kind::Symlink, 'p'),
                 )
             }
