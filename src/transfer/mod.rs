@@ -12,7 +12,8 @@
 //!   per request.
 //! - `bundle`: new small files, many per request.
 //! - `delete`: `--delete`, once the rest is done.
-//! - `progress`: what happened to one file, for the counters.
+//! - `progress`: what happened to one file, and its record (counters, log,
+//!   watcher).
 //! - [`stats`]: counters and the final report.
 //! - [`observe`]: the run as it goes, for displays: phase, progress, and
 //!   what was done to each entry.
@@ -221,7 +222,10 @@ where
             drop(permit);
         });
     }
-    ctx.counters.live.set_listed();
+    // (A run cut short never gets final totals.)
+    if !ctx.abort.is_cancelled() {
+        ctx.counters.live.set_listed();
+    }
     ctx.counters.live.set_stage(Stage::Transferring);
     ctx.tasks.close();
     ctx.tasks.wait().await;
