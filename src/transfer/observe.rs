@@ -316,3 +316,40 @@ impl Drop for Sending<'_> {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_phase_follows_the_stage_and_the_data_under_way() {
+        let live = Live::default();
+        live.set_stage(Stage::Listing);
+        live.batch_opened();
+        assert_eq!(live.snapshot(0, 0).phase, Phase::Listing);
+        {
+            let _sending = live.sending();
+            // Still listing: the listing streams while data moves.
+            assert_eq!(live.snapshot(0, 0).phase, Phase::Listing);
+            live.set_listed();
+            live.set_stage(Stage::Transferring);
+            assert_eq!(live.snapshot(0, 0).phase, Phase::Sending);
+        }
+        let now = live.snapshot(3, 10);
+        assert_eq!(now.phase, Phase::Comparing);
+        // A batch not yet counted: the totals may still grow.
+        assert!(!now.totals_final);
+        live.batch_counted();
+        assert!(live.snapshot(3, 10).totals_final);
+        live.set_stage(Stage::Deleting);
+        assert_eq!(live.snapshot(3, 10).phase, Phase::Deleting);
+        live.set_stage(Stage::Done);
+        assert_eq!(live.snapshot(3, 10).phase, Phase::Done);
+    }
+
+    #[test]
+    fn nothing_is_built_for_nobody() {
+        let live = Live::default();
+        live.tell(|| unreachable!("no watcher, no event"));
+    }
+}
