@@ -175,6 +175,8 @@ pub(crate) struct TransferArgs {
     /// Print a JSON report on stdout at the end.
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) show: ShowArgs,
     /// With every connection lost, keep trying to join the session again
     /// for this long (ms, s, m, h); 0: lost connections are not replaced.
     #[arg(long, default_value = "5m", value_parser = parse_duration_or_zero, value_name = "DUR")]
@@ -234,6 +236,32 @@ impl MetaArgs {
             privileged: (self.owner || self.group || self.xattrs) && peer::extra::running_as_root(),
         }
     }
+}
+
+/// What a transfer shows while it runs, and whether it changes anything:
+/// progress, JSON events, dry run, a limit on deletions.
+#[derive(Args)]
+pub(crate) struct ShowArgs {
+    /// Change nothing on the destination: only compare, and print each path
+    /// that would be created, updated or deleted, one line each (itemized
+    /// as rsync's --itemize-changes; on stderr with --json).
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// With --delete: if more than N entries would be deleted, delete none
+    /// and fail.
+    #[arg(long, value_name = "N", requires = "delete")]
+    pub(crate) max_delete: Option<u64>,
+    /// Print newline-delimited JSON events on stdout: progress about once a
+    /// second, one per entry done, warnings, errors, and the final report.
+    #[arg(long, conflicts_with = "json")]
+    pub(crate) json_events: bool,
+    /// Draw the progress display on stderr even when it is not a terminal
+    /// (or with -q, --json or --json-events).
+    #[arg(long, overrides_with = "no_progress")]
+    pub(crate) progress: bool,
+    /// Never draw the progress display.
+    #[arg(long, overrides_with = "progress")]
+    pub(crate) no_progress: bool,
 }
 
 #[derive(Args)]

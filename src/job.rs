@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::{Direction, SessionSpec};
 use crate::peer::{LocalDestination, LocalSource, Settings, Tree};
 use crate::session::{self, ClientConfig, Remote, RemoteDestination, RemoteSource, Resilience};
-use crate::transfer::{self, Counters, Report};
+use crate::transfer::{self, Counters, Report, Watch};
 
 /// Sessions one run opens at most (each after the server lost the one
 /// before).
@@ -27,7 +27,6 @@ const MAX_SESSIONS_PER_RUN: u64 = 8;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Everything a run needs, decided before it starts.
-#[derive(Debug)]
 pub struct Job {
     /// Upload (local to remote) or download.
     pub direction: Direction,
@@ -43,6 +42,21 @@ pub struct Job {
     pub options: transfer::Options,
     /// How to connect (its token included).
     pub config: ClientConfig,
+    /// What hears of every entry done, if anything.
+    pub watch: Option<Arc<dyn Watch>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("direction", &self.direction)
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("spec", &self.spec)
+            .field("options", &self.options)
+            .field("watched", &self.watch.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where a run is.
@@ -112,11 +126,15 @@ pub async fn run(job: &Job, live: &Live, cancel: &CancellationToken) -> Result<R
     let failed = |e: &dyn std::fmt::Display| JobError::Failed(format!("{remote}: {e}"));
     let started = Instant::now();
     let mut connections = Resilience::default();
-    let mut counters = Arc::new(Counters::default());
+    let mut counters = Arc::new(match &job.watch {
+        Some(watch) => Counters::watched(watch.clone()),
+        None => Counters::default(),
+    });
     live.set_counters(counters.clone());
     let mut wire_bytes = 0;
+    let dry_run = job.options.dry_run;
     // Checked (and for a download made) before anything is sent.
-    let mut tree = Some(open_local(job.direction, &job.local)?);
+    let mut tree = Some(open_local(job.direction, &job.local, dry_run)?);
     let pool = loop {
         live.set_stage(Stage::Connecting);
         let pool = tokio::select! {
@@ -126,7 +144,7 @@ pub async fn run(job: &Job, live: &Live, cancel: &CancellationToken) -> Result<R
         connections.sessions_opened += 1;
         let tree = match tree.take() {
             Some(tree) => tree,
-            None => open_local(job.direction, &job.local)?,
+            None => open_local(job.direction, &job.local, dry_run)?,
         };
         live.set_stage(Stage::Transferring);
         let settings = Settings { extras: agreed_extras(&job.spec, &pool), ..job.settings.clone() };
@@ -178,9 +196,14 @@ pub async fn run(job: &Job, live: &Live, cancel: &CancellationToken) -> Result<R
     Ok(counters.report(started.elapsed(), wire_bytes, pool.latency(), connections))
 }
 
-/// The local tree: for an upload it must exist; for a download it is made.
-pub fn open_local(direction: Direction, local: &Path) -> Result<Tree, JobError> {
+/// The local tree: for an upload it must exist; for a download it is made
+/// (in a dry run, a download into a directory that does not exist compares
+/// with an empty directory, made and removed at once).
+pub fn open_local(direction: Direction, local: &Path, dry_run: bool) -> Result<Tree, JobError> {
     let failed = |e: &dyn std::fmt::Display| JobError::Failed(format!("{}: {e}", local.display()));
+    if direction == Direction::Download && dry_run && !local.exists() {
+        return open_vacant(local);
+    }
     if direction == Direction::Download {
         std::fs::create_dir_all(local)
             .map_err(|e| JobError::Failed(format!("cannot create {}: {e}", local.display())))?;
@@ -205,4 +228,20 @@ fn agreed_extras(spec: &SessionSpec, pool: &session::Pool) -> Option<Arc<crate::
         );
     }
     crate::peer::extra::Extras::new(scope)
+}
+
+/// An empty tree that stands for `local`, which does not exist: a new
+/// directory under the temporary directory, opened, then removed (an open
+/// directory that was removed lists nothing and holds nothing).
+fn open_vacant(local: &Path) -> Result<Tree, JobError> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let vacant =
+        std::env::temp_dir().join(format!("pareco-dry-run-{}-{}", std::process::id(), nanos.as_nanos()));
+    let failed = |e: &dyn std::fmt::Display| {
+        JobError::Failed(format!("{} (for the dry run into {}): {e}", vacant.display(), local.display()))
+    };
+    std::fs::create_dir(&vacant).map_err(|e| failed(&e))?;
+    let tree = Tree::open(&vacant).map_err(|e| failed(&e));
+    std::fs::remove_dir(&vacant).map_err(|e| failed(&e))?;
+    tree
 }

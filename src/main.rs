@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 
 mod cli;
+mod display;
 mod shell;
 mod tls_setup;
 
@@ -113,6 +114,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             if !f.message.is_empty() {
+                display::events::log(&tracing::Level::ERROR, &f.message);
                 eprintln!("pareco: error: {}", f.message);
             }
             ExitCode::from(f.status)
@@ -120,8 +122,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs on stderr; for `ui`, each run also gets what it logs.
+/// Logs on stderr (above the progress display, if drawn); warnings and
+/// errors also as `--json-events` events; for `ui`, each run also gets
+/// what it logs.
 fn init_logging(v: &Verbosity, server: bool, ui: bool) {
+    use tracing_subscriber::filter::LevelFilter;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
@@ -131,13 +136,15 @@ fn init_logging(v: &Verbosity, server: bool, ui: bool) {
         (false, 0, true) | (false, 1, _) => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+    let lines = tracing_subscriber::fmt::layer()
+        .with_writer(display::LogWriter)
         .with_target(false)
         .with_ansi(shell::colour(&std::io::stderr()))
         .without_time()
-        .with_filter(tracing_subscriber::filter::LevelFilter::from_level(level));
-    tracing_subscriber::registry().with(stderr).with(ui.then_some(pareco::ui::RunLogs)).init();
+        .with_filter(LevelFilter::from_level(level));
+    // Warnings and errors become `--json-events` events too (whatever -q says).
+    let events = display::events::LogEvents.with_filter(LevelFilter::WARN);
+    tracing_subscriber::registry().with(lines).with(events).with(ui.then_some(pareco::ui::RunLogs)).init();
 }
 
 fn read_token(args: &TokenArgs) -> Result<Option<String>, Failure> {
@@ -213,7 +220,7 @@ async fn transfer(
     let token = read_token(&opts.token)?;
     let tls = tls_setup::connector(&opts, &remote)?;
     // Checked (and for a download made) before anything is sent.
-    job::open_local(direction, local).map_err(|e| Failure::run(e.to_string()))?;
+    job::open_local(direction, local, opts.show.dry_run).map_err(|e| Failure::run(e.to_string()))?;
     // A download run as root clears setuid and setgid bits unless told.
     let keep_setid = opts.keep_setid || !rustix::process::geteuid().is_root();
     // One spec describes the session: the server's role gets it, and both
@@ -232,7 +239,11 @@ async fn transfer(
     };
     let cache = open_cache(&opts.cache, local);
     let settings = Settings { cache: cache.clone(), ..Settings::for_session(&spec, filter, keep_setid) };
-    let options = transfer::Options::for_session(&spec, opts.skip_digest, opts.connections.most() as usize);
+    let options = transfer::Options {
+        dry_run: opts.show.dry_run,
+        max_delete: opts.show.max_delete,
+        ..transfer::Options::for_session(&spec, opts.skip_digest, opts.connections.most() as usize)
+    };
     let config = ClientConfig {
         connections: opts.connections.most() as usize,
         auto: opts.connections == Connections::Auto,
@@ -244,7 +255,11 @@ async fn transfer(
     if let Err(e) = raise_open_file_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
-    let job = Job { direction, local: local.to_owned(), remote, spec, settings, options, config };
+    let mut display = display::Display::new(&opts, direction);
+    let watch = display.watch();
+    let job = Job { direction, local: local.to_owned(), remote, spec, settings, options, config, watch };
+    let live = Arc::new(Live::default());
+    display.follow(live.clone());
     let cancel = CancellationToken::new();
     let interrupt = tokio::spawn({
         let cancel = cancel.clone();
@@ -254,12 +269,13 @@ async fn transfer(
             }
         }
     });
-    let outcome = job::run(&job, &Live::default(), &cancel).await;
+    let outcome = job::run(&job, &live, &cancel).await;
     interrupt.abort();
     let report = outcome.map_err(|e| match e {
         JobError::Cancelled => Failure { status: 130, message: "interrupted".into() },
         JobError::Failed(message) => Failure::run(message),
     })?;
+    display.finish(&report, &live.counters());
     print_report(&report, &opts);
     if report.complete() {
         Ok(())

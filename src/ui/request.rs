@@ -137,7 +137,7 @@ impl RunRequest {
         };
         let summary =
             Summary { direction: name, local: self.local.display().to_string(), remote: remote.to_string() };
-        let job = Job { direction, local: self.local, remote, spec, settings, options, config };
+        let job = Job { direction, local: self.local, remote, spec, settings, options, config, watch: None };
         Ok((job, summary))
     }
 }

@@ -126,7 +126,7 @@ impl Run {
         observe::attach(&self.observed);
         // As the command line: the local directory is checked (and for a
         // download made) before the digest cache is opened for it.
-        if let Err(e) = job::open_local(job.direction, &job.local) {
+        if let Err(e) = job::open_local(job.direction, &job.local, job.options.dry_run) {
             return self.finish(Err(e));
         }
         job.settings.cache = Remembered::open(None, &job.local);

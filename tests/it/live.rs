@@ -62,7 +62,15 @@ fn settings() -> Settings {
 }
 
 fn options() -> Options {
-    Options { chunk_size: CHUNK as u32, skip_digest: false, delete: false, inplace: false, window: 1 << 20 }
+    Options {
+        chunk_size: CHUNK as u32,
+        skip_digest: false,
+        delete: false,
+        inplace: false,
+        window: 1 << 20,
+        dry_run: false,
+        max_delete: None,
+    }
 }
 
 fn run(

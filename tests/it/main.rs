@@ -19,6 +19,7 @@ mod protocol_doc;
 mod raw;
 mod safety;
 mod shell;
+mod show;
 mod small_files;
 mod sync;
 mod tls;
