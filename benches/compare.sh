@@ -344,15 +344,14 @@ mkdir -p "$DST_BASE/dst" "$DST_BASE/local"
 : > "$RESULTS/links.tsv"
 : > "$RESULTS/iperf.tsv"
 
-# TLS certificate for scenario 6, made at run time. CA:FALSE matters: openssl's
-# default for req -x509 is CA:TRUE, and rustls/webpki then refuses the
-# certificate as a server certificate (CaUsedAsEndEntity).
+# TLS certificate for scenario 6, made at run time the usual way (openssl
+# marks it CA:TRUE; the client pins it, being exactly the server's).
 TLSDIR=$RESULTS/tls
 mkdir -p "$TLSDIR"
 CERT=$TLSDIR/cert.pem
 KEY=$TLSDIR/key.pem
 openssl req -x509 -newkey rsa:3072 -nodes -days 2 -subj "/CN=pareco-bench" \
-  -addext "subjectAltName=IP:127.0.0.1,IP:10.201.0.2" -addext "basicConstraints=critical,CA:FALSE" \
+  -addext "subjectAltName=IP:127.0.0.1,IP:10.201.0.2" \
   -keyout "$KEY" -out "$CERT" 2>/dev/null || die "openssl could not make a certificate"
 
 # rsync daemon configuration (the module is the work dir, like pareco's --root)

@@ -71,6 +71,7 @@ fn hashing_a_file() {
             hard_links: false,
             sparse: false,
             cache: None,
+            extras: None,
         };
         let source = LocalSource::new(Tree::open(dir.path()).expect("open tree"), settings);
         let per_request = ((64 << 20) / chunk) as u64;

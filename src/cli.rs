@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use pareco::codec::HashAlgo;
 use pareco::peer;
+use pareco::session::tls::Fingerprint;
 
 #[derive(Parser)]
 #[command(name = "pareco", version, about = "Parallel remote directory sync over N TCP connections")]
@@ -38,6 +39,25 @@ pub(crate) enum Command {
         #[command(flatten)]
         opts: TransferArgs,
     },
+    /// Print a completion script for SHELL on stdout.
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
+    /// Serve a web page to start, watch and cancel transfers.
+    Ui(UiArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct UiArgs {
+    /// Address and port of the page (anything but loopback lets whoever
+    /// reaches it and holds the key read and write files as this user).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub(crate) bind: String,
+    #[command(flatten)]
+    pub(crate) verbosity: Verbosity,
 }
 
 #[derive(Args)]
@@ -68,6 +88,15 @@ pub(crate) struct ListenArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
+    /// Serve TLS only, with a certificate made once and kept in --tls-dir;
+    /// its fingerprint is printed at start, for clients' --tls-fingerprint.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub(crate) tls_self_signed: bool,
+    /// Where --tls-self-signed keeps its certificate and key [default:
+    /// $XDG_DATA_HOME/pareco/tls, else ~/.local/share/pareco/tls]. Never
+    /// inside --root.
+    #[arg(long, value_name = "DIR", requires = "tls_self_signed")]
+    pub(crate) tls_dir: Option<PathBuf>,
     /// Keep the setuid/setgid bits of uploaded files (they are cleared
     /// otherwise).
     #[arg(long)]
@@ -148,10 +177,14 @@ pub(crate) struct TransferArgs {
     #[arg(long)]
     pub(crate) keep_setid: bool,
     #[command(flatten)]
+    pub(crate) meta: MetaArgs,
+    #[command(flatten)]
     pub(crate) cache: CacheArgs,
     /// Print a JSON report on stdout at the end.
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) show: ShowArgs,
     /// With every connection lost, keep trying to join the session again
     /// for this long (ms, s, m, h); 0: lost connections are not replaced.
     #[arg(long, default_value = "5m", value_parser = parse_duration_or_zero, value_name = "DUR")]
@@ -163,14 +196,80 @@ pub(crate) struct TransferArgs {
     /// Use TLS (implied by a pareco+tls:// address).
     #[arg(long)]
     pub(crate) tls: bool,
-    /// Trust this CA (or self-signed) certificate instead of the system's roots.
+    /// Trust the certificates in this PEM file instead of the system's
+    /// roots: as CAs, and each as the server's own (pinned) when it is
+    /// exactly that one.
     #[arg(long, value_name = "PEM")]
     pub(crate) ca_cert: Option<PathBuf>,
+    /// Trust the server whose certificate has this SHA-256 fingerprint (as
+    /// `pareco listen` prints it) instead of a CA and the name check.
+    #[arg(long, value_name = "sha256:HEX", conflicts_with = "ca_cert")]
+    pub(crate) tls_fingerprint: Option<Fingerprint>,
     /// Server name to verify instead of the address's host.
     #[arg(long, value_name = "NAME")]
     pub(crate) tls_server_name: Option<String>,
     #[command(flatten)]
     pub(crate) verbosity: Verbosity,
+}
+
+/// Metadata kept besides permission bits and mtime.
+#[derive(Args)]
+pub(crate) struct MetaArgs {
+    /// Keep owners (by name where both sides know it, else by number);
+    /// the destination must run as root, else it is said once and skipped.
+    #[arg(short = 'o', long)]
+    pub(crate) owner: bool,
+    /// Keep groups (by name where both sides know it, else by number).
+    #[arg(short = 'g', long)]
+    pub(crate) group: bool,
+    /// Owners and groups by number only, never by name.
+    #[arg(long)]
+    pub(crate) numeric_ids: bool,
+    /// Keep extended attributes: user.* always; trusted.*, security.* and
+    /// system.* when both sides run as root.
+    #[arg(short = 'X', long)]
+    pub(crate) xattrs: bool,
+}
+
+impl MetaArgs {
+    /// What the session asks for, and whether this client runs as root.
+    pub(crate) fn preserve(&self) -> pareco::codec::Preserve {
+        pareco::codec::Preserve {
+            owner: self.owner,
+            group: self.group,
+            numeric_ids: self.numeric_ids,
+            xattrs: self.xattrs,
+            // Said only when something is asked for: a session that asks
+            // for nothing encodes nothing of this.
+            privileged: (self.owner || self.group || self.xattrs) && peer::extra::running_as_root(),
+        }
+    }
+}
+
+/// What a transfer shows while it runs, and whether it changes anything:
+/// progress, JSON events, dry run, a limit on deletions.
+#[derive(Args)]
+pub(crate) struct ShowArgs {
+    /// Change nothing on the destination: only compare, and print each path
+    /// that would be created, updated or deleted, one line each (itemized
+    /// as rsync's --itemize-changes; on stderr with --json).
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// With --delete: if more than N entries would be deleted, delete none
+    /// and fail.
+    #[arg(long, value_name = "N", requires = "delete")]
+    pub(crate) max_delete: Option<u64>,
+    /// Print newline-delimited JSON events on stdout: progress about once a
+    /// second, one per entry done, warnings, errors, and the final report.
+    #[arg(long, conflicts_with = "json")]
+    pub(crate) json_events: bool,
+    /// Draw the progress display on stderr even when it is not a terminal
+    /// (or with -q, --json or --json-events).
+    #[arg(long, overrides_with = "no_progress")]
+    pub(crate) progress: bool,
+    /// Never draw the progress display.
+    #[arg(long, overrides_with = "progress")]
+    pub(crate) no_progress: bool,
 }
 
 #[derive(Args)]

@@ -5,21 +5,23 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 
 mod cli;
+mod display;
+mod shell;
+mod tls_setup;
 
 use cli::{CacheArgs, Cli, Command, Connections, ListenArgs, TokenArgs, TransferArgs, Verbosity};
 
 use pareco::codec::{Direction, SessionSpec};
-use pareco::peer::{self, Filter, LocalDestination, LocalSource, Remembered, Settings, Tree};
-use pareco::session::tls::{Acceptor, Connector};
-use pareco::session::{
-    self, ClientConfig, Remote, RemoteDestination, RemoteSource, Resilience, Server, ServerConfig,
-};
-use pareco::transfer::{self, Counters, Report};
+use pareco::job::{self, Job, JobError, Live};
+use pareco::peer::{self, Filter, Remembered, Settings, Tree};
+use pareco::session::{self, ClientConfig, Remote, Server, ServerConfig};
+use pareco::transfer::{self, Report};
+use tokio_util::sync::CancellationToken;
 
 /// A failure, with the exit status it maps to.
 struct Failure {
@@ -78,9 +80,12 @@ fn main() -> ExitCode {
     let verbosity = match &cli.command {
         Command::Listen(a) => &a.verbosity,
         Command::Send { opts, .. } | Command::Recv { opts, .. } => &opts.verbosity,
+        Command::Ui(a) => &a.verbosity,
+        Command::Completions { shell } => return shell::print_completions(*shell),
+        Command::Man => return shell::print_man(),
     };
     let server = matches!(cli.command, Command::Listen(_));
-    init_logging(verbosity, server);
+    init_logging(verbosity, server, matches!(cli.command, Command::Ui(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .max_blocking_threads(peer::BLOCKING_THREADS)
         .enable_all()
@@ -99,6 +104,9 @@ fn main() -> ExitCode {
             Command::Recv { remote, local, opts } => {
                 transfer(Direction::Download, &local, &remote, opts).await
             }
+            Command::Ui(args) => pareco::ui::serve(&args.bind).await.map_err(Failure::run),
+            // Printed before the runtime started.
+            Command::Completions { .. } | Command::Man => Ok(()),
         }
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
@@ -106,6 +114,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             if !f.message.is_empty() {
+                display::events::log(&tracing::Level::ERROR, &f.message);
                 eprintln!("pareco: error: {}", f.message);
             }
             ExitCode::from(f.status)
@@ -113,20 +122,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(v: &Verbosity, server: bool) {
+/// Logs on stderr (above the progress display, if drawn); warnings and
+/// errors also as `--json-events` events; for `ui`, each run also gets
+/// what it logs.
+fn init_logging(v: &Verbosity, server: bool, ui: bool) {
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let level = match (v.quiet, v.verbose, server) {
         (true, _, _) => tracing::Level::ERROR,
         (false, 0, false) => tracing::Level::WARN,
         (false, 0, true) | (false, 1, _) => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
+    let lines = tracing_subscriber::fmt::layer()
+        .with_writer(display::LogWriter)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(shell::colour(&std::io::stderr()))
         .without_time()
-        .init();
+        .with_filter(LevelFilter::from_level(level));
+    // Warnings and errors become `--json-events` events too (whatever -q says).
+    let events = display::events::LogEvents.with_filter(LevelFilter::WARN);
+    tracing_subscriber::registry().with(lines).with(events).with(ui.then_some(pareco::ui::RunLogs)).init();
 }
 
 fn read_token(args: &TokenArgs) -> Result<Option<String>, Failure> {
@@ -152,12 +170,7 @@ async fn listen(args: ListenArgs) -> Result<(), Failure> {
         println!("{generated}");
         token = Some(generated);
     }
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            Some(Acceptor::from_pem_files(cert, key).map_err(|e| Failure::usage(e.to_string()))?)
-        }
-        _ => None,
-    };
+    let tls = tls_setup::acceptor(&args)?;
     let config = ServerConfig {
         root: args.root,
         token,
@@ -196,10 +209,6 @@ async fn listen(args: ListenArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Sessions one run opens at most (each after the server lost the one
-/// before).
-const MAX_SESSIONS_PER_RUN: u64 = 8;
-
 async fn transfer(
     direction: Direction,
     local: &Path,
@@ -209,18 +218,9 @@ async fn transfer(
     let remote: Remote = remote.parse().map_err(Failure::usage)?;
     let filter = Filter::new(&opts.includes, &opts.excludes).map_err(|e| Failure::usage(e.to_string()))?;
     let token = read_token(&opts.token)?;
-    let use_tls = opts.tls || remote.tls;
-    if !use_tls && (opts.ca_cert.is_some() || opts.tls_server_name.is_some()) {
-        return Err(Failure::usage("--ca-cert and --tls-server-name need --tls or a pareco+tls:// address"));
-    }
-    let tls = if use_tls {
-        let name = opts.tls_server_name.as_deref().unwrap_or(&remote.host);
-        Some(Connector::new(opts.ca_cert.as_deref(), name).map_err(|e| Failure::usage(e.to_string()))?)
-    } else {
-        None
-    };
+    let tls = tls_setup::connector(&opts, &remote)?;
     // Checked (and for a download made) before anything is sent.
-    let mut first_tree = Some(open_local(direction, local)?);
+    job::open_local(direction, local, opts.show.dry_run).map_err(|e| Failure::run(e.to_string()))?;
     // A download run as root clears setuid and setgid bits unless told.
     let keep_setid = opts.keep_setid || !rustix::process::geteuid().is_root();
     // One spec describes the session: the server's role gets it, and both
@@ -237,10 +237,15 @@ async fn transfer(
         fsync: opts.fsync,
         hard_links: opts.hard_links,
         sparse: opts.sparse,
+        preserve: opts.meta.preserve(),
     };
     let cache = open_cache(&opts.cache, local);
     let settings = Settings { cache: cache.clone(), ..Settings::for_session(&spec, filter, keep_setid) };
-    let options = transfer::Options::for_session(&spec, opts.skip_digest, opts.connections.most() as usize);
+    let options = transfer::Options {
+        dry_run: opts.show.dry_run,
+        max_delete: opts.show.max_delete,
+        ..transfer::Options::for_session(&spec, opts.skip_digest, opts.connections.most() as usize)
+    };
     let config = ClientConfig {
         connections: opts.connections.most() as usize,
         auto: opts.connections == Connections::Auto,
@@ -252,65 +257,27 @@ async fn transfer(
     if let Err(e) = raise_open_file_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
-    let started = Instant::now();
-    let mut connections = Resilience::default();
-    // A server that lost the session (it restarted) gets a new one that
-    // carries on: what is in place already is found again by digest.
-    // What sessions lost before the last one sent still counts.
-    let mut counters = Arc::new(Counters::default());
-    let mut wire_bytes = 0;
-    let pool = loop {
-        let pool = session::connect(&remote, spec.clone(), &config)
-            .await
-            .map_err(|e| Failure::run(format!("{remote}: {e}")))?;
-        connections.sessions_opened += 1;
-        let tree = match first_tree.take() {
-            Some(tree) => tree,
-            None => open_local(direction, local)?,
-        };
-        let settings = settings.clone();
-        let hash = settings.hash;
-        let run = async {
-            match direction {
-                Direction::Upload => {
-                    let source = LocalSource::new(tree, settings);
-                    let dest = RemoteDestination::new(pool.clone(), hash);
-                    transfer::run(source, dest, options.clone(), counters.clone()).await
-                }
-                Direction::Download => {
-                    let dest = LocalDestination::new(tree, settings);
-                    let source = RemoteSource::new(pool.clone(), hash);
-                    transfer::run(source, dest, options.clone(), counters.clone()).await
-                }
+    let mut display = display::Display::new(&opts, direction);
+    let watch = display.watch();
+    let job = Job { direction, local: local.to_owned(), remote, spec, settings, options, config, watch };
+    let live = Arc::new(Live::default());
+    display.follow(live.clone());
+    let cancel = CancellationToken::new();
+    let interrupt = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                cancel.cancel();
             }
-        };
-        let result = tokio::select! {
-            result = run => result,
-            _ = tokio::signal::ctrl_c() => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), pool.close()).await;
-                return Err(Failure { status: 130, message: "interrupted".into() });
-            }
-        };
-        let lost = pool.resilience();
-        connections.reconnects += lost.reconnects;
-        connections.requests_retried += lost.requests_retried;
-        match result {
-            Ok(()) => break pool,
-            Err(e) if pool.session_gone() && connections.sessions_opened < MAX_SESSIONS_PER_RUN => {
-                tracing::warn!("{e}; opening a new session to carry on");
-                wire_bytes += pool.wire_bytes();
-                counters = Arc::new(Counters::carrying_on(&counters));
-            }
-            Err(e) => return Err(Failure::run(format!("{remote}: {e}"))),
         }
-    };
-    pool.close().await;
-    if let Some(cache) = &cache {
-        cache.flush();
-        tracing::info!("{}", cache.summary());
-    }
-    wire_bytes += pool.wire_bytes();
-    let report = counters.report(started.elapsed(), wire_bytes, pool.latency(), connections);
+    });
+    let outcome = job::run(&job, &live, &cancel).await;
+    interrupt.abort();
+    let report = outcome.map_err(|e| match e {
+        JobError::Cancelled => Failure { status: 130, message: "interrupted".into() },
+        JobError::Failed(message) => Failure::run(message),
+    })?;
+    display.finish(&report, &live.counters());
     print_report(&report, &opts);
     if report.complete() {
         Ok(())
@@ -326,20 +293,6 @@ fn open_cache(args: &CacheArgs, tree: &Path) -> Option<Arc<Remembered>> {
         return None;
     }
     Remembered::open(args.cache_dir.as_deref(), tree)
-}
-
-/// The local tree: for an upload it must exist; for a download it is made.
-fn open_local(direction: Direction, local: &Path) -> Result<Tree, Failure> {
-    if direction == Direction::Download {
-        std::fs::create_dir_all(local)
-            .map_err(|e| Failure::run(format!("cannot create {}: {e}", local.display())))?;
-    }
-    match std::fs::metadata(local) {
-        Ok(md) if md.is_dir() => {}
-        Ok(_) => return Err(Failure::run(format!("{} is not a directory", local.display()))),
-        Err(e) => return Err(Failure::run(format!("{}: {e}", local.display()))),
-    }
-    Tree::open(local).map_err(|e| Failure::run(format!("{}: {e}", local.display())))
 }
 
 fn print_report(report: &Report, opts: &TransferArgs) {

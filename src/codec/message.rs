@@ -12,6 +12,10 @@ use serde_bytes::ByteBuf;
 use super::path::RelPath;
 use super::types::*;
 
+fn is_false(value: &bool) -> bool {
+    !value
+}
+
 /// All messages, in handshake order first, then requests, then responses.
 /// `PROTOCOL.md` gives the sequence in which they are exchanged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +75,10 @@ pub enum Message {
         /// For an `Open`, the session's secret sealed with the key; `None`
         /// for a `Join`.
         secret: Option<ByteBuf>,
+        /// The server runs as root (said, protocol 4, only to an `Open`
+        /// whose spec keeps owners, groups or attributes; else not encoded).
+        #[serde(default, skip_serializing_if = "is_false")]
+        privileged: bool,
     },
 
     // --- requests (client → server) ---

@@ -5,6 +5,8 @@
 //!   the encoding of a frame's head to send beside its payload.
 //! - [`message`]: every message of the protocol as one serde enum.
 //! - [`types`]: the plain data types the messages carry.
+//! - [`extra`]: owner, group and extended attributes, for the sessions
+//!   that ask for them, checked against their limits when decoded.
 //! - [`declared`]: each message declared once — name, class, payload, who
 //!   serves it and what answers it.
 //! - [`path`]: [`RelPath`], a path relative to a synced root that is checked
@@ -16,6 +18,7 @@
 //! prose, byte by byte.
 
 pub mod declared;
+pub mod extra;
 pub mod frame;
 pub mod message;
 pub mod path;
@@ -23,6 +26,7 @@ pub mod text;
 pub mod types;
 
 pub use declared::{Class, Declaration, Serves};
+pub use extra::{Extra, Id, IdName, Preserve, Xattr, XattrDigest, XattrList, Xattrs};
 pub use frame::{CodecError, FrameCodec, Packet};
 pub use message::*;
 pub use path::RelPath;

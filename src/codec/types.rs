@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use super::extra::{Extra, Preserve};
 use super::path::RelPath;
 
 /// Which way the data flows, seen from the client.
@@ -94,20 +95,22 @@ pub struct SessionSpec {
     pub delete: bool,
     /// The destination flushes file data before a file takes its final
     /// name, and directories after their entries change.
-    #[serde(default)]
     pub fsync: bool,
     // --- hard links and sparse files (protocol 4) ---
     /// `-H`: the source's listing gives files that are hard links of each
     /// other one link group ([`Entry::link`]); the client links them at
     /// the destination ([`Action::Link`]) instead of sending them again.
-    #[serde(default)]
     pub hard_links: bool,
     /// `--sparse`: a source answers a `Read` of zeros with `Zeros` (no
     /// payload; holes found with `SEEK_DATA` are not even read), and a
     /// destination leaves runs of zeros as holes (`Zero`, and the zero
     /// blocks of a `Write` or `PutFile`).
-    #[serde(default)]
     pub sparse: bool,
+    /// Owners, groups, extended attributes (protocol 4). Encoded only when
+    /// something is asked for, and therefore last: a spec without it is 11
+    /// elements long (every field before it is always sent).
+    #[serde(default, skip_serializing_if = "Preserve::is_empty")]
+    pub preserve: Preserve,
 }
 
 /// The kind of a tree entry. Other kinds (FIFOs, sockets, devices) are
@@ -131,13 +134,18 @@ pub struct Mtime {
     pub nanos: u32,
 }
 
-/// The metadata pareco keeps in sync: permission bits and mtime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The metadata pareco keeps in sync: permission bits and mtime, and
+/// what else the session asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
     /// Permission bits (`mode & 0o7777`).
     pub mode: u32,
     /// Modification time.
     pub mtime: Mtime,
+    /// Owner, group, extended attributes: only in a session that asks for
+    /// them (else not encoded: the meta is 2 elements long).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Box<Extra>>,
 }
 
 /// The state of one entry: its kind, size (files), metadata and, for a

@@ -13,15 +13,18 @@
 //! - [`cache`]: the persistent digest cache, so unchanged files are not read again.
 //! - [`walk`], [`filter`], [`hash`]: listing, include/exclude globs, digests;
 //!   [`whole`]: digests of many small files at once; [`remembered`]:
-//!   digests through the persistent [`cache`]; [`sparse`]: holes and runs
-//!   of zeros (`--sparse`).
+//!   digests through the persistent [`cache`]; [`extra`]: owners, groups
+//!   and extended attributes; [`sparse`]: holes and runs of zeros
+//!   (`--sparse`).
 
 pub mod cache;
 mod copy;
 pub mod destination;
 pub mod error;
+pub mod extra;
 pub mod filter;
 pub mod hash;
+pub mod recent;
 pub mod remembered;
 pub mod source;
 pub mod sparse;
@@ -102,9 +105,19 @@ pub struct Settings {
     pub hard_links: bool,
     /// `--sparse`: holes are neither read nor written (see [`sparse`]).
     pub sparse: bool,
+    /// Owners, groups and extended attributes, when the session keeps any
+    /// (set once the server's part is known: see [`extra::Scope::agreed`]).
+    pub extras: Option<Arc<extra::Extras>>,
 }
 
 impl Settings {
+    /// Where a role notes the keys of the small files it states, so that
+    /// the cache is asked about them without stating them again: only with
+    /// a cache, for files compared whole (at most a chunk).
+    pub fn recent_keys(&self) -> Option<Arc<recent::RecentKeys>> {
+        self.cache.as_ref().map(|_| Arc::new(recent::RecentKeys::new(u64::from(self.chunk_size))))
+    }
+
     /// The settings of a role of the session `spec` describes, with its
     /// globs compiled into `filter`: both sides derive theirs from the one
     /// spec the client sends.
@@ -121,6 +134,7 @@ impl Settings {
             cache: None,
             hard_links: spec.hard_links,
             sparse: spec.sparse,
+            extras: None,
         }
     }
 }

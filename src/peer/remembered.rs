@@ -15,10 +15,11 @@ use std::time::SystemTime;
 use super::cache::{DigestCache, FileKey};
 use super::{Digest, Settings};
 
-/// Files smaller than this are read rather than looked up: from the page
-/// cache, reading and hashing a few KiB costs less than the lookup (an
-/// `fstat` and a query), which made re-syncing many small files slower
-/// with the cache than without (BENCHMARKS.md).
+/// Files smaller than this are read rather than looked up one by one:
+/// from the page cache, reading and hashing a few KiB costs less than the
+/// lookup (an `fstat` and a query), which made re-syncing many small files
+/// slower with the cache than without (BENCHMARKS.md). Small files compared
+/// in batches are looked up in batches ([`Remembered::recall_whole`]).
 pub const SMALLEST: u64 = 64 << 10;
 
 /// Files whose digests are being gathered at once, at most; past it the
@@ -115,6 +116,14 @@ impl Remembered {
         (key.size == size).then_some(key)
     }
 
+    /// The key of `file`, read whole as one chunk, if its size is `size`
+    /// (whatever the size: a batch of whole files is looked up at once,
+    /// which costs less than reading them).
+    pub fn whole_key(file: &File, size: u64) -> Option<FileKey> {
+        let key = FileKey::of(&rustix::fs::fstat(file.as_fd()).ok()?);
+        (key.size == size).then_some(key)
+    }
+
     /// The digests of every chunk of the file with `key`, if remembered.
     pub fn recall(&self, key: &FileKey, settings: &Settings) -> Option<Vec<Digest>> {
         let chunks = key.size.div_ceil(u64::from(settings.chunk_size));
@@ -122,6 +131,18 @@ impl Remembered {
             self.cache.get(key, settings.chunk_size, settings.hash).filter(|d| d.len() as u64 == chunks);
         let counter = if digests.is_some() { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
+        digests
+    }
+
+    /// The digest of each file of one chunk whose key is remembered (a
+    /// `None` key is a miss), in one lookup of the cache for them all.
+    pub fn recall_whole(&self, keys: &[Option<FileKey>], settings: &Settings) -> Vec<Option<Digest>> {
+        let found = self.cache.get_many(keys, settings.chunk_size, settings.hash);
+        let digests: Vec<Option<Digest>> =
+            found.into_iter().map(|d| d.filter(|d| d.len() == 1).and_then(|d| d.first().copied())).collect();
+        let hits = digests.iter().filter(|d| d.is_some()).count() as u64;
+        self.hits.fetch_add(hits, Ordering::Relaxed);
+        self.misses.fetch_add(keys.len() as u64 - hits, Ordering::Relaxed);
         digests
     }
 

@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use crate::codec::{RelPath, Span, Stat};
 
 use super::error::{Error, Result};
+use super::recent::RecentKeys;
 use super::tree::{file_stat, Tree};
 use super::{
     hash, hash_chunks, read_full_at, read_new_at, sparse, walk, whole, Bundle, Chunk, Digest, FileWork,
@@ -31,6 +32,8 @@ struct Inner {
     settings: Settings,
     work: FileWork,
     open: Mutex<HashMap<RelPath, Arc<File>>>,
+    /// Keys of the small files the walk stated, with a digest cache.
+    recent: Option<Arc<RecentKeys>>,
 }
 
 impl LocalSource {
@@ -42,8 +45,9 @@ impl LocalSource {
     /// The source role over `tree`, set up with `settings`.
     pub fn new(tree: Tree, settings: Settings) -> Self {
         let work = FileWork::new(settings.file_work);
+        let recent = settings.recent_keys();
         LocalSource {
-            inner: Arc::new(Inner { tree: Arc::new(tree), settings, work, open: Mutex::default() }),
+            inner: Arc::new(Inner { tree: Arc::new(tree), settings, work, open: Mutex::default(), recent }),
         }
     }
 }
@@ -93,8 +97,14 @@ impl Inner {
 impl Source for LocalSource {
     async fn walk(&self) -> Result<Listing> {
         let inner = &self.inner;
-        let (filter, links) = (inner.settings.filter.clone(), inner.settings.hard_links);
-        Ok(walk::spawn_walk(inner.tree.clone(), filter, links, inner.work.clone()))
+        Ok(walk::spawn_walk(
+            inner.tree.clone(),
+            inner.settings.filter.clone(),
+            inner.settings.extras.clone(),
+            inner.settings.hard_links,
+            inner.work.clone(),
+            inner.recent.clone(),
+        ))
     }
 
     async fn hash(&self, path: RelPath, span: Span) -> Result<Vec<Digest>> {
@@ -113,7 +123,11 @@ impl Source for LocalSource {
 
     async fn hash_files(&self, files: Vec<(RelPath, u64)>) -> Result<Vec<Result<Digest>>> {
         let inner = self.inner.clone();
-        inner.work.clone().run(move || whole::hash_files(&inner.tree, &inner.settings, &files)).await
+        inner
+            .work
+            .clone()
+            .run(move || whole::hash_files(&inner.tree, &inner.settings, &files, inner.recent.as_deref()))
+            .await
     }
 
     async fn read(&self, path: RelPath, offset: u64, len: u32) -> Result<Chunk> {

@@ -7,6 +7,9 @@ use crate::codec::{ErrorKind, RelPath};
 use super::error::{Error, Result};
 use std::time::SystemTime;
 
+use super::cache::FileKey;
+use super::recent::RecentKeys;
+use super::tree::Parent;
 use super::{hash, read_full_at, Digest, Remembered, Settings, Tree, MAX_HASH_BYTES};
 
 /// Files one `HashFiles` request may name at most.
@@ -19,6 +22,7 @@ pub(crate) fn hash_files(
     tree: &Tree,
     settings: &Settings,
     files: &[(RelPath, u64)],
+    recent: Option<&RecentKeys>,
 ) -> Result<Vec<Result<Digest>>> {
     let chunk = u64::from(settings.chunk_size);
     let total: u64 = files.iter().map(|(_, size)| *size).fold(0, u64::saturating_add);
@@ -39,7 +43,59 @@ pub(crate) fn hash_files(
         ));
     }
     let mut buf = Vec::new();
-    Ok(files.iter().map(|(path, size)| hash_whole(tree, settings, path, *size as usize, &mut buf)).collect())
+    let remembered = match settings.cache.as_deref() {
+        Some(cache) => recall(tree, settings, cache, files, recent),
+        None => vec![None; files.len()],
+    };
+    Ok(files
+        .iter()
+        .zip(remembered)
+        .map(|((path, size), known)| match known {
+            Some(digest) => Ok(digest),
+            None => hash_whole(tree, settings, path, *size as usize, &mut buf),
+        })
+        .collect())
+}
+
+/// The digests of `files` that need no read: those of empty files, and
+/// those the cache remembers for the files' keys: noted in `recent` when
+/// the files were listed or probed, else from an `lstat` through the parent
+/// directory (opened once for a run of files in it). No file is opened. A
+/// file of another size than listed gets none.
+fn recall(
+    tree: &Tree,
+    settings: &Settings,
+    cache: &Remembered,
+    files: &[(RelPath, u64)],
+    recent: Option<&RecentKeys>,
+) -> Vec<Option<Digest>> {
+    let noted = recent.map(|r| r.take(files.iter().map(|(path, _)| path))).unwrap_or_default();
+    let mut keys = Vec::with_capacity(files.len());
+    let mut parent: Option<(Parent, RelPath)> = None;
+    for (i, (path, size)) in files.iter().enumerate() {
+        if let Some(key) = noted.get(i).copied().flatten() {
+            keys.push(Some(key).filter(|key| key.size == *size));
+            continue;
+        }
+        let Some((dir, name)) = path.split_last() else {
+            keys.push(None);
+            continue;
+        };
+        if parent.as_ref().is_none_or(|(_, open)| *open != dir) {
+            parent = tree.parent_of(path).ok().map(|(p, _)| (p, dir));
+        }
+        let status = parent.as_ref().and_then(|(p, _)| p.file_status(name));
+        keys.push(status.map(|st| FileKey::of(&st)).filter(|key| key.size == *size));
+    }
+    let empty = hash::digest(settings.hash, b"");
+    let sized: Vec<Option<FileKey>> = keys.iter().map(|k| k.filter(|k| k.size > 0)).collect();
+    let mut digests = cache.recall_whole(&sized, settings);
+    for (digest, key) in digests.iter_mut().zip(&keys) {
+        if key.is_some_and(|k| k.size == 0) {
+            *digest = Some(empty);
+        }
+    }
+    digests
 }
 
 /// The digest of the first `size` bytes of the file at `path`, which must
@@ -52,14 +108,10 @@ fn hash_whole(
     buf: &mut Vec<u8>,
 ) -> Result<Digest> {
     let file = tree.open_read(path)?;
-    // Through the cache when the file has the size listed.
+    // Learnt by the cache when the file has the size listed (it was looked
+    // up before, by its path).
     let cache = settings.cache.as_deref();
-    let remembered = cache.and_then(|r| Remembered::key(&file, size as u64).map(|key| (r, key)));
-    if let Some((r, key)) = &remembered {
-        if let Some(digest) = r.recall(key, settings).and_then(|all| all.first().copied()) {
-            return Ok(digest);
-        }
-    }
+    let remembered = cache.and_then(|r| Remembered::whole_key(&file, size as u64).map(|key| (r, key)));
     let hashed_at = SystemTime::now();
     buf.resize(size, 0);
     let got = read_full_at(&file, &mut buf[..size], 0).map_err(|e| Error::from_io(e, path, "read"))?;
@@ -69,7 +121,7 @@ fn hash_whole(
     let digest = hash::digest(settings.hash, &buf[..size]);
     // Remembered only if the file did not change while it was read.
     if let Some((r, key)) = remembered {
-        if Remembered::key(&file, size as u64) == Some(key) {
+        if Remembered::whole_key(&file, size as u64) == Some(key) {
             r.learn(&key, settings, 0, &[digest], hashed_at);
         }
     }
@@ -99,6 +151,7 @@ mod tests {
             hard_links: false,
             sparse: false,
             cache: None,
+            extras: None,
         };
         (dir, tree, settings)
     }
@@ -118,7 +171,7 @@ mod tests {
             (rel("link"), 1),
             (rel("a"), 2),
         ];
-        let got = hash_files(&tree, &settings, &asked).unwrap();
+        let got = hash_files(&tree, &settings, &asked, None).unwrap();
         assert_eq!(got[0], Ok(hash::digest(HashAlgo::Xxh3, b"hello")));
         assert_eq!(got[1].as_ref().map_err(|e| e.kind), Err(ErrorKind::NotFound));
         assert_eq!(got[2], Ok(hash::digest(HashAlgo::Xxh3, b"")));
@@ -137,9 +190,9 @@ mod tests {
     fn a_request_is_bounded() {
         let (_dir, tree, settings) = setup();
         let many = vec![(rel("a"), 5); MAX_HASH_FILES + 1];
-        assert_eq!(hash_files(&tree, &settings, &many).err().map(|e| e.kind), Some(ErrorKind::Limit));
+        assert_eq!(hash_files(&tree, &settings, &many, None).err().map(|e| e.kind), Some(ErrorKind::Limit));
         let large = [(rel("a"), 1025)];
-        assert_eq!(hash_files(&tree, &settings, &large).err().map(|e| e.kind), Some(ErrorKind::Limit));
-        assert!(hash_files(&tree, &settings, &vec![(rel("a"), 5); MAX_HASH_FILES]).is_ok());
+        assert_eq!(hash_files(&tree, &settings, &large, None).err().map(|e| e.kind), Some(ErrorKind::Limit));
+        assert!(hash_files(&tree, &settings, &vec![(rel("a"), 5); MAX_HASH_FILES], None).is_ok());
     }
 }

@@ -184,7 +184,8 @@ pub async fn connect(
         // passes on an idle connection.
         ping_every: (welcome.idle_timeout.min(config.io_timeout) / 3).max(Duration::from_millis(10)),
     };
-    Ok(Pool::start(conns, connections, tuner, settings, wire, redial))
+    Ok(Pool::start(conns, connections, tuner, settings, wire, redial)
+        .with_server_privileged(welcome.privileged))
 }
 
 /// Opens the session. A tree another session is writing into may be

@@ -262,7 +262,7 @@ mod tests {
             }
             assert_eq!(
                 writer.queued(),
-                packets.iter().map(|p| p.encode_head().unwrap().len() + p.payload.len()).sum()
+                packets.iter().map(|p| p.encode_head().unwrap().len() + p.payload.len()).sum::<usize>()
             );
             writer.flush().await.unwrap();
             assert_eq!(writer.queued(), 0);

@@ -50,6 +50,9 @@ pub struct Welcome {
     pub max_connections: u32,
     /// The session's secret, to join it with more connections.
     pub secret: Secret,
+    /// The server runs as root (told only to sessions keeping owners,
+    /// groups or attributes).
+    pub privileged: bool,
 }
 
 /// What the server learnt from a client's handshake: what it asks for,
@@ -138,11 +141,17 @@ pub async fn client(
         Intent::Join { session, .. } => Message::Join { session, proof },
     };
     writer.send_msg(0, msg).await?;
-    let (session, idle_timeout_ms, max_payload, max_connections, server_proof, sealed) =
+    let (session, idle_timeout_ms, max_payload, max_connections, server_proof, sealed, privileged) =
         match expect(reader, "Welcome").await? {
-            Message::Welcome { session, idle_timeout_ms, max_payload, max_connections, proof, secret } => {
-                (session, idle_timeout_ms, max_payload, max_connections, proof, secret)
-            }
+            Message::Welcome {
+                session,
+                idle_timeout_ms,
+                max_payload,
+                max_connections,
+                proof,
+                secret,
+                privileged,
+            } => (session, idle_timeout_ms, max_payload, max_connections, proof, secret, privileged),
             other => return Err(unexpected(&other, "Welcome")),
         };
     if !auth::proof_matches(&key.server_proof(&transcript), &server_proof) {
@@ -169,6 +178,7 @@ pub async fn client(
         max_payload,
         max_connections,
         secret,
+        privileged,
     })
 }
 
@@ -231,7 +241,9 @@ pub fn check_proof(greeting: &Greeting, key: &Key) -> Result<(), peer::Error> {
 }
 
 /// The server's `Welcome` for a handshake checked with `key`; `secret` is
-/// the session's, for an `Open` (sealed in it).
+/// the session's, for an `Open` (sealed in it); `privileged`: the server
+/// runs as root and the session asked for owners, groups or attributes.
+#[allow(clippy::too_many_arguments)]
 pub fn welcome(
     greeting: &Greeting,
     key: &Key,
@@ -240,6 +252,7 @@ pub fn welcome(
     max_payload: u32,
     max_connections: u32,
     secret: Option<&Secret>,
+    privileged: bool,
 ) -> Message {
     let transcript = &greeting.transcript;
     Message::Welcome {
@@ -249,6 +262,7 @@ pub fn welcome(
         max_connections,
         proof: ByteBuf::from(key.server_proof(transcript).to_vec()),
         secret: secret.map(|s| ByteBuf::from(key.seal(transcript, s).to_vec())),
+        privileged,
     }
 }
 

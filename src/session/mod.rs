@@ -116,9 +116,12 @@ fn tls_failure(addr: &str, error: &std::io::Error) -> String {
              it does not seem to use TLS (use a pareco:// address without --tls)"
         ),
         _ if tls::is_ca_used_as_end_entity(error) => format!(
-            "TLS handshake with {addr} failed: {error} (the server's self-signed certificate \
-             is marked as a CA; make it with basicConstraints CA:FALSE, see README)"
+            "TLS handshake with {addr} failed: {error} (the server's certificate is marked as a CA; \
+             if it is self-signed, trust it with --ca-cert CERT.pem or --tls-fingerprint)"
         ),
-        _ => format!("TLS handshake with {addr} failed: {error}"),
+        _ => match tls::fingerprint_mismatch(error) {
+            Some(mismatch) => format!("TLS handshake with {addr} failed: {mismatch}"),
+            None => format!("TLS handshake with {addr} failed: {error}"),
+        },
     }
 }

@@ -103,6 +103,8 @@ pub struct Pool {
     queue: async_channel::Sender<Call>,
     shared: Arc<Shared>,
     wire: Arc<AtomicU64>,
+    /// The server said it runs as root (see `Welcome::privileged`).
+    server_privileged: bool,
     /// Stops the redialer when the last clone is dropped.
     _stop: Arc<DropGuard>,
 }
@@ -132,6 +134,17 @@ pub struct Resilience {
 }
 
 impl Pool {
+    /// The same pool, knowing whether the server runs as root.
+    pub(super) fn with_server_privileged(self, server_privileged: bool) -> Pool {
+        Pool { server_privileged, ..self }
+    }
+
+    /// Did the server say it runs as root? (Only said to sessions that keep
+    /// owners, groups or attributes.)
+    pub fn server_privileged(&self) -> bool {
+        self.server_privileged
+    }
+
     /// Starts serving the queue over `conns`, and keeps `target`
     /// connections (with `tuner`, as many as it finds worth it): `wire` is
     /// the byte counter the connections' streams feed; missing and lost
@@ -169,7 +182,7 @@ impl Pool {
             tokio::spawn(autotune::tune(tuner, wire.clone(), target.clone(), stop.clone()));
         }
         tokio::spawn(redial::supervise(link, target, live, losses, redial, stop.clone()));
-        Pool { queue, shared, wire, _stop: Arc::new(stop.drop_guard()) }
+        Pool { queue, shared, wire, server_privileged: false, _stop: Arc::new(stop.drop_guard()) }
     }
 
     /// Sends a request and waits for its response; an `Error` response

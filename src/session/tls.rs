@@ -1,9 +1,13 @@
 //! TLS for both ends with rustls (ring provider, AES-GCM suites first).
 //!
-//! The server loads its certificate chain and key from PEM files; the client
-//! verifies the server against a given CA file or, without one, the
-//! system's trusted roots, and checks the name from the address (or
-//! `--tls-server-name`). There is no way to turn verification off.
+//! The server loads its certificate chain and key from PEM files, or makes
+//! and keeps its own ([`self_signed`]). The client verifies the server
+//! ([`Trust`]) against the system's trusted roots; or against a given PEM
+//! file, whose certificates are trusted both as CAs and, each exactly, as
+//! the server's own (pinned, whatever its CA flag); or by the SHA-256
+//! fingerprint of the server's certificate ([`pin`]). The name from the
+//! address (or `--tls-server-name`) is checked except with a fingerprint;
+//! validity always. There is no way to turn verification off.
 //!
 //! For bulk transfer, both ends read the socket through a buffer (rustls
 //! alone reads at most one record, 16 KiB, per system call) and let rustls
@@ -20,9 +24,30 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls::{self, pki_types::ServerName};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+pub mod pin;
+pub mod self_signed;
+
+pub use pin::{Fingerprint, FingerprintMismatch};
+
 /// Accepts TLS connections with the server's certificate.
 #[derive(Clone)]
-pub struct Acceptor(TlsAcceptor);
+pub struct Acceptor {
+    inner: TlsAcceptor,
+    fingerprint: Fingerprint,
+}
+
+/// What the client trusts the server's certificate by.
+#[derive(Debug, Clone, Copy)]
+pub enum Trust<'a> {
+    /// The system's trusted roots.
+    System,
+    /// The certificates of a PEM file (`--ca-cert`): as CAs, and each as
+    /// the server's own certificate when it is exactly that one.
+    File(&'a Path),
+    /// The SHA-256 fingerprint of the server's certificate
+    /// (`--tls-fingerprint`): no CA, no name check.
+    Fingerprint(Fingerprint),
+}
 
 /// Opens TLS connections, verifying the server.
 #[derive(Clone)]
@@ -95,6 +120,17 @@ pub enum TlsError {
         /// Why rustls refused it.
         source: rustls::Error,
     },
+    /// The server's own certificate could not be made.
+    #[error("cannot make a self-signed certificate: {0}")]
+    Make(#[from] rcgen::Error),
+    /// A file of the server's own certificate could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file, or its directory.
+        path: PathBuf,
+        /// Why it could not be written.
+        source: std::io::Error,
+    },
     /// No CA file was given and the system has no trusted roots.
     #[error("no trusted root certificates on this system; give one with --ca-cert")]
     NoRoots,
@@ -122,15 +158,30 @@ fn read_certs(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'stat
     Ok(certs)
 }
 
-/// Is `error` (from a TLS handshake) the server's certificate refused
-/// because it is marked as a CA? (A self-signed certificate made without
-/// `basicConstraints CA:FALSE`.)
-pub fn is_ca_used_as_end_entity(error: &std::io::Error) -> bool {
+/// The error rustls stands for with `other` (a certificate refused for a
+/// reason rustls has no variant of).
+fn other_certificate_error(
+    error: &std::io::Error,
+) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
     let inner = error.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
-    let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) = inner else {
-        return false;
-    };
-    other.0.downcast_ref::<webpki::Error>() == Some(&webpki::Error::CaUsedAsEndEntity)
+    match inner {
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) => Some(&*other.0),
+        _ => None,
+    }
+}
+
+/// Is `error` (from a TLS handshake) the server's certificate refused
+/// because it is marked as a CA? (A self-signed certificate, as OpenSSL
+/// makes it by default, checked against the system's roots or another CA.)
+pub fn is_ca_used_as_end_entity(error: &std::io::Error) -> bool {
+    other_certificate_error(error).and_then(|e| e.downcast_ref::<webpki::Error>())
+        == Some(&webpki::Error::CaUsedAsEndEntity)
+}
+
+/// The fingerprints, when `error` (from a TLS handshake) is the server's
+/// certificate refused for not having the one given.
+pub fn fingerprint_mismatch(error: &std::io::Error) -> Option<&FingerprintMismatch> {
+    other_certificate_error(error).and_then(|e| e.downcast_ref::<FingerprintMismatch>())
 }
 
 impl Acceptor {
@@ -142,13 +193,30 @@ impl Acceptor {
         let key_der = rustls_pemfile::private_key(&mut BufReader::new(file))
             .map_err(read_error(key))?
             .ok_or_else(|| TlsError::NoKey { path: key.to_owned() })?;
+        Acceptor::new(certs, key_der, cert)
+    }
+
+    /// The server's TLS set-up with `certs` (the server's own first) and
+    /// its private key; `path` names them in errors.
+    fn new(
+        certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+        path: &Path,
+    ) -> Result<Acceptor, TlsError> {
+        let fingerprint = Fingerprint::of(&certs[0]);
         let config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(TlsError::Setup)?
             .with_no_client_auth()
-            .with_single_cert(certs, key_der)
-            .map_err(|source| TlsError::Refused { path: cert.to_owned(), source })?;
-        Ok(Acceptor(TlsAcceptor::from(Arc::new(config))))
+            .with_single_cert(certs, key)
+            .map_err(|source| TlsError::Refused { path: path.to_owned(), source })?;
+        Ok(Acceptor { inner: TlsAcceptor::from(Arc::new(config)), fingerprint })
+    }
+
+    /// The SHA-256 fingerprint of the server's certificate, which a client
+    /// can pin with `--tls-fingerprint`.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
     }
 
     /// Runs the server side of the TLS handshake over `stream`.
@@ -156,37 +224,42 @@ impl Acceptor {
         &self,
         stream: TcpStream,
     ) -> std::io::Result<tokio_rustls::server::TlsStream<Wire<TcpStream>>> {
-        let mut tls = self.0.accept(wire(stream)).await?;
+        let mut tls = self.inner.accept(wire(stream)).await?;
         tls.get_mut().1.set_buffer_limit(Some(SEND_BUFFER));
         Ok(tls)
     }
 }
 
 impl Connector {
-    /// Trusts `ca` if given, else the system's roots; checks `server_name`.
-    pub fn new(ca: Option<&Path>, server_name: &str) -> Result<Connector, TlsError> {
-        let mut roots = rustls::RootCertStore::empty();
-        match ca {
-            Some(ca) => {
-                for cert in read_certs(ca)? {
-                    roots.add(cert).map_err(|source| TlsError::Refused { path: ca.to_owned(), source })?;
-                }
-            }
-            None => {
-                let found = rustls_native_certs::load_native_certs();
-                for cert in found.certs {
+    /// Verifies the server by `trust`; connects to it as `server_name`
+    /// (checked unless trusted by fingerprint).
+    pub fn new(trust: Trust<'_>, server_name: &str) -> Result<Connector, TlsError> {
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::Setup)?;
+        let config = match trust {
+            Trust::System => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in rustls_native_certs::load_native_certs().certs {
                     let _ = roots.add(cert);
                 }
                 if roots.is_empty() {
                     return Err(TlsError::NoRoots);
                 }
+                builder.with_root_certificates(roots)
+            }
+            Trust::File(path) => {
+                let certs = read_certs(path)?;
+                let refused = |source| TlsError::Refused { path: path.to_owned(), source };
+                let verifier = pin::Verifier::certificates(certs, provider()).map_err(refused)?;
+                builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
+            }
+            Trust::Fingerprint(fingerprint) => {
+                let verifier = pin::Verifier::fingerprint(fingerprint, &provider());
+                builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
             }
         }
-        let config = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(TlsError::Setup)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        .with_no_client_auth();
         let name = ServerName::try_from(server_name.trim_start_matches('[').trim_end_matches(']').to_owned())
             .map_err(|_| TlsError::ServerName(server_name.to_owned()))?;
         Ok(Connector { inner: TlsConnector::from(Arc::new(config)), name })

@@ -217,6 +217,7 @@ pub(super) fn spec(u: &mut Unstructured<'_>) -> Result<SessionSpec> {
         hash: *u.choose(&HashAlgo::ALL)?,
         includes: up_to(u, 2, glob)?,
         excludes: up_to(u, 2, glob)?,
+        preserve: Default::default(),
     })
 }
 
@@ -234,7 +235,7 @@ pub(super) fn mtime(u: &mut Unstructured<'_>) -> Result<Mtime> {
 }
 
 pub(super) fn meta(u: &mut Unstructured<'_>) -> Result<Meta> {
-    Ok(Meta { mode: pick(u, MODES)?, mtime: mtime(u)? })
+    Ok(Meta { mode: pick(u, MODES)?, mtime: mtime(u)?, extra: None })
 }
 
 pub(super) fn kind(u: &mut Unstructured<'_>) -> Result<Kind> {

@@ -33,8 +33,8 @@ fn size(u: &mut Unstructured<'_>) -> Result<u64> {
 
 /// Messages that are no requests: the server must refuse each one.
 fn non_request(u: &mut Unstructured<'_>) -> Result<Message> {
-    let meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 0 } };
-    let stat = Stat { kind: Kind::File, size: 1, meta, target: None };
+    let meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 0 }, extra: None };
+    let stat = Stat { kind: Kind::File, size: 1, meta: meta.clone(), target: None };
     let zeros = |n: usize| ByteBuf::from(vec![0; n]);
     Ok(match u.int_in_range(0..=14u8)? {
         0 => Message::Hello { version: PROTOCOL_VERSION, nonce: zeros(32) },
@@ -47,6 +47,7 @@ fn non_request(u: &mut Unstructured<'_>) -> Result<Message> {
             max_connections: 4,
             proof: zeros(32),
             secret: Some(zeros(32)),
+            privileged: false,
         },
         4 => Message::Pong,
         5 => {

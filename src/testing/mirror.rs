@@ -109,6 +109,9 @@ pub struct Spec {
     pub hard_links: bool,
     /// Sparse files (`--sparse`).
     pub sparse: bool,
+    /// Owners, groups, attributes (encoded only when something is asked for).
+    #[serde(skip_serializing_if = "crate::codec::Preserve::is_empty")]
+    pub preserve: crate::codec::Preserve,
 }
 
 impl Spec {
@@ -126,6 +129,7 @@ impl Spec {
             fsync: spec.fsync,
             hard_links: spec.hard_links,
             sparse: spec.sparse,
+            preserve: spec.preserve,
         }
     }
 

@@ -22,7 +22,7 @@ use crate::session::handshake::{intent_bytes, Wants};
 /// A token the fixture's servers do not know.
 const OTHER_TOKEN: &str = "not-the-token";
 /// The metadata of the files of mirror messages.
-const META: Meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 0 } };
+const META: Meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 0 }, extra: None };
 
 fn intent_of(wants: &Wants) -> Vec<u8> {
     intent_bytes(wants).expect("an intent encodes")
@@ -289,14 +289,16 @@ impl Run<'_> {
                 let digest = digest(*sel, algo, &data);
                 return (Message::Write { handle: self.handle(*handle), offset, digest }, data);
             }
-            Req::Finish { handle, meta } => Message::Finish { handle: self.handle(*handle), meta: *meta },
+            Req::Finish { handle, meta } => {
+                Message::Finish { handle: self.handle(*handle), meta: meta.clone() }
+            }
             Req::Discard { handle, remove } => {
                 Message::Discard { handle: self.handle(*handle), remove: *remove }
             }
             Req::PutFile { path, meta, data, digest: sel } => {
                 let data = payload(data);
                 let digest = digest(*sel, algo, &data);
-                return (Message::PutFile { path: path.clone(), meta: *meta, digest }, data);
+                return (Message::PutFile { path: path.clone(), meta: meta.clone(), digest }, data);
             }
             Req::PutFiles { files } => {
                 let mut all = Vec::new();
@@ -306,7 +308,12 @@ impl Run<'_> {
                         let data = payload(data);
                         all.extend_from_slice(&data);
                         let len = u32::try_from(data.len()).expect("a drawn payload is under 4 GiB");
-                        SmallFile { path: path.clone(), meta: *meta, len, digest: digest(*sel, algo, &data) }
+                        SmallFile {
+                            path: path.clone(),
+                            meta: meta.clone(),
+                            len,
+                            digest: digest(*sel, algo, &data),
+                        }
                     })
                     .collect();
                 return (Message::PutFiles { files }, Bytes::from(all));
@@ -379,5 +386,6 @@ pub(super) fn root_spec(direction: Direction) -> SessionSpec {
         fsync: false,
         hard_links: false,
         sparse: false,
+        preserve: Default::default(),
     }
 }

@@ -1,7 +1,6 @@
 //! New small files travel in bundles: one read of many files on the
 //! source, one write of them on the destination, one request each way.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::codec::{Entry, ErrorKind, Kind, Stat};
@@ -39,7 +38,15 @@ where
     let mut retry = Vec::new();
     let nonempty = files.iter().filter(|(e, _)| e.stat.size > 0).count();
     Counters::add(&ctx.counters.chunks_total, nonempty as u64);
-    {
+    let live = &ctx.counters.live;
+    if ctx.opts.dry_run {
+        for ((entry, _), progress) in files.iter().zip(&progress) {
+            progress.sent(live, entry.stat.size);
+            if entry.stat.size > 0 {
+                progress.delivered(live, entry.stat.size);
+            }
+        }
+    } else {
         let bytes: u64 = files.iter().map(|(e, _)| e.stat.size).sum();
         let _permit = ctx.data.clone().acquire_many_owned(bytes.max(1) as u32).await;
         let wanted = files.iter().map(|(e, _)| (e.path.clone(), e.stat.size as u32)).collect();
@@ -55,8 +62,9 @@ where
             match read {
                 Ok((digest, now)) => {
                     note_change(&progress[i], &entry.stat, &now, None, digest);
-                    progress[i].bytes_sent.fetch_add(entry.stat.size, Ordering::Relaxed);
-                    let (path, meta, len) = (entry.path.clone(), entry.stat.meta, entry.stat.size as u32);
+                    progress[i].sent(live, entry.stat.size);
+                    let (path, meta, len) =
+                        (entry.path.clone(), entry.stat.meta.clone(), entry.stat.size as u32);
                     batch.push(peer::NewFile { path, meta, len, digest });
                     sent.push(i);
                 }
@@ -64,7 +72,10 @@ where
             }
         }
         if !batch.is_empty() {
-            match ctx.dest.put_files(batch, bundle.data).await {
+            let sending = live.sending();
+            let written = ctx.dest.put_files(batch, bundle.data).await;
+            drop(sending);
+            match written {
                 Ok(failures) => {
                     for (k, e) in failures {
                         let Some(&i) = sent.get(k) else { continue };
@@ -81,8 +92,7 @@ where
             for &i in &sent {
                 let size = files[i].0.stat.size;
                 if results[i].is_ok() && !retry.contains(&i) && size > 0 {
-                    progress[i].chunks_sent.fetch_add(1, Ordering::Relaxed);
-                    progress[i].data_sent.fetch_add(size, Ordering::Relaxed);
+                    progress[i].delivered(live, size);
                 }
             }
         }

@@ -7,6 +7,7 @@ use crate::codec::{Action, Entry, Kind, RelPath, Stat};
 use crate::peer::{self, Destination, Source};
 
 use super::bundle;
+use super::meta::same_meta;
 use super::progress::Progress;
 use super::stats::Counters;
 use super::{Ctx, Options};
@@ -51,13 +52,13 @@ where
     for (((entry, found), ours), theirs) in files.into_iter().zip(ours).zip(theirs) {
         match (ours, theirs) {
             (Ok(a), Ok(b)) if a == b => {
-                let have = found.as_ref().map(|f| f.meta);
-                if have.is_some_and(|have| have != entry.stat.meta) {
+                let have = found.as_ref().map(|f| &f.meta);
+                if have.is_some_and(|have| !same_meta(have, &entry.stat.meta)) {
                     tracing::info!("{}: metadata updated", entry.path);
                     actions.push(Action::SetMeta {
                         path: entry.path.clone(),
                         kind: Kind::File,
-                        meta: entry.stat.meta,
+                        meta: entry.stat.meta.clone(),
                     });
                 }
                 equal.push((entry, found));

@@ -89,60 +89,6 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         Self::record(ctx, &entry, found, &progress, result).await;
     }
 
-    /// Counts and logs what happened to one file.
-    pub(super) async fn record(
-        ctx: &Arc<Self>,
-        entry: &Entry,
-        found: Option<Stat>,
-        progress: &Progress,
-        result: Result<(), peer::Error>,
-    ) {
-        let c = &ctx.counters;
-        let chunks_sent = progress.chunks_sent.load(Ordering::Relaxed);
-        Counters::add(&c.chunks_transferred, chunks_sent);
-        Counters::add(&c.bytes_transferred, progress.bytes_sent.load(Ordering::Relaxed));
-        let size = entry.stat.size;
-        let chunk = ctx.opts.chunk_size as u64;
-        let sent_bytes = progress.data_sent.load(Ordering::Relaxed).min(size);
-        if progress.vanished.load(Ordering::Relaxed) {
-            Counters::add(&c.files_vanished, 1);
-            ctx.links.failed(&entry.path);
-            tracing::warn!("{}: vanished during the transfer; removed from the destination too", entry.path);
-            if found.is_some_and(|f| f.kind == Kind::File) {
-                let remove = vec![Action::Remove { path: entry.path.clone(), kind: Kind::File }];
-                ctx.apply(remove).await;
-            }
-            return;
-        }
-        match result {
-            Err(e) => {
-                Counters::add(&c.files_failed, 1);
-                ctx.links.failed(&entry.path);
-                ctx.fail("", e);
-            }
-            Ok(()) => {
-                if progress.changed.load(Ordering::Relaxed) {
-                    Counters::add(&c.files_changed, 1);
-                    tracing::warn!("{}: changed while it was read; sent as read", entry.path);
-                }
-                Counters::add(&c.bytes_skipped, size - sent_bytes);
-                if chunks_sent > 0 || (size == 0 && found.is_none_or(|f| f.kind != Kind::File || f.size != 0))
-                {
-                    Counters::add(&c.files_transferred, 1);
-                    tracing::info!(
-                        "{}: {} of {} chunk(s) sent",
-                        entry.path,
-                        chunks_sent,
-                        size.div_ceil(chunk)
-                    );
-                } else {
-                    Counters::add(&c.files_skipped, 1);
-                    tracing::debug!("{}: up to date", entry.path);
-                }
-            }
-        }
-    }
-
     async fn sync_file(
         ctx: &Arc<Self>,
         entry: &Entry,
@@ -165,7 +111,7 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         let old = found.filter(|f| f.kind == Kind::File);
         if let Some(old) = old {
             if ctx.opts.skip_digest && old.size == size && old.meta.mtime == entry.stat.meta.mtime {
-                return Self::fix_meta(ctx, &entry.path, old.meta, entry.stat.meta).await;
+                return Self::fix_meta(ctx, &entry.path, &old.meta, &entry.stat.meta).await;
             }
         }
         if size <= chunk {
@@ -175,10 +121,11 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
     }
 
     /// Applies `want` where it differs from `have`.
-    async fn fix_meta(ctx: &Arc<Self>, path: &RelPath, have: Meta, want: Meta) -> Result<(), peer::Error> {
-        if have != want {
+    async fn fix_meta(ctx: &Arc<Self>, path: &RelPath, have: &Meta, want: &Meta) -> Result<(), peer::Error> {
+        if !super::meta::same_meta(have, want) {
             tracing::info!("{path}: metadata updated");
-            ctx.apply(vec![Action::SetMeta { path: path.clone(), kind: Kind::File, meta: want }]).await;
+            let meta = want.clone();
+            ctx.apply(vec![Action::SetMeta { path: path.clone(), kind: Kind::File, meta }]).await;
         }
         Ok(())
     }
@@ -199,18 +146,27 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
                 ctx.dest.hash(HashTarget::Path(path.clone()), whole),
             )?;
             if ours == theirs && ours.len() as u64 == size.div_ceil(ctx.opts.chunk_size as u64) {
-                return Self::fix_meta(ctx, path, old.meta, entry.stat.meta).await;
+                return Self::fix_meta(ctx, path, &old.meta, &entry.stat.meta).await;
             }
             expected = ours.first().copied();
+        }
+        let live = &ctx.counters.live;
+        if ctx.opts.dry_run {
+            progress.sent(live, size);
+            if size > 0 {
+                progress.delivered(live, size);
+            }
+            return Ok(());
         }
         let _permit = ctx.data.clone().acquire_many_owned(size.max(1) as u32).await;
         for attempt in 0..2 {
             let chunk = ctx.source.read(path.clone(), 0, size as u32).await.map_err(from_source(progress))?;
             note_change(progress, &entry.stat, &chunk.file, expected, chunk.digest);
-            progress.bytes_sent.fetch_add(size, Ordering::Relaxed);
+            progress.sent(live, size);
+            let _sending = live.sending();
             // Sparse zeros: a small file is still sent whole, in one frame.
             let data = if chunk.zeros { vec![0u8; size as usize].into() } else { chunk.data };
-            match ctx.dest.put_file(path.clone(), entry.stat.meta, data, chunk.digest).await {
+            match ctx.dest.put_file(path.clone(), entry.stat.meta.clone(), data, chunk.digest).await {
                 Ok(()) => break,
                 Err(e) if e.kind == ErrorKind::DigestMismatch && attempt == 0 => {
                     tracing::warn!("{e}; sending it again");
@@ -219,8 +175,7 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
             }
         }
         if size > 0 {
-            progress.chunks_sent.fetch_add(1, Ordering::Relaxed);
-            progress.data_sent.fetch_add(size, Ordering::Relaxed);
+            progress.delivered(live, size);
         }
         Ok(())
     }
@@ -238,13 +193,24 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         if let Some(old) = old {
             Self::compare(ctx, path, size, old.size, &mut plan, progress).await?;
             if old.size == size && plan.all_old() {
-                return Self::fix_meta(ctx, path, old.meta, entry.stat.meta).await;
+                return Self::fix_meta(ctx, path, &old.meta, &entry.stat.meta).await;
             }
+        }
+        if ctx.opts.dry_run {
+            // What the run would send, as if no partial file of an
+            // interrupted run held any of it.
+            let chunk = ctx.opts.chunk_size as u64;
+            for (i, _) in plan.origin.iter().enumerate().filter(|(_, o)| **o == Origin::Send) {
+                let len = chunk.min(size - i as u64 * chunk);
+                progress.sent(&ctx.counters.live, len);
+                progress.delivered(&ctx.counters.live, len);
+            }
+            return Ok(());
         }
         let begun = ctx.dest.begin(path.clone(), size).await?;
         let built = Self::build(ctx, entry, begun, &mut plan, progress).await;
         match built {
-            Ok(()) => ctx.dest.finish(begun.handle, entry.stat.meta).await,
+            Ok(()) => ctx.dest.finish(begun.handle, entry.stat.meta.clone()).await,
             Err(e) => {
                 let remove = progress.vanished.load(Ordering::Relaxed);
                 if e.kind != ErrorKind::Lost {
@@ -380,18 +346,20 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         for attempt in 0..2 {
             let chunk = ctx.source.read(path.clone(), offset, len).await.map_err(from_source(progress))?;
             note_change(progress, listed, &chunk.file, expected, chunk.digest);
+            let live = &ctx.counters.live;
+            let sending = live.sending();
             let written = if chunk.zeros {
                 // Sparse: no bytes travel, the destination leaves a hole.
                 ctx.dest.zero(handle, offset, len).await
             } else {
-                progress.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
+                progress.sent(live, len as u64);
                 ctx.dest.write(handle, offset, chunk.data, chunk.digest).await
             };
+            drop(sending);
             match written {
                 Ok(()) => {
                     tracing::debug!("{path}: chunk at {offset} ({len} bytes) sent");
-                    progress.chunks_sent.fetch_add(1, Ordering::Relaxed);
-                    progress.data_sent.fetch_add(len as u64, Ordering::Relaxed);
+                    progress.delivered(live, len as u64);
                     return Ok(());
                 }
                 Err(e) if e.kind == ErrorKind::DigestMismatch && attempt == 0 => {

@@ -4,12 +4,22 @@
 //! in place under its final name (the run's files are all done), the
 //! destination is asked to make it a hard link of the leader there, which
 //! it does only if it is not that already. A follower whose leader failed
-//! or vanished is left alone.
+//! or vanished is left alone. The watcher hears of each follower once its
+//! link is made (or, in a dry run, would be).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::codec::{Action, Entry, Kind, RelPath};
+use crate::peer::{Destination, Source};
+
+use super::actions::told;
+use super::observe::{Live, Outcome};
+use super::stats::Counters;
+use super::Ctx;
+
+/// Followers probed at once, for the watcher.
+const PROBE_PATHS: usize = 512;
 
 /// The link groups of a run's listing.
 #[derive(Debug, Default)]
@@ -24,7 +34,7 @@ struct State {
     /// The first listed name of each group.
     leaders: HashMap<u64, RelPath>,
     /// Each later name, with its group's leader, in listing order.
-    followers: Vec<(RelPath, RelPath)>,
+    followers: Vec<(Entry, RelPath)>,
     /// Leaders that could not be synced.
     failed: HashSet<RelPath>,
 }
@@ -50,7 +60,7 @@ impl Links {
             let Some(group) = entry.link.filter(|_| entry.stat.kind == Kind::File) else { return true };
             match state.leaders.get(&group) {
                 Some(leader) => {
-                    let follower = (entry.path.clone(), leader.clone());
+                    let follower = (entry.clone(), leader.clone());
                     state.followers.push(follower);
                     false
                 }
@@ -71,24 +81,64 @@ impl Links {
     }
 
     /// The links to make now that every file is done: one per follower
-    /// whose leader is in place. Followers of a failed leader are named.
-    pub(super) fn actions(&self) -> Vec<Action> {
+    /// whose leader is in place, with the follower's entry. Followers of a
+    /// failed leader are named, and returned apart.
+    fn links(&self) -> (Vec<(Entry, Action)>, Vec<Entry>) {
         let mut state = self.lock();
         let followers = std::mem::take(&mut state.followers);
-        followers
-            .into_iter()
-            .filter(|(path, leader)| {
-                let failed = state.failed.contains(leader);
-                if failed {
-                    tracing::warn!("{path}: not linked: {leader}, its other name, could not be synced");
-                }
-                !failed
-            })
-            .map(|(path, target)| {
-                tracing::debug!("{path}: another name of {target}");
-                Action::Link { path, target }
-            })
-            .collect()
+        let (mut links, mut orphans) = (Vec::new(), Vec::new());
+        for (entry, leader) in followers {
+            if state.failed.contains(&leader) {
+                tracing::warn!("{}: not linked: {leader}, its other name, could not be synced", entry.path);
+                orphans.push(entry);
+                continue;
+            }
+            tracing::debug!("{}: another name of {leader}", entry.path);
+            let action = Action::Link { path: entry.path.clone(), target: leader };
+            links.push((entry, action));
+        }
+        (links, orphans)
+    }
+}
+
+impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
+    /// Makes the links of every follower whose leader is in place (through
+    /// [`Ctx::apply_told`]: in a dry run, none), and counts them. A
+    /// watcher hears of each follower: `Unchanged` when the destination
+    /// already had it as the source's file (same size and metadata, as
+    /// an up-to-date name of the leader is), `Created` or `Updated`
+    /// otherwise; `Failed` when its leader could not be synced.
+    pub(super) async fn make_links(self: &Arc<Self>) {
+        let (links, orphans) = self.links.links();
+        let live = &self.counters.live;
+        Live::add(&live.files_done, (links.len() + orphans.len()) as u64);
+        for entry in &orphans {
+            let why = "not linked: its other name could not be synced".to_owned();
+            live.tell(|| told(entry, None, Outcome::Failed { why }));
+        }
+        let mut events = Vec::new();
+        if live.watching() {
+            for part in links.chunks(PROBE_PATHS) {
+                let paths = part.iter().map(|(entry, _)| entry.path.clone()).collect();
+                let found = self.probe(paths).await.unwrap_or_else(|_| vec![None; part.len()]);
+                events.extend(part.iter().zip(found).map(|((entry, _), found)| {
+                    told(entry, found.as_ref(), link_outcome(entry, found.as_ref(), self.opts.chunk_size))
+                }));
+            }
+        }
+        let actions = links.into_iter().map(|(_, action)| action).collect();
+        let linked = self.apply_told(actions, events).await;
+        Counters::add(&self.counters.files_linked, linked as u64);
+    }
+}
+
+/// What linking `entry` does to what the destination had there, `found`.
+fn link_outcome(entry: &Entry, found: Option<&crate::codec::Stat>, chunk_size: u32) -> Outcome {
+    let chunks = entry.stat.size.div_ceil(u64::from(chunk_size));
+    match found.filter(|f| f.kind == Kind::File) {
+        None => Outcome::Created { chunks_sent: 0, chunks },
+        Some(f) if f.size == entry.stat.size && f.meta == entry.stat.meta => Outcome::Unchanged,
+        Some(_) => Outcome::Updated { chunks_sent: 0, chunks },
     }
 }
 
@@ -98,7 +148,7 @@ mod tests {
     use crate::codec::{Meta, Mtime, Stat};
 
     fn entry(path: &str, kind: Kind, link: Option<u64>) -> Entry {
-        let meta = Meta { mode: 0o644, mtime: Mtime { secs: 0, nanos: 0 } };
+        let meta = Meta { mode: 0o644, mtime: Mtime { secs: 0, nanos: 0 }, extra: None };
         Entry { path: RelPath::new(path).unwrap(), stat: Stat { kind, size: 1, meta, target: None }, link }
     }
 
@@ -115,13 +165,15 @@ mod tests {
         assert!(third.is_empty());
         links.failed(&RelPath::new("d/c").unwrap());
         let rel = |p: &str| RelPath::new(p).unwrap();
+        let (made, orphans) = links.links();
         assert_eq!(
-            links.actions(),
+            made.into_iter().map(|(_, action)| action).collect::<Vec<_>>(),
             vec![
                 Action::Link { path: rel("d/b"), target: rel("a") },
                 Action::Link { path: rel("f"), target: rel("a") },
             ]
         );
+        assert_eq!(orphans, vec![entry("e", Kind::File, Some(1))]);
     }
 
     #[test]
@@ -130,6 +182,6 @@ mod tests {
         let mut batch = vec![entry("a", Kind::File, Some(0)), entry("b", Kind::File, Some(0))];
         assert_eq!(links.take_followers(&mut batch), 0);
         assert_eq!(batch.len(), 2);
-        assert!(links.actions().is_empty());
+        assert_eq!(links.links(), (Vec::new(), Vec::new()));
     }
 }

@@ -8,12 +8,18 @@
 //!   only the chunks that differ.
 //! - `plan`: where each chunk comes from, decided from digests alone (pure
 //!   functions, tested on their own).
+//! - `actions`: directory-level actions (make, remove, set metadata), many
+//!   per request.
 //! - `bundle`: new small files, many per request.
 //! - `delete`: `--delete`, once the rest is done.
 //! - `links`: `-H`, files that are other names of a file listed before,
 //!   linked at the destination once the files are done.
-//! - `progress`: what happened to one file, for the counters.
+//! - `meta`: when the destination's metadata is already the source's.
+//! - `progress`: what happened to one file, and its record (counters, log,
+//!   watcher).
 //! - [`stats`]: counters and the final report.
+//! - [`observe`]: the run as it goes, for displays: phase, progress, and
+//!   what was done to each entry.
 //!
 //! Everything runs at once: several batches are probed while earlier files
 //! transfer, many files are in flight, and a large file's chunks are spread
@@ -21,11 +27,14 @@
 //! bytes of chunk data in flight ([`Options::window`]) and the number of
 //! files in progress.
 
+mod actions;
 mod bundle;
 mod compare;
 mod delete;
 pub mod file;
 mod links;
+mod meta;
+pub mod observe;
 mod plan;
 mod progress;
 pub mod stats;
@@ -40,6 +49,10 @@ use tokio_util::task::TaskTracker;
 use crate::codec::{Action, Entry, ErrorKind, Kind, Meta, RelPath, SessionSpec, Stat};
 use crate::peer::{self, Destination, Source};
 
+use actions::told;
+use observe::{Outcome, Stage};
+
+pub use observe::{Phase, Snapshot, Watch};
 pub use stats::{Counters, Report};
 
 /// Entries per `Apply` request at most...
@@ -69,6 +82,12 @@ pub struct Options {
     pub window: usize,
     /// `-H`: files listed in one link group arrive as hard links.
     pub hard_links: bool,
+    /// Change nothing on the destination (`--dry-run`): only list, probe
+    /// and compare; count and report what would be done.
+    pub dry_run: bool,
+    /// With `delete`: delete nothing, and fail, if more than this many
+    /// entries would go (`--max-delete`).
+    pub max_delete: Option<u64>,
 }
 
 impl Options {
@@ -84,6 +103,8 @@ impl Options {
             // Four chunks per connection, within 16-64 MiB, at least two chunks.
             window: (connections * 4 * chunk).clamp(16 << 20, 64 << 20).max(2 * chunk),
             hard_links: spec.hard_links,
+            dry_run: false,
+            max_delete: None,
         }
     }
 }
@@ -129,27 +150,6 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         }
     }
 
-    /// Runs `actions` on the destination, in order, in requests of at most
-    /// [`ACTIONS_PER_REQUEST`] actions and about [`REQUEST_BYTES`] bytes;
-    /// reports each that failed and returns how many succeeded.
-    async fn apply(&self, mut actions: Vec<Action>) -> usize {
-        let mut done = 0;
-        while !actions.is_empty() {
-            let rest = actions.split_off(request_len(&actions, ACTIONS_PER_REQUEST, action_bytes));
-            let total = actions.len();
-            match self.dest.apply(std::mem::replace(&mut actions, rest)).await {
-                Ok(failures) => {
-                    for (path, why) in &failures {
-                        self.fail("", peer::Error::io(format!("{path}: {why}")));
-                    }
-                    done += total.saturating_sub(failures.len());
-                }
-                Err(e) => self.fail("", e),
-            }
-        }
-        done
-    }
-
     /// Probes `paths` on the destination. An answer too large for one frame
     /// (symlink targets can be long) is asked for again in halves.
     async fn probe(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Stat>>, peer::Error> {
@@ -167,31 +167,6 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         }
         Ok(found)
     }
-}
-
-/// How many of `items` (at most `max`) make a request of about
-/// [`REQUEST_BYTES`] bytes, at least one.
-fn request_len<T>(items: &[T], max: usize, bytes: fn(&T) -> usize) -> usize {
-    let mut total = 0;
-    let count = items
-        .iter()
-        .take(max)
-        .take_while(|item| {
-            total += bytes(item);
-            total <= REQUEST_BYTES
-        })
-        .count();
-    count.max(1).min(items.len())
-}
-
-/// Roughly the bytes of an action in a request (and of its failure, if it
-/// fails, in the answer).
-fn action_bytes(action: &Action) -> usize {
-    let target = match action {
-        Action::Symlink { target, .. } => target.len(),
-        _ => 0,
-    };
-    action.path().as_bytes().len() + target + 64
 }
 
 /// Makes `dest` a mirror of `source`, counting into `counters` (which the
@@ -217,6 +192,7 @@ where
         tasks: TaskTracker::new(),
         links: links::Links::new(hard_links),
     });
+    ctx.counters.live.set_stage(Stage::Listing);
     let mut listing = ctx.source.walk().await?;
     let batches = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
     let files = Arc::new(Semaphore::new(FILES_IN_FLIGHT));
@@ -243,7 +219,7 @@ where
         }
         for entry in &batch.entries {
             if entry.stat.kind == Kind::Dir {
-                dirs.push((entry.path.clone(), entry.stat.meta));
+                dirs.push((entry.path.clone(), entry.stat.meta.clone()));
             }
             if delete {
                 seen.insert(entry.path.clone());
@@ -253,19 +229,25 @@ where
         Counters::add(&ctx.counters.files_total, followers as u64);
         let Ok(permit) = batches.clone().acquire_owned().await else { break };
         let (ctx2, files) = (ctx.clone(), files.clone());
+        ctx.counters.live.batch_opened();
         ctx.tasks.spawn(async move {
             sync_batch(&ctx2, batch.entries, &files).await;
+            ctx2.counters.live.batch_counted();
             drop(permit);
         });
     }
+    // (A run cut short never gets final totals.)
+    if !ctx.abort.is_cancelled() {
+        ctx.counters.live.set_listed();
+    }
+    ctx.counters.live.set_stage(Stage::Transferring);
     ctx.tasks.close();
     ctx.tasks.wait().await;
     if let Some(fatal) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(fatal);
     }
     // Every file is under its final name now: the other names of each.
-    let linked = ctx.apply(ctx.links.actions()).await;
-    Counters::add(&ctx.counters.files_linked, linked as u64);
+    ctx.make_links().await;
     if delete {
         let errors = Counters::get(&ctx.counters.errors);
         if incomplete || errors > 0 {
@@ -274,9 +256,11 @@ where
                 if incomplete { "the source listing is incomplete".to_owned() } else { format!("{errors} error(s)") }
             );
         } else {
+            ctx.counters.live.set_stage(Stage::Deleting);
             delete::delete_extraneous(&ctx, &seen).await?;
         }
     }
+    ctx.counters.live.set_stage(Stage::Finishing);
     // A run without error leaves no temporary file behind: those still
     // there were left by interrupted runs, for files done by now or no
     // longer in the source. (Before the directories get their mtimes.)
@@ -292,6 +276,7 @@ where
     let actions =
         dirs.into_iter().map(|(path, meta)| Action::SetMeta { path, kind: Kind::Dir, meta }).collect();
     ctx.apply(actions).await;
+    ctx.counters.live.set_stage(Stage::Done);
     if let Some(fatal) = ctx.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(fatal);
     }
@@ -308,7 +293,14 @@ where
     let paths = entries.iter().map(|e| e.path.clone()).collect();
     let found = match ctx.probe(paths).await {
         Ok(found) => found,
-        Err(e) => return ctx.fail("probing the destination", e),
+        Err(e) => {
+            for entry in &entries {
+                ctx.links.failed(&entry.path);
+                let why = format!("probing the destination: {e}");
+                ctx.counters.live.tell(|| told(entry, None, Outcome::Failed { why }));
+            }
+            return ctx.fail("probing the destination", e);
+        }
     };
     let mut actions = Vec::new();
     // Files create missing parent directories themselves, so they need not
@@ -316,6 +308,8 @@ where
     // other kind of entry.
     let mut replacing = false;
     let mut pending_files = Vec::new();
+    // What the directories and symlinks made become, for the watcher.
+    let mut made = Vec::new();
     for (entry, found) in entries.into_iter().zip(found) {
         match entry.stat.kind {
             Kind::Dir => {
@@ -323,18 +317,59 @@ where
                 if found.as_ref().is_none_or(|f| f.kind != Kind::Dir) {
                     replacing |= found.is_some();
                     tracing::info!("{}/", entry.path);
+                    if ctx.counters.live.watching() {
+                        made.push(told(
+                            &entry,
+                            found.as_ref(),
+                            Outcome::Created { chunks_sent: 0, chunks: 0 },
+                        ));
+                    }
                     actions.push(Action::MakeDir { path: entry.path });
+                } else {
+                    // Its metadata is set once the run is done with its entries.
+                    let same = found.as_ref().is_some_and(|f| f.meta == entry.stat.meta);
+                    let outcome = if same { Outcome::Unchanged } else { Outcome::Metadata };
+                    ctx.counters.live.tell(|| told(&entry, found.as_ref(), outcome));
                 }
             }
             Kind::Symlink => {
                 Counters::add(&ctx.counters.symlinks_total, 1);
-                if !same_symlink(&entry.stat, found.as_ref()) {
+                let same_extra = meta::same_extra(
+                    found.as_ref().and_then(|f| f.meta.extra.as_deref()),
+                    entry.stat.meta.extra.as_deref(),
+                );
+                if same_symlink(&entry.stat, found.as_ref()) {
+                    if same_extra {
+                        ctx.counters.live.tell(|| told(&entry, found.as_ref(), Outcome::Unchanged));
+                    } else if ctx.counters.live.watching() {
+                        // Told once its metadata is set (below).
+                        made.push(told(&entry, found.as_ref(), Outcome::Metadata));
+                    }
+                } else {
+                    if ctx.counters.live.watching() {
+                        let outcome = if found.as_ref().is_some_and(|f| f.kind == Kind::Symlink) {
+                            Outcome::Updated { chunks_sent: 0, chunks: 0 }
+                        } else {
+                            Outcome::Created { chunks_sent: 0, chunks: 0 }
+                        };
+                        made.push(told(&entry, found.as_ref(), outcome));
+                    }
                     let target = entry.stat.target.as_deref().map(|t| &t[..]).unwrap_or_default();
                     tracing::info!("{} -> {}", entry.path, String::from_utf8_lossy(target));
                     actions.push(Action::Symlink {
-                        path: entry.path,
-                        target: entry.stat.target.unwrap_or_default(),
+                        path: entry.path.clone(),
+                        target: entry.stat.target.clone().unwrap_or_default(),
                         mtime: entry.stat.meta.mtime,
+                    });
+                }
+                // Owner, group and attributes of the link itself, once it is there.
+                if entry.stat.meta.extra.is_some()
+                    && !(same_extra && same_symlink(&entry.stat, found.as_ref()))
+                {
+                    actions.push(Action::SetMeta {
+                        path: entry.path,
+                        kind: Kind::Symlink,
+                        meta: entry.stat.meta,
                     });
                 }
             }
@@ -342,10 +377,10 @@ where
         }
     }
     if replacing {
-        ctx.apply(actions).await;
+        ctx.apply_told(actions, made).await;
     } else if !actions.is_empty() {
         let ctx2 = ctx.clone();
-        ctx.tasks.spawn(async move { ctx2.apply(actions).await });
+        ctx.tasks.spawn(async move { ctx2.apply_told(actions, made).await });
     }
     let chunk = ctx.opts.chunk_size as u64;
     let bundle_bytes = bundle::bundle_bytes(ctx.opts.chunk_size);

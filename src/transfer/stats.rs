@@ -1,10 +1,12 @@
 //! What a transfer counts while it runs, and the report it ends with.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::observe::{Live, Snapshot, Watch};
 use crate::session::{Latency, Resilience};
 
 /// Counters shared by all tasks of a transfer.
@@ -43,9 +45,22 @@ pub struct Counters {
     pub chunks_transferred: AtomicU64,
     /// Errors met (failed files, unreadable entries, failed actions).
     pub errors: AtomicU64,
+    /// Where the run stands, and who watches it.
+    pub(crate) live: Live,
 }
 
 impl Counters {
+    /// The counters of a run that tells `watch` of every entry it is done
+    /// with (see [`super::observe`]).
+    pub fn watched(watch: Arc<dyn Watch>) -> Counters {
+        Counters { live: Live::watched(Some(watch)), ..Counters::default() }
+    }
+
+    /// Where the run stands now: phase, files and bytes done and total.
+    pub fn snapshot(&self) -> Snapshot {
+        self.live.snapshot(Counters::get(&self.files_total), Counters::get(&self.bytes_total))
+    }
+
     /// Adds `n` to `counter`.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
@@ -60,9 +75,10 @@ impl Counters {
     /// lost: it checks every file again, so it counts files and totals
     /// afresh, but what `earlier` sent was sent and stays counted.
     pub fn carrying_on(earlier: &Counters) -> Counters {
-        let counters = Counters::default();
+        let counters = Counters { live: Live::watched(earlier.live.watcher()), ..Counters::default() };
         Counters::add(&counters.bytes_transferred, Counters::get(&earlier.bytes_transferred));
         Counters::add(&counters.chunks_transferred, Counters::get(&earlier.chunks_transferred));
+        Live::add(&counters.live.bytes_sent, Counters::get(&earlier.live.bytes_sent));
         counters
     }
 

@@ -18,7 +18,7 @@ fn tree(root: &Path) {
     for i in 0..3 {
         file(&root.join(format!("big/f{i}")), &noise(3 << 20, i), 0o644, (1_600_000_000, 0));
     }
-    // Small files are read, not looked up (reading them costs less).
+    // Small files, compared in batches, are looked up in batches too.
     for i in 0..40 {
         file(&root.join(format!("small/s{i:02}")), &noise(3000, 10 + i), 0o644, (1_600_000_000, 0));
     }
@@ -83,13 +83,13 @@ fn unchanged_files_are_not_read_again_on_either_side() {
         let before = server.read_chars();
         let (_, err) = run(&args, &client_cache);
         let reading = server.read_chars() - before;
-        assert!(err.contains("0 lookup(s) answered without reading, 8 read"), "{direction}: {err}");
+        assert!(err.contains("0 lookup(s) answered without reading, 48 read"), "{direction}: {err}");
         assert!(reading > 9 << 20, "{direction}: the server read {reading} bytes");
         // The next reads nothing on either side.
         let before = server.read_chars();
         let (report, err) = run(&args, &client_cache);
         let reading = server.read_chars() - before;
-        assert!(err.contains("8 lookup(s) answered without reading, 0 read"), "{direction}: {err}");
+        assert!(err.contains("48 lookup(s) answered without reading, 0 read"), "{direction}: {err}");
         assert!(reading < 1 << 20, "{direction}: the server read {reading} bytes");
         assert_eq!(report["files_transferred"], 0, "{direction}: {report}");
         assert_same_tree(&src, &dst);
@@ -106,9 +106,10 @@ fn a_rewrite_that_puts_back_size_and_mtime_is_still_caught() {
     big[1 << 20] ^= 1;
     file(&src.path().join("big/f1"), &big, 0o644, (1_600_000_000, 0));
     file(&src.path().join("mid/m1"), &noise(100_000, 99), 0o644, (1_600_000_000, 0));
+    file(&src.path().join("small/s07"), &noise(3000, 98), 0o644, (1_600_000_000, 0));
     let (report, _) = run(&["send", local, &url], client_cache);
-    assert_eq!(report["files_transferred"], 2, "{report}");
-    assert_eq!(report["chunks_transferred"], 2, "{report}");
+    assert_eq!(report["files_transferred"], 3, "{report}");
+    assert_eq!(report["chunks_transferred"], 3, "{report}");
     assert_same_tree(src.path(), &server.path("d"));
 }
 
@@ -139,7 +140,7 @@ fn a_damaged_cache_file_costs_one_warning_and_is_rebuilt() {
     // Rebuilt by that run: the next one reads nothing and says nothing.
     let (_, err) = run(&["send", local, &url], &cache);
     assert!(!err.contains("WARN"), "{err}");
-    assert!(err.contains("8 lookup(s) answered without reading, 0 read"), "{err}");
+    assert!(err.contains("48 lookup(s) answered without reading, 0 read"), "{err}");
 }
 
 #[test]
@@ -175,8 +176,11 @@ fn a_file_replaced_by_another_of_the_same_size_and_mtime_is_read() {
     let fresh = src.path().join("mid/new");
     file(&fresh, &noise(100_000, 1004), 0o644, (1_600_000_000, 0));
     fs::rename(&fresh, src.path().join("mid/m4")).unwrap();
+    let small = src.path().join("small/s11");
+    fs::remove_file(&small).unwrap();
+    file(&small, &noise(3000, 1005), 0o644, (1_600_000_000, 0));
     let (report, _) = run(&["send", local, &url], cache);
-    assert_eq!(report["files_transferred"], 2, "inode reused: {reused}; {report}");
+    assert_eq!(report["files_transferred"], 3, "inode reused: {reused}; {report}");
     assert_same_tree(src.path(), &server.path("d"));
 }
 

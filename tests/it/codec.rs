@@ -17,9 +17,10 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 use pareco::codec::{
-    Action, CodecError, DigestList, Direction, Entry, ErrorKind, FileFailure, FileRead, FrameCodec, HashAlgo,
-    HashTarget, Kind, Message, Meta, Mtime, Packet, RelPath, SessionSpec, SmallFile, Span, Stat,
-    MAX_HEADER_LEN, MAX_PAYLOAD_CAP, PREFIX_LEN,
+    Action, CodecError, DigestList, Direction, Entry, ErrorKind, Extra, FileFailure, FileRead, FrameCodec,
+    HashAlgo, HashTarget, Id, IdName, Kind, Message, Meta, Mtime, Packet, Preserve, RelPath, SessionSpec,
+    SmallFile, Span, Stat, Xattr, XattrDigest, XattrList, Xattrs, MAX_HEADER_LEN, MAX_PAYLOAD_CAP,
+    PREFIX_LEN,
 };
 use pareco::session::handshake::{intent_bytes, Wants};
 use pareco::testing::frames::{encode_header, frame_bytes, prefix, raw_frame};
@@ -159,7 +160,46 @@ fn mtime() -> impl Strategy<Value = Mtime> {
 }
 
 fn meta() -> impl Strategy<Value = Meta> {
-    (prop_oneof![0u32..0o10000, any::<u32>()], mtime()).prop_map(|(mode, mtime)| Meta { mode, mtime })
+    (prop_oneof![0u32..0o10000, any::<u32>()], mtime(), prop::option::of(extra()))
+        .prop_map(|(mode, mtime, extra)| Meta { mode, mtime, extra: extra.map(Box::new) })
+}
+
+fn id() -> impl Strategy<Value = Id> {
+    (any::<u32>(), prop::option::of("[a-z_][a-z0-9_-]{0,31}"))
+        .prop_map(|(id, name)| Id { id, name: name.map(|n| IdName::new(n.into_bytes()).unwrap()) })
+}
+
+fn xattrs() -> impl Strategy<Value = Xattrs> {
+    let attr = ("(user|trusted|security|system)\\.[a-z.]{1,20}", byte_buf(64))
+        .prop_map(|(name, value)| Xattr { name: ByteBuf::from(name.into_bytes()), value });
+    prop_oneof![
+        prop::collection::btree_map("(user|trusted|security|system)\\.[a-z.]{1,20}", byte_buf(64), 0..6)
+            .prop_map(|attrs| Xattrs::Listed(
+                XattrList::new(
+                    attrs
+                        .into_iter()
+                        .map(|(n, value)| Xattr { name: ByteBuf::from(n.into_bytes()), value })
+                        .collect()
+                )
+                .unwrap()
+            )),
+        attr.prop_map(|a| Xattrs::Digest(XattrDigest(*blake3::hash(&a.value).as_bytes()))),
+    ]
+}
+
+fn extra() -> impl Strategy<Value = Extra> {
+    (prop::option::of(id()), prop::option::of(id()), prop::option::of(xattrs()))
+        .prop_map(|(owner, group, xattrs)| Extra { owner, group, xattrs })
+}
+
+fn preserve() -> impl Strategy<Value = Preserve> {
+    any::<[bool; 5]>().prop_map(|[owner, group, numeric_ids, xattrs, privileged]| Preserve {
+        owner,
+        group,
+        numeric_ids,
+        xattrs,
+        privileged,
+    })
 }
 
 fn kind() -> impl Strategy<Value = Kind> {
@@ -206,6 +246,7 @@ fn session_spec() -> impl Strategy<Value = SessionSpec> {
         any::<bool>(),
         any::<bool>(),
         (any::<bool>(), any::<bool>()),
+        preserve(),
     )
         .prop_map(
             |(
@@ -219,6 +260,7 @@ fn session_spec() -> impl Strategy<Value = SessionSpec> {
                 delete,
                 fsync,
                 (hard_links, sparse),
+                preserve,
             )| {
                 SessionSpec {
                     direction,
@@ -232,6 +274,7 @@ fn session_spec() -> impl Strategy<Value = SessionSpec> {
                     fsync,
                     hard_links,
                     sparse,
+                    preserve,
                 }
             },
         )
@@ -319,10 +362,21 @@ fn message_strategies() -> Vec<BoxedStrategy<Message>> {
             any::<u32>(),
             byte_buf(64),
             prop::option::of(byte_buf(64)),
+            any::<bool>(),
         )
-            .prop_map(|(session, idle_timeout_ms, max_payload, max_connections, proof, secret)| {
-                Message::Welcome { session, idle_timeout_ms, max_payload, max_connections, proof, secret }
-            })
+            .prop_map(
+                |(session, idle_timeout_ms, max_payload, max_connections, proof, secret, privileged)| {
+                    Message::Welcome {
+                        session,
+                        idle_timeout_ms,
+                        max_payload,
+                        max_connections,
+                        proof,
+                        secret,
+                        privileged,
+                    }
+                },
+            )
             .boxed(),
         Just(Message::Ping).boxed(),
         Just(Message::Walk).boxed(),
@@ -442,14 +496,24 @@ fn any_packet(max_payload: usize) -> impl Strategy<Value = Packet> {
 /// One fixed, realistic packet per variant, in [`variant_index`] order: the
 /// split tests use them and they are the valid seeds of the fuzz corpus.
 fn sample_packets() -> Vec<Packet> {
-    let meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 123_456_789 } };
-    let file_stat = Stat { kind: Kind::File, size: 4096, meta, target: None };
+    let meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 123_456_789 }, extra: None };
+    let file_stat = Stat { kind: Kind::File, size: 4096, meta: meta.clone(), target: None };
     let link_stat = Stat {
         kind: Kind::Symlink,
         size: 0,
-        meta: Meta { mode: 0o777, mtime: meta.mtime },
+        meta: Meta { mode: 0o777, mtime: meta.mtime, extra: None },
         target: Some(ByteBuf::from(b"../target".to_vec())),
     };
+    // Protocol 4: an owner by name, a group by number, two attributes.
+    let attrs = [("user.comment", &b"hello"[..]), ("user.mime_type", b"text/plain")]
+        .map(|(name, value)| Xattr { name: ByteBuf::from(name.as_bytes()), value: ByteBuf::from(value) });
+    let extra = Extra {
+        owner: Some(Id { id: 1000, name: Some(IdName::new(b"alice".to_vec()).unwrap()) }),
+        group: Some(Id { id: 100, name: None }),
+        xattrs: Some(Xattrs::Listed(XattrList::new(attrs.to_vec()).unwrap())),
+    };
+    let owned_stat =
+        Stat { meta: Meta { extra: Some(Box::new(extra)), ..meta.clone() }, ..file_stat.clone() };
     let spec = SessionSpec {
         direction: Direction::Upload,
         path: rel("backup/home"),
@@ -462,6 +526,7 @@ fn sample_packets() -> Vec<Packet> {
         fsync: false,
         hard_links: true,
         sparse: true,
+        preserve: Preserve { owner: true, group: true, numeric_ids: false, xattrs: true, privileged: false },
     };
     let digest = || ByteBuf::from(vec![0xD1, 0x6E, 0x57, 0x00, 0x01, 0x02, 0x03, 0x04]);
     let payload = Bytes::from_static(b"chunk payload: the raw file bytes\n");
@@ -482,6 +547,7 @@ fn sample_packets() -> Vec<Packet> {
                 max_connections: 64,
                 proof: ByteBuf::from(vec![0x3c; 32]),
                 secret: Some(ByteBuf::from(vec![0x5e; 32])),
+                privileged: false,
             },
         ),
         Packet::new(1, Message::Ping),
@@ -507,11 +573,11 @@ fn sample_packets() -> Vec<Packet> {
             Message::Write { handle: 17, offset: 1 << 20, digest: digest() },
             payload.clone(),
         ),
-        Packet::new(9, Message::Finish { handle: 17, meta }),
+        Packet::new(9, Message::Finish { handle: 17, meta: meta.clone() }),
         Packet::new(10, Message::Discard { handle: 18, remove: true }),
         Packet::with_payload(
             11,
-            Message::PutFile { path: rel("small.txt"), meta, digest: digest() },
+            Message::PutFile { path: rel("small.txt"), meta: meta.clone(), digest: digest() },
             payload.clone(),
         ),
         Packet::new(
@@ -524,7 +590,7 @@ fn sample_packets() -> Vec<Packet> {
                         target: ByteBuf::from(b"../a".to_vec()),
                         mtime: meta.mtime,
                     },
-                    Action::SetMeta { path: rel("dir"), kind: Kind::Dir, meta },
+                    Action::SetMeta { path: rel("dir"), kind: Kind::Dir, meta: meta.clone() },
                     Action::Remove { path: rel("old"), kind: Kind::File },
                     Action::Link { path: rel("dir/second"), target: rel("a") },
                 ],
@@ -538,10 +604,11 @@ fn sample_packets() -> Vec<Packet> {
                 entries: vec![
                     Entry { path: rel("a"), stat: file_stat.clone(), link: Some(0) },
                     Entry { path: rel("link"), stat: link_stat.clone(), link: None },
+                    Entry { path: rel("owned"), stat: owned_stat.clone(), link: None },
                 ],
                 problems: vec!["secret: permission denied".into()],
                 done: true,
-                root: Some(meta),
+                root: Some(meta.clone()),
             },
         ),
         Packet::new(3, Message::Probed { found: vec![Some(file_stat.clone()), None, Some(link_stat)] }),
@@ -555,9 +622,9 @@ fn sample_packets() -> Vec<Packet> {
             14,
             Message::PutFiles {
                 files: vec![
-                    SmallFile { path: rel("a/1"), meta, len: 2, digest: digest() },
-                    SmallFile { path: rel("a/2"), meta, len: 0, digest: digest() },
-                    SmallFile { path: rel("a/3"), meta, len: 3, digest: digest() },
+                    SmallFile { path: rel("a/1"), meta: meta.clone(), len: 2, digest: digest() },
+                    SmallFile { path: rel("a/2"), meta: meta.clone(), len: 0, digest: digest() },
+                    SmallFile { path: rel("a/3"), meta: meta.clone(), len: 3, digest: digest() },
                 ],
             },
             Bytes::from_static(b"hi!!!"),
@@ -579,7 +646,7 @@ fn sample_packets() -> Vec<Packet> {
                 files: vec![
                     FileRead::Read {
                         digest: digest(),
-                        file: Stat { kind: Kind::File, size: 2, meta, target: None },
+                        file: Stat { kind: Kind::File, size: 2, meta: meta.clone(), target: None },
                     },
                     FileRead::Failed { kind: ErrorKind::NotFound, message: "a/gone: not found".into() },
                 ],
@@ -634,7 +701,10 @@ fn check_round_trip(packet: &Packet) -> Result<(), TestCaseError> {
         let mut codec = FrameCodec::new(packet.payload.len() - 1);
         let mut buf = BytesMut::from(&frame[..]);
         let res = codec.decode(&mut buf);
-        prop_assert!(matches!(res, Err(CodecError::PayloadTooLarge { .. })), "{:?}", res);
+        // (A limit of 0 is what the handshake allows: refused as such.)
+        let refused = matches!(res, Err(CodecError::PayloadTooLarge { .. }))
+            || (packet.payload.len() == 1 && matches!(res, Err(CodecError::PayloadInHandshake(1))));
+        prop_assert!(refused, "{:?}", res);
     }
     Ok(())
 }
@@ -930,10 +1000,11 @@ fn mirror_headers_match_the_real_encoding() {
         fsync: false,
         hard_links: false,
         sparse: false,
+        preserve: Default::default(),
     };
     let mirror_spec = mirror::Spec::with_path(&spec, path.as_bytes());
     let span = Span { size: 3000, first: 1, count: 2, group: 3 };
-    let meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 0 } };
+    let meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 0 }, extra: None };
     let digest = ByteBuf::from(vec![1, 2]);
     let target = ByteBuf::from(b"t".to_vec());
     let pairs = [
@@ -952,8 +1023,8 @@ fn mirror_headers_match_the_real_encoding() {
         ),
         (Message::Begin { path: path.clone(), size: 7 }, mirror::Msg::Begin { path: bytes(), size: 7 }),
         (
-            Message::PutFile { path: path.clone(), meta, digest: digest.clone() },
-            mirror::Msg::PutFile { path: bytes(), meta, digest },
+            Message::PutFile { path: path.clone(), meta: meta.clone(), digest: digest.clone() },
+            mirror::Msg::PutFile { path: bytes(), meta: meta.clone(), digest },
         ),
         (
             Message::Apply {

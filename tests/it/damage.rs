@@ -118,6 +118,8 @@ fn damaged_small_files_and_chunks_are_sent_once_more() {
             inplace: false,
             window: 1 << 20,
             hard_links: false,
+            dry_run: false,
+            max_delete: None,
         };
         let counters = Arc::new(transfer::Counters::default());
         transfer::run(source, dest.clone(), options, counters.clone()).await.expect("transfer runs");

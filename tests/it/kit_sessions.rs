@@ -52,6 +52,7 @@ pub fn spec(direction: Direction, path: &str, chunk_size: u32, hash: HashAlgo) -
         fsync: false,
         hard_links: false,
         sparse: false,
+        preserve: Default::default(),
     }
 }
 
@@ -69,7 +70,7 @@ pub fn client_hello() -> Message {
 }
 
 fn meta() -> Meta {
-    Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 0 } }
+    Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 0 }, extra: None }
 }
 
 /// A `Write` of chunk `chunk` of the `handle`-th file begun.

@@ -107,3 +107,62 @@ fn a_link_group_of_regular_files_only_is_listed_and_symlinks_stay_symlinks() {
         assert!(matches!(snapshot(&way.dst)["s"], Snap::Link { .. }));
     }
 }
+
+/// The `file` events of a `--json-events` run of `way` with `opts`: each
+/// path with its action, each told once.
+fn told(way: &crate::util::Way, opts: &[&str]) -> std::collections::BTreeMap<String, String> {
+    let url = way.server.url("d");
+    let local = way.local.path().to_str().expect("UTF-8 temp path");
+    let mut args = match way.name {
+        "send" => vec!["send", local, &url],
+        _ => vec!["recv", &url, local],
+    };
+    args.extend_from_slice(opts);
+    args.push("--json-events");
+    let out = crate::util::pareco(&args);
+    assert!(out.status.success(), "{}: {}", way.name, crate::util::stderr(&out));
+    let mut actions = std::collections::BTreeMap::new();
+    for line in String::from_utf8(out.stdout).expect("UTF-8").lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if event["event"] == "file" {
+            let path = event["path"].as_str().unwrap().to_owned();
+            let action = event["action"].as_str().unwrap().to_owned();
+            assert!(actions.insert(path.clone(), action).is_none(), "{}: {path} told twice", way.name);
+        }
+    }
+    actions
+}
+
+#[test]
+fn every_name_is_told_and_a_dry_run_links_nothing() {
+    for way in both_ways() {
+        let name = way.name;
+        linked_tree(&way.src);
+        let opts = ["-H", "-c", "64KiB", "-e", "skip-me"];
+        let files = ["a", "x", "sub/b", "other/c", "deep/er/y"];
+        let every = |action: &str| -> Vec<(String, String)> {
+            files.iter().map(|f| (f.to_string(), action.to_owned())).collect()
+        };
+        let only_files = |told: std::collections::BTreeMap<String, String>| -> Vec<(String, String)> {
+            told.into_iter().filter(|(path, _)| files.contains(&path.as_str())).collect()
+        };
+        let sorted = |mut v: Vec<(String, String)>| {
+            v.sort();
+            v
+        };
+
+        // A dry run tells every name as created, and makes none of them.
+        let dry = told(&way, &[&opts[..], &["--dry-run"]].concat());
+        assert_eq!(only_files(dry), sorted(every("created")), "{name}");
+        let made = if way.dst.exists() { snapshot(&way.dst) } else { Default::default() };
+        assert!(made.is_empty(), "{name}: a dry run made {:?}", made.keys().collect::<Vec<_>>());
+
+        let first = told(&way, &opts);
+        assert_eq!(only_files(first), sorted(every("created")), "{name}");
+        assert_linked(&way.dst);
+        assert_mirrored(&way.src, &way.dst);
+        let again = told(&way, &opts);
+        assert_eq!(only_files(again), sorted(every("unchanged")), "{name}");
+        assert_linked(&way.dst);
+    }
+}

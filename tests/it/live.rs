@@ -69,6 +69,8 @@ fn options() -> Options {
         inplace: false,
         window: 1 << 20,
         hard_links: false,
+        dry_run: false,
+        max_delete: None,
     }
 }
 

@@ -6,8 +6,9 @@
 
 use bytes::{Bytes, BytesMut};
 use pareco::codec::{
-    Action, DigestList, Direction, Entry, ErrorKind, FileFailure, FileRead, FrameCodec, HashAlgo, HashTarget,
-    Kind, Message, Meta, Mtime, Packet, RelPath, SessionSpec, SmallFile, Span, Stat, MAX_PAYLOAD_CAP,
+    Action, DigestList, Direction, Entry, ErrorKind, Extra, FileFailure, FileRead, FrameCodec, HashAlgo,
+    HashTarget, Id, IdName, Kind, Message, Meta, Mtime, Packet, Preserve, RelPath, SessionSpec, SmallFile,
+    Span, Stat, Xattr, XattrDigest, XattrList, Xattrs, MAX_PAYLOAD_CAP,
 };
 use serde_bytes::ByteBuf;
 use tokio_util::codec::Decoder;
@@ -74,9 +75,10 @@ fn appendix() -> Vec<Example> {
 fn described() -> Vec<Packet> {
     let rel = |p: &str| RelPath::new(p).unwrap();
     let bin = |byte: u8, n: usize| ByteBuf::from(vec![byte; n]);
-    let meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 5 } };
-    let file = Stat { kind: Kind::File, size: 10, meta, target: None };
-    let link = Stat { kind: Kind::Symlink, size: 0, meta, target: Some(ByteBuf::from(b"t".to_vec())) };
+    let meta = Meta { mode: 0o644, mtime: Mtime { secs: 1_700_000_000, nanos: 5 }, extra: None };
+    let file = Stat { kind: Kind::File, size: 10, meta: meta.clone(), target: None };
+    let link =
+        Stat { kind: Kind::Symlink, size: 0, meta: meta.clone(), target: Some(ByteBuf::from(b"t".to_vec())) };
     let spec = |direction, hash, inplace| SessionSpec {
         direction,
         path: rel("data"),
@@ -89,16 +91,36 @@ fn described() -> Vec<Packet> {
         fsync: false,
         hard_links: inplace,
         sparse: inplace,
+        preserve: Default::default(),
     };
     let digest8 = || ByteBuf::from((1u8..=8).collect::<Vec<u8>>());
+    // Protocol 4: owners, groups and attributes, in a session that asks.
+    let preserve = Preserve { owner: true, group: true, numeric_ids: false, xattrs: true, privileged: true };
+    let alice = Id { id: 1000, name: Some(IdName::new(b"alice".to_vec()).unwrap()) };
+    let attrs = XattrList::new(vec![Xattr {
+        name: ByteBuf::from(b"user.a".to_vec()),
+        value: ByteBuf::from(b"v".to_vec()),
+    }])
+    .unwrap();
+    let with_extra = |xattrs| Meta {
+        extra: Some(Box::new(Extra {
+            owner: Some(alice.clone()),
+            group: Some(Id { id: 1000, name: None }),
+            xattrs: Some(xattrs),
+        })),
+        ..meta.clone()
+    };
+    let listed = with_extra(Xattrs::Listed(attrs));
+    let probed = with_extra(Xattrs::Digest(XattrDigest([0x5a; 32])));
     let session = 0x0123_4567_89ab_cdef;
-    let welcome = |secret| Message::Welcome {
+    let welcome = |secret, privileged| Message::Welcome {
         session,
         idle_timeout_ms: 150_000,
         max_payload: 1 << 20,
         max_connections: 64,
         proof: bin(0xdd, 32),
         secret,
+        privileged,
     };
     let span = |size, first, count, group| Span { size, first, count, group };
     let hs = |msg| Packet::new(0, msg);
@@ -112,9 +134,14 @@ fn described() -> Vec<Packet> {
             proof: Some(bin(0xbb, 32)),
             spec: spec(Direction::Download, HashAlgo::Adler32, true),
         }),
+        hs(Message::Open {
+            proof: None,
+            spec: SessionSpec { preserve, ..spec(Direction::Upload, HashAlgo::Xxh3, false) },
+        }),
         hs(Message::Join { session, proof: None }),
-        hs(welcome(Some(bin(0xee, 32)))),
-        hs(welcome(None)),
+        hs(welcome(Some(bin(0xee, 32)), false)),
+        hs(welcome(None, false)),
+        hs(welcome(Some(bin(0xee, 32)), true)),
         rq(Message::Ping),
         rq(Message::Walk),
         rq(Message::Probe { paths: vec![rel("a"), rel("b/c")] }),
@@ -128,14 +155,14 @@ fn described() -> Vec<Packet> {
         rq(Message::CopyOld { handle: 1, ranges: vec![(0, 1 << 20), (2 << 20, 902_848)] }),
         with(Message::Write { handle: 1, offset: 1 << 20, digest: digest8() }, b"hello"),
         rq(Message::Zero { handle: 1, offset: 2 << 20, len: 1 << 20 }),
-        rq(Message::Finish { handle: 1, meta }),
+        rq(Message::Finish { handle: 1, meta: meta.clone() }),
         rq(Message::Discard { handle: 1, remove: true }),
-        with(Message::PutFile { path: rel("s"), meta, digest: bin(9, 8) }, b"hi"),
+        with(Message::PutFile { path: rel("s"), meta: meta.clone(), digest: bin(9, 8) }, b"hi"),
         with(
             Message::PutFiles {
                 files: vec![
-                    SmallFile { path: rel("s"), meta, len: 2, digest: bin(9, 8) },
-                    SmallFile { path: rel("t"), meta, len: 0, digest: bin(9, 8) },
+                    SmallFile { path: rel("s"), meta: meta.clone(), len: 2, digest: bin(9, 8) },
+                    SmallFile { path: rel("t"), meta: meta.clone(), len: 0, digest: bin(9, 8) },
                 ],
             },
             b"hi",
@@ -144,7 +171,7 @@ fn described() -> Vec<Packet> {
             actions: vec![
                 Action::MakeDir { path: rel("d") },
                 Action::Symlink { path: rel("l"), target: ByteBuf::from(b"t".to_vec()), mtime: meta.mtime },
-                Action::SetMeta { path: rel("d"), kind: Kind::Dir, meta },
+                Action::SetMeta { path: rel("d"), kind: Kind::Dir, meta: meta.clone() },
                 Action::Remove { path: rel("x"), kind: Kind::File },
                 Action::Link { path: rel("g"), target: rel("f") },
             ],
@@ -158,10 +185,21 @@ fn described() -> Vec<Packet> {
             ],
             problems: vec!["x: denied".into()],
             done: false,
-            root: Some(meta),
+            root: Some(meta.clone()),
         }),
         rq(Message::Listing { entries: Vec::new(), problems: Vec::new(), done: true, root: None }),
+        rq(Message::Listing {
+            entries: vec![Entry {
+                path: rel("f"),
+                stat: Stat { meta: listed.clone(), ..file.clone() },
+                link: None,
+            }],
+            problems: Vec::new(),
+            done: false,
+            root: None,
+        }),
         rq(Message::Probed { found: vec![Some(file.clone()), None] }),
+        rq(Message::Probed { found: vec![Some(Stat { meta: probed, ..file.clone() })] }),
         rq(Message::Hashes { digests: DigestList([1u64.to_be_bytes(), 2u64.to_be_bytes()].concat()) }),
         rq(Message::FilesHashed {
             digests: DigestList([1u64.to_be_bytes(), 2u64.to_be_bytes()].concat()),
@@ -214,16 +252,19 @@ fn every_encoded_example_of_the_appendix_is_what_the_code_encodes() {
     assert_eq!(names.len(), 35, "{names:?}");
 }
 
-/// Prints the appendix as the code encodes it (`PARECO_PRINT_APPENDIX=1`),
-/// to write it after a change of the wire format.
+/// Prints the bytes of every example as the appendix writes them (to
+/// update it after a change of the wire format):
+/// `cargo test --test it protocol_doc::print_appendix -- --ignored --nocapture`.
 #[test]
-fn print_the_appendix_when_asked() {
-    if std::env::var_os("PARECO_PRINT_APPENDIX").is_none() {
-        return;
-    }
+#[ignore]
+fn print_appendix() {
     for packet in described() {
-        let head = packet.encode_head().unwrap();
-        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ");
-        println!("{}\n  {} | {}", packet.msg.name(), hex(&head), hex(&packet.payload));
+        let mut bytes: Vec<String> =
+            packet.encode_head().unwrap().iter().map(|b| format!("{b:02x}")).collect();
+        if !packet.payload.is_empty() {
+            bytes.push("|".into());
+            bytes.extend(packet.payload.iter().map(|b| format!("{b:02x}")));
+        }
+        println!("{}\n  {}", packet.msg.name(), bytes.join(" "));
     }
 }

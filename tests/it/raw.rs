@@ -264,6 +264,7 @@ pub fn spec(direction: Direction, path: &str) -> SessionSpec {
         fsync: false,
         hard_links: false,
         sparse: false,
+        preserve: Default::default(),
     }
 }
 
@@ -280,7 +281,7 @@ pub fn digest(data: &[u8]) -> ByteBuf {
 }
 
 pub fn meta() -> Meta {
-    Meta { mode: 0o644, mtime: Mtime { secs: 1_600_000_000, nanos: 0 } }
+    Meta { mode: 0o644, mtime: Mtime { secs: 1_600_000_000, nanos: 0 }, extra: None }
 }
 
 /// The server still serves a normal upload (into `path`, a fresh name so

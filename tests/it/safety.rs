@@ -54,7 +54,7 @@ fn listing(entries: Vec<Entry>, problems: Vec<String>) -> Message {
 }
 
 fn meta() -> Meta {
-    Meta { mode: 0o644, mtime: Mtime { secs: 1_600_000_000, nanos: 0 } }
+    Meta { mode: 0o644, mtime: Mtime { secs: 1_600_000_000, nanos: 0 }, extra: None }
 }
 
 /// Runs `pareco recv` from `fake` into `local` (which holds a varied tree)
@@ -283,6 +283,7 @@ fn impostor() -> u16 {
                 max_connections: 8,
                 proof,
                 secret,
+                privileged: false,
             },
         );
         // Whatever the client sends now would be the data of a session the

@@ -335,6 +335,7 @@ fn concurrent_sessions_and_overlap_refused() {
             fsync: false,
             hard_links: false,
             sparse: false,
+            preserve: Default::default(),
         };
         let config = pareco::session::ClientConfig {
             connections: 1,

@@ -82,6 +82,13 @@ pub fn listen(root: &Path, port: u16, extra: &[&str]) -> (Child, u16) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start server");
+    let port = wait_listening(&mut child);
+    (child, port)
+}
+
+/// The port a server started with its stderr piped listens on, once it
+/// says so; its log is drained from then on so that it never blocks.
+pub fn wait_listening(child: &mut Child) -> u16 {
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let port = loop {
@@ -91,7 +98,7 @@ pub fn listen(root: &Path, port: u16, extra: &[&str]) -> (Child, u16) {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    (child, port)
+    port
 }
 
 /// Runs the client binary.
@@ -209,10 +216,14 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Snap> {
     out
 }
 
+/// Entries that vanish while they are read (a server still discarding the
+/// temporary files of a session that just died) are left out.
 fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Snap>) {
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let md = fs::symlink_metadata(&path).unwrap();
+    let Some(entries) = gone_is_none(fs::read_dir(dir)) else { return };
+    for entry in entries {
+        let Some(entry) = gone_is_none(entry) else { continue };
+        let path = entry.path();
+        let Some(md) = gone_is_none(fs::symlink_metadata(&path)) else { continue };
         let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
         let mtime = (md.mtime(), md.mtime_nsec());
         let mode = md.mode() & 0o7777;
@@ -222,9 +233,18 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Snap>) {
             walk(root, &path, out);
             Snap::Dir { mode, mtime }
         } else {
-            Snap::File { content: fs::read(&path).unwrap(), mode, mtime }
+            let Some(content) = gone_is_none(fs::read(&path)) else { continue };
+            Snap::File { content, mode, mtime }
         };
         out.insert(rel, snap);
+    }
+}
+
+/// `None` for an entry that is gone; any other error fails the test.
+fn gone_is_none<T>(result: std::io::Result<T>) -> Option<T> {
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        other => Some(other.unwrap()),
     }
 }
 
@@ -341,5 +361,6 @@ pub fn local_settings(chunk: u32) -> pareco::peer::Settings {
         hard_links: false,
         sparse: false,
         cache: None,
+        extras: None,
     }
 }

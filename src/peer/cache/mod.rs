@@ -280,24 +280,51 @@ impl DigestCache {
     /// The digests of every chunk of the file (chunk `i` at index `i`), if
     /// remembered for exactly this key, chunk size and algorithm.
     pub fn get(&self, key: &FileKey, chunk_size: u32, algo: HashAlgo) -> Option<Vec<Digest>> {
-        let state = key.state()?;
-        let chunks = chunk_count(key.size, chunk_size)?;
-        let pk = Pk::new(key.dev, key.ino, chunk_size, algo);
         let mut inner = self.inner();
         if let Err(e) = self.begin_read(&mut inner) {
             self.failed(&mut inner, "reading", e);
             return None;
         }
+        self.get_locked(&mut inner, key, chunk_size, algo)
+    }
+
+    /// [`get`](DigestCache::get) of many files (`None` keys are misses),
+    /// under one lock and one read transaction: what a batch of small
+    /// files costs is then the rows looked up, not the calls.
+    pub fn get_many(
+        &self,
+        keys: &[Option<FileKey>],
+        chunk_size: u32,
+        algo: HashAlgo,
+    ) -> Vec<Option<Vec<Digest>>> {
+        let mut inner = self.inner();
+        if let Err(e) = self.begin_read(&mut inner) {
+            self.failed(&mut inner, "reading", e);
+            return vec![None; keys.len()];
+        }
+        keys.iter().map(|key| self.get_locked(&mut inner, key.as_ref()?, chunk_size, algo)).collect()
+    }
+
+    fn get_locked(
+        &self,
+        inner: &mut Inner,
+        key: &FileKey,
+        chunk_size: u32,
+        algo: HashAlgo,
+    ) -> Option<Vec<Digest>> {
+        let state = key.state()?;
+        let chunks = chunk_count(key.size, chunk_size)?;
+        let pk = Pk::new(key.dev, key.ino, chunk_size, algo);
         let found = match store::select(inner.conn.as_ref()?, &pk) {
             Ok(found) => found?,
             Err(
                 e @ (rusqlite::Error::InvalidColumnType(..) | rusqlite::Error::FromSqlConversionFailure(..)),
             ) => {
-                self.damaged_row(&mut inner, pk, None, &e.to_string());
+                self.damaged_row(inner, pk, None, &e.to_string());
                 return None;
             }
             Err(e) => {
-                self.failed(&mut inner, "reading", e);
+                self.failed(inner, "reading", e);
                 return None;
             }
         };
@@ -307,12 +334,12 @@ impl DigestCache {
         let width = algo.width();
         let check = store::check_value(&pk, &state, &found.digests);
         if found.check != check || found.digests.len() as u64 != chunks.saturating_mul(width as u64) {
-            self.damaged_row(&mut inner, pk, Some(found.check), "check value does not match");
+            self.damaged_row(inner, pk, Some(found.check), "check value does not match");
             return None;
         }
         let today = self.today();
         if found.used < today {
-            self.push(&mut inner, Op::Touch { pk, day: today }, 0);
+            self.push(inner, Op::Touch { pk, day: today }, 0);
         }
         Some(
             found

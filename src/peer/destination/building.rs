@@ -110,7 +110,7 @@ impl Inner {
         // abandoned): clear them before any byte is written.
         let (stat, _) = file_stat(&file, path)?;
         if !self.settings.keep_setid && stat.meta.mode & SETID_BITS != 0 {
-            set_file_meta(&file, self.file_meta(stat.meta), path)?;
+            set_file_meta(&file, &self.file_meta(stat.meta), path)?;
         }
         Ok(Some(file))
     }
@@ -196,7 +196,7 @@ impl Inner {
             }
             return Err(error);
         }
-        set_file_meta(&b.file, self.file_meta(meta), &b.path)?;
+        self.set_meta_of(&b.file, meta, &b.path)?;
         self.sync_file(&b.file, &b.path)?;
         match &b.temp {
             Some(temp) => {

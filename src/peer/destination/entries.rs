@@ -5,8 +5,11 @@
 
 use std::os::unix::fs::FileExt;
 
-use crate::codec::{Action, ErrorKind, Kind, Meta, RelPath};
+use std::fs::File;
+
+use crate::codec::{Action, ErrorKind, Kind, Meta, RelPath, Stat};
 use crate::peer::error::{Error, Result};
+use crate::peer::extra::At;
 use crate::peer::temp::{temp_name, temp_path};
 use crate::peer::tree::set_file_meta;
 use crate::peer::{Digest, SETID_BITS};
@@ -25,7 +28,7 @@ impl Inner {
                 self.write_data(&file, data, true)
                     .and_then(|()| file.set_len(data.len() as u64))
                     .map_err(|e| Error::from_io(e, &path, "write"))?;
-                set_file_meta(&file, self.file_meta(meta), &path)?;
+                self.set_meta_of(&file, meta, &path)?;
                 return self.sync_file(&file, &path);
             }
         }
@@ -51,7 +54,7 @@ impl Inner {
         };
         let written = self.write_data(&file, data, false).map_err(|e| Error::from_io(e, &path, "write"));
         let finished = written
-            .and_then(|()| set_file_meta(&file, self.file_meta(meta), &path))
+            .and_then(|()| self.set_meta_of(&file, meta, &path))
             .and_then(|()| self.sync_file(&file, &path));
         if let Err(e) = finished {
             let _ = self.tree.remove_file(&temp_path(&path)?);
@@ -81,6 +84,31 @@ impl Inner {
         }
         file.set_len(data.len() as u64)?;
         crate::peer::sparse::write_sparse(file, data, 0, punch)
+    }
+
+    /// `lstat` of each path, with the owner, group and attribute digest
+    /// the session keeps.
+    pub(super) fn probe(&self, paths: &[RelPath]) -> Result<Vec<Option<Stat>>> {
+        let mut found = self.tree.lstat_all(paths, self.recent.as_deref())?;
+        if let Some(extras) = &self.settings.extras {
+            for (rel, stat) in paths.iter().zip(found.iter_mut()) {
+                if let Some(stat) = stat {
+                    // One that cannot be read compares unequal, and setting it says why.
+                    let extra = self.tree.with_entry(rel, |at| extras.read(at, false).ok());
+                    stat.meta.extra = extra.ok().flatten().map(Box::new);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Gives an open regular file `meta` (as [`Inner::file_meta`] says):
+    /// owner, group and attributes first, then permission bits and mtime.
+    pub(super) fn set_meta_of(&self, file: &File, meta: Meta, path: &RelPath) -> Result<()> {
+        if let (Some(extras), Some(extra)) = (&self.settings.extras, meta.extra.as_deref()) {
+            extras.apply(&At::from(file), extra, path, self.settings.keep_setid)?;
+        }
+        set_file_meta(file, &self.file_meta(meta), path)
     }
 
     /// `meta` as a regular file here gets it: without the setuid and
@@ -119,6 +147,10 @@ impl Inner {
                 self.tree.set_mtime(path, *mtime)
             }
             Action::SetMeta { path, kind, meta } => {
+                if let (Some(extras), Some(extra)) = (&self.settings.extras, meta.extra.as_deref()) {
+                    let keep_setid = self.settings.keep_setid;
+                    self.tree.with_entry(path, |at| extras.apply(at, extra, path, keep_setid))??;
+                }
                 if *kind != Kind::Symlink {
                     self.tree.set_mode(path, meta.mode, self.settings.keep_setid)?;
                 }

@@ -25,6 +25,7 @@ mod entries;
 use building::Building;
 
 use super::error::{Error, Result};
+use super::recent::RecentKeys;
 use super::tree::Tree;
 use super::{
     hash, hash_chunks, walk, whole, Begun, Destination, Digest, FileWork, Listing, NewFile, Settings,
@@ -56,6 +57,8 @@ struct Inner {
     /// Files being built or being begun (at most [`MAX_BUILDING`]).
     slots: AtomicUsize,
     next_handle: AtomicU64,
+    /// Keys of the small files probes stated, with a digest cache.
+    recent: Option<Arc<RecentKeys>>,
     /// Held as long as the role or any step of work it started lives (a
     /// server's claim on the tree, see [`LocalDestination::holding`]).
     _held: Option<Box<dyn std::any::Any + Send + Sync>>,
@@ -93,6 +96,7 @@ impl LocalDestination {
         LocalDestination {
             inner: Arc::new(Inner {
                 work: FileWork::new(settings.file_work),
+                recent: settings.recent_keys(),
                 tree: Arc::new(tree),
                 settings,
                 building: Mutex::default(),
@@ -187,7 +191,14 @@ impl Inner {
 impl Destination for LocalDestination {
     async fn walk(&self) -> Result<Listing> {
         let inner = &self.inner;
-        Ok(walk::spawn_walk(inner.tree.clone(), inner.settings.filter.clone(), false, inner.work.clone()))
+        Ok(walk::spawn_walk(
+            inner.tree.clone(),
+            inner.settings.filter.clone(),
+            None,
+            false,
+            inner.work.clone(),
+            None,
+        ))
     }
 
     async fn probe(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Stat>>> {
@@ -198,12 +209,16 @@ impl Destination for LocalDestination {
             ));
         }
         let inner = self.inner.clone();
-        inner.work.clone().run(move || inner.tree.lstat_all(&paths)).await
+        inner.work.clone().run(move || inner.probe(&paths)).await
     }
 
     async fn hash_files(&self, files: Vec<(RelPath, u64)>) -> Result<Vec<Result<Digest>>> {
         let inner = self.inner.clone();
-        inner.work.clone().run(move || whole::hash_files(&inner.tree, &inner.settings, &files)).await
+        inner
+            .work
+            .clone()
+            .run(move || whole::hash_files(&inner.tree, &inner.settings, &files, inner.recent.as_deref()))
+            .await
     }
 
     async fn hash(&self, target: HashTarget, span: Span) -> Result<Vec<Digest>> {

@@ -28,11 +28,23 @@ impl Parent {
 
     /// The state of entry `name`, as [`Tree::lstat`](super::Tree::lstat) gives it.
     pub fn stat(&self, name: &[u8]) -> Result<Option<Stat>> {
-        match stat_at(&self.fd, name) {
-            Ok(stat) => Ok(stat),
+        Ok(self.status(name)?.map(|(stat, _)| stat))
+    }
+
+    /// [`stat`](Parent::stat), with the system's `lstat` it came from.
+    pub fn status(&self, name: &[u8]) -> Result<Option<(Stat, rustix::fs::Stat)>> {
+        match status_at(&self.fd, name) {
+            Ok(status) => Ok(status),
             Err(Errno::NOENT) | Err(Errno::NOTDIR) => Ok(None),
             Err(e) => Err(Error::from_errno(e, &self.shown(name), "stat")),
         }
+    }
+
+    /// The system's `lstat` of entry `name` if it is a regular file; `None`
+    /// for anything else, missing or not.
+    pub fn file_status(&self, name: &[u8]) -> Option<rustix::fs::Stat> {
+        let st = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        (rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile).then_some(st)
     }
 
     /// Creates entry `name` as a new, empty file (mode 0600) to become
@@ -66,19 +78,14 @@ pub(crate) fn stat_at<P: rustix::path::Arg + Copy>(
     dir: &OwnedFd,
     name: P,
 ) -> rustix::io::Result<Option<Stat>> {
-    Ok(stat_linked_at(dir, name)?.map(|(stat, _)| stat))
+    Ok(status_at(dir, name)?.map(|(stat, _)| stat))
 }
 
-/// The identity of a regular file with more than one name: its device and
-/// inode numbers, the same for all its names.
-pub(crate) type FileId = (u64, u64);
-
-/// As [`stat_at`], with the entry's [`FileId`] when it is a regular file
-/// with other names (hard links).
-pub(crate) fn stat_linked_at<P: rustix::path::Arg + Copy>(
+/// [`stat_at`], with the system's `lstat` it came from.
+pub(crate) fn status_at<P: rustix::path::Arg + Copy>(
     dir: &OwnedFd,
     name: P,
-) -> rustix::io::Result<Option<(Stat, Option<FileId>)>> {
+) -> rustix::io::Result<Option<(Stat, rustix::fs::Stat)>> {
     let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
     let file_type = rustix::fs::FileType::from_raw_mode(st.st_mode);
     let target = if file_type == rustix::fs::FileType::Symlink {
@@ -86,9 +93,19 @@ pub(crate) fn stat_linked_at<P: rustix::path::Arg + Copy>(
     } else {
         None
     };
+    Ok(stat_of(&st, target).map(|stat| (stat, st)))
+}
+
+/// The identity of a regular file with more than one name: its device and
+/// inode numbers, the same for all its names.
+pub(crate) type FileId = (u64, u64);
+
+/// The [`FileId`] of the entry `st` describes, when it is a regular file
+/// with other names (hard links).
+pub(crate) fn linked_id(st: &rustix::fs::Stat) -> Option<FileId> {
+    let file_type = rustix::fs::FileType::from_raw_mode(st.st_mode);
     let linked = file_type == rustix::fs::FileType::RegularFile && st.st_nlink > 1;
-    let id = linked.then_some((st.st_dev, st.st_ino));
-    Ok(stat_of(&st, target).map(|stat| (stat, id)))
+    linked.then_some((st.st_dev, st.st_ino))
 }
 
 pub(super) fn stat_of(st: &rustix::fs::Stat, target: Option<Vec<u8>>) -> Option<Stat> {
@@ -104,6 +121,7 @@ pub(super) fn stat_of(st: &rustix::fs::Stat, target: Option<Vec<u8>>) -> Option<
         meta: Meta {
             mode: st.st_mode & 0o7777,
             mtime: Mtime { secs: st.st_mtime, nanos: st.st_mtime_nsec as u32 },
+            extra: None,
         },
         target: target.map(serde_bytes::ByteBuf::from),
     })
@@ -121,7 +139,7 @@ pub(super) fn regular_file(fd: OwnedFd, rel: &RelPath) -> Result<File> {
 }
 
 /// Sets permission bits and mtime on an open file.
-pub fn set_file_meta(file: &File, meta: Meta, rel: &RelPath) -> Result<()> {
+pub fn set_file_meta(file: &File, meta: &Meta, rel: &RelPath) -> Result<()> {
     rustix::fs::fchmod(file.as_fd(), Mode::from(meta.mode & 0o7777))
         .map_err(|e| Error::from_errno(e, rel, "set permissions"))?;
     rustix::fs::futimens(file.as_fd(), &timestamps(meta.mtime))
@@ -139,6 +157,7 @@ pub fn file_stat(file: &File, rel: &RelPath) -> Result<(Stat, bool)> {
         meta: Meta {
             mode: st.st_mode & 0o7777,
             mtime: Mtime { secs: st.st_mtime, nanos: st.st_mtime_nsec as u32 },
+            extra: None,
         },
         target: None,
     };

@@ -28,10 +28,13 @@ use rustix::io::Errno;
 
 use crate::codec::{Kind, Mtime, RelPath, Stat};
 
+use super::cache::FileKey;
 use super::error::{Error, Result};
+use super::extra::At;
+use super::recent::RecentKeys;
 pub use entry::{file_stat, link_count, set_file_meta, Parent};
+pub(crate) use entry::{linked_id, stat_at, status_at, FileId};
 use entry::{regular_file, stat_of, timestamps};
-pub(crate) use entry::{stat_at, stat_linked_at, FileId};
 
 const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
 
@@ -137,6 +140,24 @@ impl Tree {
         Ok((Parent { fd, dir }, name))
     }
 
+    /// Runs `act` on entry `rel` itself (the root: the tree's directory),
+    /// never following it, for what has no `*at` call (extended
+    /// attributes; see [`At`]).
+    pub fn with_entry<T>(&self, rel: &RelPath, act: impl FnOnce(&At) -> T) -> Result<T> {
+        use std::os::fd::AsFd;
+        let parent;
+        let (dir, name) = match self.parent_of(rel) {
+            Ok((found, name)) => {
+                parent = found;
+                (parent.fd.as_fd(), name)
+            }
+            Err(_) if rel.is_root() => (self.dir.as_fd(), &b"."[..]),
+            Err(e) => return Err(e),
+        };
+        let at = At::entry(dir, name).map_err(|e| Error::from_errno(e, rel, "open"))?;
+        Ok(act(&at))
+    }
+
     /// `lstat`: the entry's state, or `None` when nothing (or something
     /// other than a file, directory or symlink) is there.
     pub fn lstat(&self, rel: &RelPath) -> Result<Option<Stat>> {
@@ -152,8 +173,10 @@ impl Tree {
     }
 
     /// [`lstat`](Tree::lstat) of many paths, opening each parent directory
-    /// once for a run of paths that share it (as a listing's do).
-    pub fn lstat_all(&self, rels: &[RelPath]) -> Result<Vec<Option<Stat>>> {
+    /// once for a run of paths that share it (as a listing's do); the keys
+    /// of small files are noted in `recent`.
+    pub fn lstat_all(&self, rels: &[RelPath], recent: Option<&RecentKeys>) -> Result<Vec<Option<Stat>>> {
+        let mut keys = Vec::new();
         let mut last: Option<Parent> = None;
         let mut out = Vec::with_capacity(rels.len());
         for rel in rels {
@@ -168,10 +191,19 @@ impl Tree {
                     Err(e) => return Err(e),
                 };
             }
-            out.push(match &last {
-                Some(parent) if parent.dir == dir => parent.stat(name)?,
+            let status = match &last {
+                Some(parent) if parent.dir == dir => parent.status(name)?,
                 _ => None,
-            });
+            };
+            if let (Some(recent), Some((stat, st))) = (recent, &status) {
+                if stat.kind == crate::codec::Kind::File && recent.wants(stat.size) {
+                    keys.push((rel.clone(), FileKey::of(st)));
+                }
+            }
+            out.push(status.map(|(stat, _)| stat));
+        }
+        if let Some(recent) = recent {
+            recent.note(keys);
         }
         Ok(out)
     }

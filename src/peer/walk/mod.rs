@@ -28,7 +28,9 @@ use tokio::task::JoinHandle;
 
 use crate::codec::{Entry, Kind, Meta, RelPath};
 
+use super::extra::Extras;
 use super::filter::Filter;
+use super::recent::RecentKeys;
 use super::tree::{FileId, Tree};
 use super::work::FileWork;
 use read::{read_dir, DirRead};
@@ -62,10 +64,20 @@ pub struct Batch {
 pub type Listing = mpsc::Receiver<Batch>;
 
 /// Starts walking `tree`, its directories read within the role's share
-/// of file work, returning the batches as they are made.
-pub fn spawn_walk(tree: Arc<Tree>, filter: Filter, links: bool, work: FileWork) -> Listing {
+/// of file work, returning the batches as they are made; with `extras`,
+/// entries carry the owners, groups and attributes they keep; with
+/// `links`, files with other names carry their link group; the keys of
+/// small files are noted in `recent`.
+pub fn spawn_walk(
+    tree: Arc<Tree>,
+    filter: Filter,
+    extras: Option<Arc<Extras>>,
+    links: bool,
+    work: FileWork,
+    recent: Option<Arc<RecentKeys>>,
+) -> Listing {
     let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(Walk::new(tree, filter, links, work, tx).run());
+    tokio::spawn(Walk::new(tree, filter, extras, links, work, tx, recent).run());
     rx
 }
 
@@ -80,6 +92,7 @@ struct Frame {
 struct Walk {
     tree: Arc<Tree>,
     filter: Arc<Filter>,
+    extras: Option<Arc<Extras>>,
     tx: mpsc::Sender<Batch>,
     batch: Batch,
     bytes: usize,
@@ -92,6 +105,8 @@ struct Walk {
     /// Hard links asked for: the link group of each file with other names
     /// listed so far.
     links: Option<std::collections::HashMap<FileId, u64>>,
+    /// Where the keys of small files are noted, if anywhere.
+    recent: Option<Arc<RecentKeys>>,
 }
 
 impl Drop for Walk {
@@ -105,10 +120,19 @@ impl Drop for Walk {
 }
 
 impl Walk {
-    fn new(tree: Arc<Tree>, filter: Filter, links: bool, work: FileWork, tx: mpsc::Sender<Batch>) -> Walk {
+    fn new(
+        tree: Arc<Tree>,
+        filter: Filter,
+        extras: Option<Arc<Extras>>,
+        links: bool,
+        work: FileWork,
+        tx: mpsc::Sender<Batch>,
+        recent: Option<Arc<RecentKeys>>,
+    ) -> Walk {
         Walk {
             tree,
             filter: Arc::new(filter),
+            extras,
             tx,
             batch: Batch::default(),
             bytes: 0,
@@ -117,6 +141,7 @@ impl Walk {
             ahead: std::collections::HashMap::new(),
             work,
             links: links.then(std::collections::HashMap::new),
+            recent,
         }
     }
 
@@ -124,7 +149,7 @@ impl Walk {
     async fn run(mut self) {
         let root = RelPath::root();
         let Some(read) = self.read(&root).await else { return };
-        self.batch.root = read.own.as_ref().map(|st| st.meta);
+        self.batch.root = read.own.as_ref().map(|st| st.meta.clone());
         let mut stack = vec![self.frame(root, read)];
         self.read_ahead(&mut stack);
         while let Some(frame) = stack.last_mut() {
@@ -181,13 +206,14 @@ impl Walk {
 
     /// Starts reading `dir`, as one step of the role's file work.
     fn start_reading(&self, dir: &RelPath) -> JoinHandle<DirRead> {
-        let (tree, filter, dir, work) =
-            (self.tree.clone(), self.filter.clone(), dir.clone(), self.work.clone());
+        let (tree, filter, extras, dir, work) =
+            (self.tree.clone(), self.filter.clone(), self.extras.clone(), dir.clone(), self.work.clone());
+        let recent = self.recent.clone();
         let links = self.links.is_some();
         tokio::spawn(async move {
             let read = work.run({
                 let dir = dir.clone();
-                move || Ok(read_dir(&tree, &filter, links, &dir))
+                move || Ok(read_dir(&tree, &filter, extras.as_deref(), links, &dir, recent.as_deref()))
             });
             read.await
                 .unwrap_or_else(|e| DirRead { problems: vec![format!("{dir}: {e}")], ..DirRead::default() })
@@ -255,5 +281,20 @@ impl Walk {
 
 /// Roughly the bytes an entry takes in a `Listing` frame.
 fn entry_bytes(entry: &Entry) -> usize {
-    entry.path.as_bytes().len() + entry.stat.target.as_ref().map_or(0, |t| t.len()) + 48
+    entry.path.as_bytes().len() + entry.stat.target.as_ref().map_or(0, |t| t.len()) + 48 + extra_bytes(entry)
+}
+
+/// Roughly the bytes of an entry's owner, group and attributes.
+fn extra_bytes(entry: &Entry) -> usize {
+    let Some(extra) = entry.stat.meta.extra.as_deref() else { return 0 };
+    let id_bytes = |id: &Option<crate::codec::Id>| {
+        id.as_ref().map_or(0, |id| 8 + id.name.as_ref().map_or(0, |n| n.as_bytes().len()))
+    };
+    let xattrs = match &extra.xattrs {
+        Some(crate::codec::Xattrs::Listed(list)) => {
+            list.attrs().iter().map(|a| a.name.len() + a.value.len() + 8).sum()
+        }
+        _ => 40,
+    };
+    id_bytes(&extra.owner) + id_bytes(&extra.group) + xattrs
 }

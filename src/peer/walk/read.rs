@@ -14,10 +14,13 @@ use std::os::fd::OwnedFd;
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use crate::codec::{RelPath, Stat};
+use crate::codec::{Kind, RelPath, Stat};
+use crate::peer::cache::FileKey;
+use crate::peer::extra::{At, Extras};
 use crate::peer::filter::Filter;
+use crate::peer::recent::RecentKeys;
 use crate::peer::temp::is_temp_name;
-use crate::peer::tree::{stat_at, stat_linked_at, FileId, Tree};
+use crate::peer::tree::{linked_id, stat_at, status_at, FileId, Tree};
 
 /// Problems named one by one per directory; the rest are counted.
 const PROBLEMS_PER_DIR: usize = 64;
@@ -40,10 +43,20 @@ pub(super) struct DirRead {
 /// Reads the directory `dir` of `tree`: excluded entries and pareco's own
 /// temporary files are left out before they are even stated. A directory
 /// that is gone (deleted while the walk ran) reads as empty, without a
-/// problem; any other failure is a problem.
-pub(super) fn read_dir(tree: &Tree, filter: &Filter, links: bool, dir: &RelPath) -> DirRead {
+/// problem; any other failure is a problem. With `extras`, each entry (and
+/// the directory itself) gets the owner, group and attributes they keep;
+/// with `links`, each file with other names its [`FileId`]. The keys of
+/// small files are noted in `recent`.
+pub(super) fn read_dir(
+    tree: &Tree,
+    filter: &Filter,
+    extras: Option<&Extras>,
+    links: bool,
+    dir: &RelPath,
+    recent: Option<&RecentKeys>,
+) -> DirRead {
     let mut read = DirRead::default();
-    if let Err(e) = read_into(tree, filter, links, dir, &mut read) {
+    if let Err(e) = read_into(tree, filter, extras, links, dir, &mut read, recent) {
         if e != Errno::NOENT {
             read.problems.push(format!("{dir}: cannot read directory: {}", std::io::Error::from(e)));
         }
@@ -60,9 +73,11 @@ pub(super) fn read_dir(tree: &Tree, filter: &Filter, links: bool, dir: &RelPath)
 fn read_into(
     tree: &Tree,
     filter: &Filter,
+    extras: Option<&Extras>,
     links: bool,
     dir: &RelPath,
     read: &mut DirRead,
+    recent: Option<&RecentKeys>,
 ) -> Result<(), Errno> {
     let fd = rustix::fs::openat2(
         tree.fd(),
@@ -72,6 +87,10 @@ fn read_into(
         STRICT,
     )?;
     read.own = stat_at(&fd, c".")?;
+    if let (Some(extras), Some(own)) = (extras, read.own.as_mut()) {
+        add_extra(extras, &fd, b".", own, dir, &mut read.problems);
+    }
+    let mut keys = Vec::new();
     for (name, file_type) in names(&fd)? {
         let bytes = name.as_bytes();
         let Ok(path) = dir.join(bytes) else { continue };
@@ -82,8 +101,17 @@ fn read_into(
             read.skipped.push(path);
             continue;
         }
-        match stat_linked_at(&fd, &name) {
-            Ok(Some((stat, id))) => read.entries.push((bytes.to_vec(), stat, id.filter(|_| links))),
+        match status_at(&fd, &name) {
+            Ok(Some((mut stat, st))) => {
+                if let Some(extras) = extras {
+                    add_extra(extras, &fd, bytes, &mut stat, &path, &mut read.problems);
+                }
+                if recent.is_some_and(|r| stat.kind == Kind::File && r.wants(stat.size)) {
+                    keys.push((path, FileKey::of(&st)));
+                }
+                let id = if links { linked_id(&st) } else { None };
+                read.entries.push((bytes.to_vec(), stat, id));
+            }
             // A FIFO, socket or device the directory entry did not tell.
             Ok(None) if file_type == FileType::Unknown => read.skipped.push(path),
             // Gone meanwhile (or replaced by a special file): not listed.
@@ -91,7 +119,31 @@ fn read_into(
             Err(e) => read.problems.push(format!("{path}: {}", std::io::Error::from(e))),
         }
     }
+    if let Some(recent) = recent {
+        recent.note(keys);
+    }
     Ok(())
+}
+
+/// Gives `stat` of entry `name` of the directory `fd` its owner, group and
+/// attributes; one it cannot read them for is listed without them (its
+/// destination's are left alone) and is a problem.
+fn add_extra(
+    extras: &Extras,
+    fd: &OwnedFd,
+    name: &[u8],
+    stat: &mut Stat,
+    path: &RelPath,
+    problems: &mut Vec<String>,
+) {
+    use std::os::fd::AsFd;
+    let read = At::entry(fd.as_fd(), name)
+        .map_err(|e| std::io::Error::from(e).to_string())
+        .and_then(|at| extras.read(&at, true));
+    match read {
+        Ok(extra) => stat.meta.extra = Some(Box::new(extra)),
+        Err(why) => problems.push(format!("{path}: {why}")),
+    }
 }
 
 /// The names in the directory (`.` and `..` left out) with the type the
@@ -125,7 +177,7 @@ mod tests {
         std::fs::write(outer.path().join("outside-secret"), b"x").unwrap();
         let tree = Tree::open(&root).unwrap();
         let filter = Filter::default();
-        let first = read_dir(&tree, &filter, false, &RelPath::root());
+        let first = read_dir(&tree, &filter, None, false, &RelPath::root(), None);
         assert_eq!(first.entries.len(), 1);
         // Between reading the parent and reading `a`, a client swaps `a`
         // for a symlink out of the tree (to `/`, and to the parent of the
@@ -134,7 +186,7 @@ mod tests {
         std::os::unix::fs::symlink("/", root.join("a")).unwrap();
         std::os::unix::fs::symlink("../..", root.join("moved/b2")).unwrap();
         for dir in ["a", "moved/b2"] {
-            let read = read_dir(&tree, &filter, false, &RelPath::new(dir).unwrap());
+            let read = read_dir(&tree, &filter, None, false, &RelPath::new(dir).unwrap(), None);
             assert!(read.entries.is_empty(), "{dir}: listed {:?}", read.entries);
             assert_eq!(read.problems.len(), 1, "{dir}: {:?}", read.problems);
         }

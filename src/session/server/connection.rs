@@ -83,6 +83,10 @@ pub(super) async fn serve_connection(
         }
     };
     let opened = matches!(greeting.wants, Wants::Open(_)).then_some(&session.secret);
+    let privileged = match &greeting.wants {
+        Wants::Open(spec) => !spec.preserve.is_empty() && crate::peer::extra::running_as_root(),
+        Wants::Join(_) => false,
+    };
     let welcome = handshake::welcome(
         &greeting,
         &key,
@@ -91,6 +95,7 @@ pub(super) async fn serve_connection(
         session.max_payload,
         state.table.most_connections(&session) as u32,
         opened,
+        privileged,
     );
     let sending = if writer.send_msg(0, welcome).await.is_ok() {
         reader.open(session.max_payload as usize);

@@ -148,7 +148,10 @@ mod tests {
     fn finish(id: u32, handle: u64) -> Packet {
         Packet::new(
             id,
-            Message::Finish { handle, meta: Meta { mode: 0o644, mtime: Mtime { secs: 0, nanos: 0 } } },
+            Message::Finish {
+                handle,
+                meta: Meta { mode: 0o644, mtime: Mtime { secs: 0, nanos: 0 }, extra: None },
+            },
         )
     }
 

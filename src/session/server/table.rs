@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::{Direction, ErrorKind, SessionSpec};
+use crate::peer::extra::{running_as_root, Extras, Scope};
 use crate::peer::{self, Filter, LocalDestination, LocalSource, Remembered, Settings, Tree};
 use crate::session::auth::{self, Secret};
 
@@ -168,6 +169,7 @@ impl Table {
         let settings = Settings {
             file_work: FILE_WORK_PER_SESSION,
             cache: self.cache.clone(),
+            extras: Extras::new(Scope::agreed(&spec, running_as_root())),
             ..Settings::for_session(&spec, filter, self.limits.keep_setid)
         };
         let upload = spec.direction == Direction::Upload;

@@ -1,0 +1,122 @@
+//! The keys of files a role stated a moment ago, so that the digest cache
+//! can be asked about them without stating them again.
+//!
+//! A re-sync of many small files costs, per file and per side, the `lstat`
+//! every sync tool makes (the source's walk, the destination's probe) and,
+//! to look its digest up in the cache, the file's key (device, inode, size,
+//! mtime, ctime), which that same `lstat` gave. The walk and the probe note
+//! the keys of small files here, and comparing them takes the keys back: a
+//! file is stated once. The key is then as old as the listing (or probe),
+//! which is what the comparison is about; a file changed since is caught
+//! by its next sync, as when it changes just after being read.
+//!
+//! Bounded: the engine compares the files of a batch soon after the batch
+//! is listed, and the walk runs at most a few batches ahead, so only the
+//! latest [`RECENT`] keys are kept; an older one is stated again.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use crate::codec::RelPath;
+
+use super::cache::FileKey;
+
+/// Keys kept at most.
+pub const RECENT: usize = 1 << 16;
+
+/// The keys of the files stated lately, by path in the role's tree.
+#[derive(Debug)]
+pub struct RecentKeys {
+    /// Only files of at most this size are noted (those compared whole).
+    largest: u64,
+    keys: Mutex<Keys>,
+}
+
+#[derive(Debug, Default)]
+struct Keys {
+    /// Hashed with foldhash: SipHash's resistance to chosen keys is not
+    /// needed for paths of our own tree, and it doubled the cost.
+    by_path: HashMap<RelPath, FileKey, foldhash::fast::RandomState>,
+    /// Paths in the order noted, for dropping the oldest.
+    order: VecDeque<RelPath>,
+}
+
+impl RecentKeys {
+    /// Notes the keys of files of at most `largest` bytes.
+    pub fn new(largest: u64) -> RecentKeys {
+        RecentKeys { largest, keys: Mutex::default() }
+    }
+
+    /// Is a file of `size` bytes worth noting?
+    pub fn wants(&self, size: u64) -> bool {
+        size <= self.largest
+    }
+
+    /// Notes the keys of `files`, stated just now.
+    pub fn note(&self, files: impl IntoIterator<Item = (RelPath, FileKey)>) {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        for (path, key) in files {
+            if key.size > self.largest {
+                continue;
+            }
+            if keys.by_path.insert(path.clone(), key).is_none() {
+                keys.order.push_back(path);
+            }
+            while keys.order.len() > RECENT {
+                if let Some(oldest) = keys.order.pop_front() {
+                    keys.by_path.remove(&oldest);
+                }
+            }
+        }
+    }
+
+    /// Takes the noted key of each of `paths` (`None` where there is none).
+    pub fn take<'a>(&self, paths: impl IntoIterator<Item = &'a RelPath>) -> Vec<Option<FileKey>> {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        paths.into_iter().map(|path| keys.by_path.remove(path)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ino: u64, size: u64) -> FileKey {
+        FileKey { dev: 1, ino, size, mtime_ns: 5, ctime_ns: 6 }
+    }
+
+    fn rel(path: &str) -> RelPath {
+        RelPath::new(path).unwrap()
+    }
+
+    #[test]
+    fn a_key_is_taken_once_and_large_files_are_not_noted() {
+        let recent = RecentKeys::new(100);
+        recent.note([(rel("a"), key(1, 10)), (rel("big"), key(2, 101)), (rel("b"), key(3, 100))]);
+        assert_eq!(
+            recent.take([&rel("b"), &rel("big"), &rel("a")]),
+            vec![Some(key(3, 100)), None, Some(key(1, 10))]
+        );
+        assert_eq!(recent.take([&rel("a")]), vec![None]);
+    }
+
+    #[test]
+    fn a_path_noted_again_has_its_latest_key() {
+        let recent = RecentKeys::new(100);
+        recent.note([(rel("a"), key(1, 10))]);
+        recent.note([(rel("a"), key(9, 10))]);
+        assert_eq!(recent.take([&rel("a")]), vec![Some(key(9, 10))]);
+    }
+
+    #[test]
+    fn only_the_latest_keys_are_kept() {
+        let recent = RecentKeys::new(100);
+        recent.note((0..RECENT as u64 + 10).map(|i| (rel(&format!("f{i}")), key(i, 1))));
+        assert_eq!(recent.take([&rel("f0"), &rel("f9")]), vec![None, None]);
+        let last = format!("f{}", RECENT + 9);
+        assert_eq!(
+            recent.take([&rel("f10"), &rel(&last)]),
+            vec![Some(key(10, 1)), Some(key(RECENT as u64 + 9, 1))]
+        );
+    }
+}
