@@ -15,6 +15,7 @@ use cli::{CacheArgs, Cli, Command, Connections, ListenArgs, TokenArgs, TransferA
 
 use pareco::codec::{Direction, SessionSpec};
 use pareco::peer::{self, Filter, LocalDestination, LocalSource, Remembered, Settings, Tree};
+use pareco::session::pace::Pacer;
 use pareco::session::tls::{Acceptor, Connector};
 use pareco::session::{
     self, ClientConfig, Remote, RemoteDestination, RemoteSource, Resilience, Server, ServerConfig,
@@ -167,6 +168,7 @@ async fn listen(args: ListenArgs) -> Result<(), Failure> {
         tls,
         keep_setid: args.keep_setid,
         cache: None,
+        bwlimit: args.bwlimit,
     };
     if let Some(dir) = args.cache.cache_dir.as_deref().filter(|_| !args.cache.no_cache) {
         if Tree::open(&config.root).is_ok() && peer::remembered::inside(dir, &config.root) {
@@ -235,6 +237,7 @@ async fn transfer(
         inplace: opts.inplace,
         delete: opts.delete,
         fsync: opts.fsync,
+        bwlimit: opts.bwlimit.unwrap_or(0),
     };
     let cache = open_cache(&opts.cache, local);
     let settings = Settings { cache: cache.clone(), ..Settings::for_session(&spec, filter, keep_setid) };
@@ -246,6 +249,7 @@ async fn transfer(
         tls,
         reconnect_timeout: opts.reconnect_timeout,
         io_timeout: opts.io_timeout,
+        pacer: Pacer::new(opts.bwlimit),
     };
     if let Err(e) = raise_open_file_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");
@@ -308,7 +312,10 @@ async fn transfer(
         tracing::info!("{}", cache.summary());
     }
     wire_bytes += pool.wire_bytes();
-    let report = counters.report(started.elapsed(), wire_bytes, pool.latency(), connections);
+    let report = Report {
+        bwlimit: config.pacer.pacing(),
+        ..counters.report(started.elapsed(), wire_bytes, pool.latency(), connections)
+    };
     print_report(&report, &opts);
     if report.complete() {
         Ok(())

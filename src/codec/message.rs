@@ -71,6 +71,11 @@ pub enum Message {
         /// For an `Open`, the session's secret sealed with the key; `None`
         /// for a `Join`.
         secret: Option<ByteBuf>,
+        /// The session's bandwidth limit in bytes per second (the lower of
+        /// the client's and the server's), which both sides send within;
+        /// 0, and not encoded: none.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        bwlimit: u64,
     },
 
     // --- requests (client → server) ---
@@ -256,4 +261,8 @@ pub enum Message {
         /// One line for people, naming the path at fault.
         message: String,
     },
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }

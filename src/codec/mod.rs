@@ -31,7 +31,7 @@ pub use types::*;
 
 /// The protocol version this build speaks. A peer with another version is
 /// refused during the handshake with a message naming both.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest MessagePack header a frame may carry.
 pub const MAX_HEADER_LEN: usize = 1 << 20;

@@ -71,8 +71,10 @@ impl HashAlgo {
     }
 }
 
-/// Everything a session fixes when it is opened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything a session fixes when it is opened. Its trailing fields
+/// (`fsync`, `bwlimit`) are encoded only up to the last one set, so that a
+/// spec that sets none is 8 elements long, as before they existed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SessionSpec {
     /// Which way the data flows.
     pub direction: Direction,
@@ -93,14 +95,42 @@ pub struct SessionSpec {
     /// symlink (which would delete its contents).
     pub delete: bool,
     /// The destination flushes file data before a file takes its final
-    /// name, and directories after their entries change. Encoded only when
-    /// set (a spec without it is 8 elements long, as before it existed).
-    #[serde(default, skip_serializing_if = "is_false")]
+    /// name, and directories after their entries change.
+    #[serde(default)]
     pub fsync: bool,
+    /// The client's `--bwlimit`: the most bytes per second either side
+    /// sends in this session, all connections together; 0: no limit.
+    #[serde(default)]
+    pub bwlimit: u64,
 }
 
-fn is_false(value: &bool) -> bool {
-    !value
+impl Serialize for SessionSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let len = if self.bwlimit != 0 {
+            10
+        } else if self.fsync {
+            9
+        } else {
+            8
+        };
+        let mut s = serializer.serialize_struct("SessionSpec", len)?;
+        s.serialize_field("direction", &self.direction)?;
+        s.serialize_field("path", &self.path)?;
+        s.serialize_field("chunk_size", &self.chunk_size)?;
+        s.serialize_field("hash", &self.hash)?;
+        s.serialize_field("includes", &self.includes)?;
+        s.serialize_field("excludes", &self.excludes)?;
+        s.serialize_field("inplace", &self.inplace)?;
+        s.serialize_field("delete", &self.delete)?;
+        if len > 8 {
+            s.serialize_field("fsync", &self.fsync)?;
+        }
+        if len > 9 {
+            s.serialize_field("bwlimit", &self.bwlimit)?;
+        }
+        s.end()
+    }
 }
 
 /// The kind of a tree entry. Other kinds (FIFOs, sockets, devices) are

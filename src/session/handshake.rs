@@ -7,7 +7,7 @@
 //!   Hello{version, nonce}          ──▶
 //!                                  ◀──   Challenge{version, nonce, token_required}
 //!   Open{proof, spec} | Join{session, proof} ──▶
-//!                                  ◀──   Welcome{session, idle_timeout_ms, max_payload, max_connections, proof, secret}
+//!                                  ◀──   Welcome{session, idle_timeout_ms, max_payload, max_connections, proof, secret, bwlimit}
 //!                                         (or Error, and the connection closes)
 //! ```
 
@@ -50,6 +50,8 @@ pub struct Welcome {
     pub max_connections: u32,
     /// The session's secret, to join it with more connections.
     pub secret: Secret,
+    /// The session's bandwidth limit, bytes per second, if any.
+    pub bwlimit: Option<u64>,
 }
 
 /// What the server learnt from a client's handshake: what it asks for,
@@ -138,11 +140,17 @@ pub async fn client(
         Intent::Join { session, .. } => Message::Join { session, proof },
     };
     writer.send_msg(0, msg).await?;
-    let (session, idle_timeout_ms, max_payload, max_connections, server_proof, sealed) =
+    let (session, idle_timeout_ms, max_payload, max_connections, server_proof, sealed, bwlimit) =
         match expect(reader, "Welcome").await? {
-            Message::Welcome { session, idle_timeout_ms, max_payload, max_connections, proof, secret } => {
-                (session, idle_timeout_ms, max_payload, max_connections, proof, secret)
-            }
+            Message::Welcome {
+                session,
+                idle_timeout_ms,
+                max_payload,
+                max_connections,
+                proof,
+                secret,
+                bwlimit,
+            } => (session, idle_timeout_ms, max_payload, max_connections, proof, secret, bwlimit),
             other => return Err(unexpected(&other, "Welcome")),
         };
     if !auth::proof_matches(&key.server_proof(&transcript), &server_proof) {
@@ -169,6 +177,7 @@ pub async fn client(
         max_payload,
         max_connections,
         secret,
+        bwlimit: Some(bwlimit).filter(|&b| b > 0),
     })
 }
 
@@ -231,7 +240,9 @@ pub fn check_proof(greeting: &Greeting, key: &Key) -> Result<(), peer::Error> {
 }
 
 /// The server's `Welcome` for a handshake checked with `key`; `secret` is
-/// the session's, for an `Open` (sealed in it).
+/// the session's, for an `Open` (sealed in it); `bwlimit` the session's
+/// bandwidth limit, if any.
+#[allow(clippy::too_many_arguments)]
 pub fn welcome(
     greeting: &Greeting,
     key: &Key,
@@ -240,6 +251,7 @@ pub fn welcome(
     max_payload: u32,
     max_connections: u32,
     secret: Option<&Secret>,
+    bwlimit: Option<u64>,
 ) -> Message {
     let transcript = &greeting.transcript;
     Message::Welcome {
@@ -249,6 +261,7 @@ pub fn welcome(
         max_connections,
         proof: ByteBuf::from(key.server_proof(transcript).to_vec()),
         secret: secret.map(|s| ByteBuf::from(key.seal(transcript, s).to_vec())),
+        bwlimit: bwlimit.unwrap_or(0),
     }
 }
 

@@ -377,5 +377,6 @@ pub(super) fn root_spec(direction: Direction) -> SessionSpec {
         inplace: false,
         delete: false,
         fsync: false,
+        bwlimit: 0,
     }
 }

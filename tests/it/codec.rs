@@ -199,10 +199,24 @@ fn session_spec() -> impl Strategy<Value = SessionSpec> {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
+        prop_oneof![Just(0u64), any::<u64>()],
     )
-        .prop_map(|(direction, path, chunk_size, hash, includes, excludes, inplace, delete, fsync)| {
-            SessionSpec { direction, path, chunk_size, hash, includes, excludes, inplace, delete, fsync }
-        })
+        .prop_map(
+            |(direction, path, chunk_size, hash, includes, excludes, inplace, delete, fsync, bwlimit)| {
+                SessionSpec {
+                    direction,
+                    path,
+                    chunk_size,
+                    hash,
+                    includes,
+                    excludes,
+                    inplace,
+                    delete,
+                    fsync,
+                    bwlimit,
+                }
+            },
+        )
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -287,8 +301,16 @@ fn message_strategies() -> Vec<BoxedStrategy<Message>> {
             byte_buf(64),
             prop::option::of(byte_buf(64)),
         )
-            .prop_map(|(session, idle_timeout_ms, max_payload, max_connections, proof, secret)| {
-                Message::Welcome { session, idle_timeout_ms, max_payload, max_connections, proof, secret }
+            .prop_flat_map(|(session, idle_timeout_ms, max_payload, max_connections, proof, secret)| {
+                any::<u64>().prop_map(move |bwlimit| Message::Welcome {
+                    session,
+                    idle_timeout_ms,
+                    max_payload,
+                    max_connections,
+                    proof: proof.clone(),
+                    secret: secret.clone(),
+                    bwlimit,
+                })
             })
             .boxed(),
         Just(Message::Ping).boxed(),
@@ -423,6 +445,7 @@ fn sample_packets() -> Vec<Packet> {
         inplace: false,
         delete: false,
         fsync: false,
+        bwlimit: 0,
     };
     let digest = || ByteBuf::from(vec![0xD1, 0x6E, 0x57, 0x00, 0x01, 0x02, 0x03, 0x04]);
     let payload = Bytes::from_static(b"chunk payload: the raw file bytes\n");
@@ -443,6 +466,7 @@ fn sample_packets() -> Vec<Packet> {
                 max_connections: 64,
                 proof: ByteBuf::from(vec![0x3c; 32]),
                 secret: Some(ByteBuf::from(vec![0x5e; 32])),
+                bwlimit: 0,
             },
         ),
         Packet::new(1, Message::Ping),
@@ -886,6 +910,7 @@ fn mirror_headers_match_the_real_encoding() {
         inplace: true,
         delete: false,
         fsync: false,
+        bwlimit: 0,
     };
     let mirror_spec = mirror::Spec::with_path(&spec, path.as_bytes());
     let span = Span { size: 3000, first: 1, count: 2, group: 3 };

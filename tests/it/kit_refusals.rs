@@ -224,6 +224,7 @@ fn messages_that_are_no_requests_are_refused() {
         max_connections: 4,
         proof: ByteBuf::from(vec![0; 32]),
         secret: Some(ByteBuf::from(vec![0; 32])),
+        bwlimit: 0,
     };
     let error = Message::Error { kind: ErrorKind::Protocol, message: "from the client".into() };
     scenario(

@@ -87,32 +87,39 @@ fn described() -> Vec<Packet> {
         inplace,
         delete: inplace,
         fsync: false,
+        bwlimit: 0,
     };
     let digest8 = || ByteBuf::from((1u8..=8).collect::<Vec<u8>>());
     let session = 0x0123_4567_89ab_cdef;
-    let welcome = |secret| Message::Welcome {
+    let welcome = |secret, bwlimit| Message::Welcome {
         session,
         idle_timeout_ms: 150_000,
         max_payload: 1 << 20,
         max_connections: 64,
         proof: bin(0xdd, 32),
         secret,
+        bwlimit,
     };
     let span = |size, first, count, group| Span { size, first, count, group };
     let hs = |msg| Packet::new(0, msg);
     let rq = |msg| Packet::new(42, msg);
     let with = |msg, payload: &'static [u8]| Packet::with_payload(42, msg, Bytes::from_static(payload));
     vec![
-        hs(Message::Hello { version: 3, nonce: bin(0xcc, 32) }),
-        hs(Message::Challenge { version: 3, nonce: bin(0xaa, 32), token_required: true }),
+        hs(Message::Hello { version: 4, nonce: bin(0xcc, 32) }),
+        hs(Message::Challenge { version: 4, nonce: bin(0xaa, 32), token_required: true }),
         hs(Message::Open { proof: None, spec: spec(Direction::Upload, HashAlgo::Xxh3, false) }),
         hs(Message::Open {
             proof: Some(bin(0xbb, 32)),
             spec: spec(Direction::Download, HashAlgo::Adler32, true),
         }),
+        hs(Message::Open {
+            proof: None,
+            spec: SessionSpec { bwlimit: 20 << 20, ..spec(Direction::Upload, HashAlgo::Xxh3, false) },
+        }),
         hs(Message::Join { session, proof: None }),
-        hs(welcome(Some(bin(0xee, 32)))),
-        hs(welcome(None)),
+        hs(welcome(Some(bin(0xee, 32)), 0)),
+        hs(welcome(None, 0)),
+        hs(welcome(None, 20 << 20)),
         rq(Message::Ping),
         rq(Message::Walk),
         rq(Message::Probe { paths: vec![rel("a"), rel("b/c")] }),
