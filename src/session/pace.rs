@@ -7,18 +7,22 @@
 //! a new session after an outage starts from where the last left off, not
 //! from a full budget). It hands out the right to send in slices of a
 //! twentieth of a second's worth (at most [`MAX_SLICE`]), each at the time
-//! the bytes before it have gone at the rate: the scheme of the generic
-//! cell rate algorithm, whose single timestamp is the time at which what
-//! was granted so far will have gone. Time the pacer stood idle is not
-//! saved up beyond one slice, so the most that ever goes at once is two
-//! slices (a tenth of a second's worth), and any window of T seconds
-//! carries at most `rate × T` plus those two slices.
+//! the bytes granted before it have gone at the rate: the scheme of the
+//! generic cell rate algorithm, whose single timestamp is the time at
+//! which what was granted so far will have gone. Slices are booked in the
+//! order they are asked for, so N busy connections take turns and each
+//! moves `rate / N`. Time the pacer stood idle is not saved up beyond one
+//! slice, and a slice whose time passed by more than a slice's worth
+//! before its connection woke up (the process was not scheduled) lapses
+//! and is asked for again, so slices booked for all the connections do
+//! not go out at once after a stall: the most that goes at once is a few
+//! slices (two tenths of a second's worth), and any window of T seconds
+//! carries at most `rate × T` plus that.
 //!
-//! Each sending end holds a [`Gate`]: it asks its pacer for a slice when
-//! the last one is used up and sleeps (on tokio's clock) until the slice's
-//! time. Waiting happens in the writer of one connection only, between
-//! two writes of a frame; the other connections keep their turns, so each
-//! of N busy connections moves `rate / N`.
+//! Each sending end holds a [`Gate`]: it books a slice when the last one
+//! is used up and sleeps (on tokio's clock) until the slice's time.
+//! Waiting happens in the writer of one connection only, between two
+//! writes of a frame.
 //!
 //! (A hand-written pacer rather than the `governor` crate: it has to run
 //! on tokio's clock so that its tests can pause time, lower its rate once
@@ -100,9 +104,10 @@ impl Pacer {
         (rate / SLICES_PER_SECOND).max(MIN_SLICE.min(rate)).min(MAX_SLICE)
     }
 
-    /// Grants up to `want` bytes (at most a slice) at `rate`; returns how
-    /// many and from when they may be sent.
-    fn grant(&self, want: usize, rate: u64, now: Instant) -> (usize, Instant) {
+    /// Books up to `want` bytes (at most a slice) at `rate`; returns how
+    /// many, from when they may be sent, and until when (after that the
+    /// booking lapses).
+    fn book(&self, want: usize, rate: u64, now: Instant) -> (usize, Instant, Instant) {
         let slice = Pacer::slice(rate);
         let bytes = (want as u64).clamp(1, slice);
         let at_rate =
@@ -112,7 +117,7 @@ impl Pacer {
         let earliest = now.checked_sub(at_rate(slice)).unwrap_or(now);
         let from = paid_until.map_or(now, |t| t.max(earliest));
         *paid_until = Some(from + at_rate(bytes));
-        (bytes as usize, from)
+        (bytes as usize, from, from + at_rate(slice))
     }
 }
 
@@ -123,8 +128,9 @@ pub struct Gate {
     pacer: Arc<Pacer>,
     /// Bytes granted and not yet sent.
     granted: usize,
-    /// The slice being waited for: its size, and the sleep until its time.
-    waiting: Option<(usize, Pin<Box<Sleep>>)>,
+    /// The slice booked: its size, when it lapses, and the sleep until
+    /// its time.
+    waiting: Option<(usize, Instant, Pin<Box<Sleep>>)>,
 }
 
 impl Gate {
@@ -137,9 +143,11 @@ impl Gate {
     /// is); pending while the next slice's time has not come.
     pub fn poll_allow(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<usize> {
         loop {
-            if let Some((bytes, sleep)) = &mut self.waiting {
+            if let Some((bytes, lapses, sleep)) = &mut self.waiting {
                 ready!(sleep.as_mut().poll(cx));
-                self.granted += *bytes;
+                if Instant::now() <= *lapses {
+                    self.granted += *bytes;
+                }
                 self.waiting = None;
             }
             let Some(rate) = self.pacer.rate() else { return Poll::Ready(want) };
@@ -147,12 +155,12 @@ impl Gate {
                 return Poll::Ready(want.min(self.granted));
             }
             let now = Instant::now();
-            let (bytes, from) = self.pacer.grant(want, rate, now);
+            let (bytes, from, lapses) = self.pacer.book(want, rate, now);
             if from <= now {
                 self.granted = bytes;
             } else {
                 self.pacer.waits.fetch_add(1, Ordering::Relaxed);
-                self.waiting = Some((bytes, Box::pin(tokio::time::sleep_until(from))));
+                self.waiting = Some((bytes, lapses, Box::pin(tokio::time::sleep_until(from))));
             }
         }
     }
@@ -243,6 +251,41 @@ mod tests {
         let at_once = log.iter().take_while(|(t, _)| t.is_zero()).last().unwrap().1;
         assert_eq!(at_once, 2 * slice);
         assert!(most_in_window(&log, Duration::from_secs(1)) <= rate as usize + 2 * slice);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stall_piles_up_no_slices() {
+        let rate = 1 << 20;
+        let pacer = Pacer::new(Some(rate));
+        let slice = Pacer::slice(rate) as usize;
+        let mut gates: Vec<Gate> = (0..8).map(|_| Gate::new(pacer.clone())).collect();
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        // Eight connections book a slice each (one goes at once)...
+        let mut booked = 0;
+        for gate in &mut gates {
+            match gate.poll_allow(&mut cx, slice) {
+                Poll::Ready(n) => gate.sent(n),
+                Poll::Pending => booked += 1,
+            }
+        }
+        assert_eq!(booked, 7);
+        // ...then the process is not scheduled for a second, and all of
+        // them wake at once: the slices booked in that second lapsed.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let mut at_once = 0;
+        for gate in &mut gates {
+            if let Poll::Ready(n) = gate.poll_allow(&mut cx, slice) {
+                gate.sent(n);
+                at_once += n;
+            }
+        }
+        assert!(at_once <= 2 * slice, "{at_once} bytes at once, {} slices", at_once / slice);
+        // And they still get their turns at the rate afterwards.
+        let sends = gates
+            .into_iter()
+            .map(|mut gate| tokio::spawn(async move { send(&mut gate, slice, slice).await }));
+        futures::future::join_all(sends).await;
     }
 
     #[tokio::test(start_paused = true)]
