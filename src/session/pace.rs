@@ -12,8 +12,8 @@
 //! which what was granted so far will have gone. Slices are booked in the
 //! order they are asked for, so N busy connections take turns and each
 //! moves `rate / N`. Time the pacer stood idle is not saved up beyond one
-//! slice, and a slice whose time passed by more than a slice's worth
-//! before its connection woke up (the process was not scheduled) lapses
+//! slice, and a slice whose time passed by more than a twentieth of a
+//! second (or its own time, if longer) before its connection woke up (the process was not scheduled) lapses
 //! and is asked for again, so slices booked for all the connections do
 //! not go out at once after a stall: the most that goes at once is a few
 //! slices (two tenths of a second's worth), and any window of T seconds
@@ -45,6 +45,10 @@ pub const MAX_SLICE: u64 = 256 << 10;
 const MIN_SLICE: u64 = 1024;
 /// Slices per second of the rate.
 const SLICES_PER_SECOND: u64 = 20;
+/// A booked slice lapses when its connection wakes later than this after
+/// its time (or a slice's time, if longer): beyond a timer's and a busy
+/// scheduler's lateness, which must not cost the rate.
+const LAPSE: Duration = Duration::from_millis(50);
 
 /// The rate of a session's sending, shared by its connections.
 #[derive(Debug)]
@@ -117,7 +121,7 @@ impl Pacer {
         let earliest = now.checked_sub(at_rate(slice)).unwrap_or(now);
         let from = paid_until.map_or(now, |t| t.max(earliest));
         *paid_until = Some(from + at_rate(bytes));
-        (bytes as usize, from, from + at_rate(slice))
+        (bytes as usize, from, from + at_rate(slice).max(LAPSE))
     }
 }
 
