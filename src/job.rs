@@ -193,7 +193,10 @@ pub async fn run(job: &Job, live: &Live, cancel: &CancellationToken) -> Result<R
         tracing::info!("{}", cache.summary());
     }
     wire_bytes += pool.wire_bytes();
-    Ok(counters.report(started.elapsed(), wire_bytes, pool.latency(), connections))
+    Ok(Report {
+        bwlimit: job.config.pacer.pacing(),
+        ..counters.report(started.elapsed(), wire_bytes, pool.latency(), connections)
+    })
 }
 
 /// The local tree: for an upload it must exist; for a download it is made

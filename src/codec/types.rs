@@ -72,7 +72,9 @@ impl HashAlgo {
     }
 }
 
-/// Everything a session fixes when it is opened.
+/// Everything a session fixes when it is opened. Every field is encoded,
+/// in order, but the last (`preserve`), which only a session that keeps
+/// owners, groups or attributes sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionSpec {
     /// Which way the data flows.
@@ -96,8 +98,13 @@ pub struct SessionSpec {
     /// The destination flushes file data before a file takes its final
     /// name, and directories after their entries change.
     pub fsync: bool,
+    /// The client's `--bwlimit`: the most bytes per second either side
+    /// sends in this session, all connections together; 0: no limit.
+    /// Always encoded (protocol 4).
+    pub bwlimit: u64,
     /// Owners, groups, extended attributes (protocol 4). Encoded only when
-    /// something is asked for: a spec without it is 9 elements long.
+    /// something is asked for, as the last element: a spec without it is
+    /// 10 elements long.
     #[serde(default, skip_serializing_if = "Preserve::is_empty")]
     pub preserve: Preserve,
 }

@@ -210,6 +210,8 @@ pub(super) fn spec(u: &mut Unstructured<'_>) -> Result<SessionSpec> {
         inplace: flags & 2 != 0,
         delete: flags & 4 != 0,
         fsync: flags & 8 != 0,
+        // Unpaced: a paced server would only slow the fuzzing down.
+        bwlimit: 0,
         path: path(u)?,
         chunk_size: pick(u, CHUNKS)?,
         hash: *u.choose(&HashAlgo::ALL)?,

@@ -384,6 +384,7 @@ pub(super) fn root_spec(direction: Direction) -> SessionSpec {
         inplace: false,
         delete: false,
         fsync: false,
+        bwlimit: 0,
         preserve: Default::default(),
     }
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::codec::{Direction, HashAlgo, SessionSpec};
 use crate::job::Job;
 use crate::peer::{self, Filter, Settings};
+use crate::session::pace::Pacer;
 use crate::session::tls::{Connector, Trust};
 use crate::session::{ClientConfig, Remote};
 use crate::transfer;
@@ -80,12 +81,7 @@ pub(super) struct Summary {
 impl RunRequest {
     /// The job this request asks for, or one line saying what is wrong.
     pub(super) fn into_job(self) -> Result<(Job, Summary), String> {
-        if self.dry_run {
-            return Err("dry_run is not supported yet".into());
-        }
-        if self.bwlimit.is_some() {
-            return Err("bwlimit is not supported yet".into());
-        }
+        let bwlimit = bwlimit(self.bwlimit)?;
         let (direction, name) = match self.direction.as_str() {
             "send" => (Direction::Upload, "send"),
             "recv" => (Direction::Download, "recv"),
@@ -119,6 +115,7 @@ impl RunRequest {
             inplace: false,
             delete: self.delete,
             fsync: false,
+            bwlimit: bwlimit.unwrap_or(0),
             preserve: Default::default(),
         };
         // As the command line: a download run as root clears setuid and
@@ -126,7 +123,10 @@ impl RunRequest {
         let keep_setid = !rustix::process::geteuid().is_root();
         // The digest cache is opened by the run, once its directory is made.
         let settings = Settings::for_session(&spec, filter, keep_setid);
-        let options = transfer::Options::for_session(&spec, false, most as usize);
+        let options = transfer::Options {
+            dry_run: self.dry_run,
+            ..transfer::Options::for_session(&spec, false, most as usize)
+        };
         let config = ClientConfig {
             connections: most as usize,
             auto,
@@ -134,6 +134,7 @@ impl RunRequest {
             tls,
             reconnect_timeout: RECONNECT_TIMEOUT,
             io_timeout: IO_TIMEOUT,
+            pacer: Pacer::new(bwlimit),
         };
         let summary =
             Summary { direction: name, local: self.local.display().to_string(), remote: remote.to_string() };
@@ -158,6 +159,23 @@ fn connections(given: Option<NumberOrText>) -> Result<(u64, bool), String> {
 }
 
 /// The chunk size in bytes (1 MiB unless given), as `-c` takes it.
+/// The bandwidth cap in bytes per second (`20M`, or a number), if any.
+fn bwlimit(given: Option<NumberOrText>) -> Result<Option<u64>, String> {
+    let rate = match given {
+        None => return Ok(None),
+        Some(NumberOrText::Text(t)) if t.trim().is_empty() => return Ok(None),
+        Some(NumberOrText::Number(n)) => n,
+        Some(NumberOrText::Text(t)) => parse_size::Config::new()
+            .with_binary()
+            .parse_size(t.trim())
+            .map_err(|e| format!("bwlimit: {e} (use bytes per second, e.g. 512k, 20M, 1G)"))?,
+    };
+    if rate < 1024 {
+        return Err(format!("bwlimit: {rate} bytes per second is below the least, 1k"));
+    }
+    Ok(Some(rate))
+}
+
 fn chunk_size(given: Option<NumberOrText>) -> Result<u32, String> {
     let size = match given {
         None => return Ok(1 << 20),

@@ -50,6 +50,7 @@ pub fn spec(direction: Direction, path: &str, chunk_size: u32, hash: HashAlgo) -
         inplace: false,
         delete: false,
         fsync: false,
+        bwlimit: 0,
         preserve: Default::default(),
     }
 }

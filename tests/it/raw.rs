@@ -262,6 +262,7 @@ pub fn spec(direction: Direction, path: &str) -> SessionSpec {
         inplace: false,
         delete: false,
         fsync: false,
+        bwlimit: 0,
         preserve: Default::default(),
     }
 }

@@ -1,6 +1,6 @@
 //! `pareco ui`, through its JSON API against the real binary: every
 //! endpoint and every refusal (no key, wrong key, another origin, another
-//! host, bad JSON, options not supported yet), runs that fail, succeed and
+//! host, bad JSON, bad options), runs that fail, succeed and
 //! are cancelled, hostile file names returned as JSON strings, and a
 //! transfer token that never comes back in a response, an event or a log
 //! line.
@@ -125,8 +125,8 @@ async fn bad_requests_are_400_with_one_line_saying_why() {
         (with("chunk_size", json!("1G")), "outside 1 KiB to 64 MiB"),
         (with("hash", json!("md5")), "unknown digest"),
         (with("include", json!(["a[b"])), "a[b"),
-        (with("dry_run", json!(true)), "dry_run is not supported yet"),
-        (with("bwlimit", json!("20M")), "bwlimit is not supported yet"),
+        (with("bwlimit", json!("fast")), "bwlimit:"),
+        (with("bwlimit", json!(100)), "below the least, 1k"),
     ];
     for (body, why) in cases {
         let (status, _, text) = ui.call(Method::POST, "/api/runs", Some(&body), &[]).await;

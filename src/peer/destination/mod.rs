@@ -191,7 +191,13 @@ impl Inner {
 impl Destination for LocalDestination {
     async fn walk(&self) -> Result<Listing> {
         let inner = &self.inner;
-        Ok(walk::spawn_walk(inner.tree.clone(), inner.settings.filter.clone(), None, inner.work.clone(), None))
+        Ok(walk::spawn_walk(
+            inner.tree.clone(),
+            inner.settings.filter.clone(),
+            None,
+            inner.work.clone(),
+            None,
+        ))
     }
 
     async fn probe(&self, paths: Vec<RelPath>) -> Result<Vec<Option<Stat>>> {

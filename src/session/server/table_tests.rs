@@ -21,6 +21,7 @@ fn spec(direction: Direction, path: &str) -> SessionSpec {
         inplace: false,
         delete: false,
         fsync: false,
+        bwlimit: 0,
         preserve: Default::default(),
     }
 }
