@@ -105,6 +105,8 @@ pub struct Spec {
     pub delete: bool,
     /// Flush to disk.
     pub fsync: bool,
+    /// Bytes per second at most (0: no limit).
+    pub bwlimit: u64,
     /// Owners, groups, attributes (encoded only when something is asked for).
     #[serde(skip_serializing_if = "crate::codec::Preserve::is_empty")]
     pub preserve: crate::codec::Preserve,
@@ -123,6 +125,7 @@ impl Spec {
             inplace: spec.inplace,
             delete: spec.delete,
             fsync: spec.fsync,
+            bwlimit: spec.bwlimit,
             preserve: spec.preserve,
         }
     }
