@@ -12,7 +12,7 @@ use crate::codec::{Direction, HashAlgo, SessionSpec};
 use crate::job::Job;
 use crate::peer::{self, Filter, Settings};
 use crate::session::pace::Pacer;
-use crate::session::tls::{Connector, Trust};
+use crate::session::tls::{Connector, Fingerprint, Trust};
 use crate::session::{ClientConfig, Remote};
 use crate::transfer;
 
@@ -58,6 +58,10 @@ pub(super) struct RunRequest {
     dry_run: bool,
     #[serde(default)]
     bwlimit: Option<NumberOrText>,
+    /// Trust the TLS server whose certificate has this SHA-256 fingerprint
+    /// (`--tls-fingerprint`), instead of the system's roots.
+    #[serde(default)]
+    tls_fingerprint: Option<String>,
 }
 
 impl fmt::Debug for RunRequest {
@@ -101,9 +105,17 @@ impl RunRequest {
             }
         };
         let filter = Filter::new(&self.include, &self.exclude).map_err(|e| e.to_string())?;
-        let tls = match remote.tls {
-            true => Some(Connector::new(Trust::System, &remote.host).map_err(|e| e.to_string())?),
-            false => None,
+        let pinned = match self.tls_fingerprint.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+            Some(text) => Some(text.parse::<Fingerprint>().map_err(|e| format!("tls_fingerprint: {e}"))?),
+            None => None,
+        };
+        let tls = match (remote.tls, pinned) {
+            (true, Some(pin)) => {
+                Some(Connector::new(Trust::Fingerprint(pin), &remote.host).map_err(|e| e.to_string())?)
+            }
+            (true, None) => Some(Connector::new(Trust::System, &remote.host).map_err(|e| e.to_string())?),
+            (false, Some(_)) => return Err("tls_fingerprint: needs a pareco+tls:// remote".into()),
+            (false, None) => None,
         };
         let spec = SessionSpec {
             direction,

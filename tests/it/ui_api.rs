@@ -127,6 +127,8 @@ async fn bad_requests_are_400_with_one_line_saying_why() {
         (with("include", json!(["a[b"])), "a[b"),
         (with("bwlimit", json!("fast")), "bwlimit:"),
         (with("bwlimit", json!(100)), "below the least, 1k"),
+        (with("tls_fingerprint", json!("sha256:00")), "tls_fingerprint:"),
+        (with("tls_fingerprint", json!(format!("sha256:{}", "0".repeat(64)))), "needs a pareco+tls://"),
     ];
     for (body, why) in cases {
         let (status, _, text) = ui.call(Method::POST, "/api/runs", Some(&body), &[]).await;
