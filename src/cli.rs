@@ -103,6 +103,11 @@ pub(crate) struct ListenArgs {
     pub(crate) keep_setid: bool,
     #[command(flatten)]
     pub(crate) cache: CacheArgs,
+    /// Send at most RATE bytes per second in each session, all its
+    /// connections together, and have its client send no more (a client's
+    /// lower limit wins).
+    #[arg(long, value_parser = parse_rate, value_name = "RATE")]
+    pub(crate) bwlimit: Option<u64>,
     #[command(flatten)]
     pub(crate) verbosity: Verbosity,
 }
@@ -208,6 +213,11 @@ pub(crate) struct TransferArgs {
     /// Server name to verify instead of the address's host.
     #[arg(long, value_name = "NAME")]
     pub(crate) tls_server_name: Option<String>,
+    /// Move at most RATE bytes per second (e.g. 512k, 20M, 1G; suffixes
+    /// as for -c), all connections together, either way (a server's lower
+    /// limit wins).
+    #[arg(long, value_parser = parse_rate, value_name = "RATE")]
+    pub(crate) bwlimit: Option<u64>,
     #[command(flatten)]
     pub(crate) verbosity: Verbosity,
 }
@@ -252,7 +262,7 @@ impl MetaArgs {
 pub(crate) struct ShowArgs {
     /// Change nothing on the destination: only compare, and print each path
     /// that would be created, updated or deleted, one line each (itemized
-    /// as rsync's --itemize-changes; on stderr with --json).
+    /// in the manner of rsync's itemized changes; on stderr with --json).
     #[arg(long)]
     pub(crate) dry_run: bool,
     /// With --delete: if more than N entries would be deleted, delete none
@@ -343,4 +353,18 @@ pub(crate) fn parse_chunk_size(text: &str) -> Result<u32, String> {
         return Err(format!("{size} bytes is outside 1 KiB to 64 MiB"));
     }
     Ok(size as u32)
+}
+
+/// `--bwlimit`: bytes per second, with the suffixes of `-c`.
+pub(crate) fn parse_rate(text: &str) -> Result<u64, String> {
+    let rate = parse_size::Config::new()
+        .with_binary()
+        .parse_size(text)
+        .map_err(|e| format!("{e} (use bytes per second, e.g. 512k, 20M, 1G)"))?;
+    if rate < 1024 {
+        return Err(format!(
+            "{rate} bytes per second is below the least, 1k (leave --bwlimit out for no limit)"
+        ));
+    }
+    Ok(rate)
 }

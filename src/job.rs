@@ -135,6 +135,22 @@ pub async fn run(job: &Job, live: &Live, cancel: &CancellationToken) -> Result<R
     let dry_run = job.options.dry_run;
     // Checked (and for a download made) before anything is sent.
     let mut tree = Some(open_local(job.direction, &job.local, dry_run)?);
+    if dry_run && job.direction == Direction::Upload && server_lacks_target(job, cancel).await? {
+        // The server would make the directory as the upload opens: compared
+        // with an empty tree here instead, the server is left untouched.
+        live.set_stage(Stage::Transferring);
+        let source =
+            LocalSource::new(tree.take().ok_or_else(|| failed(&"no local tree"))?, job.settings.clone());
+        let vacant = open_vacant(&job.local)?;
+        let dest = LocalDestination::new(vacant, Settings { cache: None, ..job.settings.clone() });
+        let run = transfer::run(source, dest, job.options.clone(), counters.clone());
+        tokio::select! {
+            result = run => result.map_err(|e| failed(&e))?,
+            () = cancel.cancelled() => return Err(JobError::Cancelled),
+        }
+        live.set_stage(Stage::Closing);
+        return Ok(counters.report(started.elapsed(), 0, Default::default(), connections));
+    }
     let pool = loop {
         live.set_stage(Stage::Connecting);
         let pool = tokio::select! {
@@ -193,7 +209,30 @@ pub async fn run(job: &Job, live: &Live, cancel: &CancellationToken) -> Result<R
         tracing::info!("{}", cache.summary());
     }
     wire_bytes += pool.wire_bytes();
-    Ok(counters.report(started.elapsed(), wire_bytes, pool.latency(), connections))
+    Ok(Report {
+        bwlimit: job.config.pacer.pacing(),
+        ..counters.report(started.elapsed(), wire_bytes, pool.latency(), connections)
+    })
+}
+
+/// Whether the server has no directory at the job's remote path: a
+/// download session of it (one connection, read only) is refused as not
+/// found.
+async fn server_lacks_target(job: &Job, cancel: &CancellationToken) -> Result<bool, JobError> {
+    let spec = SessionSpec { direction: Direction::Download, delete: false, ..job.spec.clone() };
+    let config = ClientConfig { connections: 1, auto: false, ..job.config.clone() };
+    let opened = tokio::select! {
+        opened = session::connect(&job.remote, spec, &config) => opened,
+        () = cancel.cancelled() => return Err(JobError::Cancelled),
+    };
+    match opened {
+        Ok(pool) => {
+            pool.close().await;
+            Ok(false)
+        }
+        Err(session::SessionError::Refused(e)) if e.kind == crate::codec::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(JobError::Failed(format!("{}: {e}", job.remote))),
+    }
 }
 
 /// The local tree: for an upload it must exist; for a download it is made

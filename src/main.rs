@@ -19,6 +19,7 @@ use cli::{CacheArgs, Cli, Command, Connections, ListenArgs, TokenArgs, TransferA
 use pareco::codec::{Direction, SessionSpec};
 use pareco::job::{self, Job, JobError, Live};
 use pareco::peer::{self, Filter, Remembered, Settings, Tree};
+use pareco::session::pace::Pacer;
 use pareco::session::{self, ClientConfig, Remote, Server, ServerConfig};
 use pareco::transfer::{self, Report};
 use tokio_util::sync::CancellationToken;
@@ -180,6 +181,7 @@ async fn listen(args: ListenArgs) -> Result<(), Failure> {
         tls,
         keep_setid: args.keep_setid,
         cache: None,
+        bwlimit: args.bwlimit,
     };
     if let Some(dir) = args.cache.cache_dir.as_deref().filter(|_| !args.cache.no_cache) {
         if Tree::open(&config.root).is_ok() && peer::remembered::inside(dir, &config.root) {
@@ -237,6 +239,7 @@ async fn transfer(
         fsync: opts.fsync,
         hard_links: opts.hard_links,
         sparse: opts.sparse,
+        bwlimit: opts.bwlimit.unwrap_or(0),
         preserve: opts.meta.preserve(),
     };
     let cache = open_cache(&opts.cache, local);
@@ -253,6 +256,7 @@ async fn transfer(
         tls,
         reconnect_timeout: opts.reconnect_timeout,
         io_timeout: opts.io_timeout,
+        pacer: Pacer::new(opts.bwlimit),
     };
     if let Err(e) = raise_open_file_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");

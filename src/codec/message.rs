@@ -75,8 +75,14 @@ pub enum Message {
         /// For an `Open`, the session's secret sealed with the key; `None`
         /// for a `Join`.
         secret: Option<ByteBuf>,
+        /// The session's bandwidth limit in bytes per second (the lower of
+        /// the client's and the server's), which both sides send within;
+        /// 0: none. Always encoded (protocol 4).
+        #[serde(default)]
+        bwlimit: u64,
         /// The server runs as root (said, protocol 4, only to an `Open`
-        /// whose spec keeps owners, groups or attributes; else not encoded).
+        /// whose spec keeps owners, groups or attributes; else not encoded,
+        /// as the last element).
         #[serde(default, skip_serializing_if = "is_false")]
         privileged: bool,
     },

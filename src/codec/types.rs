@@ -72,7 +72,9 @@ impl HashAlgo {
     }
 }
 
-/// Everything a session fixes when it is opened.
+/// Everything a session fixes when it is opened. Every field is encoded,
+/// in order, but the last (`preserve`), which only a session that keeps
+/// owners, groups or attributes sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionSpec {
     /// Which way the data flows.
@@ -106,8 +108,12 @@ pub struct SessionSpec {
     /// destination leaves runs of zeros as holes (`Zero`, and the zero
     /// blocks of a `Write` or `PutFile`).
     pub sparse: bool,
+    /// The client's `--bwlimit`: the most bytes per second either side
+    /// sends in this session, all connections together; 0: no limit.
+    /// Always encoded (protocol 4).
+    pub bwlimit: u64,
     /// Owners, groups, extended attributes (protocol 4). Encoded only when
-    /// something is asked for, and therefore last: a spec without it is 11
+    /// something is asked for, and therefore last: a spec without it is 12
     /// elements long (every field before it is always sent).
     #[serde(default, skip_serializing_if = "Preserve::is_empty")]
     pub preserve: Preserve,

@@ -15,6 +15,7 @@ use super::auth::Key;
 use super::autotune::Tuner;
 use super::conn::{self, BoxIo, Counted, Reader, Writer};
 use super::handshake::{self, Intent, Welcome};
+use super::pace::Pacer;
 use super::pool::{LinkSettings, Pool};
 use super::redial::{Dial, Redial};
 use super::tls::Connector;
@@ -106,6 +107,10 @@ pub struct ClientConfig {
     /// A connection with requests in flight on which nothing arrived for
     /// this long is lost (and replaced).
     pub io_timeout: Duration,
+    /// What the client sends goes within this pacer's rate (`--bwlimit`,
+    /// lowered to the server's): one pacer for every connection and every
+    /// session of a run, so that none starts with a fresh budget.
+    pub pacer: Arc<Pacer>,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -117,6 +122,7 @@ impl fmt::Debug for ClientConfig {
             .field("tls", &self.tls)
             .field("reconnect_timeout", &self.reconnect_timeout)
             .field("io_timeout", &self.io_timeout)
+            .field("pacer", &self.pacer)
             .finish()
     }
 }
@@ -141,13 +147,16 @@ pub async fn connect(
         );
     }
     let (first, welcome) = open(remote, config, key.as_ref(), spec, &wire).await?;
+    if let Some(rate) = config.pacer.rate() {
+        tracing::info!("sending within {rate} bytes/s");
+    }
     // The server says how many it takes: more would only take the place
     // of one another.
     let most = (welcome.max_connections as usize).max(1);
     if connections > most && !config.auto {
         tracing::warn!("the server takes at most {most} connections for this session; using {most}");
     }
-    let connections = connections.min(most);
+    let connections = connections.min(most).min(paced_connections(config, &welcome, chunk));
     let tuner = config.auto.then(|| Tuner::new(connections));
     let connections = tuner.as_ref().map_or(connections, Tuner::connections);
     let join = Intent::Join { session: welcome.session, secret: welcome.secret };
@@ -186,6 +195,28 @@ pub async fn connect(
     };
     Ok(Pool::start(conns, connections, tuner, settings, wire, redial)
         .with_server_privileged(welcome.privileged))
+}
+
+/// Connections worth keeping under the session's bandwidth limit: a
+/// paced connection moves `rate / N`, and one chunk on each of them must
+/// take well under the I/O timeout and the server's idle timeout (a frame
+/// counts as arrived only when it is whole), or busy connections would
+/// look dead. Says so when it lowers `-n`, or when even one connection
+/// is too slow for a chunk.
+fn paced_connections(config: &ClientConfig, welcome: &Welcome, chunk: usize) -> usize {
+    let Some(rate) = config.pacer.rate() else { return usize::MAX };
+    let within = config.io_timeout.min(welcome.idle_timeout / 2) / 3;
+    let most = (rate as f64 * within.as_secs_f64() / chunk as f64) as usize;
+    if most == 0 {
+        tracing::warn!(
+            "at {rate} bytes/s one chunk of {chunk} bytes takes longer than a third of the I/O timeout \
+             ({}): use a smaller -c or a longer --io-timeout",
+            humantime::format_duration(config.io_timeout)
+        );
+    } else if most < config.connections {
+        tracing::info!("at {rate} bytes/s, {most} connection(s) suffice; using no more");
+    }
+    most.max(1)
 }
 
 /// Opens the session. A tree another session is writing into may be
@@ -251,6 +282,8 @@ async fn connect_one(
             },
         )?;
         reader.open(welcome.max_payload as usize);
+        config.pacer.agree(welcome.bwlimit);
+        writer.pace(config.pacer.clone());
         Ok(((reader, writer), welcome))
     };
     tokio::time::timeout(CONNECT_TIMEOUT, work)
@@ -271,6 +304,7 @@ mod tests {
             tls: None,
             reconnect_timeout: Duration::ZERO,
             io_timeout: Duration::from_secs(30),
+            pacer: Pacer::new(None),
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("s3cret-t0ken") && shown.contains("redacted"), "{shown}");
@@ -283,6 +317,7 @@ mod tests {
             tls: None,
             keep_setid: false,
             cache: None,
+            bwlimit: None,
         };
         let shown = format!("{server:?}");
         assert!(!shown.contains("s3cret-t0ken") && shown.contains("redacted"), "{shown}");

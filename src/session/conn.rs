@@ -17,6 +17,8 @@ use bytes::{Buf, Bytes};
 
 use crate::codec::{CodecError, FrameCodec, Message, Packet};
 
+use super::pace::{Gate, Pacer};
+
 /// A byte stream a connection can run over.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
@@ -38,6 +40,8 @@ pub struct Writer {
     queued: usize,
     /// A write that makes no progress for this long fails.
     stall: Option<Duration>,
+    /// The session's `--bwlimit`, once it is known.
+    gate: Option<Gate>,
 }
 
 /// Slices handed to one vectored write at most.
@@ -47,7 +51,7 @@ const IOV_BATCH: usize = 64;
 /// payload and small headers, until [`Reader::open`]) and a frame writer.
 pub fn split(io: BoxIo) -> (Reader, Writer) {
     let (read, write) = tokio::io::split(io);
-    let writer = Writer { inner: write, queue: VecDeque::new(), queued: 0, stall: None };
+    let writer = Writer { inner: write, queue: VecDeque::new(), queued: 0, stall: None, gate: None };
     (Reader { framed: FramedRead::new(read, FrameCodec::handshake()) }, writer)
 }
 
@@ -76,6 +80,13 @@ impl Writer {
     /// side forever.
     pub fn set_stall_timeout(&mut self, stall: Duration) {
         self.stall = Some(stall);
+    }
+
+    /// Sends no faster than `pacer` allows from now on (see
+    /// [`super::pace`]): a frame goes out in slices, each when its time
+    /// comes.
+    pub fn pace(&mut self, pacer: Arc<Pacer>) {
+        self.gate = Some(Gate::new(pacer));
     }
 
     /// Runs one write step under the stall timeout, if any.
@@ -114,16 +125,30 @@ impl Writer {
     pub async fn flush(&mut self) -> Result<(), CodecError> {
         use tokio::io::AsyncWriteExt;
         while !self.queue.is_empty() {
+            // What the pacer allows now (waiting for it is not a stall).
+            let mut allowed = match &mut self.gate {
+                Some(gate) => gate.allow(self.queued).await,
+                None => self.queued,
+            };
             let mut slices = [IoSlice::new(&[]); IOV_BATCH];
-            let count = self.queue.len().min(IOV_BATCH);
+            let mut count = 0;
             for (slice, bytes) in slices.iter_mut().zip(&self.queue) {
-                *slice = IoSlice::new(bytes);
+                if allowed == 0 {
+                    break;
+                }
+                let take = bytes.len().min(allowed);
+                *slice = IoSlice::new(&bytes[..take]);
+                allowed -= take;
+                count += 1;
             }
             let stall = self.stall;
             let write = self.inner.write_vectored(&slices[..count]);
             let mut written = Writer::timed(stall, write).await?;
             if written == 0 {
                 return Err(io::Error::from(io::ErrorKind::WriteZero).into());
+            }
+            if let Some(gate) = &mut self.gate {
+                gate.sent(written);
             }
             self.queued -= written;
             while written > 0 {

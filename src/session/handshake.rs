@@ -7,7 +7,7 @@
 //!   Hello{version, nonce}          ──▶
 //!                                  ◀──   Challenge{version, nonce, token_required}
 //!   Open{proof, spec} | Join{session, proof} ──▶
-//!                                  ◀──   Welcome{session, idle_timeout_ms, max_payload, max_connections, proof, secret}
+//!                                  ◀──   Welcome{session, idle_timeout_ms, max_payload, max_connections, proof, secret, bwlimit}
 //!                                         (or Error, and the connection closes)
 //! ```
 
@@ -53,6 +53,8 @@ pub struct Welcome {
     /// The server runs as root (told only to sessions keeping owners,
     /// groups or attributes).
     pub privileged: bool,
+    /// The session's bandwidth limit, bytes per second, if any.
+    pub bwlimit: Option<u64>,
 }
 
 /// What the server learnt from a client's handshake: what it asks for,
@@ -141,7 +143,7 @@ pub async fn client(
         Intent::Join { session, .. } => Message::Join { session, proof },
     };
     writer.send_msg(0, msg).await?;
-    let (session, idle_timeout_ms, max_payload, max_connections, server_proof, sealed, privileged) =
+    let (session, idle_timeout_ms, max_payload, max_connections, server_proof, sealed, bwlimit, privileged) =
         match expect(reader, "Welcome").await? {
             Message::Welcome {
                 session,
@@ -150,8 +152,9 @@ pub async fn client(
                 max_connections,
                 proof,
                 secret,
+                bwlimit,
                 privileged,
-            } => (session, idle_timeout_ms, max_payload, max_connections, proof, secret, privileged),
+            } => (session, idle_timeout_ms, max_payload, max_connections, proof, secret, bwlimit, privileged),
             other => return Err(unexpected(&other, "Welcome")),
         };
     if !auth::proof_matches(&key.server_proof(&transcript), &server_proof) {
@@ -179,6 +182,7 @@ pub async fn client(
         max_connections,
         secret,
         privileged,
+        bwlimit: Some(bwlimit).filter(|&b| b > 0),
     })
 }
 
@@ -242,7 +246,8 @@ pub fn check_proof(greeting: &Greeting, key: &Key) -> Result<(), peer::Error> {
 
 /// The server's `Welcome` for a handshake checked with `key`; `secret` is
 /// the session's, for an `Open` (sealed in it); `privileged`: the server
-/// runs as root and the session asked for owners, groups or attributes.
+/// runs as root and the session asked for owners, groups or attributes;
+/// `bwlimit` the session's bandwidth limit, if any.
 #[allow(clippy::too_many_arguments)]
 pub fn welcome(
     greeting: &Greeting,
@@ -253,6 +258,7 @@ pub fn welcome(
     max_connections: u32,
     secret: Option<&Secret>,
     privileged: bool,
+    bwlimit: Option<u64>,
 ) -> Message {
     let transcript = &greeting.transcript;
     Message::Welcome {
@@ -262,6 +268,7 @@ pub fn welcome(
         max_connections,
         proof: ByteBuf::from(key.server_proof(transcript).to_vec()),
         secret: secret.map(|s| ByteBuf::from(key.seal(transcript, s).to_vec())),
+        bwlimit: bwlimit.unwrap_or(0),
         privileged,
     }
 }

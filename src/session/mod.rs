@@ -13,6 +13,8 @@
 //! - `redial`: replaces lost connections, waits out outages.
 //! - `inflight`: the requests in flight on a pool's connections (ids, the
 //!   connection, who waits for the answer), as plain data.
+//! - [`pace`]: `--bwlimit`, one sending rate shared by a session's
+//!   connections.
 //! - [`remote`]: [`RemoteSource`] and [`RemoteDestination`], the server's
 //!   tree as a peer role, over a pool.
 //! - [`server`]: the listener, the table of sessions, expiry, and answering
@@ -25,6 +27,7 @@ pub mod conn;
 pub mod handshake;
 mod inflight;
 mod link;
+pub mod pace;
 pub mod pool;
 mod redial;
 pub mod remote;

@@ -212,6 +212,8 @@ pub(super) fn spec(u: &mut Unstructured<'_>) -> Result<SessionSpec> {
         fsync: flags & 8 != 0,
         hard_links: flags & 16 != 0,
         sparse: flags & 32 != 0,
+        // Unpaced: a paced server would only slow the fuzzing down.
+        bwlimit: 0,
         path: path(u)?,
         chunk_size: pick(u, CHUNKS)?,
         hash: *u.choose(&HashAlgo::ALL)?,

@@ -47,6 +47,7 @@ fn non_request(u: &mut Unstructured<'_>) -> Result<Message> {
             max_connections: 4,
             proof: zeros(32),
             secret: Some(zeros(32)),
+            bwlimit: 0,
             privileged: false,
         },
         4 => Message::Pong,

@@ -101,6 +101,7 @@ impl Fixture {
                     tls: None,
                     cache: None,
                     keep_setid: false,
+                    bwlimit: None,
                 };
                 servers.push(Arc::new(Server::bind("127.0.0.1:0", config).await.expect("bind a server")));
             }

@@ -109,6 +109,8 @@ pub struct Spec {
     pub hard_links: bool,
     /// Sparse files (`--sparse`).
     pub sparse: bool,
+    /// Bytes per second at most (0: no limit).
+    pub bwlimit: u64,
     /// Owners, groups, attributes (encoded only when something is asked for).
     #[serde(skip_serializing_if = "crate::codec::Preserve::is_empty")]
     pub preserve: crate::codec::Preserve,
@@ -129,6 +131,7 @@ impl Spec {
             fsync: spec.fsync,
             hard_links: spec.hard_links,
             sparse: spec.sparse,
+            bwlimit: spec.bwlimit,
             preserve: spec.preserve,
         }
     }

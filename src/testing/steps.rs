@@ -386,6 +386,7 @@ pub(super) fn root_spec(direction: Direction) -> SessionSpec {
         fsync: false,
         hard_links: false,
         sparse: false,
+        bwlimit: 0,
         preserve: Default::default(),
     }
 }

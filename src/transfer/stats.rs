@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::observe::{Live, Snapshot, Watch};
+use crate::session::pace::Pacing;
 use crate::session::{Latency, Resilience};
 
 /// Counters shared by all tasks of a transfer.
@@ -124,6 +125,7 @@ impl Counters {
             },
             chunk_latency_us,
             connections,
+            bwlimit: None,
         }
     }
 }
@@ -179,6 +181,10 @@ pub struct Report {
     /// `reconnects`, `requests_retried`, `sessions_opened`).
     #[serde(flatten)]
     pub connections: Resilience,
+    /// The session's bandwidth limit and how often it held the client's
+    /// writes back (absent without a limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<Pacing>,
 }
 
 impl Report {
@@ -224,6 +230,13 @@ impl Report {
             lines.push(format!(
                 "connections: {} lost and replaced, {} request(s) sent again",
                 c.reconnects, c.requests_retried
+            ));
+        }
+        if let Some(pacing) = &self.bwlimit {
+            lines.push(format!(
+                "bandwidth limit: {}/s, this side's writes held back {} time(s)",
+                human_bytes(pacing.bytes_per_s),
+                pacing.waits
             ));
         }
         if self.files_changed_during_transfer + self.files_vanished > 0 {

@@ -1,13 +1,14 @@
 //! The adapter between a running job and what the API shows of it: the
 //! one place that knows how a run tells its progress and its outcomes.
 //!
-//! - Progress: polled from the job's [`Live`] counters when asked.
+//! - Progress: a snapshot of the job's [`Live`] counters when asked
+//!   (phase, totals, done).
 //! - Errors and warnings: the lines the run logs. Each run has its own
 //!   runtime whose threads are [`attach`]ed to its [`Observed`]; the
 //!   [`RunLogs`] layer routes every event logged on such a thread there.
-//! - Files: the engine's per-file lines (`PATH: N of M chunk(s) sent`,
-//!   `PATH: metadata updated`, `deleting PATH`), the most recent
-//!   [`FILES_KEPT`], and every failed file among the errors.
+//! - Files: what the engine tells its [`Watch`] of each entry done
+//!   ([`FilesWatch`]), the most recent [`FILES_KEPT`]; every failed file is
+//!   among the errors too.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -21,7 +22,8 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, Layer};
 
 use crate::job::Live;
-use crate::transfer::Counters;
+use crate::transfer::observe::{EntryEvent, Outcome};
+use crate::transfer::{Counters, Watch};
 
 /// Files listed per run at most (the most recent).
 pub(super) const FILES_KEPT: usize = 300;
@@ -39,15 +41,40 @@ pub(super) fn attach(observed: &Arc<Observed>) {
     OBSERVED.with(|o| *o.borrow_mut() = Some(observed.clone()));
 }
 
-/// What was done to one file.
+/// What was done to one entry.
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct FileOutcome {
     /// The path, relative to the transfer's root.
     pub path: String,
-    /// `transferred`, `metadata`, or `deleted`.
+    /// `created`, `updated`, `metadata`, `deleted`, `failed` or `vanished`.
     pub outcome: &'static str,
-    /// More about it (`3 of 3 chunk(s) sent`), or empty.
+    /// More about it (`3 of 3 chunk(s) sent`, why it failed), or empty.
     pub detail: String,
+}
+
+/// Hears of each entry a run is done with, for its list of files
+/// (unchanged entries are left out).
+pub(super) struct FilesWatch(pub Arc<Observed>);
+
+impl Watch for FilesWatch {
+    fn entry(&self, event: &EntryEvent) {
+        let chunks = |sent: &u64, of: &u64| format!("{sent} of {of} chunk(s) sent");
+        let (outcome, detail) = match &event.outcome {
+            Outcome::Created { chunks_sent, chunks: of } => ("created", chunks(chunks_sent, of)),
+            Outcome::Updated { chunks_sent, chunks: of } => ("updated", chunks(chunks_sent, of)),
+            Outcome::Metadata => ("metadata", String::new()),
+            Outcome::Deleted => ("deleted", String::new()),
+            Outcome::Failed { why } => ("failed", why.clone()),
+            Outcome::Vanished => ("vanished", String::new()),
+            Outcome::Unchanged => return,
+        };
+        let path = String::from_utf8_lossy(event.path.as_bytes()).into_owned();
+        let mut outcomes = self.0.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        if outcomes.files.len() == FILES_KEPT {
+            outcomes.files.pop_front();
+        }
+        outcomes.files.push_back(FileOutcome { path, outcome, detail });
+    }
 }
 
 /// What the run reported so far, besides its counters.
@@ -79,15 +106,7 @@ impl Observed {
         let lines = match level {
             Level::ERROR => &mut outcomes.errors,
             Level::WARN => &mut outcomes.warnings,
-            _ => {
-                if let Some(file) = file_outcome(&line) {
-                    if outcomes.files.len() == FILES_KEPT {
-                        outcomes.files.pop_front();
-                    }
-                    outcomes.files.push_back(file);
-                }
-                return;
-            }
+            _ => return,
         };
         if lines.len() < LINES_KEPT {
             lines.push(line);
@@ -100,7 +119,9 @@ impl Observed {
 /// How far a run is, from its counters.
 #[derive(Debug, Serialize)]
 pub(super) struct Progress {
-    /// `queued`, `connecting`, `transferring`, `closing` or `ended`.
+    /// `queued`, `connecting`, then the engine's phase (`listing`,
+    /// `comparing`, `sending`, `deleting`, `finishing`, `done`), then
+    /// `closing` and `ended`.
     phase: &'static str,
     /// Bytes of files done (sent, or found in place) of those listed.
     bytes_done: u64,
@@ -118,66 +139,45 @@ pub(super) struct Progress {
 }
 
 impl Progress {
-    /// The progress `counters` show after `elapsed`, in `phase`.
-    pub(super) fn of(counters: &Counters, phase: &'static str, elapsed: Duration, ended: bool) -> Progress {
-        let get = Counters::get;
-        let bytes_total = get(&counters.bytes_total);
-        let sent = get(&counters.bytes_transferred);
-        let bytes_done = (sent + get(&counters.bytes_skipped)).min(bytes_total);
-        let files_done = [&counters.files_transferred, &counters.files_skipped, &counters.files_failed]
-            .into_iter()
-            .chain([&counters.files_vanished])
-            .map(get)
-            .sum();
+    /// The progress `counters` show after `elapsed`, in `phase` (`None`:
+    /// the engine's own phase).
+    pub(super) fn of(
+        counters: &Counters,
+        phase: Option<&'static str>,
+        elapsed: Duration,
+        ended: bool,
+    ) -> Progress {
+        let now = counters.snapshot();
         let seconds = elapsed.as_secs_f64();
-        let rate = if seconds > 0.0 { (sent as f64 / seconds) as u64 } else { 0 };
-        let eta_s = (rate > 0 && !ended).then(|| (bytes_total - bytes_done).div_ceil(rate));
+        let rate = if seconds > 0.0 { (now.bytes_sent as f64 / seconds) as u64 } else { 0 };
+        let left = now.bytes_total.saturating_sub(now.bytes_done);
+        let eta_s = (rate > 0 && !ended).then(|| left.div_ceil(rate));
         Progress {
-            phase,
-            bytes_done,
-            bytes_total,
-            files_done,
-            files_total: get(&counters.files_total),
+            phase: phase.unwrap_or_else(|| now.phase.name()),
+            bytes_done: now.bytes_done,
+            bytes_total: now.bytes_total,
+            files_done: now.files_done,
+            files_total: now.files_total,
             rate_bytes_per_s: rate,
             eta_s,
             elapsed_s: seconds,
-            totals_final: ended,
+            totals_final: ended || now.totals_final,
         }
     }
 }
 
-/// The file a per-file line of the engine names, and what was done to it.
-fn file_outcome(line: &str) -> Option<FileOutcome> {
-    let outcome = |path: &str, outcome, detail: &str| {
-        Some(FileOutcome { path: path.to_owned(), outcome, detail: detail.to_owned() })
-    };
-    if let Some(path) = line.strip_prefix("deleting ") {
-        return outcome(path, "deleted", "");
-    }
-    let (path, what) = line.rsplit_once(": ")?;
-    if what == "metadata updated" {
-        return outcome(path, "metadata", "");
-    }
-    let (sent, total) = what.strip_suffix(" chunk(s) sent")?.split_once(" of ")?;
-    if sent.parse::<u64>().is_ok() && total.parse::<u64>().is_ok() {
-        return outcome(path, "transferred", what);
-    }
-    None
-}
-
-/// The layer of the process's log that hands each event logged on a run's
-/// threads to that run. (Logged at any level: the engine's per-file lines
-/// are `info`.)
+/// The layer of the process's log that hands each warning and error logged
+/// on a run's threads to that run.
 pub struct RunLogs;
 
 impl<S: Subscriber> Layer<S> for RunLogs {
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(LevelFilter::INFO)
+        Some(LevelFilter::WARN)
     }
 
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let level = *event.metadata().level();
-        if level > Level::INFO {
+        if level > Level::WARN {
             return;
         }
         OBSERVED.with(|o| {
@@ -206,32 +206,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_engines_per_file_lines_name_the_file_and_what_was_done() {
-        let f = file_outcome("a: b/c: 2 of 3 chunk(s) sent").unwrap();
-        assert_eq!(
-            (f.path.as_str(), f.outcome, f.detail.as_str()),
-            ("a: b/c", "transferred", "2 of 3 chunk(s) sent")
-        );
-        let f = file_outcome("<img src=x>: metadata updated").unwrap();
-        assert_eq!((f.path.as_str(), f.outcome), ("<img src=x>", "metadata"));
-        let f = file_outcome("deleting x/y").unwrap();
-        assert_eq!((f.path.as_str(), f.outcome), ("x/y", "deleted"));
-        assert!(file_outcome("x: some of 3 chunk(s) sent").is_none());
-        assert!(file_outcome("x/").is_none());
-    }
-
-    #[test]
     fn files_keep_the_most_recent_and_lines_the_first() {
-        let observed = Observed::default();
+        let observed = Arc::new(Observed::default());
+        let watch = FilesWatch(observed.clone());
+        let event = |path: String, outcome| EntryEvent {
+            path: crate::codec::RelPath::new(path.as_str()).unwrap(),
+            kind: crate::codec::Kind::File,
+            outcome,
+            size: 1,
+            changed: Default::default(),
+        };
+        watch.entry(&event("same".into(), Outcome::Unchanged));
         for i in 0..FILES_KEPT + 5 {
-            observed.note(Level::INFO, format!("f{i}: 1 of 1 chunk(s) sent"));
+            watch.entry(&event(format!("f{i}"), Outcome::Created { chunks_sent: 1, chunks: 1 }));
         }
+        watch.entry(&event("<img src=x>".into(), Outcome::Failed { why: "gone".into() }));
         for i in 0..LINES_KEPT + 2 {
             observed.note(Level::ERROR, format!("e{i}"));
         }
         observed.outcomes(|o| {
             assert_eq!(o.files.len(), FILES_KEPT);
-            assert_eq!(o.files[0].path, "f5");
+            assert_eq!(o.files[0].path, "f6");
+            let last = &o.files[FILES_KEPT - 1];
+            assert_eq!(
+                (last.path.as_str(), last.outcome, last.detail.as_str()),
+                ("<img src=x>", "failed", "gone")
+            );
+            assert!(o.files.iter().all(|f| f.path != "same"));
             assert_eq!((o.errors.len(), o.errors[0].as_str(), o.omitted), (LINES_KEPT, "e0", 2));
         });
     }

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use crate::codec::{Direction, HashAlgo, SessionSpec};
 use crate::job::Job;
 use crate::peer::{self, Filter, Settings};
-use crate::session::tls::{Connector, Trust};
+use crate::session::pace::Pacer;
+use crate::session::tls::{Connector, Fingerprint, Trust};
 use crate::session::{ClientConfig, Remote};
 use crate::transfer;
 
@@ -57,6 +58,10 @@ pub(super) struct RunRequest {
     dry_run: bool,
     #[serde(default)]
     bwlimit: Option<NumberOrText>,
+    /// Trust the TLS server whose certificate has this SHA-256 fingerprint
+    /// (`--tls-fingerprint`), instead of the system's roots.
+    #[serde(default)]
+    tls_fingerprint: Option<String>,
 }
 
 impl fmt::Debug for RunRequest {
@@ -80,12 +85,7 @@ pub(super) struct Summary {
 impl RunRequest {
     /// The job this request asks for, or one line saying what is wrong.
     pub(super) fn into_job(self) -> Result<(Job, Summary), String> {
-        if self.dry_run {
-            return Err("dry_run is not supported yet".into());
-        }
-        if self.bwlimit.is_some() {
-            return Err("bwlimit is not supported yet".into());
-        }
+        let bwlimit = bwlimit(self.bwlimit)?;
         let (direction, name) = match self.direction.as_str() {
             "send" => (Direction::Upload, "send"),
             "recv" => (Direction::Download, "recv"),
@@ -105,9 +105,17 @@ impl RunRequest {
             }
         };
         let filter = Filter::new(&self.include, &self.exclude).map_err(|e| e.to_string())?;
-        let tls = match remote.tls {
-            true => Some(Connector::new(Trust::System, &remote.host).map_err(|e| e.to_string())?),
-            false => None,
+        let pinned = match self.tls_fingerprint.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+            Some(text) => Some(text.parse::<Fingerprint>().map_err(|e| format!("tls_fingerprint: {e}"))?),
+            None => None,
+        };
+        let tls = match (remote.tls, pinned) {
+            (true, Some(pin)) => {
+                Some(Connector::new(Trust::Fingerprint(pin), &remote.host).map_err(|e| e.to_string())?)
+            }
+            (true, None) => Some(Connector::new(Trust::System, &remote.host).map_err(|e| e.to_string())?),
+            (false, Some(_)) => return Err("tls_fingerprint: needs a pareco+tls:// remote".into()),
+            (false, None) => None,
         };
         let spec = SessionSpec {
             direction,
@@ -121,6 +129,7 @@ impl RunRequest {
             fsync: false,
             hard_links: false,
             sparse: false,
+            bwlimit: bwlimit.unwrap_or(0),
             preserve: Default::default(),
         };
         // As the command line: a download run as root clears setuid and
@@ -128,7 +137,10 @@ impl RunRequest {
         let keep_setid = !rustix::process::geteuid().is_root();
         // The digest cache is opened by the run, once its directory is made.
         let settings = Settings::for_session(&spec, filter, keep_setid);
-        let options = transfer::Options::for_session(&spec, false, most as usize);
+        let options = transfer::Options {
+            dry_run: self.dry_run,
+            ..transfer::Options::for_session(&spec, false, most as usize)
+        };
         let config = ClientConfig {
             connections: most as usize,
             auto,
@@ -136,6 +148,7 @@ impl RunRequest {
             tls,
             reconnect_timeout: RECONNECT_TIMEOUT,
             io_timeout: IO_TIMEOUT,
+            pacer: Pacer::new(bwlimit),
         };
         let summary =
             Summary { direction: name, local: self.local.display().to_string(), remote: remote.to_string() };
@@ -160,6 +173,23 @@ fn connections(given: Option<NumberOrText>) -> Result<(u64, bool), String> {
 }
 
 /// The chunk size in bytes (1 MiB unless given), as `-c` takes it.
+/// The bandwidth cap in bytes per second (`20M`, or a number), if any.
+fn bwlimit(given: Option<NumberOrText>) -> Result<Option<u64>, String> {
+    let rate = match given {
+        None => return Ok(None),
+        Some(NumberOrText::Text(t)) if t.trim().is_empty() => return Ok(None),
+        Some(NumberOrText::Number(n)) => n,
+        Some(NumberOrText::Text(t)) => parse_size::Config::new()
+            .with_binary()
+            .parse_size(t.trim())
+            .map_err(|e| format!("bwlimit: {e} (use bytes per second, e.g. 512k, 20M, 1G)"))?,
+    };
+    if rate < 1024 {
+        return Err(format!("bwlimit: {rate} bytes per second is below the least, 1k"));
+    }
+    Ok(Some(rate))
+}
+
 fn chunk_size(given: Option<NumberOrText>) -> Result<u32, String> {
     let size = match given {
         None => return Ok(1 << 20),

@@ -94,11 +94,11 @@ impl Run {
             None => State::Queued,
         };
         let phase = match (state, self.observed.live.stage()) {
-            (State::Queued, _) => "queued",
-            (State::Running, Stage::Connecting) => "connecting",
-            (State::Running, Stage::Transferring) => "transferring",
-            (State::Running, Stage::Closing) => "closing",
-            _ => "ended",
+            (State::Queued, _) => Some("queued"),
+            (State::Running, Stage::Connecting) => Some("connecting"),
+            (State::Running, Stage::Transferring) => None,
+            (State::Running, Stage::Closing) => Some("closing"),
+            _ => Some("ended"),
         };
         let elapsed = end.as_ref().map_or_else(|| self.started.elapsed(), |e| e.duration);
         let progress = Progress::of(&self.observed.live.counters(), phase, elapsed, end.is_some());
@@ -130,6 +130,7 @@ impl Run {
             return self.finish(Err(e));
         }
         job.settings.cache = Remembered::open(None, &job.local);
+        job.watch = Some(Arc::new(observe::FilesWatch(self.observed.clone())));
         let observed = self.observed.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .max_blocking_threads(peer::BLOCKING_THREADS)

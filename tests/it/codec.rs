@@ -245,7 +245,7 @@ fn session_spec() -> impl Strategy<Value = SessionSpec> {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
-        (any::<bool>(), any::<bool>()),
+        (any::<bool>(), any::<bool>(), prop_oneof![Just(0u64), any::<u64>()]),
         preserve(),
     )
         .prop_map(
@@ -259,7 +259,7 @@ fn session_spec() -> impl Strategy<Value = SessionSpec> {
                 inplace,
                 delete,
                 fsync,
-                (hard_links, sparse),
+                (hard_links, sparse, bwlimit),
                 preserve,
             )| {
                 SessionSpec {
@@ -274,6 +274,7 @@ fn session_spec() -> impl Strategy<Value = SessionSpec> {
                     fsync,
                     hard_links,
                     sparse,
+                    bwlimit,
                     preserve,
                 }
             },
@@ -364,17 +365,18 @@ fn message_strategies() -> Vec<BoxedStrategy<Message>> {
             prop::option::of(byte_buf(64)),
             any::<bool>(),
         )
-            .prop_map(
+            .prop_flat_map(
                 |(session, idle_timeout_ms, max_payload, max_connections, proof, secret, privileged)| {
-                    Message::Welcome {
+                    any::<u64>().prop_map(move |bwlimit| Message::Welcome {
                         session,
                         idle_timeout_ms,
                         max_payload,
                         max_connections,
-                        proof,
-                        secret,
+                        proof: proof.clone(),
+                        secret: secret.clone(),
+                        bwlimit,
                         privileged,
-                    }
+                    })
                 },
             )
             .boxed(),
@@ -526,6 +528,7 @@ fn sample_packets() -> Vec<Packet> {
         fsync: false,
         hard_links: true,
         sparse: true,
+        bwlimit: 0,
         preserve: Preserve { owner: true, group: true, numeric_ids: false, xattrs: true, privileged: false },
     };
     let digest = || ByteBuf::from(vec![0xD1, 0x6E, 0x57, 0x00, 0x01, 0x02, 0x03, 0x04]);
@@ -547,6 +550,7 @@ fn sample_packets() -> Vec<Packet> {
                 max_connections: 64,
                 proof: ByteBuf::from(vec![0x3c; 32]),
                 secret: Some(ByteBuf::from(vec![0x5e; 32])),
+                bwlimit: 0,
                 privileged: false,
             },
         ),
@@ -1000,6 +1004,7 @@ fn mirror_headers_match_the_real_encoding() {
         fsync: false,
         hard_links: false,
         sparse: false,
+        bwlimit: 0,
         preserve: Default::default(),
     };
     let mirror_spec = mirror::Spec::with_path(&spec, path.as_bytes());

@@ -91,6 +91,7 @@ fn serve(mut conn: Raw, script: &(dyn Fn(&Message) -> Answers + Send + Sync), ch
             max_connections,
             proof,
             secret,
+            bwlimit: 0,
             privileged: false,
         },
     );

@@ -226,6 +226,7 @@ fn messages_out_of_order_are_refused() {
             max_connections: 1,
             proof: ByteBuf::new(),
             secret: None,
+            bwlimit: 0,
             privileged: false,
         },
         Message::Pong,

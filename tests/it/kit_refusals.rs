@@ -130,7 +130,7 @@ fn hello_takes_one_version_and_a_32_byte_nonce() {
             Step::message(0, Message::Walk),
         ],
         &[
-            "0 0 Error(Version: client speaks protocol version 3",
+            "0 0 Error(Version: client speaks protocol version 3, this server speaks 4",
             "1 0 Error(Protocol: protocol error: a nonce of 31 bytes in Hello, not 32",
             "2 0 Error(Protocol: protocol error: a nonce of 0 bytes",
             "3 0 Error(Protocol: protocol error: a nonce of 33 bytes",
@@ -224,6 +224,7 @@ fn messages_that_are_no_requests_are_refused() {
         max_connections: 4,
         proof: ByteBuf::from(vec![0; 32]),
         secret: Some(ByteBuf::from(vec![0; 32])),
+        bwlimit: 0,
         privileged: false,
     };
     let error = Message::Error { kind: ErrorKind::Protocol, message: "from the client".into() };

@@ -52,6 +52,7 @@ pub fn spec(direction: Direction, path: &str, chunk_size: u32, hash: HashAlgo) -
         fsync: false,
         hard_links: false,
         sparse: false,
+        bwlimit: 0,
         preserve: Default::default(),
     }
 }

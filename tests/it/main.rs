@@ -2,6 +2,7 @@
 //! [`util`], one module per area.
 
 mod bounds;
+mod bwlimit;
 mod cache;
 mod chaos;
 mod codec;

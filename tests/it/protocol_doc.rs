@@ -91,6 +91,7 @@ fn described() -> Vec<Packet> {
         fsync: false,
         hard_links: inplace,
         sparse: inplace,
+        bwlimit: 0,
         preserve: Default::default(),
     };
     let digest8 = || ByteBuf::from((1u8..=8).collect::<Vec<u8>>());
@@ -113,13 +114,14 @@ fn described() -> Vec<Packet> {
     let listed = with_extra(Xattrs::Listed(attrs));
     let probed = with_extra(Xattrs::Digest(XattrDigest([0x5a; 32])));
     let session = 0x0123_4567_89ab_cdef;
-    let welcome = |secret, privileged| Message::Welcome {
+    let welcome = |secret, bwlimit, privileged| Message::Welcome {
         session,
         idle_timeout_ms: 150_000,
         max_payload: 1 << 20,
         max_connections: 64,
         proof: bin(0xdd, 32),
         secret,
+        bwlimit,
         privileged,
     };
     let span = |size, first, count, group| Span { size, first, count, group };
@@ -138,10 +140,15 @@ fn described() -> Vec<Packet> {
             proof: None,
             spec: SessionSpec { preserve, ..spec(Direction::Upload, HashAlgo::Xxh3, false) },
         }),
+        hs(Message::Open {
+            proof: None,
+            spec: SessionSpec { bwlimit: 20 << 20, ..spec(Direction::Upload, HashAlgo::Xxh3, false) },
+        }),
         hs(Message::Join { session, proof: None }),
-        hs(welcome(Some(bin(0xee, 32)), false)),
-        hs(welcome(None, false)),
-        hs(welcome(Some(bin(0xee, 32)), true)),
+        hs(welcome(Some(bin(0xee, 32)), 0, false)),
+        hs(welcome(None, 0, false)),
+        hs(welcome(Some(bin(0xee, 32)), 0, true)),
+        hs(welcome(None, 20 << 20, false)),
         rq(Message::Ping),
         rq(Message::Walk),
         rq(Message::Probe { paths: vec![rel("a"), rel("b/c")] }),

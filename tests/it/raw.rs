@@ -264,6 +264,7 @@ pub fn spec(direction: Direction, path: &str) -> SessionSpec {
         fsync: false,
         hard_links: false,
         sparse: false,
+        bwlimit: 0,
         preserve: Default::default(),
     }
 }

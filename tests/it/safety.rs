@@ -283,6 +283,7 @@ fn impostor() -> u16 {
                 max_connections: 8,
                 proof,
                 secret,
+                bwlimit: 0,
                 privileged: false,
             },
         );

@@ -198,6 +198,27 @@ fn dry_run_download_into_a_missing_directory_makes_nothing() {
 }
 
 #[test]
+fn dry_run_upload_into_a_directory_the_server_lacks_makes_nothing_there() {
+    let server = Server::start(&[]);
+    let src = tempfile::tempdir().unwrap();
+    varied_tree(src.path(), CHUNK);
+    let (local, url) = (src.path().to_str().unwrap(), server.url("new/d"));
+    let out = pareco(&["send", local, &url, "-c", C, "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!server.path("new").exists(), "the dry run made the target on the server");
+    // Every entry would be created: one line each, all new.
+    let lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
+    let entries = snapshot(src.path()).len();
+    assert_eq!(lines.len(), entries, "{lines:?}");
+    assert!(lines.iter().all(|l| l.contains("+++++++++ ")), "{lines:?}");
+    let dry = sync_ok(&["send", local, &url, "-c", C, "--dry-run"]);
+    assert!(!server.path("new").exists());
+    let real = sync_ok(&["send", local, &url, "-c", C]);
+    assert_same_tree(src.path(), &server.path("new/d"));
+    assert_eq!(counts(&dry), counts(&real));
+}
+
+#[test]
 fn max_delete_deletes_none_when_more_would_go() {
     for way in both_ways() {
         one_of_each(&way);

@@ -335,6 +335,7 @@ fn concurrent_sessions_and_overlap_refused() {
             fsync: false,
             hard_links: false,
             sparse: false,
+            bwlimit: 0,
             preserve: Default::default(),
         };
         let config = pareco::session::ClientConfig {
@@ -344,6 +345,7 @@ fn concurrent_sessions_and_overlap_refused() {
             tls: None,
             reconnect_timeout: std::time::Duration::ZERO,
             io_timeout: std::time::Duration::from_secs(30),
+            pacer: pareco::session::pace::Pacer::new(None),
         };
         let holder = pareco::session::connect(&remote, spec, &config).await.unwrap();
         let out = pareco(&["send", a.path().to_str().unwrap(), &server.url("x/a")]);

@@ -1,6 +1,6 @@
 //! `pareco ui`, through its JSON API against the real binary: every
 //! endpoint and every refusal (no key, wrong key, another origin, another
-//! host, bad JSON, options not supported yet), runs that fail, succeed and
+//! host, bad JSON, bad options), runs that fail, succeed and
 //! are cancelled, hostile file names returned as JSON strings, and a
 //! transfer token that never comes back in a response, an event or a log
 //! line.
@@ -125,8 +125,10 @@ async fn bad_requests_are_400_with_one_line_saying_why() {
         (with("chunk_size", json!("1G")), "outside 1 KiB to 64 MiB"),
         (with("hash", json!("md5")), "unknown digest"),
         (with("include", json!(["a[b"])), "a[b"),
-        (with("dry_run", json!(true)), "dry_run is not supported yet"),
-        (with("bwlimit", json!("20M")), "bwlimit is not supported yet"),
+        (with("bwlimit", json!("fast")), "bwlimit:"),
+        (with("bwlimit", json!(100)), "below the least, 1k"),
+        (with("tls_fingerprint", json!("sha256:00")), "tls_fingerprint:"),
+        (with("tls_fingerprint", json!(format!("sha256:{}", "0".repeat(64)))), "needs a pareco+tls://"),
     ];
     for (body, why) in cases {
         let (status, _, text) = ui.call(Method::POST, "/api/runs", Some(&body), &[]).await;
@@ -182,10 +184,14 @@ async fn an_upload_and_a_download_mirror_the_tree_and_the_token_never_comes_back
     assert_eq!((&progress["totals_final"], &progress["phase"]), (&json!(true), &json!("ended")));
     assert_same_tree(src.path(), &server.path("d"));
     // The hostile names come back as they are, as JSON strings.
-    let files: Vec<&str> =
-        end["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    let files: Vec<(&str, &str)> = end["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap(), f["outcome"].as_str().unwrap()))
+        .collect();
     for name in HOSTILE {
-        assert!(files.contains(&shown(name).as_str()), "{name} in {files:?}");
+        assert!(files.contains(&(name, "created")), "{name} in {files:?}");
     }
     // And a download of it.
     let dst = tempfile::tempdir().unwrap();
@@ -222,11 +228,13 @@ async fn a_running_run_is_cancelled_and_an_ended_one_cannot_be() {
     let ui = Ui::start();
     let id = ui.start_run(&upload(src.path(), &proxy.url("d"))).await;
     let running = ui.until(id, |run| run["progress"]["bytes_done"].as_u64() > Some(0)).await;
-    assert_eq!(
-        (&running["state"], &running["progress"]["phase"]),
-        (&json!("running"), &json!("transferring"))
-    );
-    assert_eq!(running["progress"]["totals_final"], false);
+    assert_eq!(running["state"], "running");
+    // The engine's own phase, while data moves.
+    let phase = running["progress"]["phase"].as_str().unwrap();
+    assert!(["listing", "comparing", "sending"].contains(&phase), "{running}");
+    if running["progress"]["totals_final"] == true {
+        assert_eq!(running["progress"]["bytes_total"], 64 * (512 << 10), "{running}");
+    }
     let (status, _) = ui.json(Method::DELETE, &format!("/api/runs/{id}"), None).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let (end, _) = ui.follow(id).await;
@@ -267,4 +275,29 @@ fn bound_beyond_loopback_it_warns_who_can_use_it() {
     let _ = child.wait();
     assert!(seen.contains("not on loopback") && seen.contains("read and write files as this user"), "{seen}");
     assert!(url.starts_with("http://127.0.0.1:") && url.contains("/?key="), "{url}");
+}
+
+#[tokio::test]
+async fn a_dry_run_and_a_capped_run_are_the_command_lines() {
+    let server = Server::start(&[]);
+    let src = tempfile::tempdir().unwrap();
+    hostile_tree(src.path());
+    let ui = Ui::start();
+    // A dry run tells what it would create and makes nothing.
+    let mut dry = upload(src.path(), &server.url("d"));
+    dry["dry_run"] = json!(true);
+    let (end, _) = ui.follow(ui.start_run(&dry).await).await;
+    assert_eq!(end["state"], "done", "{end}");
+    assert!(!server.path("d").exists(), "the dry run made the destination");
+    let files = end["files"].as_array().unwrap();
+    assert!(!files.is_empty() && files.iter().all(|f| f["outcome"] == "created"), "{end}");
+    let would = end["report"]["files_transferred"].clone();
+    // A capped run arrives whole, and its report says the cap.
+    let mut capped = upload(src.path(), &server.url("d"));
+    capped["bwlimit"] = json!("64M");
+    let (end, _) = ui.follow(ui.start_run(&capped).await).await;
+    assert_eq!(end["state"], "done", "{end}");
+    assert_eq!(end["report"]["bwlimit"]["bytes_per_s"], 64 << 20, "{end}");
+    assert_eq!(end["report"]["files_transferred"], would);
+    assert_same_tree(src.path(), &server.path("d"));
 }

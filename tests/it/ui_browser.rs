@@ -195,7 +195,7 @@ async fn the_page_runs_watches_and_cancels_uploads_and_shows_hostile_names_as_te
     assert_same_tree(src.path(), &server.path("d"));
     let files = text_when(&browser, ".run[data-id='1'] .files", |t| !t.is_empty()).await;
     for name in HOSTILE {
-        assert!(files.contains(&format!("transferred: {}", shown(name))), "{name} in:\n{files}");
+        assert!(files.contains(&format!("created: {name}")), "{name} in:\n{files}");
     }
     assert_eq!(
         browser.find(Locator::Id("token")).await.unwrap().prop("value").await.unwrap().as_deref(),
@@ -213,10 +213,8 @@ async fn the_page_runs_watches_and_cancels_uploads_and_shows_hostile_names_as_te
     fill(&browser, "remote", &proxy.url("slow")).await;
     fill(&browser, "token", TOKEN).await;
     browser.find(Locator::Id("start")).await.unwrap().click().await.unwrap();
-    text_when(&browser, ".run[data-id='2'] .numbers", |t| {
-        t.starts_with("transferring") && !t.contains(" 0 B of")
-    })
-    .await;
+    text_when(&browser, ".run[data-id='2'] .numbers", |t| t.starts_with("sending") && !t.contains(" 0 B of"))
+        .await;
     screenshot(&browser, &shots, "running").await;
     browser.find(Locator::Css(".run[data-id='2'] button.cancel")).await.unwrap().click().await.unwrap();
     text_when(&browser, ".run[data-id='2'] .state", |t| t == "cancelled").await;

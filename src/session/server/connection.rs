@@ -96,9 +96,11 @@ pub(super) async fn serve_connection(
         state.table.most_connections(&session) as u32,
         opened,
         privileged,
+        session.pacer.rate(),
     );
     let sending = if writer.send_msg(0, welcome).await.is_ok() {
         reader.open(session.max_payload as usize);
+        writer.pace(session.pacer.clone());
         Some(serve_requests(&state, &session, &member, reader, writer, peer).await)
     } else {
         None

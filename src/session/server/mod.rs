@@ -99,6 +99,9 @@ pub struct ServerConfig {
     pub keep_setid: bool,
     /// The persistent digest cache every session hashes through, if any.
     pub cache: Option<Arc<Remembered>>,
+    /// `--bwlimit`: the most bytes per second each session sends and
+    /// accepts (the client's own limit wins when lower).
+    pub bwlimit: Option<u64>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -112,6 +115,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("tls", &self.tls)
             .field("keep_setid", &self.keep_setid)
             .field("cache", &self.cache.is_some())
+            .field("bwlimit", &self.bwlimit)
             .finish()
     }
 }
@@ -250,7 +254,13 @@ impl State {
         let deadline = Instant::now() + TAKEOVER_WAIT;
         loop {
             match self.table.open(spec.clone(), filter.clone(), self.now_ms()) {
-                Ok(opened) => return Ok(opened),
+                Ok((session, member)) => {
+                    session.pacer.agree(self.config.bwlimit);
+                    if let Some(rate) = session.pacer.rate() {
+                        tracing::info!("session {:016x}: sends within {rate} bytes/s", session.id);
+                    }
+                    return Ok((session, member));
+                }
                 Err(Refusal::Refused(e)) => return Err(e),
                 Err(Refusal::Wait) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -17,6 +17,7 @@ use crate::codec::{Direction, ErrorKind, SessionSpec};
 use crate::peer::extra::{running_as_root, Extras, Scope};
 use crate::peer::{self, Filter, LocalDestination, LocalSource, Remembered, Settings, Tree};
 use crate::session::auth::{self, Secret};
+use crate::session::pace::Pacer;
 
 use super::members::{Member, Members};
 use super::replay::Replays;
@@ -100,6 +101,9 @@ pub(super) struct Session {
     pub secret: Secret,
     /// The answers of requests done once, for their repeats.
     pub replays: Replays,
+    /// The session's `--bwlimit` (the client's, lowered to the server's),
+    /// which all its connections send within.
+    pub pacer: Arc<Pacer>,
 }
 
 /// The session's half of the transfer.
@@ -235,6 +239,7 @@ impl Table {
             walks: Arc::new(Semaphore::new(WALKS_PER_SESSION)),
             secret,
             replays: Replays::default(),
+            pacer: Pacer::new(Some(spec.bwlimit)),
         });
         // The opening connection counts from here, so the session is an
         // orphan when it goes, even before the Welcome is sent.

@@ -23,6 +23,7 @@ fn spec(direction: Direction, path: &str) -> SessionSpec {
         fsync: false,
         hard_links: false,
         sparse: false,
+        bwlimit: 0,
         preserve: Default::default(),
     }
 }

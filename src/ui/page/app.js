@@ -148,6 +148,7 @@ async function start(event) {
   };
   if ($('token').value !== '') request.token = $('token').value;
   if (value('bwlimit') !== '') request.bwlimit = value('bwlimit');
+  if (value('tls_fingerprint') !== '') request.tls_fingerprint = value('tls_fingerprint');
   $('form-error').textContent = '';
   $('start').disabled = true;
   try {
