@@ -58,7 +58,10 @@ pub(super) struct FilesWatch(pub Arc<Observed>);
 
 impl Watch for FilesWatch {
     fn entry(&self, event: &EntryEvent) {
-        let chunks = |sent: &u64, of: &u64| format!("{sent} of {of} chunk(s) sent");
+        // Directories and symlinks carry no chunks.
+        let file = event.kind == crate::codec::Kind::File;
+        let chunks =
+            |sent: &u64, of: &u64| if file { format!("{sent} of {of} chunk(s) sent") } else { String::new() };
         let (outcome, detail) = match &event.outcome {
             Outcome::Created { chunks_sent, chunks: of } => ("created", chunks(chunks_sent, of)),
             Outcome::Updated { chunks_sent, chunks: of } => ("updated", chunks(chunks_sent, of)),
