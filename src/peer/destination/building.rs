@@ -156,6 +156,7 @@ impl Inner {
                 if let Some(temp) = &b.temp {
                     let _ = self.tree.remove_file(temp);
                 }
+                self.gave_back.lock().unwrap_or_else(|p| p.into_inner()).insert(handle, b.path.clone());
             }
         }
         error
@@ -216,5 +217,44 @@ impl Inner {
             self.tree.remove_file(&b.path)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::HashAlgo;
+    use crate::peer::{Filter, Settings, Tree};
+
+    #[test]
+    fn a_request_in_flight_for_a_file_given_back_for_lack_of_space_fails_for_lack_of_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            chunk_size: 1024,
+            hash: HashAlgo::Xxh3,
+            filter: Filter::default(),
+            inplace: false,
+            delete: false,
+            file_work: 1,
+            keep_setid: false,
+            fsync: false,
+            hard_links: false,
+            sparse: false,
+            cache: None,
+            extras: None,
+        };
+        let dest = super::super::LocalDestination::new(Tree::open(dir.path()).unwrap(), settings);
+        let inner = &dest.inner;
+        let path = RelPath::new("f").unwrap();
+        let begun = inner.begin(path, 4096).unwrap();
+        let full = Error::new(ErrorKind::NoSpace, "f: write: no space left on device");
+        assert_eq!(inner.give_back_space(begun.handle, full).kind, ErrorKind::NoSpace);
+        // The other chunks of the file were on their way.
+        let late = inner.write(begun.handle, 1024, &[0; 1024], 0).unwrap_err();
+        assert_eq!((late.kind, late.message.as_str()), (ErrorKind::NoSpace, "f: no space left on device"));
+        let meta = Meta { mode: 0o644, mtime: crate::codec::Mtime { secs: 0, nanos: 0 }, extra: None };
+        assert_eq!(inner.finish(begun.handle, meta).unwrap_err().kind, ErrorKind::NoSpace);
+        // A handle never given out is still a protocol error.
+        assert_eq!(inner.write(999, 0, &[], 0).unwrap_err().kind, ErrorKind::Protocol);
     }
 }

@@ -54,6 +54,10 @@ struct Inner {
     settings: Settings,
     work: FileWork,
     building: Mutex<HashMap<u64, Arc<Building>>>,
+    /// Files given back for lack of space, by handle, with their paths: a
+    /// request for one that was still in flight fails as the file did (no
+    /// space), not as an unknown handle.
+    gave_back: Mutex<HashMap<u64, RelPath>>,
     /// Files being built or being begun (at most [`MAX_BUILDING`]).
     slots: AtomicUsize,
     next_handle: AtomicU64,
@@ -100,6 +104,7 @@ impl LocalDestination {
                 tree: Arc::new(tree),
                 settings,
                 building: Mutex::default(),
+                gave_back: Mutex::default(),
                 slots: AtomicUsize::new(0),
                 next_handle: AtomicU64::new(1),
                 _held: held,
@@ -110,13 +115,21 @@ impl LocalDestination {
 
 impl Inner {
     fn building(&self, handle: u64) -> Result<Arc<Building>> {
-        self.lock().get(&handle).cloned().ok_or_else(|| unknown_handle(handle))
+        self.lock().get(&handle).cloned().ok_or_else(|| self.unknown(handle))
     }
 
     fn take(&self, handle: u64) -> Result<Arc<Building>> {
-        let taken = self.lock().remove(&handle).ok_or_else(|| unknown_handle(handle))?;
+        let taken = self.lock().remove(&handle).ok_or_else(|| self.unknown(handle))?;
         self.slots.fetch_sub(1, Ordering::SeqCst);
         Ok(taken)
+    }
+
+    /// Why `handle` names no file being built.
+    fn unknown(&self, handle: u64) -> Error {
+        match self.gave_back.lock().unwrap_or_else(|p| p.into_inner()).get(&handle) {
+            Some(path) => Error::new(ErrorKind::NoSpace, format!("{path}: no space left on device")),
+            None => unknown_handle(handle),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Building>>> {
