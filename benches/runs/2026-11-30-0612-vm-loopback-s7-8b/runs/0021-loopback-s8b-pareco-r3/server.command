@@ -1,0 +1,1 @@
+/work/main/target/release/pareco listen --bind 127.0.0.1:0 --root /tmp/pareco-bench-s12 --cache-dir /tmp/pareco-bench-s12-caches/compare.0ENNrl/0021-loopback-s8b-pareco-r3/server 
