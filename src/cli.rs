@@ -357,14 +357,8 @@ pub(crate) fn parse_chunk_size(text: &str) -> Result<u32, String> {
 
 /// `--bwlimit`: bytes per second, with the suffixes of `-c`.
 pub(crate) fn parse_rate(text: &str) -> Result<u64, String> {
-    let rate = parse_size::Config::new()
-        .with_binary()
-        .parse_size(text)
-        .map_err(|e| format!("{e} (use bytes per second, e.g. 512k, 20M, 1G)"))?;
-    if rate < 1024 {
-        return Err(format!(
-            "{rate} bytes per second is below the least, 1k (leave --bwlimit out for no limit)"
-        ));
-    }
-    Ok(rate)
+    pareco::session::pace::parse_rate(text).map_err(|e| match e.contains("below the least") {
+        true => format!("{e} (leave --bwlimit out for no limit)"),
+        false => e,
+    })
 }

@@ -111,6 +111,26 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Plain settings for unit tests: `chunk_size`, xxh3, no filter, no
+    /// options, one step of file work, no cache.
+    #[cfg(test)]
+    pub(crate) fn for_tests(chunk_size: u32) -> Settings {
+        Settings {
+            chunk_size,
+            hash: HashAlgo::Xxh3,
+            filter: Filter::default(),
+            inplace: false,
+            delete: false,
+            file_work: 1,
+            keep_setid: false,
+            fsync: false,
+            hard_links: false,
+            sparse: false,
+            cache: None,
+            extras: None,
+        }
+    }
+
     /// Where a role notes the keys of the small files it states, so that
     /// the cache is asked about them without stating them again: only with
     /// a cache, for files compared whole (at most a chunk).

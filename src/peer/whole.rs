@@ -139,20 +139,7 @@ mod tests {
         std::fs::write(dir.path().join("empty"), b"").unwrap();
         std::os::unix::fs::symlink("a", dir.path().join("link")).unwrap();
         let tree = Tree::open(dir.path()).unwrap();
-        let settings = Settings {
-            chunk_size: 1024,
-            hash: HashAlgo::Xxh3,
-            filter: crate::peer::Filter::default(),
-            inplace: false,
-            delete: false,
-            file_work: 1,
-            keep_setid: false,
-            fsync: false,
-            hard_links: false,
-            sparse: false,
-            cache: None,
-            extras: None,
-        };
+        let settings = Settings::for_tests(1024);
         (dir, tree, settings)
     }
 

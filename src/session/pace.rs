@@ -73,6 +73,20 @@ pub struct Pacing {
     pub waits: u64,
 }
 
+/// A bandwidth limit as people write it: bytes per second, with the
+/// size suffixes of the chunk size (`512k`, `20M`, `1G`), at least 1 KiB.
+/// The one reading of `--bwlimit` and of the web runner's `bwlimit`.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let rate = parse_size::Config::new()
+        .with_binary()
+        .parse_size(text)
+        .map_err(|e| format!("{e} (use bytes per second, e.g. 512k, 20M, 1G)"))?;
+    if rate < 1024 {
+        return Err(format!("{rate} bytes per second is below the least, 1k"));
+    }
+    Ok(rate)
+}
+
 impl Pacer {
     /// A pacer for `rate` bytes per second, or none (`None`, or 0): then
     /// it lets everything through until [`agree`](Pacer::agree)d on a

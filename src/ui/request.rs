@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::codec::{Direction, HashAlgo, SessionSpec};
 use crate::job::Job;
 use crate::peer::{self, Filter, Settings};
-use crate::session::pace::Pacer;
+use crate::session::pace::{self, Pacer};
 use crate::session::tls::{Connector, Fingerprint, Trust};
 use crate::session::{ClientConfig, Remote};
 use crate::transfer;
@@ -175,19 +175,13 @@ fn connections(given: Option<NumberOrText>) -> Result<(u64, bool), String> {
 /// The chunk size in bytes (1 MiB unless given), as `-c` takes it.
 /// The bandwidth cap in bytes per second (`20M`, or a number), if any.
 fn bwlimit(given: Option<NumberOrText>) -> Result<Option<u64>, String> {
-    let rate = match given {
+    let text = match given {
         None => return Ok(None),
         Some(NumberOrText::Text(t)) if t.trim().is_empty() => return Ok(None),
-        Some(NumberOrText::Number(n)) => n,
-        Some(NumberOrText::Text(t)) => parse_size::Config::new()
-            .with_binary()
-            .parse_size(t.trim())
-            .map_err(|e| format!("bwlimit: {e} (use bytes per second, e.g. 512k, 20M, 1G)"))?,
+        Some(NumberOrText::Number(n)) => n.to_string(),
+        Some(NumberOrText::Text(t)) => t,
     };
-    if rate < 1024 {
-        return Err(format!("bwlimit: {rate} bytes per second is below the least, 1k"));
-    }
-    Ok(Some(rate))
+    pace::parse_rate(text.trim()).map(Some).map_err(|e| format!("bwlimit: {e}"))
 }
 
 fn chunk_size(given: Option<NumberOrText>) -> Result<u32, String> {

@@ -223,26 +223,12 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::HashAlgo;
-    use crate::peer::{Filter, Settings, Tree};
+    use crate::peer::{Settings, Tree};
 
     #[test]
     fn a_request_in_flight_for_a_file_given_back_for_lack_of_space_fails_for_lack_of_space() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = Settings {
-            chunk_size: 1024,
-            hash: HashAlgo::Xxh3,
-            filter: Filter::default(),
-            inplace: false,
-            delete: false,
-            file_work: 1,
-            keep_setid: false,
-            fsync: false,
-            hard_links: false,
-            sparse: false,
-            cache: None,
-            extras: None,
-        };
+        let settings = Settings::for_tests(1024);
         let dest = super::super::LocalDestination::new(Tree::open(dir.path()).unwrap(), settings);
         let inner = &dest.inner;
         let path = RelPath::new("f").unwrap();
