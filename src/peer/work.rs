@@ -41,8 +41,14 @@ impl FileWork {
         &self,
         work: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let _step = self.share.acquire().await.map_err(|_| Error::io("file work stopped"))?;
-        run_blocking(work).await
+        // The step holds its place in the share until the work is done, even
+        // when its caller gives up meanwhile (a blocking task runs to its end).
+        let step = self.share.clone().acquire_owned().await.map_err(|_| Error::io("file work stopped"))?;
+        run_blocking(move || {
+            let _step = step;
+            work()
+        })
+        .await
     }
 }
 
