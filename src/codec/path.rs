@@ -93,7 +93,8 @@ impl RelPath {
 
     /// `self/name`, where `name` is one component (no `/`).
     pub fn join(&self, name: &[u8]) -> Result<Self, PathError> {
-        let mut bytes = self.0.clone();
+        let mut bytes = Vec::with_capacity(self.0.len() + 1 + name.len());
+        bytes.extend_from_slice(&self.0);
         if !bytes.is_empty() {
             bytes.push(b'/');
         }
@@ -101,15 +102,22 @@ impl RelPath {
         RelPath::new(bytes)
     }
 
-    /// The parent path and the last component; `None` for the root.
-    pub fn split_last(&self) -> Option<(RelPath, &[u8])> {
+    /// The bytes of the parent path (empty for a child of the root) and the
+    /// last component, without making a path of the parent; `None` for the
+    /// root.
+    pub fn split_last_bytes(&self) -> Option<(&[u8], &[u8])> {
         if self.0.is_empty() {
             return None;
         }
         Some(match self.0.iter().rposition(|&b| b == b'/') {
-            Some(i) => (RelPath(self.0[..i].to_vec()), &self.0[i + 1..]),
-            None => (RelPath::root(), &self.0[..]),
+            Some(i) => (&self.0[..i], &self.0[i + 1..]),
+            None => (&[][..], &self.0[..]),
         })
+    }
+
+    /// The parent path and the last component; `None` for the root.
+    pub fn split_last(&self) -> Option<(RelPath, &[u8])> {
+        self.split_last_bytes().map(|(dir, name)| (RelPath(dir.to_vec()), name))
     }
 
     /// Every proper ancestor, nearest the root first (the root excluded).

@@ -12,17 +12,23 @@
 //!
 //! Bounded: the engine compares the files of a batch soon after the batch
 //! is listed, and the walk runs at most a few batches ahead, so only the
-//! latest [`RECENT`] keys are kept; an older one is stated again.
+//! latest keys are kept, in two generations of [`GENERATION`] keys: when
+//! the newer is full the older is dropped whole, so noting a key costs no
+//! bookkeeping of its age; an older key is stated again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::codec::RelPath;
 
 use super::cache::FileKey;
 
-/// Keys kept at most.
-pub const RECENT: usize = 1 << 16;
+/// Keys in one generation; at most twice as many are kept.
+pub const GENERATION: usize = 1 << 15;
+
+/// Hashed with foldhash: SipHash's resistance to chosen keys is not needed
+/// for paths of our own tree, and it doubled the cost.
+type ByPath = HashMap<RelPath, FileKey, foldhash::fast::RandomState>;
 
 /// The keys of the files stated lately, by path in the role's tree.
 #[derive(Debug)]
@@ -34,11 +40,8 @@ pub struct RecentKeys {
 
 #[derive(Debug, Default)]
 struct Keys {
-    /// Hashed with foldhash: SipHash's resistance to chosen keys is not
-    /// needed for paths of our own tree, and it doubled the cost.
-    by_path: HashMap<RelPath, FileKey, foldhash::fast::RandomState>,
-    /// Paths in the order noted, for dropping the oldest.
-    order: VecDeque<RelPath>,
+    newer: ByPath,
+    older: ByPath,
 }
 
 impl RecentKeys {
@@ -59,21 +62,27 @@ impl RecentKeys {
             if key.size > self.largest {
                 continue;
             }
-            if keys.by_path.insert(path.clone(), key).is_none() {
-                keys.order.push_back(path);
+            if keys.newer.len() >= GENERATION {
+                let newer = std::mem::take(&mut keys.newer);
+                keys.older = newer;
             }
-            while keys.order.len() > RECENT {
-                if let Some(oldest) = keys.order.pop_front() {
-                    keys.by_path.remove(&oldest);
-                }
-            }
+            keys.newer.insert(path, key);
         }
     }
 
     /// Takes the noted key of each of `paths` (`None` where there is none).
+    /// A path noted twice may have a key in each generation: both go, and
+    /// the newer is the answer, so an outdated key is never given.
     pub fn take<'a>(&self, paths: impl IntoIterator<Item = &'a RelPath>) -> Vec<Option<FileKey>> {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        paths.into_iter().map(|path| keys.by_path.remove(path)).collect()
+        let keys = &mut *keys;
+        paths
+            .into_iter()
+            .map(|path| {
+                let older = if keys.older.is_empty() { None } else { keys.older.remove(path) };
+                keys.newer.remove(path).or(older)
+            })
+            .collect()
     }
 }
 
@@ -111,12 +120,25 @@ mod tests {
     #[test]
     fn only_the_latest_keys_are_kept() {
         let recent = RecentKeys::new(100);
-        recent.note((0..RECENT as u64 + 10).map(|i| (rel(&format!("f{i}")), key(i, 1))));
-        assert_eq!(recent.take([&rel("f0"), &rel("f9")]), vec![None, None]);
-        let last = format!("f{}", RECENT + 9);
+        let noted = 2 * GENERATION as u64 + 10;
+        recent.note((0..noted).map(|i| (rel(&format!("f{i}")), key(i, 1))));
+        // The first generation was dropped whole; the last two are kept.
+        let first_kept = GENERATION as u64;
+        let (dropped, kept, last) =
+            (format!("f{}", first_kept - 1), format!("f{first_kept}"), format!("f{}", noted - 1));
         assert_eq!(
-            recent.take([&rel("f10"), &rel(&last)]),
-            vec![Some(key(10, 1)), Some(key(RECENT as u64 + 9, 1))]
+            recent.take([&rel("f0"), &rel(&dropped), &rel(&kept), &rel(&last)]),
+            vec![None, None, Some(key(first_kept, 1)), Some(key(noted - 1, 1))]
         );
+    }
+
+    #[test]
+    fn a_path_noted_in_both_generations_gives_its_newer_key_once() {
+        let recent = RecentKeys::new(100);
+        recent.note([(rel("a"), key(1, 10))]);
+        recent.note((0..GENERATION as u64).map(|i| (rel(&format!("f{i}")), key(i, 1))));
+        recent.note([(rel("a"), key(9, 10))]);
+        assert_eq!(recent.take([&rel("a")]), vec![Some(key(9, 10))]);
+        assert_eq!(recent.take([&rel("a")]), vec![None]);
     }
 }

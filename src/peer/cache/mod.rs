@@ -29,10 +29,12 @@
 //! SQLite's log, so openers hold a shared `flock` on `digests.lock` and the
 //! file is only replaced under an exclusive one.
 
+mod runs;
 mod store;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -47,7 +49,11 @@ use rustix::fs::{flock, FlockOperation};
 use crate::codec::HashAlgo;
 use crate::peer::Digest;
 
-use store::{Op, OpenError, Pk, State};
+use store::{Found, Op, OpenError, Pk, State};
+
+/// Rows already read by a batch's range queries: `None` where a run held
+/// no row for the key. (foldhash: the keys are our own files' inodes.)
+type Known = HashMap<Pk, Option<Found>, foldhash::fast::RandomState>;
 
 /// How much older than the start of its hashing a file's mtime and ctime
 /// must both be for its digests to be remembered.
@@ -285,12 +291,13 @@ impl DigestCache {
             self.failed(&mut inner, "reading", e);
             return None;
         }
-        self.get_locked(&mut inner, key, chunk_size, algo)
+        self.get_locked(&mut inner, key, chunk_size, algo, &mut Known::default())
     }
 
     /// [`get`](DigestCache::get) of many files (`None` keys are misses),
-    /// under one lock and one read transaction: what a batch of small
-    /// files costs is then the rows looked up, not the calls.
+    /// under one lock and one read transaction, the rows of nearby inodes
+    /// read by one range query each ([`runs`]): what a batch of small
+    /// files costs is then little more than the rows read.
     pub fn get_many(
         &self,
         keys: &[Option<FileKey>],
@@ -302,7 +309,10 @@ impl DigestCache {
             self.failed(&mut inner, "reading", e);
             return vec![None; keys.len()];
         }
-        keys.iter().map(|key| self.get_locked(&mut inner, key.as_ref()?, chunk_size, algo)).collect()
+        let mut known = read_runs(&inner, keys, chunk_size, algo);
+        keys.iter()
+            .map(|key| self.get_locked(&mut inner, key.as_ref()?, chunk_size, algo, &mut known))
+            .collect()
     }
 
     fn get_locked(
@@ -311,11 +321,16 @@ impl DigestCache {
         key: &FileKey,
         chunk_size: u32,
         algo: HashAlgo,
+        known: &mut Known,
     ) -> Option<Vec<Digest>> {
         let state = key.state()?;
         let chunks = chunk_count(key.size, chunk_size)?;
         let pk = Pk::new(key.dev, key.ino, chunk_size, algo);
-        let found = match store::select(inner.conn.as_ref()?, &pk) {
+        let read = match known.remove(&pk) {
+            Some(found) => Ok(found),
+            None => store::select(inner.conn.as_ref()?, &pk),
+        };
+        let found = match read {
             Ok(found) => found?,
             Err(
                 e @ (rusqlite::Error::InvalidColumnType(..) | rusqlite::Error::FromSqlConversionFailure(..)),
@@ -576,6 +591,26 @@ fn open_file(path: &Path) -> Result<Connection, OpenError> {
 }
 
 /// The chunks of a file of `size` bytes.
+/// The rows of the runs of nearby inodes among `keys`. A run whose query
+/// fails (a damaged row among them, a busy database) is left out: its keys
+/// are then searched one by one, which tells which row is damaged.
+fn read_runs(inner: &Inner, keys: &[Option<FileKey>], chunk_size: u32, algo: HashAlgo) -> Known {
+    let mut known = Known::default();
+    let Some(conn) = inner.conn.as_ref() else { return known };
+    let mut pks: Vec<Pk> = keys.iter().flatten().map(|k| Pk::new(k.dev, k.ino, chunk_size, algo)).collect();
+    for run in runs::runs(&mut pks) {
+        let first = pks[run.keys.start];
+        let Ok(rows) = store::select_range(conn, &first, run.last) else { continue };
+        known.extend(pks[run.keys].iter().map(|pk| (*pk, None)));
+        for (ino, found) in rows {
+            if let Some(slot) = known.get_mut(&Pk { ino, ..first }) {
+                *slot = Some(found);
+            }
+        }
+    }
+    known
+}
+
 fn chunk_count(size: u64, chunk_size: u32) -> Option<u64> {
     (chunk_size > 0).then(|| size.div_ceil(u64::from(chunk_size)))
 }

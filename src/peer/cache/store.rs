@@ -46,6 +46,8 @@ CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 
 const SELECT: &str = "SELECT size, mtime, ctime, used, digests, check_value FROM digests \
                       WHERE dev = ?1 AND ino = ?2 AND chunk = ?3 AND algo = ?4";
+const SELECT_RANGE: &str = "SELECT ino, size, mtime, ctime, used, digests, check_value FROM digests \
+                            WHERE dev = ?1 AND ino BETWEEN ?2 AND ?3 AND chunk = ?4 AND algo = ?5";
 const INSERT: &str = "INSERT OR REPLACE INTO digests \
                       (dev, ino, chunk, algo, size, mtime, ctime, used, digests, check_value) \
                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
@@ -55,7 +57,7 @@ const DELETE: &str = "DELETE FROM digests WHERE dev = ?1 AND ino = ?2 AND chunk 
                       AND (?5 IS NULL OR check_value = ?5)";
 
 /// The primary key of a row, ordered as SQLite orders it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) struct Pk {
     pub(super) dev: i64,
     pub(super) ino: i64,
@@ -297,6 +299,27 @@ pub(super) fn select(conn: &Connection, pk: &Pk) -> rusqlite::Result<Option<Foun
         })
     })
     .optional()
+}
+
+/// The rows from `first` up to the inode `last_ino` of the same device,
+/// chunk size and algorithm, with their inodes: one walk along the
+/// primary key's B-tree rather than a search for each.
+pub(super) fn select_range(
+    conn: &Connection,
+    first: &Pk,
+    last_ino: i64,
+) -> rusqlite::Result<Vec<(i64, Found)>> {
+    let mut stmt = conn.prepare_cached(SELECT_RANGE)?;
+    let rows = stmt.query_map(params![first.dev, first.ino, last_ino, first.chunk, first.algo], |r| {
+        let found = Found {
+            state: State { size: r.get(1)?, mtime: r.get(2)?, ctime: r.get(3)? },
+            used: r.get(4)?,
+            digests: r.get(5)?,
+            check: r.get(6)?,
+        };
+        Ok((r.get(0)?, found))
+    })?;
+    rows.collect()
 }
 
 /// Runs `ops` in one transaction.

@@ -349,6 +349,88 @@ fn a_damaged_row_is_a_miss_and_is_deleted() {
     assert_eq!(rows, [3]);
 }
 
+#[test]
+fn a_batch_read_in_runs_gives_what_one_lookup_each_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = DigestCache::open(dir.path()).unwrap();
+    let algo = HashAlgo::Xxh64;
+    // Dense inodes 100..=140 with holes (every 7th has no row), ino 120
+    // stored for an older state, and rows of the same inodes that must not
+    // be taken for them: another chunk size, algorithm and device.
+    let stored = |ino: u64| !ino.is_multiple_of(7);
+    for ino in (100..=140).filter(|&i| stored(i)) {
+        let k = key(ino, 3000);
+        let k = if ino == 120 { FileKey { mtime_ns: k.mtime_ns - 1, ..k } } else { k };
+        put(&cache, &k, KIB, algo);
+    }
+    for ino in 90..=150 {
+        put(&cache, &key(ino, 3000), 2 * KIB, algo);
+        put(&cache, &key(ino, 3000), KIB, HashAlgo::Xxh128);
+        put(&cache, &FileKey { dev: 43, ..key(ino, 3000) }, KIB, algo);
+    }
+    for ino in (200..=210).chain([5000]) {
+        put(&cache, &key(ino, 3000), KIB, algo);
+    }
+    drop(cache);
+    // A damaged row in each run: bytes flipped in the first, a check value
+    // of the wrong type (which fails a range query as a whole) in the
+    // second.
+    let raw = Connection::open(db(dir.path())).unwrap();
+    let mut blob: Vec<u8> = raw
+        .query_row(
+            "SELECT digests FROM digests WHERE ino = 110 AND dev = 42 AND chunk = 1024 AND algo = 3",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    blob[3] ^= 0x40;
+    raw.execute(
+        "UPDATE digests SET digests = ?1 WHERE ino = 110 AND dev = 42 AND chunk = 1024 AND algo = 3",
+        [&blob],
+    )
+    .unwrap();
+    raw.execute(
+        "UPDATE digests SET check_value = 'x' WHERE ino = 205 AND dev = 42 AND chunk = 1024 AND algo = 3",
+        [],
+    )
+    .unwrap();
+    drop(raw);
+
+    let mut keys: Vec<Option<FileKey>> = (95..=145).rev().map(|ino| Some(key(ino, 3000))).collect();
+    keys.extend((200..=210).map(|ino| Some(key(ino, 3000))));
+    keys.extend([
+        None,
+        Some(key(104, 3000)),
+        Some(key(5000, 3000)),
+        Some(FileKey { size: 3001, ..key(101, 3000) }),
+    ]);
+    let expected: Vec<Option<Vec<Digest>>> = keys
+        .iter()
+        .map(|k| {
+            let k = k.as_ref()?;
+            let first = (100..=140).contains(&k.ino) && stored(k.ino) && ![110, 120].contains(&k.ino);
+            let second = (200..=210).contains(&k.ino) && k.ino != 205 || k.ino == 5000;
+            ((first || second) && k.size == 3000).then(|| digests(k, KIB, algo))
+        })
+        .collect();
+    let cache = DigestCache::open(dir.path()).unwrap();
+    let (got, warned) = warnings(|| cache.get_many(&keys, KIB, algo));
+    assert_eq!(got, expected);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("damaged entry"), "{warned:?}");
+    // The damaged rows were told apart, one by one, and deleted.
+    cache.flush();
+    let raw = Connection::open(db(dir.path())).unwrap();
+    let left: i64 = raw
+        .query_row(
+            "SELECT count(*) FROM digests WHERE ino IN (110, 205) AND dev = 42 AND chunk = 1024 AND algo = 3",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
 /// Puts `n` small files from inode `mine` on, reading now and then the
 /// other writer's (from inode `theirs`): any hit must be right. Then all
 /// of its own must be there.

@@ -180,11 +180,11 @@ impl Tree {
         let mut last: Option<Parent> = None;
         let mut out = Vec::with_capacity(rels.len());
         for rel in rels {
-            let Some((dir, name)) = rel.split_last() else {
+            let Some((dir, name)) = rel.split_last_bytes() else {
                 out.push(self.lstat(rel)?);
                 continue;
             };
-            if last.as_ref().is_none_or(|p| p.dir != dir) {
+            if last.as_ref().is_none_or(|p| p.dir.as_bytes() != dir) {
                 last = match self.parent_of(rel) {
                     Ok((parent, _)) => Some(parent),
                     Err(e) if e.kind == crate::codec::ErrorKind::NotFound => None,
@@ -192,7 +192,7 @@ impl Tree {
                 };
             }
             let status = match &last {
-                Some(parent) if parent.dir == dir => parent.status(name)?,
+                Some(parent) if parent.dir.as_bytes() == dir => parent.status(name)?,
                 _ => None,
             };
             if let (Some(recent), Some((stat, st))) = (recent, &status) {

@@ -60,13 +60,11 @@ impl Tree {
             };
             &opened
         };
-        for name in dir.child_names(rel)? {
-            if is_temp_name(&name) && !keep.contains(&name) {
-                let temp = rel.join(&name).map_err(|e| Error::denied(e.to_string()))?;
-                match dir.unlink_file(&name) {
-                    Err(e) if e == rustix::io::Errno::NOENT || e == rustix::io::Errno::ISDIR => {}
-                    other => other.map_err(|e| Error::from_errno(e, &temp, "remove"))?,
-                }
+        for name in dir.child_names(rel, |name| is_temp_name(name) && !keep.iter().any(|k| k == name))? {
+            let temp = rel.join(&name).map_err(|e| Error::denied(e.to_string()))?;
+            match dir.unlink_file(&name) {
+                Err(e) if e == rustix::io::Errno::NOENT || e == rustix::io::Errno::ISDIR => {}
+                other => other.map_err(|e| Error::from_errno(e, &temp, "remove"))?,
             }
         }
         Ok(())
@@ -77,15 +75,16 @@ impl Tree {
         rustix::fs::unlinkat(&self.dir, name, rustix::fs::AtFlags::empty())
     }
 
-    /// Names in this directory (`rel` only names it in errors).
-    fn child_names(&self, rel: &RelPath) -> Result<Vec<Vec<u8>>> {
+    /// Names in this directory that `wanted` accepts (`rel` only names it
+    /// in errors); the others are never copied.
+    fn child_names(&self, rel: &RelPath, wanted: impl Fn(&[u8]) -> bool) -> Result<Vec<Vec<u8>>> {
         let mut names = Vec::new();
         let dir =
             rustix::fs::Dir::read_from(&self.dir).map_err(|e| Error::from_errno(e, rel, "read directory"))?;
         for entry in dir {
             let entry = entry.map_err(|e| Error::from_errno(e, rel, "read directory"))?;
             let name = entry.file_name().to_bytes();
-            if name != b"." && name != b".." {
+            if name != b"." && name != b".." && wanted(name) {
                 names.push(name.to_vec());
             }
         }
@@ -97,7 +96,7 @@ impl Tree {
 /// subdirectories removed, and those subdirectories.
 fn emptying(dir: Tree, name: Vec<u8>, rel: &RelPath) -> Result<(Tree, Vec<u8>, Vec<RelPath>)> {
     let mut subdirs = Vec::new();
-    for child in dir.child_names(rel)? {
+    for child in dir.child_names(rel, |_| true)? {
         let child = RelPath::new(child).map_err(|e| Error::denied(e.to_string()))?;
         match dir.lstat(&child)? {
             Some(st) if st.kind == Kind::Dir => subdirs.push(child),

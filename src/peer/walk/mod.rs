@@ -83,8 +83,7 @@ pub fn spawn_walk(
 
 /// A directory being listed: the entries of it not yet emitted.
 struct Frame {
-    dir: RelPath,
-    entries: std::vec::IntoIter<(Vec<u8>, crate::codec::Stat, Option<FileId>)>,
+    entries: std::vec::IntoIter<(RelPath, crate::codec::Stat, Option<FileId>)>,
     /// Subdirectories (in order) not yet read ahead.
     unread: std::collections::VecDeque<RelPath>,
 }
@@ -150,25 +149,25 @@ impl Walk {
         let root = RelPath::root();
         let Some(read) = self.read(&root).await else { return };
         self.batch.root = read.own.as_ref().map(|st| st.meta.clone());
-        let mut stack = vec![self.frame(root, read)];
+        let mut stack = vec![self.frame(read)];
         self.read_ahead(&mut stack);
         while let Some(frame) = stack.last_mut() {
-            let Some((name, stat, id)) = frame.entries.next() else {
+            let Some((path, stat, id)) = frame.entries.next() else {
                 stack.pop();
                 continue;
             };
-            let Ok(path) = frame.dir.join(&name) else { continue };
             let is_dir = stat.kind == Kind::Dir;
             if is_dir && frame.unread.front() == Some(&path) {
                 // Not read ahead: it is read now, not a second time later.
                 frame.unread.pop_front();
             }
-            if !self.emit(Entry { path: path.clone(), stat, link: None }, id).await {
+            let (listed, path) = if is_dir { (path.clone(), Some(path)) } else { (path, None) };
+            if !self.emit(Entry { path: listed, stat, link: None }, id).await {
                 return;
             }
-            if is_dir {
+            if let Some(path) = path {
                 let Some(read) = self.read(&path).await else { return };
-                let frame = self.frame(path, read);
+                let frame = self.frame(read);
                 stack.push(frame);
                 self.read_ahead(&mut stack);
             }
@@ -177,7 +176,7 @@ impl Walk {
     }
 
     /// The frame of a directory just read; its problems join the batch.
-    fn frame(&mut self, dir: RelPath, read: DirRead) -> Frame {
+    fn frame(&mut self, read: DirRead) -> Frame {
         self.bytes += read.problems.iter().map(|p| p.len() + 8).sum::<usize>();
         self.batch.problems.extend(read.problems);
         for path in read.skipped {
@@ -187,9 +186,9 @@ impl Walk {
             .entries
             .iter()
             .filter(|(_, stat, _)| stat.kind == Kind::Dir)
-            .filter_map(|(name, _, _)| dir.join(name).ok())
+            .map(|(path, _, _)| path.clone())
             .collect();
-        Frame { dir, entries: read.entries.into_iter(), unread }
+        Frame { entries: read.entries.into_iter(), unread }
     }
 
     /// Starts reading the next directories the order will need, deepest

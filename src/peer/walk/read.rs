@@ -28,14 +28,14 @@ const PROBLEMS_PER_DIR: usize = 64;
 const STRICT: ResolveFlags =
     ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
 
-/// One directory as read: its own metadata, its listed entries sorted by
-/// name (with `links`, a file with other names with its identity), the
+/// One directory as read: its own metadata, its listed entries by path,
+/// sorted by name (with `links`, a file with other names with its identity), the
 /// entries that could not be read, and the names of special files that
 /// were skipped.
 #[derive(Debug, Default)]
 pub(super) struct DirRead {
     pub own: Option<Stat>,
-    pub entries: Vec<(Vec<u8>, Stat, Option<FileId>)>,
+    pub entries: Vec<(RelPath, Stat, Option<FileId>)>,
     pub problems: Vec<String>,
     pub skipped: Vec<RelPath>,
 }
@@ -66,7 +66,8 @@ pub(super) fn read_dir(
         read.problems.truncate(PROBLEMS_PER_DIR);
         read.problems.push(format!("{dir}: {more} more entries could not be read"));
     }
-    read.entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // All in one directory: by path is by name.
+    read.entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     read
 }
 
@@ -107,10 +108,10 @@ fn read_into(
                     add_extra(extras, &fd, bytes, &mut stat, &path, &mut read.problems);
                 }
                 if recent.is_some_and(|r| stat.kind == Kind::File && r.wants(stat.size)) {
-                    keys.push((path, FileKey::of(&st)));
+                    keys.push((path.clone(), FileKey::of(&st)));
                 }
                 let id = if links { linked_id(&st) } else { None };
-                read.entries.push((bytes.to_vec(), stat, id));
+                read.entries.push((path, stat, id));
             }
             // A FIFO, socket or device the directory entry did not tell.
             Ok(None) if file_type == FileType::Unknown => read.skipped.push(path),
