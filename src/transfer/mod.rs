@@ -123,6 +123,13 @@ pub(crate) struct Ctx<S, D> {
     tasks: TaskTracker,
     /// `-H`: the link groups of the listing.
     links: links::Links,
+    /// The directories to sweep for temporary files once the run is done.
+    /// Creating a file in a directory sets its mtime, and a run sets it to
+    /// the source's only after its sweep: so a directory the destination
+    /// had with its source's mtime holds no temporary file of an
+    /// interrupted run, and one this run made holds none of another. Only
+    /// the others are read (the root always).
+    sweep: Mutex<Vec<RelPath>>,
 }
 
 impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
@@ -191,6 +198,7 @@ where
         fatal: Mutex::new(None),
         tasks: TaskTracker::new(),
         links: links::Links::new(hard_links),
+        sweep: Mutex::new(vec![RelPath::root()]),
     });
     ctx.counters.live.set_stage(Stage::Listing);
     let mut listing = ctx.source.walk().await?;
@@ -265,8 +273,8 @@ where
     // there were left by interrupted runs, for files done by now or no
     // longer in the source. (Before the directories get their mtimes.)
     if !incomplete && Counters::get(&ctx.counters.errors) == 0 {
-        let sweep = std::iter::once(RelPath::root()).chain(dirs.iter().map(|(path, _)| path.clone()));
-        ctx.apply(sweep.map(|path| Action::RemoveTemps { path }).collect()).await;
+        let sweep = std::mem::take(&mut *ctx.sweep.lock().unwrap_or_else(|p| p.into_inner()));
+        ctx.apply(sweep.into_iter().map(|path| Action::RemoveTemps { path }).collect()).await;
     }
     // The root of the transfer gets the source root's metadata too.
     dirs.extend(root.map(|meta| (RelPath::root(), meta)));
@@ -326,6 +334,9 @@ where
                     }
                     actions.push(Action::MakeDir { path: entry.path });
                 } else {
+                    if found.as_ref().is_some_and(|f| f.meta.mtime != entry.stat.meta.mtime) {
+                        ctx.sweep.lock().unwrap_or_else(|p| p.into_inner()).push(entry.path.clone());
+                    }
                     // Its metadata is set once the run is done with its entries.
                     let same = found.as_ref().is_some_and(|f| f.meta == entry.stat.meta);
                     let outcome = if same { Outcome::Unchanged } else { Outcome::Metadata };
