@@ -18,9 +18,11 @@
 //! replaced with one warning. Any other SQLite error is one warning and a
 //! miss: the cache never fails a transfer.
 //!
-//! Lookups are one prepared statement each, a few hundred of them in one
-//! read transaction; writes are buffered and committed in one transaction
-//! per [`BATCH`] entries (or on [`DigestCache::flush`] and drop). Rows not
+//! Lookups run in one read transaction per burst: a batch's keys of
+//! nearby inodes with one range query per run ([`runs`]), the others with
+//! one prepared statement each. Writes are buffered and committed in one
+//! transaction per [`BATCH`] entries (or on [`DigestCache::flush`] and
+//! drop). Rows not
 //! used for [`MAX_UNUSED_DAYS`] (those of files that no longer exist among
 //! them) and the least recently used beyond [`MAX_ROWS`] are pruned once a
 //! day: when a cache is opened, or flushed on a later day.
