@@ -22,10 +22,10 @@
 //! nearby inodes with one range query per run ([`runs`]), the others with
 //! one prepared statement each. Writes are buffered and committed in one
 //! transaction per [`BATCH`] entries (or on [`DigestCache::flush`] and
-//! drop). Rows not
-//! used for [`MAX_UNUSED_DAYS`] (those of files that no longer exist among
-//! them) and the least recently used beyond [`MAX_ROWS`] are pruned once a
-//! day: when a cache is opened, or flushed on a later day.
+//! drop). Rows not used for [`MAX_UNUSED_DAYS`] (those of files that no
+//! longer exist among them) and the least recently used beyond
+//! [`MAX_ROWS`] are pruned once a day: when a cache is opened, or flushed
+//! on a later day.
 //!
 //! Replacing the file while another process has it open would corrupt
 //! SQLite's log, so openers hold a shared `flock` on `digests.lock` and the
