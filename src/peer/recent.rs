@@ -15,8 +15,15 @@
 //! latest keys are kept, in two generations of [`GENERATION`] keys: when
 //! the newer is full the older is dropped whole, so noting a key costs no
 //! bookkeeping of its age; an older key is stated again.
+//!
+//! A generation keeps its paths' bytes one after another in one buffer and
+//! finds them by a hash of the path: noting a path copies its bytes, with
+//! no allocation of its own, and finding it compares bytes that lie close
+//! together. Two paths with the same hash in one generation both lose their
+//! key (a miss, so the file is read): never the other file's key.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 
 use crate::codec::RelPath;
@@ -26,28 +33,69 @@ use super::cache::FileKey;
 /// Keys in one generation; at most twice as many are kept.
 pub const GENERATION: usize = 1 << 15;
 
-/// Hashed with foldhash: SipHash's resistance to chosen keys is not needed
-/// for paths of our own tree, and it doubled the cost.
-type ByPath = HashMap<RelPath, FileKey, foldhash::fast::RandomState>;
-
 /// The keys of the files stated lately, by path in the role's tree.
 #[derive(Debug)]
 pub struct RecentKeys {
     /// Only files of at most this size are noted (those compared whole).
     largest: u64,
+    /// foldhash: SipHash's resistance to chosen keys is not needed, as two
+    /// paths with one hash only cost a read.
+    hasher: foldhash::fast::RandomState,
     keys: Mutex<Keys>,
 }
 
 #[derive(Debug, Default)]
 struct Keys {
-    newer: ByPath,
-    older: ByPath,
+    newer: Generation,
+    older: Generation,
+}
+
+#[derive(Debug, Default)]
+struct Generation {
+    /// The bytes of the noted paths, one after another.
+    paths: Vec<u8>,
+    /// By the hash of a path.
+    slots: HashMap<u64, Slot, foldhash::fast::RandomState>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    /// Where its path lies in [`Generation::paths`].
+    start: usize,
+    len: usize,
+    /// `None` when two paths had its hash.
+    key: Option<FileKey>,
+}
+
+impl Generation {
+    fn path(&self, slot: &Slot) -> &[u8] {
+        &self.paths[slot.start..slot.start + slot.len]
+    }
+
+    fn note(&mut self, hash: u64, path: &[u8], key: FileKey) {
+        if let Some(slot) = self.slots.get_mut(&hash) {
+            let same = self.paths[slot.start..slot.start + slot.len] == *path;
+            slot.key = if same { slot.key.and(Some(key)) } else { None };
+            return;
+        }
+        let start = self.paths.len();
+        self.paths.extend_from_slice(path);
+        self.slots.insert(hash, Slot { start, len: path.len(), key: Some(key) });
+    }
+
+    /// Takes the key of `path`: `Some(None)` when its hash is ambiguous.
+    fn take(&mut self, hash: u64, path: &[u8]) -> Option<Option<FileKey>> {
+        let slot = self.slots.get(&hash)?;
+        let key = if self.path(slot) == path { slot.key } else { None };
+        self.slots.remove(&hash);
+        Some(key)
+    }
 }
 
 impl RecentKeys {
     /// Notes the keys of files of at most `largest` bytes.
     pub fn new(largest: u64) -> RecentKeys {
-        RecentKeys { largest, keys: Mutex::default() }
+        RecentKeys { largest, hasher: foldhash::fast::RandomState::default(), keys: Mutex::default() }
     }
 
     /// Is a file of `size` bytes worth noting?
@@ -56,17 +104,17 @@ impl RecentKeys {
     }
 
     /// Notes the keys of `files`, stated just now.
-    pub fn note(&self, files: impl IntoIterator<Item = (RelPath, FileKey)>) {
+    pub fn note<'a>(&self, files: impl IntoIterator<Item = (&'a RelPath, FileKey)>) {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         for (path, key) in files {
             if key.size > self.largest {
                 continue;
             }
-            if keys.newer.len() >= GENERATION {
-                let newer = std::mem::take(&mut keys.newer);
-                keys.older = newer;
+            if keys.newer.slots.len() >= GENERATION {
+                keys.older = std::mem::take(&mut keys.newer);
             }
-            keys.newer.insert(path, key);
+            let hash = self.hasher.hash_one(path.as_bytes());
+            keys.newer.note(hash, path.as_bytes(), key);
         }
     }
 
@@ -79,8 +127,12 @@ impl RecentKeys {
         paths
             .into_iter()
             .map(|path| {
-                let older = if keys.older.is_empty() { None } else { keys.older.remove(path) };
-                keys.newer.remove(path).or(older)
+                let hash = self.hasher.hash_one(path.as_bytes());
+                let older = keys.older.take(hash, path.as_bytes()).flatten();
+                match keys.newer.take(hash, path.as_bytes()) {
+                    Some(newer) => newer,
+                    None => older,
+                }
             })
             .collect()
     }
@@ -101,7 +153,7 @@ mod tests {
     #[test]
     fn a_key_is_taken_once_and_large_files_are_not_noted() {
         let recent = RecentKeys::new(100);
-        recent.note([(rel("a"), key(1, 10)), (rel("big"), key(2, 101)), (rel("b"), key(3, 100))]);
+        recent.note([(&rel("a"), key(1, 10)), (&rel("big"), key(2, 101)), (&rel("b"), key(3, 100))]);
         assert_eq!(
             recent.take([&rel("b"), &rel("big"), &rel("a")]),
             vec![Some(key(3, 100)), None, Some(key(1, 10))]
@@ -112,8 +164,8 @@ mod tests {
     #[test]
     fn a_path_noted_again_has_its_latest_key() {
         let recent = RecentKeys::new(100);
-        recent.note([(rel("a"), key(1, 10))]);
-        recent.note([(rel("a"), key(9, 10))]);
+        recent.note([(&rel("a"), key(1, 10))]);
+        recent.note([(&rel("a"), key(9, 10))]);
         assert_eq!(recent.take([&rel("a")]), vec![Some(key(9, 10))]);
     }
 
@@ -121,7 +173,8 @@ mod tests {
     fn only_the_latest_keys_are_kept() {
         let recent = RecentKeys::new(100);
         let noted = 2 * GENERATION as u64 + 10;
-        recent.note((0..noted).map(|i| (rel(&format!("f{i}")), key(i, 1))));
+        let paths: Vec<RelPath> = (0..noted).map(|i| rel(&format!("f{i}"))).collect();
+        recent.note(paths.iter().zip(0..).map(|(path, i)| (path, key(i, 1))));
         // The first generation was dropped whole; the last two are kept.
         let first_kept = GENERATION as u64;
         let (dropped, kept, last) =
@@ -135,10 +188,24 @@ mod tests {
     #[test]
     fn a_path_noted_in_both_generations_gives_its_newer_key_once() {
         let recent = RecentKeys::new(100);
-        recent.note([(rel("a"), key(1, 10))]);
-        recent.note((0..GENERATION as u64).map(|i| (rel(&format!("f{i}")), key(i, 1))));
-        recent.note([(rel("a"), key(9, 10))]);
+        recent.note([(&rel("a"), key(1, 10))]);
+        let paths: Vec<RelPath> = (0..GENERATION as u64).map(|i| rel(&format!("f{i}"))).collect();
+        recent.note(paths.iter().zip(0..).map(|(path, i)| (path, key(i, 1))));
+        recent.note([(&rel("a"), key(9, 10))]);
         assert_eq!(recent.take([&rel("a")]), vec![Some(key(9, 10))]);
         assert_eq!(recent.take([&rel("a")]), vec![None]);
+    }
+
+    #[test]
+    fn two_paths_with_one_hash_both_miss_and_never_swap_keys() {
+        let mut generation = Generation::default();
+        generation.note(7, b"a", key(1, 10));
+        generation.note(7, b"b", key(2, 10));
+        generation.note(7, b"a", key(3, 10));
+        generation.note(8, b"c", key(4, 10));
+        assert_eq!(generation.take(7, b"b"), Some(None));
+        assert_eq!(generation.take(7, b"a"), None);
+        assert_eq!(generation.take(8, b"x"), Some(None));
+        assert_eq!(generation.take(8, b"c"), None);
     }
 }

@@ -197,7 +197,7 @@ impl Tree {
             };
             if let (Some(recent), Some((stat, st))) = (recent, &status) {
                 if stat.kind == crate::codec::Kind::File && recent.wants(stat.size) {
-                    keys.push((rel.clone(), FileKey::of(st)));
+                    keys.push((rel, FileKey::of(st)));
                 }
             }
             out.push(status.map(|(stat, _)| stat));

@@ -108,7 +108,7 @@ fn read_into(
                     add_extra(extras, &fd, bytes, &mut stat, &path, &mut read.problems);
                 }
                 if recent.is_some_and(|r| stat.kind == Kind::File && r.wants(stat.size)) {
-                    keys.push((path.clone(), FileKey::of(&st)));
+                    keys.push((read.entries.len(), FileKey::of(&st)));
                 }
                 let id = if links { linked_id(&st) } else { None };
                 read.entries.push((path, stat, id));
@@ -121,7 +121,7 @@ fn read_into(
         }
     }
     if let Some(recent) = recent {
-        recent.note(keys);
+        recent.note(keys.into_iter().map(|(i, key)| (&read.entries[i].0, key)));
     }
     Ok(())
 }
