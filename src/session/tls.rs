@@ -306,3 +306,71 @@ pub fn binding<D>(connection: &rustls::ConnectionCommon<D>) -> std::io::Result<V
         .export_keying_material(vec![0u8; 32], super::auth::EXPORTER_LABEL, None)
         .map_err(|e| std::io::Error::other(format!("no TLS channel binding: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_rustls::rustls::{CipherSuite, ProtocolVersion};
+
+    /// The suite and protocol version a pareco client made with `versions`
+    /// and a pareco server agree on, as each end sees them.
+    async fn negotiated(
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> [(Option<CipherSuite>, Option<ProtocolVersion>); 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let acceptor = self_signed::load_or_make(dir.path(), &["127.0.0.1".to_owned()]).unwrap().acceptor;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let verifier = pin::Verifier::fingerprint(acceptor.fingerprint(), &provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        let connector =
+            Connector { inner: TlsConnector::from(Arc::new(config)), name: ServerName::from(addr.ip()) };
+        let server = async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let tls = acceptor.accept(tcp).await.unwrap();
+            let connection = tls.get_ref().1;
+            (connection.negotiated_cipher_suite().map(|s| s.suite()), connection.protocol_version())
+        };
+        let client = async {
+            let tls = connector.connect(TcpStream::connect(addr).await.unwrap()).await.unwrap();
+            let connection = tls.get_ref().1;
+            (connection.negotiated_cipher_suite().map(|s| s.suite()), connection.protocol_version())
+        };
+        let (server, client) = tokio::join!(server, client);
+        [server, client]
+    }
+
+    /// Two pareco ends agree on AES-128-GCM (the cheapest suite with AES
+    /// instructions), not on rustls's first choice, AES-256-GCM.
+    #[tokio::test]
+    async fn pareco_ends_agree_on_aes_128_gcm() {
+        let tls13 = (Some(CipherSuite::TLS13_AES_128_GCM_SHA256), Some(ProtocolVersion::TLSv1_3));
+        assert_eq!(negotiated(rustls::DEFAULT_VERSIONS).await, [tls13; 2]);
+        // The certificate --tls-self-signed makes has an ECDSA key.
+        let tls12 =
+            (Some(CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256), Some(ProtocolVersion::TLSv1_2));
+        assert_eq!(negotiated(&[&rustls::version::TLS12]).await, [tls12; 2]);
+    }
+
+    /// Only AEAD suites are offered (all of rustls's are), AES-128-GCM first
+    /// for both protocol versions.
+    #[test]
+    fn the_suites_are_aead_with_aes_128_gcm_first() {
+        let suites: Vec<_> = provider().cipher_suites.iter().map(|s| s.suite()).collect();
+        assert_eq!(suites[0], CipherSuite::TLS13_AES_128_GCM_SHA256);
+        let tls12 = provider()
+            .cipher_suites
+            .iter()
+            .find(|s| s.version() == &rustls::version::TLS12)
+            .map(|s| s.suite());
+        assert_eq!(tls12, Some(CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256));
+        assert!(suites
+            .iter()
+            .all(|s| format!("{s:?}").contains("GCM") || format!("{s:?}").contains("CHACHA20_POLY1305")));
+    }
+}
