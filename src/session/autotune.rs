@@ -3,23 +3,33 @@
 //! [`Tuner`] is the rule, without I/O or clocks: it is told, sample by
 //! sample, how many bytes crossed the wire and in how long, and answers
 //! how many connections to keep. It starts with [`START`] and measures
-//! each count over a window scaled to the link ([`Pace`]: at least a
-//! second, longer on a link whose session took long to open): first a
-//! warm-up that it ignores (new connections handshake and ramp up), then
-//! the goodput of the whole window (bytes over time, so one wobbly sample
-//! weighs no more than its share). When the connections doubled and the
-//! goodput rose by more than a tenth over the count before, they double
-//! again, up to what the server takes; when not, the count settles. A
-//! settled count is still watched: its goodput keeps being averaged over
-//! all its samples, and once that average beats the count before by a
-//! tenth after all (a lossy cubic link's goodput wobbles by more than a
-//! tenth from window to window, so one unlucky window must not end the
-//! climb), the doubling goes on. It never takes connections away: it
-//! stops one doubling past the count where goodput stopped rising, and a
-//! connection too many costs little. Samples with almost no traffic (a
-//! listing, small files being compared, the tail of the transfer) say
-//! nothing about the link and are not counted. [`tune`] drives it over
-//! the pool's byte counter.
+//! each count over a warm-up and a window scaled to the link ([`Pace`]:
+//! at least half a second and a second, longer on a link whose session
+//! took long to open). The warm-up is ignored (new connections handshake
+//! and ramp up; the first one is twice as long), the window is judged as
+//! a whole (bytes over time, so one wobbly sample weighs no more than its
+//! share). When the connections doubled and the window's goodput rose by
+//! more than a tenth over the count before, they double again, up to
+//! what the server takes; when not, the count settles.
+//!
+//! A settled count is still watched, and doubles again when
+//! - its goodput, averaged over all its samples, beats the count before
+//!   by a tenth after all (a lossy cubic link's goodput wobbles by more
+//!   than a tenth from window to window: one unlucky window must not end
+//!   the climb), or
+//! - its last two windows fell to half of what the count before seemed
+//!   worth:
+//!   that count was measured in a burst that passed (on a lossy cubic
+//!   link the session's first connections find the link empty and
+//!   overshoot in slow start for a second or two; the counts after them,
+//!   measured as the burst ebbs, look no better, and each connection is
+//!   then held to ~1 MB/s by the losses).
+//!
+//! It never takes connections away: it stops about one doubling past the
+//! count where goodput stopped rising, and a connection too many costs
+//! little. Samples with almost no traffic (a listing, small files being
+//! compared) say nothing about the link and are not counted. [`tune`]
+//! drives it over the pool's byte counter.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,10 +48,13 @@ pub const START: usize = 2;
 pub const SAMPLE: Duration = Duration::from_millis(250);
 /// Goodput must rise by this factor for the connections to double again.
 const GAIN: f64 = 1.10;
-/// A settled count whose last window fell to this fraction of what the
-/// count before was worth is doubled again: that count was measured in a
-/// passing burst.
+/// A settled count whose last [`FALL_WINDOWS`] windows fell by this factor
+/// below what the count before seemed worth doubles again: that count was
+/// measured in a burst that passed.
 const FALL: f64 = 2.0;
+/// A fall counts when it lasts this many windows (a dip of one window is
+/// a busy CPU more often than a burst that passed).
+const FALL_WINDOWS: f64 = 2.0;
 /// The first count's warm-up is this many times as long: every connection
 /// is new, and the session may still be listing.
 const FIRST_WARM_UP: f64 = 2.0;
@@ -82,7 +95,8 @@ pub struct Tuner {
     /// Bytes and seconds of signal measured at this count.
     bytes: f64,
     seconds: f64,
-    /// The last window of those samples (bytes, seconds), oldest first.
+    /// The last [`FALL_WINDOWS`] windows of those samples (bytes, seconds),
+    /// oldest first.
     recent: VecDeque<(f64, f64)>,
     /// Goodput of the count before (none at the start).
     before: Option<f64>,
@@ -139,20 +153,22 @@ impl Tuner {
         self.bytes += bytes;
         self.seconds += seconds;
         self.recent.push_back((bytes, seconds));
-        while self.recent.len() > 1 && self.recent.iter().skip(1).map(|r| r.1).sum::<f64>() >= window {
+        while self.recent.len() > 1 && self.recent.iter().skip(1).map(|r| r.1).sum::<f64>() >= FALL_WINDOWS * window {
             self.recent.pop_front();
         }
         if self.seconds < window {
             return self.connections;
         }
-        // Over all of this count's samples, and over its last window.
+        // Over all of this count's samples, and over its last windows.
         let overall = self.bytes / self.seconds;
         let (b, s) = self.recent.iter().fold((0.0, 0.0), |(b, s), r| (b + r.0, s + r.1));
         let lately = b / s;
         match self.before {
             None => self.double(overall),
             Some(before) if overall >= before * GAIN => self.double(overall),
-            Some(before) if self.settled && lately * FALL <= before => self.double(lately),
+            Some(before) if self.settled && self.seconds >= FALL_WINDOWS * window && lately * FALL <= before => {
+                self.double(lately)
+            }
             Some(_) => self.settled = true,
         }
         self.connections
