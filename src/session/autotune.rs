@@ -153,7 +153,8 @@ impl Tuner {
         self.bytes += bytes;
         self.seconds += seconds;
         self.recent.push_back((bytes, seconds));
-        while self.recent.len() > 1 && self.recent.iter().skip(1).map(|r| r.1).sum::<f64>() >= FALL_WINDOWS * window {
+        let tail = FALL_WINDOWS * window;
+        while self.recent.len() > 1 && self.recent.iter().skip(1).map(|r| r.1).sum::<f64>() >= tail {
             self.recent.pop_front();
         }
         if self.seconds < window {
@@ -166,7 +167,7 @@ impl Tuner {
         match self.before {
             None => self.double(overall),
             Some(before) if overall >= before * GAIN => self.double(overall),
-            Some(before) if self.settled && self.seconds >= FALL_WINDOWS * window && lately * FALL <= before => {
+            Some(before) if self.settled && self.seconds >= tail && lately * FALL <= before => {
                 self.double(lately)
             }
             Some(_) => self.settled = true,
