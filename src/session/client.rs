@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use crate::codec::{ErrorKind, RelPath, SessionSpec};
 
 use super::auth::Key;
-use super::autotune::Tuner;
+use super::autotune::{Pace, Tuner};
 use super::conn::{self, BoxIo, Counted, Reader, Writer};
 use super::handshake::{self, Intent, Welcome};
 use super::pace::Pacer;
@@ -146,7 +146,10 @@ pub async fn connect(
             spec.chunk_size >> 20
         );
     }
+    let opening = std::time::Instant::now();
     let (first, welcome) = open(remote, config, key.as_ref(), spec, &wire).await?;
+    let opened_in = opening.elapsed();
+    tracing::debug!("the session opened in {} ms", opened_in.as_millis());
     if let Some(rate) = config.pacer.rate() {
         tracing::info!("sending within {rate} bytes/s");
     }
@@ -157,7 +160,7 @@ pub async fn connect(
         tracing::warn!("the server takes at most {most} connections for this session; using {most}");
     }
     let connections = connections.min(most).min(paced_connections(config, &welcome, chunk));
-    let tuner = config.auto.then(|| Tuner::new(connections));
+    let tuner = config.auto.then(|| Tuner::new(connections, Pace::for_open(opened_in)));
     let connections = tuner.as_ref().map_or(connections, Tuner::connections);
     let join = Intent::Join { session: welcome.session, secret: welcome.secret };
     let joins = (1..connections).map(|_| connect_one(remote, config, key.as_ref(), join.clone(), &wire));
