@@ -323,6 +323,10 @@ impl Tree {
         } else {
             mode & !crate::peer::SETID_BITS
         };
+        // Already so (a re-sync's directories): no change, and no new ctime.
+        if st.st_mode & 0o7777 == mode & 0o7777 {
+            return Ok(());
+        }
         rustix::fs::chmod(format!("/proc/self/fd/{}", fd.as_raw_fd()), Mode::from(mode & 0o7777))
             .map_err(|e| Error::from_errno(e, rel, "set permissions"))
     }
