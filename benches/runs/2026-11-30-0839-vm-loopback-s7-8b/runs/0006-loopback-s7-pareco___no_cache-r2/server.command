@@ -1,0 +1,1 @@
+/tmp/s12/pareco-38e1e65 listen --bind 127.0.0.1:0 --root /tmp/pareco-bench-s12 --no-cache 

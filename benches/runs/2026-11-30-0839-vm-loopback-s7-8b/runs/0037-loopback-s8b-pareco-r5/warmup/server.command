@@ -1,0 +1,1 @@
+/tmp/s12/pareco-38e1e65 listen --bind 127.0.0.1:0 --root /tmp/pareco-bench-s12 --cache-dir /tmp/pareco-bench-s12-caches/compare.lLaydx/0037-loopback-s8b-pareco-r5/server 
