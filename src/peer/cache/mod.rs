@@ -31,27 +31,27 @@
 //! SQLite's log, so openers hold a shared `flock` on `digests.lock` and the
 //! file is only replaced under an exclusive one.
 
+mod open;
 mod runs;
 mod store;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
-use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
-use rustix::fs::{flock, FlockOperation};
 
 use crate::codec::HashAlgo;
 use crate::peer::Digest;
 
-use store::{Found, Op, OpenError, Pk, State};
+#[cfg(test)]
+use open::default_dir_from;
+use store::{Found, Op, Pk, State};
 
 /// Rows already read by a batch's range queries: `None` where a run held
 /// no row for the key. (foldhash: the keys are our own files' inodes.)
@@ -163,128 +163,6 @@ struct Inner {
 }
 
 impl DigestCache {
-    /// `$XDG_CACHE_HOME/pareco`, else `$HOME/.cache/pareco`.
-    pub fn default_dir() -> Option<PathBuf> {
-        default_dir_from(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"))
-    }
-
-    /// Opens or creates the cache in `dir` (creating `dir`). A damaged or
-    /// foreign file: one warning, replaced. Err only when no cache can be
-    /// used at all (then the caller warns and goes on without one).
-    pub fn open(dir: &Path) -> io::Result<DigestCache> {
-        DigestCache::open_with(dir, None, MAX_ROWS)
-    }
-
-    /// [`DigestCache::open`] on a given day (`None`: today) with a given
-    /// bound on rows.
-    fn open_with(dir: &Path, fixed_day: Option<i64>, max_rows: u64) -> io::Result<DigestCache> {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-        let path = dir.join(FILE);
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(dir.join(LOCK_FILE))?;
-        flock(&lock, FlockOperation::LockShared)?;
-        let marker = store::sibling(&path, DAMAGED_SUFFIX);
-        let marked = marker.exists();
-        let problem = match store::header_problem(&path) {
-            Some(problem) => problem,
-            None if marked => "left marked as damaged by an earlier run".to_string(),
-            None => match open_file(&path) {
-                Ok(conn) => return Ok(DigestCache::ready(path, conn, lock, fixed_day, max_rows)),
-                Err(OpenError::Unusable(e)) => return Err(e),
-                Err(OpenError::Busy(e)) => return Err(io::Error::other(e)),
-                Err(OpenError::Bad(problem)) => problem,
-            },
-        };
-        // Only a process alone with the file may replace it.
-        if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
-            if marked && store::header_problem(&path).is_none() {
-                // Only marked: its other rows are still checked one by one.
-                flock(&lock, FlockOperation::LockShared)?;
-                if let Ok(conn) = open_file(&path) {
-                    return Ok(DigestCache::ready(path, conn, lock, fixed_day, max_rows));
-                }
-            }
-            tracing::warn!(
-                "digest cache {}: {problem}; another process has it open, so this run goes without",
-                path.display()
-            );
-            return Ok(DigestCache::disabled(path, fixed_day, max_rows));
-        }
-        let aside = store::sibling(&path, BAD_SUFFIX);
-        let moved = fs::rename(&path, &aside);
-        for stale in [store::wal_path(&path), store::shm_path(&path), marker] {
-            match fs::remove_file(&stale) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-        }
-        match moved {
-            Ok(()) => tracing::warn!(
-                "digest cache {}: {problem}; moved aside to {} and started afresh",
-                path.display(),
-                aside.display()
-            ),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        flock(&lock, FlockOperation::LockShared)?;
-        match open_file(&path) {
-            Ok(conn) => Ok(DigestCache::ready(path, conn, lock, fixed_day, max_rows)),
-            Err(OpenError::Unusable(e)) => Err(e),
-            Err(OpenError::Busy(e)) => Err(io::Error::other(e)),
-            Err(OpenError::Bad(problem)) => Err(io::Error::other(format!("{}: {problem}", path.display()))),
-        }
-    }
-
-    fn ready(
-        path: PathBuf,
-        conn: Connection,
-        lock: File,
-        fixed_day: Option<i64>,
-        max_rows: u64,
-    ) -> DigestCache {
-        let cache = DigestCache {
-            path,
-            state: Mutex::new(Inner {
-                conn: Some(conn),
-                lock: Some(lock),
-                pending: Vec::new(),
-                pending_bytes: 0,
-                touches: Vec::new(),
-                reading: None,
-                pruned_on: i64::MIN,
-                warned: false,
-            }),
-            fixed_day,
-            max_rows,
-        };
-        cache.prune_if_due(&mut cache.inner());
-        cache
-    }
-
-    fn disabled(path: PathBuf, fixed_day: Option<i64>, max_rows: u64) -> DigestCache {
-        DigestCache {
-            path,
-            state: Mutex::new(Inner {
-                conn: None,
-                lock: None,
-                pending: Vec::new(),
-                pending_bytes: 0,
-                touches: Vec::new(),
-                reading: None,
-                pruned_on: i64::MIN,
-                warned: true,
-            }),
-            fixed_day,
-            max_rows,
-        }
-    }
-
     /// The digests of every chunk of the file (chunk `i` at index `i`), if
     /// remembered for exactly this key, chunk size and algorithm.
     pub fn get(&self, key: &FileKey, chunk_size: u32, algo: HashAlgo) -> Option<Vec<Digest>> {
@@ -558,41 +436,6 @@ impl Drop for DigestCache {
     }
 }
 
-/// [`DigestCache::default_dir`] from those variables: relative paths are
-/// ignored, as the XDG spec says.
-fn default_dir_from(xdg_cache_home: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
-    let absolute = |var: Option<OsString>| var.map(PathBuf::from).filter(|p| p.is_absolute());
-    match absolute(xdg_cache_home) {
-        Some(xdg) => Some(xdg.join("pareco")),
-        None => absolute(home).map(|home| home.join(".cache").join("pareco")),
-    }
-}
-
-/// Opens the database at `path`, creating it owner-only if missing.
-fn open_file(path: &Path) -> Result<Connection, OpenError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(OpenError::Unusable)?;
-    let deadline = Instant::now() + store::BUSY_TIMEOUT;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match store::open(path) {
-            Err(OpenError::Busy(_)) if Instant::now() < deadline => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            Err(OpenError::Busy(e)) => return Err(OpenError::Unusable(io::Error::other(e))),
-            other => return other,
-        }
-    }
-}
-
-/// The chunks of a file of `size` bytes.
 /// The rows of the runs of nearby inodes among `keys`. A run whose query
 /// fails (a damaged row among them, a busy database) is left out: its keys
 /// are then searched one by one, which tells which row is damaged.
@@ -613,6 +456,7 @@ fn read_runs(inner: &Inner, keys: &[Option<FileKey>], chunk_size: u32, algo: Has
     known
 }
 
+/// The chunks of a file of `size` bytes.
 fn chunk_count(size: u64, chunk_size: u32) -> Option<u64> {
     (chunk_size > 0).then(|| size.div_ceil(u64::from(chunk_size)))
 }

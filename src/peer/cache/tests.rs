@@ -2,8 +2,10 @@
 //! truncated and foreign files, damaged rows, sharing between threads and
 //! processes, pruning, and the cost of lookups.
 
+use std::ffi::OsString;
+use std::fs;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
