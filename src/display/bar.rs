@@ -127,6 +127,15 @@ impl PlainStderr {
     fn put(&self, text: &str) -> std::io::Result<()> {
         std::io::stderr().lock().write_all(text.as_bytes())
     }
+
+    /// Moves the cursor `n` places toward ANSI's `direction` (`A` up, `B`
+    /// down, `C` right, `D` left); not at all for 0.
+    fn move_cursor(&self, n: usize, direction: char) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.put(&format!("\x1b[{n}{direction}"))
+    }
 }
 
 impl TermLike for PlainStderr {
@@ -135,31 +144,19 @@ impl TermLike for PlainStderr {
     }
 
     fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        self.put(&format!("\x1b[{n}A"))
+        self.move_cursor(n, 'A')
     }
 
     fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        self.put(&format!("\x1b[{n}B"))
+        self.move_cursor(n, 'B')
     }
 
     fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        self.put(&format!("\x1b[{n}C"))
+        self.move_cursor(n, 'C')
     }
 
     fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        self.put(&format!("\x1b[{n}D"))
+        self.move_cursor(n, 'D')
     }
 
     fn write_line(&self, s: &str) -> std::io::Result<()> {

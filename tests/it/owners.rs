@@ -192,19 +192,8 @@ fn a_destination_that_may_not_set_owners_says_so_once_and_syncs_anyway() {
     // Upload to a server run as nobody: the client says it once.
     let root = tempfile::tempdir().unwrap();
     fs::set_permissions(root.path(), fs::Permissions::from_mode(0o777)).unwrap();
-    // setpriv becomes pareco: killing the child ends the server (runuser
-    // would stay its parent, and the server would outlive the test).
-    let mut child = Command::new("setpriv")
-        .args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--",
-            BIN,
-            "listen",
-            "--bind",
-            "127.0.0.1:0",
-        ])
+    let mut child = crate::util::unprivileged_command()
+        .args(["listen", "--bind", "127.0.0.1:0"])
         .arg("--root")
         .arg(root.path())
         .stdout(Stdio::null())

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -13,18 +13,6 @@ use crate::util::*;
 
 const CHUNK: usize = 4096;
 const C: &str = "4096";
-
-/// Runs `way`'s transfer with `extra` options, as it is (no `--json`).
-fn run(way: &Way, extra: &[&str]) -> Output {
-    let url = way.server.url("d");
-    let local = way.local.path().to_str().expect("UTF-8 temp path");
-    let mut args = match way.name {
-        "send" => vec!["send", local, &url],
-        _ => vec!["recv", &url, local],
-    };
-    args.extend_from_slice(extra);
-    pareco(&args)
-}
 
 /// Makes `way`'s destination a mirror of a varied source, then changes
 /// both so that the next run has one of each thing to do: `big.bin`
@@ -73,7 +61,7 @@ fn counts(report: &Value) -> BTreeMap<&'static str, u64> {
 fn json_events_tell_every_entry_progress_and_the_report() {
     for way in both_ways() {
         one_of_each(&way);
-        let out = run(&way, &["-c", C, "--delete", "--json-events"]);
+        let out = way.run(&["-c", C, "--delete", "--json-events"]);
         assert!(out.status.success(), "{}: {}", way.name, stderr(&out));
         assert_same_tree(&way.src, &way.dst);
         let events: Vec<Value> = String::from_utf8(out.stdout)
@@ -131,7 +119,7 @@ fn json_events_tell_every_entry_progress_and_the_report() {
 fn json_events_carry_warnings_and_errors() {
     let way = both_ways().into_iter().next().unwrap();
     one_of_each(&way);
-    let out = run(&way, &["-c", C, "--delete", "--max-delete", "1", "--json-events"]);
+    let out = way.run(&["-c", C, "--delete", "--max-delete", "1", "--json-events"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
     let errors: Vec<Value> = text
@@ -157,7 +145,7 @@ fn dry_run_changes_nothing_and_counts_what_the_real_run_does() {
         let dry = way.sync(&["-c", C, "--delete", "--dry-run"]);
         assert!(snapshot(&way.dst) == before, "{}: the dry run changed the destination", way.name);
         // Without --json, the changes are listed on stdout, one a line.
-        let out = run(&way, &["-c", C, "--delete", "--dry-run"]);
+        let out = way.run(&["-c", C, "--delete", "--dry-run"]);
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(snapshot(&way.dst) == before, "{}: the dry run changed the destination", way.name);
         let sent = if way.name == "send" { '<' } else { '>' };
@@ -222,7 +210,7 @@ fn dry_run_upload_into_a_directory_the_server_lacks_makes_nothing_there() {
 fn max_delete_deletes_none_when_more_would_go() {
     for way in both_ways() {
         one_of_each(&way);
-        let out = run(&way, &["-c", C, "--delete", "--max-delete", "2"]);
+        let out = way.run(&["-c", C, "--delete", "--max-delete", "2"]);
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
         assert!(
             stderr(&out).contains("--max-delete 2: 3 entries would be deleted; none was"),

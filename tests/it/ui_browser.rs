@@ -143,15 +143,7 @@ fn lock_hostile(root: &Path) {
 
 /// `pareco ui` as a user who cannot read what [`lock_hostile`] locked.
 fn unprivileged_ui() -> Ui {
-    if rustix::process::geteuid().is_root() {
-        // setpriv becomes pareco (runuser would stay its parent, and
-        // killing the child would leave the UI running).
-        let mut command = Command::new("setpriv");
-        command.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", BIN]);
-        Ui::start_with(command)
-    } else {
-        Ui::start()
-    }
+    Ui::start_with(crate::util::unprivileged_command())
 }
 
 #[tokio::test]

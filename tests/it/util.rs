@@ -114,14 +114,20 @@ pub fn set_mode(path: &Path, mode: u32) {
 /// Runs the client as an unprivileged user: as `nobody` when the tests run
 /// as root (who can read any directory), else as the user running them.
 pub fn unprivileged(args: &[&str]) -> std::process::Output {
-    let mut command = if rustix::process::geteuid().is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "nobody", "--", BIN]);
-        c
+    unprivileged_command().args(args).env_remove("PARECO_TOKEN").output().expect("run pareco")
+}
+
+/// The command that runs pareco as [`unprivileged`] does. Through
+/// `setpriv`, which becomes pareco: killing the child ends pareco itself
+/// (`runuser` would stay its parent, and pareco would outlive the test).
+pub fn unprivileged_command() -> Command {
+    if rustix::process::geteuid().is_root() {
+        let mut command = Command::new("setpriv");
+        command.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", BIN]);
+        command
     } else {
         Command::new(BIN)
-    };
-    command.args(args).env_remove("PARECO_TOKEN").output().expect("run pareco")
+    }
 }
 
 /// Runs the client and expects success within `limit`.
@@ -314,6 +320,16 @@ impl Way {
     /// Runs the transfer from `src` to `dst` with `extra` options; returns
     /// the `--json` report.
     pub fn sync(&self, extra: &[&str]) -> serde_json::Value {
+        self.with_args(extra, sync_ok)
+    }
+
+    /// Runs the transfer with `extra` options, as it is (no `--json`).
+    pub fn run(&self, extra: &[&str]) -> Output {
+        self.with_args(extra, pareco)
+    }
+
+    /// Calls `run` with the transfer's arguments, then `extra`.
+    fn with_args<T>(&self, extra: &[&str], run: impl FnOnce(&[&str]) -> T) -> T {
         let url = self.server.url("d");
         let local = self.local.path().to_str().expect("UTF-8 temp path");
         let mut args = match self.name {
@@ -321,7 +337,7 @@ impl Way {
             _ => vec!["recv", &url, local],
         };
         args.extend_from_slice(extra);
-        sync_ok(&args)
+        run(&args)
     }
 }
 
