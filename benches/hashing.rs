@@ -72,6 +72,7 @@ fn hashing_a_file() {
             sparse: false,
             cache: None,
             extras: None,
+            check_digests: true,
         };
         let source = LocalSource::new(Tree::open(dir.path()).expect("open tree"), settings);
         let per_request = ((64 << 20) / chunk) as u64;

@@ -163,7 +163,11 @@ pub async fn run(job: &Job, live: &Live, cancel: &CancellationToken) -> Result<R
             None => open_local(job.direction, &job.local, dry_run)?,
         };
         live.set_stage(Stage::Transferring);
-        let settings = Settings { extras: agreed_extras(&job.spec, &pool), ..job.settings.clone() };
+        let settings = Settings {
+            extras: agreed_extras(&job.spec, &pool),
+            check_digests: job.config.tls.is_none(),
+            ..job.settings.clone()
+        };
         let options = job.options.clone();
         let hash = settings.hash;
         let run = async {

@@ -108,6 +108,12 @@ pub struct Settings {
     /// Owners, groups and extended attributes, when the session keeps any
     /// (set once the server's part is known: see [`extra::Scope::agreed`]).
     pub extras: Option<Arc<extra::Extras>>,
+    /// A destination recomputes the digest of every chunk that arrives and
+    /// refuses one that differs. Off when the chunks arrive over TLS: each
+    /// TLS record is authenticated already (AES-GCM or ChaCha20-Poly1305),
+    /// so a chunk damaged on the way fails the connection before it is
+    /// seen, and hashing it again would only cost CPU.
+    pub check_digests: bool,
 }
 
 impl Settings {
@@ -128,6 +134,7 @@ impl Settings {
             sparse: false,
             cache: None,
             extras: None,
+            check_digests: true,
         }
     }
 
@@ -155,6 +162,7 @@ impl Settings {
             hard_links: spec.hard_links,
             sparse: spec.sparse,
             extras: None,
+            check_digests: true,
         }
     }
 }

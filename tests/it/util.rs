@@ -378,5 +378,6 @@ pub fn local_settings(chunk: u32) -> pareco::peer::Settings {
         sparse: false,
         cache: None,
         extras: None,
+        check_digests: true,
     }
 }

@@ -243,4 +243,21 @@ mod tests {
         // A handle never given out is still a protocol error.
         assert_eq!(inner.write(999, 0, &[], 0).unwrap_err().kind, ErrorKind::Protocol);
     }
+
+    #[test]
+    fn a_chunk_unlike_its_digest_is_refused_unless_it_came_over_tls() {
+        let data = b"the bytes that arrived";
+        let wrong = crate::peer::hash::digest(crate::codec::HashAlgo::Xxh3, b"the bytes that were sent");
+        for check_digests in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let settings = Settings { check_digests, ..Settings::for_tests(1024) };
+            let dest = super::super::LocalDestination::new(Tree::open(dir.path()).unwrap(), settings);
+            let begun = dest.inner.begin(RelPath::new("f").unwrap(), data.len() as u64).unwrap();
+            let written = dest.inner.write(begun.handle, 0, data, wrong);
+            match check_digests {
+                true => assert_eq!(written.unwrap_err().kind, ErrorKind::DigestMismatch),
+                false => written.unwrap(),
+            }
+        }
+    }
 }

@@ -342,8 +342,10 @@ impl Destination for LocalDestination {
     }
 }
 
+/// Refuses a chunk that does not match its digest (unless the session's
+/// transport vouches for it: see [`Settings::check_digests`]).
 fn check_digest(settings: &Settings, data: &[u8], digest: Digest, path: &RelPath, offset: u64) -> Result<()> {
-    if hash::digest(settings.hash, data) == digest {
+    if !settings.check_digests || hash::digest(settings.hash, data) == digest {
         Ok(())
     } else {
         Err(Error::new(

@@ -162,7 +162,7 @@ impl Server {
             keep_setid: config.keep_setid,
         };
         let state = State {
-            table: Table::new(root, limits, config.cache.clone()),
+            table: Table::new(root, limits, config.cache.clone(), config.tls.is_some()),
             key,
             config,
             epoch: Instant::now(),

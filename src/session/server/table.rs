@@ -37,6 +37,9 @@ pub(super) struct Table {
     limits: Limits,
     /// The digest cache every session hashes through, if any.
     cache: Option<Arc<Remembered>>,
+    /// Connections are TLS: chunks arrive authenticated, and are not hashed
+    /// again (see [`Settings::check_digests`]).
+    tls: bool,
     sessions: Mutex<HashMap<u64, Arc<Session>>>,
     /// The trees upload sessions write into, by session id.
     writers: Writers,
@@ -130,11 +133,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Table {
-    pub(super) fn new(root: Tree, limits: Limits, cache: Option<Arc<Remembered>>) -> Table {
+    pub(super) fn new(root: Tree, limits: Limits, cache: Option<Arc<Remembered>>, tls: bool) -> Table {
         Table {
             root,
             limits,
             cache,
+            tls,
             sessions: Mutex::default(),
             writers: Writers::default(),
             taken_over: Mutex::default(),
@@ -174,6 +178,7 @@ impl Table {
             file_work: FILE_WORK_PER_SESSION,
             cache: self.cache.clone(),
             extras: Extras::new(Scope::agreed(&spec, running_as_root())),
+            check_digests: !self.tls,
             ..Settings::for_session(&spec, filter, self.limits.keep_setid)
         };
         let upload = spec.direction == Direction::Upload;

@@ -6,7 +6,7 @@ use crate::codec::{HashAlgo, RelPath};
 fn table(max_sessions: usize) -> (tempfile::TempDir, Table) {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits { max_sessions, max_connections: 2, keep_setid: false };
-    let table = Table::new(Tree::open(dir.path()).unwrap(), limits, None);
+    let table = Table::new(Tree::open(dir.path()).unwrap(), limits, None, false);
     (dir, table)
 }
 
@@ -158,4 +158,16 @@ fn orphans_make_way_for_new_sessions_and_their_joins_learn_why() {
     assert!(c.ended.is_cancelled() && !b.ended.is_cancelled());
     let unknown = table.join(c.id ^ 1, 0, |_| Ok(())).err().expect("unknown");
     assert!(unknown.message.contains("is not open"), "{}", unknown.message);
+}
+
+#[test]
+fn an_upload_over_tls_does_not_hash_its_chunks_again() {
+    for tls in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits { max_sessions: 1, max_connections: 2, keep_setid: false };
+        let table = Table::new(Tree::open(dir.path()).unwrap(), limits, None, tls);
+        let session = open(&table, Direction::Upload, "", 0).unwrap();
+        let Role::Destination(dest) = &session.role else { panic!("an upload's server is its destination") };
+        assert_eq!(dest.settings().check_digests, !tls);
+    }
 }
