@@ -136,7 +136,7 @@ pub(crate) struct TokenArgs {
 
 #[derive(Args)]
 pub(crate) struct TransferArgs {
-    /// Parallel connections (1-256), or `auto`: start with 2 and double
+    /// Parallel connections (1-256), or `auto`: start with 4 and double
     /// while the transfer gets faster.
     #[arg(short = 'n', long, default_value = "8", value_parser = parse_connections, value_name = "N|auto")]
     pub(crate) connections: Connections,

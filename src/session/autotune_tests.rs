@@ -55,9 +55,9 @@ fn a_wobbly_link_where_every_connection_adds_is_climbed_to_the_top() {
     let mut t = Tuner::new(64, pace());
     let kept = run(&mut t, 30.0, |n, i| n as f64 * MB * wobble(i));
     assert_eq!(t.connections(), 64, "{kept:?}");
-    // Doubling takes a warm-up and a window: 2 → 64 in 5 steps of 1.5 s,
+    // Doubling takes a warm-up and a window: 4 → 64 in 4 steps of 1.5 s,
     // the first 0.5 s longer.
-    assert_eq!(kept.iter().position(|&n| n == 64), Some(2 + 5 * 6 - 1), "{kept:?}");
+    assert_eq!(kept.iter().position(|&n| n == 64), Some(2 + 4 * 6 - 1), "{kept:?}");
     assert!(t.finished());
 }
 
@@ -83,9 +83,9 @@ fn a_flat_link_settles_at_once() {
 fn a_cpu_bound_link_takes_no_more_than_one_doubling() {
     // Loopback on two busy cores: each connection more costs a little.
     let mut t = Tuner::new(64, pace());
-    assert_eq!(t.connections(), 2);
+    assert_eq!(t.connections(), START);
     let kept = run(&mut t, 10.0, |n, _| 900.0 * MB / (1.0 + n as f64 / 50.0));
-    assert!(kept.iter().all(|&n| n <= 4), "{kept:?}");
+    assert!(kept.iter().all(|&n| n <= 2 * START), "{kept:?}");
     assert!(t.settled());
     // A transfer over within the first warm-up and window (loopback's
     // 1 GiB) never leaves the start.
@@ -105,7 +105,7 @@ fn an_unlucky_window_does_not_end_the_climb() {
         n as f64 * MB * luck
     };
     let kept = run(&mut t, 12.0, unlucky);
-    assert_eq!(kept[13..22], [8; 9], "{kept:?}");
+    assert_eq!(kept[7..22], [8; 15], "{kept:?}");
     assert!(kept[22..].contains(&16), "{kept:?}");
 }
 
@@ -119,11 +119,11 @@ fn quiet_samples_and_the_warm_up_say_nothing() {
     // yet.
     let kept = run(&mut t, 1.75, |_, _| 50.0 * MB);
     assert!(kept.iter().all(|&n| n == START), "{kept:?}");
-    assert_eq!(run(&mut t, 0.25, |_, _| 50.0 * MB), [4]);
+    assert_eq!(run(&mut t, 0.25, |_, _| 50.0 * MB), [2 * START]);
     // A burst during the warm-up of the new count counts for nothing.
     run(&mut t, 0.5, |_, _| 500.0 * MB);
     run(&mut t, 1.0, |_, _| 50.0 * MB);
-    assert_eq!((t.connections(), t.settled()), (4, true));
+    assert_eq!((t.connections(), t.settled()), (2 * START, true));
 }
 
 #[test]
@@ -144,7 +144,7 @@ fn a_first_burst_that_passes_does_not_end_the_climb() {
     // Lossy cubic, as traced on the emulated link: the session's first
     // connections find the link empty and overshoot in slow start (10 MB/s
     // each for 2 s), later ones find it loaded and do not (1 MB/s each).
-    // 4 connections look worth far less than 2 were; once their goodput
+    // 8 connections look worth far less than 4 were; once their goodput
     // has been half of that for two windows, the 2 were measured in a
     // burst, and the climb goes on. (The old rule settled on 8 here.)
     let mut t = Tuner::new(64, pace());
@@ -156,7 +156,7 @@ fn a_first_burst_that_passes_does_not_end_the_climb() {
         let goodput = (bursting * 10 + (n - bursting)) as f64 * MB;
         kept.push(t.observe((goodput * step) as u64, SAMPLE));
     }
-    assert_eq!(kept[7..17], [4; 10], "{kept:?}");
+    assert_eq!(kept[7..17], [8; 10], "{kept:?}");
     assert_eq!(t.connections(), 64, "{kept:?}");
 }
 
