@@ -138,7 +138,7 @@ pub(crate) struct TokenArgs {
 pub(crate) struct TransferArgs {
     /// Parallel connections (1-256), or `auto`: start with 4 and double
     /// while the transfer gets faster.
-    #[arg(short = 'n', long, default_value = "8", value_parser = parse_connections, value_name = "N|auto")]
+    #[arg(short = 'n', long, default_value = "auto", value_parser = parse_connections, value_name = "N|auto")]
     pub(crate) connections: Connections,
     /// Chunk size (bytes, or with k/KiB/M/MiB/G..., case-insensitive; 1 KiB to 64 MiB).
     #[arg(short = 'c', long, default_value = "1MiB", value_parser = parse_chunk_size, value_name = "SIZE")]

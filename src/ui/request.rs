@@ -16,8 +16,7 @@ use crate::session::tls::{Connector, Fingerprint, Trust};
 use crate::session::{ClientConfig, Remote};
 use crate::transfer;
 
-/// Connections by default, at most, and at most with `auto` (as `-n`).
-const CONNECTIONS: u64 = 8;
+/// Connections at most, and at most with `auto` (the default, as `-n`).
 const MOST_CONNECTIONS: u64 = 256;
 const AUTO_MOST: u64 = 64;
 /// As `--reconnect-timeout` and `--io-timeout` by default.
@@ -160,9 +159,10 @@ impl RunRequest {
 /// The connections to keep (or for `auto` to go up to), and whether auto.
 fn connections(given: Option<NumberOrText>) -> Result<(u64, bool), String> {
     let number = match given {
-        None => return Ok((CONNECTIONS, false)),
-        Some(NumberOrText::Text(t)) if t.eq_ignore_ascii_case("auto") => return Ok((AUTO_MOST, true)),
-        Some(NumberOrText::Text(t)) if t.is_empty() => return Ok((CONNECTIONS, false)),
+        None => return Ok((AUTO_MOST, true)),
+        Some(NumberOrText::Text(t)) if t.is_empty() || t.eq_ignore_ascii_case("auto") => {
+            return Ok((AUTO_MOST, true))
+        }
         Some(NumberOrText::Text(t)) => t.trim().parse::<u64>().ok(),
         Some(NumberOrText::Number(n)) => Some(n),
     };
