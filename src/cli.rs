@@ -325,6 +325,14 @@ pub(crate) enum Connections {
 const AUTO_MOST: u64 = 64;
 
 impl Connections {
+    /// The connections a session starts with.
+    pub(crate) fn first(self) -> u64 {
+        match self {
+            Connections::Fixed(n) => n,
+            Connections::Auto => pareco::session::autotune::START as u64,
+        }
+    }
+
     /// The connections to keep, or for `auto` the most to go up to.
     pub(crate) fn most(self) -> u64 {
         match self {

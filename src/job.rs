@@ -168,7 +168,10 @@ pub async fn run(job: &Job, live: &Live, cancel: &CancellationToken) -> Result<R
             check_digests: job.config.tls.is_none(),
             ..job.settings.clone()
         };
-        let options = job.options.clone();
+        let options = transfer::Options {
+            connections: job.config.auto.then(|| pool.connections()),
+            ..job.options.clone()
+        };
         let hash = settings.hash;
         let run = async {
             match job.direction {

@@ -247,7 +247,7 @@ async fn transfer(
     let options = transfer::Options {
         dry_run: opts.show.dry_run,
         max_delete: opts.show.max_delete,
-        ..transfer::Options::for_session(&spec, opts.skip_digest, opts.connections.most() as usize)
+        ..transfer::Options::for_session(&spec, opts.skip_digest, opts.connections.first() as usize)
     };
     let config = ClientConfig {
         connections: opts.connections.most() as usize,

@@ -105,6 +105,8 @@ pub struct Pool {
     wire: Arc<AtomicU64>,
     /// The server said it runs as root (see `Welcome::privileged`).
     server_privileged: bool,
+    /// The connections it keeps (raised by `-n auto`).
+    target: Arc<Target>,
     /// Stops the redialer when the last clone is dropped.
     _stop: Arc<DropGuard>,
 }
@@ -181,8 +183,13 @@ impl Pool {
         if let Some(tuner) = tuner.filter(|_| redial.is_some()) {
             tokio::spawn(autotune::tune(tuner, wire.clone(), target.clone(), stop.clone()));
         }
-        tokio::spawn(redial::supervise(link, target, live, losses, redial, stop.clone()));
-        Pool { queue, shared, wire, server_privileged: false, _stop: Arc::new(stop.drop_guard()) }
+        tokio::spawn(redial::supervise(link, target.clone(), live, losses, redial, stop.clone()));
+        Pool { queue, shared, wire, server_privileged: false, target, _stop: Arc::new(stop.drop_guard()) }
+    }
+
+    /// The number of connections the pool keeps, as `-n auto` raises it.
+    pub fn connections(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.target.watch()
     }
 
     /// Sends a request and waits for its response; an `Error` response

@@ -9,12 +9,12 @@
 //! session" (it restarted, the session expired or was taken over), when
 //! the timeout passes, or, without reconnection, with its last connection.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::ErrorKind;
@@ -34,27 +34,30 @@ pub(super) type Dial =
 
 /// How many connections the session keeps: fixed, or raised by `-n auto`
 /// (see [`super::autotune`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Target {
-    wanted: AtomicUsize,
-    raised: Notify,
+    wanted: watch::Sender<usize>,
 }
 
 impl Target {
     /// Keep `n` connections.
     pub(super) fn new(n: usize) -> Arc<Target> {
-        Arc::new(Target { wanted: AtomicUsize::new(n), raised: Notify::new() })
+        Arc::new(Target { wanted: watch::Sender::new(n) })
     }
 
     /// How many to keep now.
     pub(super) fn get(&self) -> usize {
-        self.wanted.load(Ordering::Relaxed)
+        *self.wanted.borrow()
     }
 
     /// Keep `n` from now on.
     pub(super) fn raise(&self, n: usize) {
-        self.wanted.store(n, Ordering::Relaxed);
-        self.raised.notify_one();
+        self.wanted.send_replace(n);
+    }
+
+    /// Follows the count as it is raised.
+    pub(super) fn watch(&self) -> watch::Receiver<usize> {
+        self.wanted.subscribe()
     }
 }
 
@@ -84,6 +87,7 @@ pub(super) async fn supervise(
     // Connections lost and not replaced yet (the others wanted were added
     // by a raised target: they are no reconnects).
     let mut owed = 0usize;
+    let mut raised = target.watch();
     loop {
         if live >= target.get() {
             tokio::select! {
@@ -91,7 +95,8 @@ pub(super) async fn supervise(
                     Some(lost) => { live -= 1; owed += 1; why = lost; }
                     None => return,
                 },
-                () = target.raised.notified() => continue,
+                // `target` is held here: its sender outlives this wait.
+                _ = raised.changed() => continue,
                 () = stop.cancelled() => return,
             }
         }

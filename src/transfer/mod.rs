@@ -20,6 +20,7 @@
 //! - [`stats`]: counters and the final report.
 //! - [`observe`]: the run as it goes, for displays: phase, progress, and
 //!   what was done to each entry.
+//! - [`window`]: how many bytes of chunk data may be in flight.
 //!
 //! Everything runs at once: several batches are probed while earlier files
 //! transfer, many files are in flight, and a large file's chunks are spread
@@ -38,6 +39,7 @@ pub mod observe;
 mod plan;
 mod progress;
 pub mod stats;
+pub mod window;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -78,8 +80,11 @@ pub struct Options {
     pub delete: bool,
     /// Chunks are written into existing files (nothing to copy from old).
     pub inplace: bool,
-    /// Bytes of chunk data in flight at most.
+    /// Bytes of chunk data in flight at most ([`window::for_connections`]).
     pub window: usize,
+    /// `-n auto`: the session's connections as they are added; the window
+    /// widens to match.
+    pub connections: Option<tokio::sync::watch::Receiver<usize>>,
     /// `-H`: files listed in one link group arrive as hard links.
     pub hard_links: bool,
     /// Change nothing on the destination (`--dry-run`): only list, probe
@@ -94,14 +99,13 @@ impl Options {
     /// The options of a transfer for the session `spec`, over
     /// `connections` connections.
     pub fn for_session(spec: &SessionSpec, skip_digest: bool, connections: usize) -> Options {
-        let chunk = spec.chunk_size as usize;
         Options {
             chunk_size: spec.chunk_size,
             skip_digest,
             delete: spec.delete,
             inplace: spec.inplace,
-            // Four chunks per connection, within 16-64 MiB, at least two chunks.
-            window: (connections * 4 * chunk).clamp(16 << 20, 64 << 20).max(2 * chunk),
+            window: window::for_connections(connections, spec.chunk_size),
+            connections: None,
             hard_links: spec.hard_links,
             dry_run: false,
             max_delete: None,
@@ -188,12 +192,15 @@ where
     let window = opts.window.max(opts.chunk_size as usize);
     let hard_links = opts.hard_links;
     let delete = opts.delete;
+    let data = Arc::new(Semaphore::new(window));
+    let _widening =
+        opts.connections.clone().map(|n| window::follow(data.clone(), window, n, opts.chunk_size));
     let ctx = Arc::new(Ctx {
         source,
         dest,
         opts,
         counters,
-        data: Arc::new(Semaphore::new(window)),
+        data,
         abort: CancellationToken::new(),
         fatal: Mutex::new(None),
         tasks: TaskTracker::new(),

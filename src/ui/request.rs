@@ -13,7 +13,7 @@ use crate::job::Job;
 use crate::peer::{self, Filter, Settings};
 use crate::session::pace::{self, Pacer};
 use crate::session::tls::{Connector, Fingerprint, Trust};
-use crate::session::{ClientConfig, Remote};
+use crate::session::{autotune, ClientConfig, Remote};
 use crate::transfer;
 
 /// Connections at most, and at most with `auto` (the default, as `-n`).
@@ -138,7 +138,7 @@ impl RunRequest {
         let settings = Settings::for_session(&spec, filter, keep_setid);
         let options = transfer::Options {
             dry_run: self.dry_run,
-            ..transfer::Options::for_session(&spec, false, most as usize)
+            ..transfer::Options::for_session(&spec, false, if auto { autotune::START } else { most as usize })
         };
         let config = ClientConfig {
             connections: most as usize,

@@ -117,6 +117,7 @@ fn damaged_small_files_and_chunks_are_sent_once_more() {
             delete: false,
             inplace: false,
             window: 1 << 20,
+            connections: None,
             hard_links: false,
             dry_run: false,
             max_delete: None,

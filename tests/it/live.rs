@@ -68,6 +68,7 @@ fn options() -> Options {
         delete: false,
         inplace: false,
         window: 1 << 20,
+        connections: None,
         hard_links: false,
         dry_run: false,
         max_delete: None,
