@@ -2,8 +2,10 @@
 //! whichever of the two is on the other machine.
 //!
 //! - this file: the run as a whole — stream the source listing in batches,
-//!   probe the destination for each batch, create directories and symlinks,
-//!   hand files to [`file`](mod@file), then `--delete` and directory metadata.
+//!   then `--delete`, the sweep for temporary files and directory metadata.
+//! - `batch`: one batch of the listing — probe the destination, create
+//!   directories and symlinks, hand files to [`file`](mod@file) (small ones
+//!   in bundles and compared batches).
 //! - [`file`](mod@file): one file — decide what to skip, compare chunk digests, send
 //!   only the chunks that differ.
 //! - `plan`: where each chunk comes from, decided from digests alone (pure
@@ -29,6 +31,7 @@
 //! files in progress.
 
 mod actions;
+mod batch;
 mod bundle;
 mod compare;
 mod delete;
@@ -48,11 +51,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::codec::{Action, Entry, ErrorKind, Kind, Meta, RelPath, SessionSpec, Stat};
+use crate::codec::{Action, ErrorKind, Kind, Meta, RelPath, SessionSpec, Stat};
 use crate::peer::{self, Destination, Source};
 
 use actions::told;
-use observe::{Outcome, Stage};
+use observe::Stage;
 
 pub use observe::{Phase, Snapshot, Watch};
 pub use stats::{Counters, Report};
@@ -246,7 +249,7 @@ where
         let (ctx2, files) = (ctx.clone(), files.clone());
         ctx.counters.live.batch_opened();
         ctx.tasks.spawn(async move {
-            sync_batch(&ctx2, batch.entries, &files).await;
+            batch::sync_batch(&ctx2, batch.entries, &files).await;
             ctx2.counters.live.batch_counted();
             drop(permit);
         });
@@ -296,227 +299,4 @@ where
         return Err(fatal);
     }
     Ok(())
-}
-
-/// Probes one batch on the destination, makes its directories and symlinks,
-/// and starts its files.
-async fn sync_batch<S, D>(ctx: &Arc<Ctx<S, D>>, entries: Vec<Entry>, files: &Arc<Semaphore>)
-where
-    S: Source + Clone,
-    D: Destination + Clone,
-{
-    let paths = entries.iter().map(|e| e.path.clone()).collect();
-    let found = match ctx.probe(paths).await {
-        Ok(found) => found,
-        Err(e) => {
-            for entry in &entries {
-                ctx.links.failed(&entry.path);
-                let why = format!("probing the destination: {e}");
-                ctx.counters.live.tell(|| told(entry, None, Outcome::Failed { why }));
-            }
-            return ctx.fail("probing the destination", e);
-        }
-    };
-    let mut actions = Vec::new();
-    // Files create missing parent directories themselves, so they need not
-    // wait for this batch's directories, unless a directory replaces some
-    // other kind of entry.
-    let mut replacing = false;
-    let mut pending_files = Vec::new();
-    // What the directories and symlinks made become, for the watcher.
-    let mut made = Vec::new();
-    for (entry, found) in entries.into_iter().zip(found) {
-        match entry.stat.kind {
-            Kind::Dir => {
-                Counters::add(&ctx.counters.dirs_total, 1);
-                if found.as_ref().is_none_or(|f| f.kind != Kind::Dir) {
-                    replacing |= found.is_some();
-                    tracing::info!("{}/", entry.path);
-                    if ctx.counters.live.watching() {
-                        made.push(told(
-                            &entry,
-                            found.as_ref(),
-                            Outcome::Created { chunks_sent: 0, chunks: 0 },
-                        ));
-                    }
-                    actions.push(Action::MakeDir { path: entry.path });
-                } else {
-                    if found.as_ref().is_some_and(|f| f.meta.mtime != entry.stat.meta.mtime) {
-                        ctx.sweep.lock().unwrap_or_else(|p| p.into_inner()).push(entry.path.clone());
-                    }
-                    // Its metadata is set once the run is done with its entries.
-                    let same = found.as_ref().is_some_and(|f| f.meta == entry.stat.meta);
-                    let outcome = if same { Outcome::Unchanged } else { Outcome::Metadata };
-                    ctx.counters.live.tell(|| told(&entry, found.as_ref(), outcome));
-                }
-            }
-            Kind::Symlink => {
-                Counters::add(&ctx.counters.symlinks_total, 1);
-                let same_extra = meta::same_extra(
-                    found.as_ref().and_then(|f| f.meta.extra.as_deref()),
-                    entry.stat.meta.extra.as_deref(),
-                );
-                if same_symlink(&entry.stat, found.as_ref()) {
-                    if same_extra {
-                        ctx.counters.live.tell(|| told(&entry, found.as_ref(), Outcome::Unchanged));
-                    } else if ctx.counters.live.watching() {
-                        // Told once its metadata is set (below).
-                        made.push(told(&entry, found.as_ref(), Outcome::Metadata));
-                    }
-                } else {
-                    if ctx.counters.live.watching() {
-                        let outcome = if found.as_ref().is_some_and(|f| f.kind == Kind::Symlink) {
-                            Outcome::Updated { chunks_sent: 0, chunks: 0 }
-                        } else {
-                            Outcome::Created { chunks_sent: 0, chunks: 0 }
-                        };
-                        made.push(told(&entry, found.as_ref(), outcome));
-                    }
-                    let target = entry.stat.target.as_deref().map(|t| &t[..]).unwrap_or_default();
-                    tracing::info!("{} -> {}", entry.path, String::from_utf8_lossy(target));
-                    actions.push(Action::Symlink {
-                        path: entry.path.clone(),
-                        target: entry.stat.target.clone().unwrap_or_default(),
-                        mtime: entry.stat.meta.mtime,
-                    });
-                }
-                // Owner, group and attributes of the link itself, once it is there.
-                if entry.stat.meta.extra.is_some()
-                    && !(same_extra && same_symlink(&entry.stat, found.as_ref()))
-                {
-                    actions.push(Action::SetMeta {
-                        path: entry.path,
-                        kind: Kind::Symlink,
-                        meta: entry.stat.meta,
-                    });
-                }
-            }
-            Kind::File => pending_files.push((entry, found)),
-        }
-    }
-    if replacing {
-        ctx.apply_told(actions, made).await;
-    } else if !actions.is_empty() {
-        let ctx2 = ctx.clone();
-        ctx.tasks.spawn(async move { ctx2.apply_told(actions, made).await });
-    }
-    let chunk = ctx.opts.chunk_size as u64;
-    let bundle_bytes = bundle::bundle_bytes(ctx.opts.chunk_size);
-    let mut bundle = Vec::new();
-    let (mut bundled, mut names) = (0, 0);
-    let mut compared = Vec::new();
-    let (mut compared_bytes, mut compared_names) = (0, 0);
-    for (entry, found) in pending_files {
-        if compare::compares(&entry, found.as_ref(), &ctx.opts) {
-            let name = entry.path.as_bytes().len() + 64;
-            let full = compared.len() == compare::COMPARE_FILES || compared_names + name > REQUEST_BYTES;
-            if full || compared_bytes + entry.stat.size > compare::COMPARE_BYTES {
-                if !start_compare(ctx, std::mem::take(&mut compared), files).await {
-                    return;
-                }
-                (compared_bytes, compared_names) = (0, 0);
-            }
-            compared_bytes += entry.stat.size;
-            compared_names += name;
-            compared.push((entry, found));
-            continue;
-        }
-        if bundle::bundles(&entry, found.as_ref(), ctx.opts.chunk_size) {
-            let name = entry.path.as_bytes().len() + 64;
-            let full = bundle.len() == bundle::BUNDLE_FILES || names + name > REQUEST_BYTES;
-            if full || bundled + entry.stat.size > bundle_bytes {
-                if !start_bundle(ctx, std::mem::take(&mut bundle), files).await {
-                    return;
-                }
-                (bundled, names) = (0, 0);
-            }
-            bundled += entry.stat.size;
-            names += name;
-            bundle.push((entry, found));
-            continue;
-        }
-        let weight = if entry.stat.size > chunk { LARGE_FILE_WEIGHT } else { 1 };
-        let Some(permit) = files_permit(ctx, files, weight).await else { return };
-        Counters::add(&ctx.counters.files_total, 1);
-        Counters::add(&ctx.counters.bytes_total, entry.stat.size);
-        let ctx2 = ctx.clone();
-        ctx.tasks.spawn(async move {
-            Ctx::sync(&ctx2, entry, found).await;
-            drop(permit);
-        });
-    }
-    if start_bundle(ctx, bundle, files).await {
-        start_compare(ctx, compared, files).await;
-    }
-}
-
-/// Starts comparing a batch of small files the destination has; false
-/// when the run stops.
-async fn start_compare<S, D>(
-    ctx: &Arc<Ctx<S, D>>,
-    batch: Vec<(Entry, Option<Stat>)>,
-    files: &Arc<Semaphore>,
-) -> bool
-where
-    S: Source + Clone,
-    D: Destination + Clone,
-{
-    if batch.is_empty() {
-        return true;
-    }
-    let Some(permit) = files_permit(ctx, files, batch.len() as u32).await else { return false };
-    Counters::add(&ctx.counters.files_total, batch.len() as u64);
-    Counters::add(&ctx.counters.bytes_total, batch.iter().map(|(e, _)| e.stat.size).sum());
-    let ctx2 = ctx.clone();
-    ctx.tasks.spawn(async move {
-        compare::sync_compared(&ctx2, batch).await;
-        drop(permit);
-    });
-    true
-}
-
-/// Starts sending a bundle of new small files; false when the run stops.
-async fn start_bundle<S, D>(
-    ctx: &Arc<Ctx<S, D>>,
-    bundle: Vec<(Entry, Option<Stat>)>,
-    files: &Arc<Semaphore>,
-) -> bool
-where
-    S: Source + Clone,
-    D: Destination + Clone,
-{
-    if bundle.is_empty() {
-        return true;
-    }
-    let Some(permit) = files_permit(ctx, files, bundle.len() as u32).await else { return false };
-    Counters::add(&ctx.counters.files_total, bundle.len() as u64);
-    Counters::add(&ctx.counters.bytes_total, bundle.iter().map(|(e, _)| e.stat.size).sum());
-    let ctx2 = ctx.clone();
-    ctx.tasks.spawn(async move {
-        bundle::sync_bundle(&ctx2, bundle).await;
-        drop(permit);
-    });
-    true
-}
-
-/// Room for `weight` more files in progress; `None` when the run stops.
-async fn files_permit<S, D>(
-    ctx: &Ctx<S, D>,
-    files: &Arc<Semaphore>,
-    weight: u32,
-) -> Option<tokio::sync::OwnedSemaphorePermit>
-where
-    S: Source + Clone,
-    D: Destination + Clone,
-{
-    tokio::select! {
-        permit = files.clone().acquire_many_owned(weight) => permit.ok(),
-        () = ctx.abort.cancelled() => None,
-    }
-}
-
-fn same_symlink(source: &Stat, found: Option<&Stat>) -> bool {
-    found.is_some_and(|f| {
-        f.kind == Kind::Symlink && f.target == source.target && f.meta.mtime == source.meta.mtime
-    })
 }
