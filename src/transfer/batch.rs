@@ -127,7 +127,7 @@ where
             let name = entry.path.as_bytes().len() + 64;
             let full = compared.len() == compare::COMPARE_FILES || compared_names + name > REQUEST_BYTES;
             if full || compared_bytes + entry.stat.size > compare::COMPARE_BYTES {
-                if !start_compare(ctx, std::mem::take(&mut compared), files).await {
+                if !start_small(ctx, Small::Compare, std::mem::take(&mut compared), files).await {
                     return;
                 }
                 (compared_bytes, compared_names) = (0, 0);
@@ -141,7 +141,7 @@ where
             let name = entry.path.as_bytes().len() + 64;
             let full = bundle.len() == bundle::BUNDLE_FILES || names + name > REQUEST_BYTES;
             if full || bundled + entry.stat.size > bundle_bytes {
-                if !start_bundle(ctx, std::mem::take(&mut bundle), files).await {
+                if !start_small(ctx, Small::Bundle, std::mem::take(&mut bundle), files).await {
                     return;
                 }
                 (bundled, names) = (0, 0);
@@ -161,55 +161,43 @@ where
             drop(permit);
         });
     }
-    if start_bundle(ctx, bundle, files).await {
-        start_compare(ctx, compared, files).await;
+    if start_small(ctx, Small::Bundle, bundle, files).await {
+        start_small(ctx, Small::Compare, compared, files).await;
     }
 }
 
-/// Starts comparing a batch of small files the destination has; false
-/// when the run stops.
-async fn start_compare<S, D>(
+/// What is done with a group of small files, all in one request.
+#[derive(Clone, Copy)]
+enum Small {
+    /// Files the destination has: compared by digest ([`compare`]).
+    Compare,
+    /// New files: sent in a bundle ([`bundle`]).
+    Bundle,
+}
+
+/// Starts a group of small files; false when the run stops.
+async fn start_small<S, D>(
     ctx: &Arc<Ctx<S, D>>,
-    batch: Vec<(Entry, Option<Stat>)>,
+    small: Small,
+    group: Vec<(Entry, Option<Stat>)>,
     files: &Arc<Semaphore>,
 ) -> bool
 where
     S: Source + Clone,
     D: Destination + Clone,
 {
-    if batch.is_empty() {
+    if group.is_empty() {
         return true;
     }
-    let Some(permit) = files_permit(ctx, files, batch.len() as u32).await else { return false };
-    Counters::add(&ctx.counters.files_total, batch.len() as u64);
-    Counters::add(&ctx.counters.bytes_total, batch.iter().map(|(e, _)| e.stat.size).sum());
+    let Some(permit) = files_permit(ctx, files, group.len() as u32).await else { return false };
+    Counters::add(&ctx.counters.files_total, group.len() as u64);
+    Counters::add(&ctx.counters.bytes_total, group.iter().map(|(e, _)| e.stat.size).sum());
     let ctx2 = ctx.clone();
     ctx.tasks.spawn(async move {
-        compare::sync_compared(&ctx2, batch).await;
-        drop(permit);
-    });
-    true
-}
-
-/// Starts sending a bundle of new small files; false when the run stops.
-async fn start_bundle<S, D>(
-    ctx: &Arc<Ctx<S, D>>,
-    bundle: Vec<(Entry, Option<Stat>)>,
-    files: &Arc<Semaphore>,
-) -> bool
-where
-    S: Source + Clone,
-    D: Destination + Clone,
-{
-    if bundle.is_empty() {
-        return true;
-    }
-    let Some(permit) = files_permit(ctx, files, bundle.len() as u32).await else { return false };
-    Counters::add(&ctx.counters.files_total, bundle.len() as u64);
-    Counters::add(&ctx.counters.bytes_total, bundle.iter().map(|(e, _)| e.stat.size).sum());
-    let ctx2 = ctx.clone();
-    ctx.tasks.spawn(async move {
-        bundle::sync_bundle(&ctx2, bundle).await;
+        match small {
+            Small::Compare => compare::sync_compared(&ctx2, group).await,
+            Small::Bundle => bundle::sync_bundle(&ctx2, group).await,
+        }
         drop(permit);
     });
     true

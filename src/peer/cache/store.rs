@@ -290,15 +290,19 @@ fn create(conn: &Connection) -> rusqlite::Result<()> {
 /// The row of `pk`, if any.
 pub(super) fn select(conn: &Connection, pk: &Pk) -> rusqlite::Result<Option<Found>> {
     let mut stmt = conn.prepare_cached(SELECT)?;
-    stmt.query_row(params![pk.dev, pk.ino, pk.chunk, pk.algo], |r| {
-        Ok(Found {
-            state: State { size: r.get(0)?, mtime: r.get(1)?, ctime: r.get(2)? },
-            used: r.get(3)?,
-            digests: r.get(4)?,
-            check: r.get(5)?,
-        })
+    stmt.query_row(params![pk.dev, pk.ino, pk.chunk, pk.algo], |r| found_at(r, 0)).optional()
+}
+
+/// A row's [`Found`], from its columns `size, mtime, ctime, used, digests,
+/// check_value` starting at column `at` (as [`SELECT`] and [`SELECT_RANGE`]
+/// list them).
+fn found_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Found> {
+    Ok(Found {
+        state: State { size: r.get(at)?, mtime: r.get(at + 1)?, ctime: r.get(at + 2)? },
+        used: r.get(at + 3)?,
+        digests: r.get(at + 4)?,
+        check: r.get(at + 5)?,
     })
-    .optional()
 }
 
 /// The rows from `first` up to the inode `last_ino` of the same device,
@@ -311,13 +315,7 @@ pub(super) fn select_range(
 ) -> rusqlite::Result<Vec<(i64, Found)>> {
     let mut stmt = conn.prepare_cached(SELECT_RANGE)?;
     let rows = stmt.query_map(params![first.dev, first.ino, last_ino, first.chunk, first.algo], |r| {
-        let found = Found {
-            state: State { size: r.get(1)?, mtime: r.get(2)?, ctime: r.get(3)? },
-            used: r.get(4)?,
-            digests: r.get(5)?,
-            check: r.get(6)?,
-        };
-        Ok((r.get(0)?, found))
+        Ok((r.get(0)?, found_at(r, 1)?))
     })?;
     rows.collect()
 }

@@ -4,9 +4,14 @@ use super::*;
 use crate::codec::{HashAlgo, RelPath};
 
 fn table(max_sessions: usize) -> (tempfile::TempDir, Table) {
+    table_of(max_sessions, false)
+}
+
+/// A table of a server with TLS or without.
+fn table_of(max_sessions: usize, tls: bool) -> (tempfile::TempDir, Table) {
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits { max_sessions, max_connections: 2, keep_setid: false };
-    let table = Table::new(Tree::open(dir.path()).unwrap(), limits, None, false);
+    let table = Table::new(Tree::open(dir.path()).unwrap(), limits, None, tls);
     (dir, table)
 }
 
@@ -163,9 +168,7 @@ fn orphans_make_way_for_new_sessions_and_their_joins_learn_why() {
 #[test]
 fn an_upload_over_tls_does_not_hash_its_chunks_again() {
     for tls in [false, true] {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = Limits { max_sessions: 1, max_connections: 2, keep_setid: false };
-        let table = Table::new(Tree::open(dir.path()).unwrap(), limits, None, tls);
+        let (_dir, table) = table_of(1, tls);
         let session = open(&table, Direction::Upload, "", 0).unwrap();
         let Role::Destination(dest) = &session.role else { panic!("an upload's server is its destination") };
         assert_eq!(dest.settings().check_digests, !tls);
