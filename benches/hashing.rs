@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use pareco::codec::{HashAlgo, RelPath, Span};
+use pareco::codec::{Direction, HashAlgo, RelPath, SessionSpec, Span};
 use pareco::peer::{hash, Filter, LocalSource, Settings, Source, Tree};
 
 const FILE_SIZE: usize = 256 << 20;
@@ -59,21 +59,8 @@ fn hashing_a_file() {
     std::fs::write(dir.path().join("f"), &data).expect("write file");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     for (chunk, group) in [(1u32 << 20, 1u32), (4 << 10, 1), (4 << 10, 16)] {
-        let settings = Settings {
-            chunk_size: chunk,
-            hash: HashAlgo::Xxh3,
-            filter: Filter::default(),
-            inplace: false,
-            delete: false,
-            file_work: pareco::peer::BLOCKING_THREADS,
-            keep_setid: true,
-            fsync: false,
-            hard_links: false,
-            sparse: false,
-            cache: None,
-            extras: None,
-            check_digests: true,
-        };
+        let spec = SessionSpec::new(Direction::Upload, RelPath::root(), chunk, HashAlgo::Xxh3);
+        let settings = Settings::for_session(&spec, Filter::default(), true);
         let source = LocalSource::new(Tree::open(dir.path()).expect("open tree"), settings);
         let per_request = ((64 << 20) / chunk) as u64;
         let chunks = (FILE_SIZE as u64).div_ceil(chunk as u64);

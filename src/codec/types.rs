@@ -119,6 +119,29 @@ pub struct SessionSpec {
     pub preserve: Preserve,
 }
 
+impl SessionSpec {
+    /// A session of `direction` at `path` with every option off: no
+    /// filters, nothing written in place, deleted or flushed, no hard
+    /// links, holes or pacing, no owners or attributes kept.
+    pub fn new(direction: Direction, path: RelPath, chunk_size: u32, hash: HashAlgo) -> SessionSpec {
+        SessionSpec {
+            direction,
+            path,
+            chunk_size,
+            hash,
+            includes: Vec::new(),
+            excludes: Vec::new(),
+            inplace: false,
+            delete: false,
+            fsync: false,
+            hard_links: false,
+            sparse: false,
+            bwlimit: 0,
+            preserve: Preserve::default(),
+        }
+    }
+}
+
 /// The kind of a tree entry. Other kinds (FIFOs, sockets, devices) are
 /// never listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -121,21 +121,9 @@ impl Settings {
     /// options, one step of file work, no cache.
     #[cfg(test)]
     pub(crate) fn for_tests(chunk_size: u32) -> Settings {
-        Settings {
-            chunk_size,
-            hash: HashAlgo::Xxh3,
-            filter: Filter::default(),
-            inplace: false,
-            delete: false,
-            file_work: 1,
-            keep_setid: false,
-            fsync: false,
-            hard_links: false,
-            sparse: false,
-            cache: None,
-            extras: None,
-            check_digests: true,
-        }
+        let spec =
+            SessionSpec::new(crate::codec::Direction::Upload, RelPath::root(), chunk_size, HashAlgo::Xxh3);
+        Settings { file_work: 1, ..Settings::for_session(&spec, Filter::default(), false) }
     }
 
     /// Where a role notes the keys of the small files it states, so that

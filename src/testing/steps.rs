@@ -374,19 +374,5 @@ impl Run<'_> {
 /// A plain session over a server's whole root: 1 KiB chunks, xxh3, no
 /// filters or options.
 pub(super) fn root_spec(direction: Direction) -> SessionSpec {
-    SessionSpec {
-        direction,
-        path: RelPath::root(),
-        chunk_size: 1024,
-        hash: HashAlgo::Xxh3,
-        includes: Vec::new(),
-        excludes: Vec::new(),
-        inplace: false,
-        delete: false,
-        fsync: false,
-        hard_links: false,
-        sparse: false,
-        bwlimit: 0,
-        preserve: Default::default(),
-    }
+    SessionSpec::new(direction, RelPath::root(), 1024, HashAlgo::Xxh3)
 }

@@ -117,19 +117,11 @@ impl RunRequest {
             (false, None) => None,
         };
         let spec = SessionSpec {
-            direction,
-            path: remote.path.clone(),
-            chunk_size,
-            hash,
             includes: self.include,
             excludes: self.exclude,
-            inplace: false,
             delete: self.delete,
-            fsync: false,
-            hard_links: false,
-            sparse: false,
             bwlimit: bwlimit.unwrap_or(0),
-            preserve: Default::default(),
+            ..SessionSpec::new(direction, remote.path.clone(), chunk_size, hash)
         };
         // As the command line: a download run as root clears setuid and
         // setgid bits.

@@ -993,19 +993,9 @@ fn mirror_headers_match_the_real_encoding() {
     let path = rel("dir/a");
     let bytes = || ByteBuf::from(path.as_bytes().to_vec());
     let spec = SessionSpec {
-        direction: Direction::Download,
-        path: path.clone(),
-        chunk_size: 1024,
-        hash: HashAlgo::Crc32,
         includes: vec!["*".into()],
-        excludes: Vec::new(),
         inplace: true,
-        delete: false,
-        fsync: false,
-        hard_links: false,
-        sparse: false,
-        bwlimit: 0,
-        preserve: Default::default(),
+        ..SessionSpec::new(Direction::Download, path.clone(), 1024, HashAlgo::Crc32)
     };
     let mirror_spec = mirror::Spec::with_path(&spec, path.as_bytes());
     let span = Span { size: 3000, first: 1, count: 2, group: 3 };

@@ -11,7 +11,7 @@ use pareco::codec::{Action, HashTarget, Meta, RelPath, Span, Stat};
 use pareco::peer::{
     Begun, Destination, Digest, Listing, LocalDestination, LocalSource, NewFile, Result, Settings, Tree,
 };
-use pareco::transfer::{self, Options};
+use pareco::transfer;
 
 use crate::util::*;
 
@@ -111,17 +111,7 @@ fn damaged_small_files_and_chunks_are_sent_once_more() {
             put_files_damaged: Arc::default(),
             write_damaged: Arc::default(),
         };
-        let options = Options {
-            chunk_size: CHUNK as u32,
-            skip_digest: false,
-            delete: false,
-            inplace: false,
-            window: 1 << 20,
-            connections: None,
-            hard_links: false,
-            dry_run: false,
-            max_delete: None,
-        };
+        let options = local_options(CHUNK as u32);
         let counters = Arc::new(transfer::Counters::default());
         transfer::run(source, dest.clone(), options, counters.clone()).await.expect("transfer runs");
         assert!(dest.put_files_damaged.load(Ordering::SeqCst) && dest.write_damaged.load(Ordering::SeqCst));

@@ -40,21 +40,7 @@ pub fn rel(path: &str) -> RelPath {
 }
 
 pub fn spec(direction: Direction, path: &str, chunk_size: u32, hash: HashAlgo) -> SessionSpec {
-    SessionSpec {
-        direction,
-        path: rel(path),
-        chunk_size,
-        hash,
-        includes: Vec::new(),
-        excludes: Vec::new(),
-        inplace: false,
-        delete: false,
-        fsync: false,
-        hard_links: false,
-        sparse: false,
-        bwlimit: 0,
-        preserve: Default::default(),
-    }
+    SessionSpec::new(direction, rel(path), chunk_size, hash)
 }
 
 pub fn span(size: u64, first: u64, count: u32, group: u32) -> Span {

@@ -62,17 +62,7 @@ fn settings() -> Settings {
 }
 
 fn options() -> Options {
-    Options {
-        chunk_size: CHUNK as u32,
-        skip_digest: false,
-        delete: false,
-        inplace: false,
-        window: 1 << 20,
-        connections: None,
-        hard_links: false,
-        dry_run: false,
-        max_delete: None,
-    }
+    local_options(CHUNK as u32)
 }
 
 fn run(

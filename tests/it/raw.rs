@@ -252,21 +252,7 @@ pub fn rel(path: &str) -> RelPath {
 }
 
 pub fn spec(direction: Direction, path: &str) -> SessionSpec {
-    SessionSpec {
-        direction,
-        path: rel(path),
-        chunk_size: CHUNK,
-        hash: HashAlgo::Xxh3,
-        includes: Vec::new(),
-        excludes: Vec::new(),
-        inplace: false,
-        delete: false,
-        fsync: false,
-        hard_links: false,
-        sparse: false,
-        bwlimit: 0,
-        preserve: Default::default(),
-    }
+    SessionSpec::new(direction, rel(path), CHUNK, HashAlgo::Xxh3)
 }
 
 pub fn upload(path: &str) -> SessionSpec {

@@ -323,21 +323,12 @@ fn concurrent_sessions_and_overlap_refused() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let remote: pareco::session::Remote = server.url("x").parse().unwrap();
-        let spec = pareco::codec::SessionSpec {
-            direction: pareco::codec::Direction::Upload,
-            path: remote.path.clone(),
-            chunk_size: 4096,
-            hash: pareco::codec::HashAlgo::Xxh3,
-            includes: vec![],
-            excludes: vec![],
-            inplace: false,
-            delete: false,
-            fsync: false,
-            hard_links: false,
-            sparse: false,
-            bwlimit: 0,
-            preserve: Default::default(),
-        };
+        let spec = pareco::codec::SessionSpec::new(
+            pareco::codec::Direction::Upload,
+            remote.path.clone(),
+            4096,
+            pareco::codec::HashAlgo::Xxh3,
+        );
         let config = pareco::session::ClientConfig {
             connections: 1,
             auto: false,

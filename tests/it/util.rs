@@ -365,19 +365,20 @@ pub fn temp_of(dir: &Path, name: &str) -> PathBuf {
 /// The settings of a local role in engine tests: `chunk` bytes, xxh3, no
 /// filters.
 pub fn local_settings(chunk: u32) -> pareco::peer::Settings {
-    pareco::peer::Settings {
-        chunk_size: chunk,
-        hash: pareco::codec::HashAlgo::Xxh3,
-        filter: pareco::peer::Filter::default(),
-        inplace: false,
-        delete: false,
-        file_work: pareco::peer::BLOCKING_THREADS,
-        keep_setid: true,
-        fsync: false,
-        hard_links: false,
-        sparse: false,
-        cache: None,
-        extras: None,
-        check_digests: true,
+    pareco::peer::Settings::for_session(&plain_spec(chunk), pareco::peer::Filter::default(), true)
+}
+
+/// The options of a transfer in engine tests: `chunk` bytes, nothing
+/// deleted, a window of 1 MiB.
+pub fn local_options(chunk: u32) -> pareco::transfer::Options {
+    pareco::transfer::Options {
+        window: 1 << 20,
+        ..pareco::transfer::Options::for_session(&plain_spec(chunk), false, 1)
     }
+}
+
+/// A session of `chunk` bytes and xxh3 with every option off.
+fn plain_spec(chunk: u32) -> pareco::codec::SessionSpec {
+    use pareco::codec::{Direction, HashAlgo, RelPath, SessionSpec};
+    SessionSpec::new(Direction::Upload, RelPath::root(), chunk, HashAlgo::Xxh3)
 }

@@ -16,21 +16,7 @@ fn table_of(max_sessions: usize, tls: bool) -> (tempfile::TempDir, Table) {
 }
 
 fn spec(direction: Direction, path: &str) -> SessionSpec {
-    SessionSpec {
-        direction,
-        path: RelPath::new(path).unwrap(),
-        chunk_size: 4096,
-        hash: HashAlgo::Xxh3,
-        includes: Vec::new(),
-        excludes: Vec::new(),
-        inplace: false,
-        delete: false,
-        fsync: false,
-        hard_links: false,
-        sparse: false,
-        bwlimit: 0,
-        preserve: Default::default(),
-    }
+    SessionSpec::new(direction, RelPath::new(path).unwrap(), 4096, HashAlgo::Xxh3)
 }
 
 /// Opens a session; its opening connection stays counted.
