@@ -18,7 +18,7 @@ pub enum Direction {
 }
 
 /// Digest functions a session can use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum HashAlgo {
     /// XXH3-64, 8 bytes (the default).
     Xxh3,

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 use super::cache::{DigestCache, FileKey};
 use super::{Digest, Settings};
+use crate::codec::HashAlgo;
 
 /// Files smaller than this are read rather than looked up one by one:
 /// from the page cache, reading and hashing a few KiB costs less than the
@@ -29,7 +30,10 @@ const GATHERING: usize = 256;
 /// The cache, and the entries being gathered.
 pub struct Remembered {
     cache: DigestCache,
-    gathering: Mutex<HashMap<FileKey, Gathered>>,
+    /// By the file's key and the settings its digests are of: on a server
+    /// one `Remembered` serves every session, each with its own chunk size
+    /// and algorithm, and two sessions' digests of one file never mix.
+    gathering: Mutex<HashMap<(FileKey, u32, HashAlgo), Gathered>>,
     /// Files (or spans of them) answered from the cache, and not.
     hits: AtomicU64,
     misses: AtomicU64,
@@ -171,12 +175,13 @@ impl Remembered {
             self.cache.put(key, settings.chunk_size, settings.hash, digests, hashed_at);
             return;
         }
+        let entry = (*key, settings.chunk_size, settings.hash);
         let mut gathering = self.gathering.lock().unwrap_or_else(|p| p.into_inner());
-        if !gathering.contains_key(key) && gathering.len() >= GATHERING {
+        if !gathering.contains_key(&entry) && gathering.len() >= GATHERING {
             let oldest = gathering.iter().min_by_key(|(_, g)| g.hashed_at).map(|(k, _)| *k);
             oldest.map(|k| gathering.remove(&k));
         }
-        let gathered = gathering.entry(*key).or_insert_with(|| Gathered {
+        let gathered = gathering.entry(entry).or_insert_with(|| Gathered {
             digests: vec![None; chunks as usize],
             missing: chunks as usize,
             hashed_at,
@@ -188,10 +193,51 @@ impl Remembered {
             }
         }
         if gathered.missing == 0 {
-            if let Some(done) = gathering.remove(key) {
+            if let Some(done) = gathering.remove(&entry) {
                 let all: Vec<Digest> = done.digests.into_iter().flatten().collect();
                 self.cache.put(key, settings.chunk_size, settings.hash, &all, done.hashed_at);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two sessions of one server, each with its own algorithm or chunk
+    /// size, hash spans of one file: each entry stored holds only digests
+    /// of its own settings.
+    #[test]
+    fn spans_hashed_with_other_settings_never_mix_into_one_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let remembered = Remembered::new(DigestCache::open(dir.path()).unwrap());
+        let old = 1_600_000_000 * 1_000_000_000;
+        let key = FileKey { dev: 7, ino: 9, size: 4 << 20, mtime_ns: old, ctime_ns: old };
+        let xxh3 = Settings::for_tests(1 << 20);
+        let xxh128 = Settings { hash: HashAlgo::Xxh128, ..Settings::for_tests(1 << 20) };
+        let halves = Settings::for_tests(2 << 20);
+        // Distinct per settings and chunk, so that a mix would show.
+        let digests = |tag: u128, chunks: u128| (0..chunks).map(|i| tag << 8 | i).collect::<Vec<Digest>>();
+        let now = SystemTime::now();
+        remembered.learn(&key, &xxh3, 0, &digests(3, 4)[..2], now);
+        remembered.learn(&key, &xxh128, 2, &digests(128, 4)[2..], now);
+        remembered.learn(&key, &halves, 1, &digests(2, 2)[1..], now);
+        remembered.flush();
+        for settings in [&xxh3, &xxh128, &halves] {
+            assert_eq!(
+                remembered.recall(&key, settings),
+                None,
+                "{:?} {}",
+                settings.hash,
+                settings.chunk_size
+            );
+        }
+        remembered.learn(&key, &xxh3, 2, &digests(3, 4)[2..], now);
+        remembered.learn(&key, &halves, 0, &digests(2, 2)[..1], now);
+        remembered.flush();
+        assert_eq!(remembered.recall(&key, &xxh3), Some(digests(3, 4)));
+        assert_eq!(remembered.recall(&key, &halves), Some(digests(2, 2)));
+        assert_eq!(remembered.recall(&key, &xxh128), None);
     }
 }
