@@ -12,9 +12,10 @@
 //!
 //! Bounded: the engine compares the files of a batch soon after the batch
 //! is listed, and the walk runs at most a few batches ahead, so only the
-//! latest keys are kept, in two generations of [`GENERATION`] keys: when
-//! the newer is full the older is dropped whole, so noting a key costs no
-//! bookkeeping of its age; an older key is stated again.
+//! latest keys are kept, in two generations of at most [`GENERATION`] keys
+//! and [`GENERATION_BYTES`] of paths (taking a key leaves its path's bytes
+//! in place): when the newer is full the older is dropped whole, so noting
+//! a key costs no bookkeeping of its age; an older key is stated again.
 //!
 //! A generation keeps its paths' bytes one after another in one buffer and
 //! finds them by a hash of the path: noting a path copies its bytes, with
@@ -32,6 +33,10 @@ use super::cache::FileKey;
 
 /// Keys in one generation; at most twice as many are kept.
 pub const GENERATION: usize = 1 << 15;
+
+/// Bytes of paths noted in one generation (keys taken included), past
+/// which it is full as well.
+pub const GENERATION_BYTES: usize = 4 << 20;
 
 /// The keys of the files stated lately, by path in the role's tree.
 #[derive(Debug)]
@@ -110,7 +115,7 @@ impl RecentKeys {
             if key.size > self.largest {
                 continue;
             }
-            if keys.newer.slots.len() >= GENERATION {
+            if keys.newer.slots.len() >= GENERATION || keys.newer.paths.len() >= GENERATION_BYTES {
                 keys.older = std::mem::take(&mut keys.newer);
             }
             let hash = self.hasher.hash_one(path.as_bytes());
@@ -183,6 +188,22 @@ mod tests {
             recent.take([&rel("f0"), &rel(&dropped), &rel(&kept), &rel(&last)]),
             vec![None, None, Some(key(first_kept, 1)), Some(key(noted - 1, 1))]
         );
+    }
+
+    #[test]
+    fn paths_whose_keys_were_taken_do_not_pile_up() {
+        // A re-sync takes each key soon after noting it: the generation
+        // never holds many keys, but it kept every path's bytes.
+        let recent = RecentKeys::new(100);
+        let long = "d".repeat(90);
+        for i in 0..150_000u64 {
+            let path = rel(&format!("{long}/f{i}"));
+            recent.note([(&path, key(i, 1))]);
+            assert_eq!(recent.take([&path]), vec![Some(key(i, 1))]);
+        }
+        let keys = recent.keys.lock().unwrap();
+        let held = keys.newer.paths.len() + keys.older.paths.len();
+        assert!(held <= 2 * GENERATION_BYTES + 100, "{held} bytes of paths held");
     }
 
     #[test]
