@@ -177,9 +177,15 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Serves one stream that was accepted elsewhere (tests and the fuzz
-    /// target drive the server's state machine this way).
+    /// Serves one stream that was accepted elsewhere, as a plain
+    /// connection (tests and the fuzz target drive the server's state
+    /// machine this way). A server with TLS refuses it: its sessions rely
+    /// on TLS to authenticate every chunk (they do not hash them again).
     pub async fn serve_stream(&self, io: BoxIo, peer: SocketAddr) {
+        if self.state.config.tls.is_some() {
+            tracing::warn!("{peer}: a stream without TLS given to a TLS server: closed");
+            return;
+        }
         let Ok(handshake) = self.state.handshakes.clone().acquire_owned().await else { return };
         serve_connection(self.state.clone(), io, peer, handshake, Vec::new()).await;
     }
@@ -288,5 +294,40 @@ async fn expire_idle_sessions(state: Arc<State>) {
             let why = format!("expired after {} idle", humantime::format_duration(timeout));
             state.table.end(&session, &why);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// A TLS server's sessions trust TLS to authenticate every chunk: a
+    /// stream that did not come through TLS is closed before it is read.
+    #[tokio::test]
+    async fn a_tls_server_closes_a_stream_without_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let names = ["127.0.0.1".to_owned()];
+        let tls = super::super::tls::self_signed::load_or_make(&dir.path().join("tls"), &names).unwrap();
+        let config = ServerConfig {
+            root,
+            token: None,
+            session_timeout: Duration::from_secs(60),
+            max_sessions: 4,
+            max_connections: 4,
+            tls: Some(tls.acceptor),
+            cache: None,
+            keep_setid: false,
+            bwlimit: None,
+        };
+        let server = Server::bind("127.0.0.1:0", config).await.unwrap();
+        let (mut client, served) = tokio::io::duplex(1024);
+        let peer = "127.0.0.1:9".parse().unwrap();
+        let serving = server.serve_stream(Box::new(served), peer);
+        tokio::time::timeout(Duration::from_secs(5), serving).await.expect("closed at once, not served");
+        assert_eq!(client.read(&mut [0u8; 16]).await.unwrap(), 0);
     }
 }
