@@ -39,8 +39,8 @@ The data (8 x 128 MiB) is generated once into WORK/data and reused.
 Environment: PARECO_BENCH_NETNS (netns.sh, default <repo>/../shared/wan/netns.sh).
 EOF
 }
-die() { echo "auto.sh: error: $*" >&2; exit 1; }
-log() { echo "auto.sh: $(date -u +%H:%M:%S) $*" >&2; }
+BENCH=auto.sh
+source "$REPO/benches/lib.sh"
 
 PARECO="" LINKS=loopback,wan-loss,wan-loss-cubic NS_LIST=1,2,4,8,16,32,auto RUNS=3 CUBIC_RUNS=2
 TIMEOUT=120 WORK=/tmp/pareco-auto OUT="" WAIT_RE='benches/(compare|faults|tls)\.sh' WAIT_MAX=1200
@@ -122,18 +122,6 @@ wait_idle() {
     sleep 30; WAITED=$((WAITED + 30))
   done
 }
-start_server() { # DIR
-  "${SRV_NS[@]}" "$PARECO" listen --no-cache --bind "$SRV_HOST:0" --root "$DST_ROOT" > "$1/server.log" 2>&1 < /dev/null &
-  SRV_PID=$! SRV_PORT=""
-  for _ in $(seq 200); do
-    SRV_PORT=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$1/server.log" || true)
-    [[ -n "$SRV_PORT" ]] && return 0
-    kill -0 "$SRV_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  cat "$1/server.log" >&2; die "pareco listen did not start"
-}
-stop_server() { kill "$SRV_PID" 2>/dev/null || true; wait "$SRV_PID" 2>/dev/null || true; SRV_PID=""; }
 
 ORDER=0
 upload() { # LINK N RUN
@@ -144,7 +132,7 @@ upload() { # LINK N RUN
   rm -rf "${DST_ROOT:?}/run"
   wait_idle
   sync
-  start_server "$dir"
+  start_server "$dir" --no-cache --root "$DST_ROOT"
   local cmd=("$PARECO" send --no-cache --json -v -n "$n" "$DATA" "pareco://$SRV_HOST:$SRV_PORT/run")
   echo "${CLI_NS[*]} ${cmd[*]}" > "$dir/command"
   local load0; load0=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -62,8 +62,8 @@ WAN_NS_A / WAN_NS_B (namespace names, default nsA / nsB).
 EOF
 }
 
-die() { echo "faults.sh: error: $*" >&2; exit 1; }
-log() { echo "faults.sh: $(date -u +%H:%M:%S) $*" >&2; }
+BENCH=faults.sh
+source "$REPO/benches/lib.sh"
 
 # ---------------------------------------------------------------- options
 MODE=all RUNS=3 FSYNC_RUNS=5 CUT_EVERY=1 CONNS=8 IPERF_SECS=30 TIMEOUT=900 QUICK=0
@@ -119,23 +119,7 @@ fi
 
 mkdir -p "$WORK"
 WORK=$(readlink -f "$WORK")
-GIT_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -z "$PARECO" ]]; then
-  command -v cargo >/dev/null || die "cargo not found (or use --pareco BIN)"
-  SRC=$WORK/src-$GIT_REV
-  rm -rf "$SRC"; mkdir -p "$SRC"
-  git -C "$REPO" archive HEAD | tar -x -C "$SRC"
-  log "building pareco at commit $GIT_REV (release) into $CARGO_TARGET_DIR"
-  (cd "$SRC" && cargo build --release --quiet --bin pareco)
-  PARECO=$WORK/pareco-$GIT_REV
-  cp "$CARGO_TARGET_DIR/release/pareco" "$PARECO"
-  rm -rf "$SRC"
-  BIN_NOTE="built by this run from commit $GIT_REV exactly (git archive HEAD, uncommitted changes left out)"
-else
-  [[ -x "$PARECO" ]] || die "no pareco binary at $PARECO"
-  PARECO=$(readlink -f "$PARECO")
-  BIN_NOTE="given with --pareco, binary of $(date -u -r "$PARECO" '+%Y-%m-%d %H:%M UTC'); HEAD is $GIT_REV"
-fi
+build_head
 
 # ---------------------------------------------------------------- data
 # Big files: the same AES-128-CTR keystreams as benches/compare/gen.py (so the same
@@ -200,19 +184,13 @@ OUT=$(readlink -f "$OUT")
 cp "$DATA/manifest.json" "$OUT/"
 
 # ---------------------------------------------------------------- cleanup
-SRV_PID="" IPERF_PID="" CUTTER_PID="" WAN_UP=0 LOOP_MOUNTED=0
+SRV_PID="" IPERF_PID="" CUTTER_PID="" WAN_UP=0
 LOOP_IMG=$WORK/loopfs.img LOOP_MNT=$WORK/mnt
-loopfs_down() {
-  [[ $LOOP_MOUNTED == 1 ]] || return 0
-  for _ in $(seq 20); do umount "$LOOP_MNT" 2>/dev/null && { LOOP_MOUNTED=0; break; }; sleep 0.5; done
-  [[ $LOOP_MOUNTED == 0 ]] || { log "could not unmount $LOOP_MNT: detaching it lazily"; umount -l "$LOOP_MNT" || true; LOOP_MOUNTED=0; }
-  rm -f "$LOOP_IMG"; rmdir "$LOOP_MNT" 2>/dev/null || true
-}
 cleanup() {
   local rc=$?
   for p in "$CUTTER_PID" "$SRV_PID" "$IPERF_PID"; do [[ -n "$p" ]] && kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -f "/dev/shm/pareco-faults-warm.$$"
+  rm -f "$WARM_FILE"
   loopfs_down
   if [[ $WAN_UP == 1 ]]; then log "taking the namespaces down"; bash "$NETNS" down >/dev/null 2>&1 || true; fi
   exit $rc
@@ -221,20 +199,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- destination file system
-# A fresh ext4 with its journal in a sparse image, every block written once (as in
-# compare.sh; benches/README.md says why: /tmp here has no journal, and first writes
-# into never-written blocks of the image cost the writer extra CPU).
-if mountpoint -q "$LOOP_MNT" 2>/dev/null; then log "unmounting $LOOP_MNT left by an interrupted run"; umount "$LOOP_MNT"; fi
-rm -f "$LOOP_IMG"
+# A fresh ext4 with its journal, as in compare.sh (benches/lib.sh; /tmp here has no
+# journal).
 LOOP_MIB=$(( (3 * (BIG_BYTES + SMALL_BYTES) >> 20) + 512 ))
-truncate -s "${LOOP_MIB}M" "$LOOP_IMG"
-mkfs.ext4 -q -F -L pareco-faults "$LOOP_IMG"
-mkdir -p "$LOOP_MNT"
-mount -o loop,nodiscard "$LOOP_IMG" "$LOOP_MNT"
-LOOP_MOUNTED=1
-log "filling the $LOOP_MIB MiB image once"
-dd if=/dev/zero of="$LOOP_MNT/.fill" bs=4M status=none 2>/dev/null || true
-sync; rm -f "$LOOP_MNT/.fill"; sync
+loopfs_up pareco-faults "$LOOP_MIB"
 LOOP_DEV=$(findmnt -n -o SOURCE --target "$LOOP_MNT")
 compgen -G "/proc/fs/jbd2/${LOOP_DEV##*/}-*" >/dev/null || die "$LOOP_MNT has no journal"
 mkdir -p "$LOOP_MNT/dst"
@@ -308,13 +276,6 @@ elif cmd == "sample":
     busy, oth, kern, top = diff(a, b, set(sys.argv[3:]))
     print(f"{oth / secs / NCPU * 100:.0f} " + ", ".join(f"{k} {v / secs * 100:.0f}%" for k, v in top))
 EOF
-DP_PIDFILE=/tmp/wan-netns-$NS_A-$NS_B/delaypipe.pid
-delaypipe_pid() { if [[ $WAN_UP == 1 ]]; then cat "$DP_PIDFILE" 2>/dev/null || pgrep -x delaypipe | head -1 || true; fi; }
-busy_jiffies() { # the machine's busy CPU time (jiffies) from /proc/stat, with builtins only (no fork)
-  local _c u n sy idle iow irq sirq st _r
-  read -r _c u n sy idle iow irq sirq st _r < /proc/stat
-  echo $((u + n + sy + irq + sirq + st))
-}
 proc_cpu() { # PID: user+system seconds so far
   [[ -n "$1" && -r /proc/$1/stat ]] || { echo 0; return; }
   awk -v t="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / t }' "/proc/$1/stat"
@@ -353,37 +314,8 @@ wait_idle() {
   done
 }
 
-warm_memory() {
-  [[ $WARM_MIB -gt 0 ]] || return 0
-  local f=/dev/shm/pareco-faults-warm.$$
-  head -c "$((WARM_MIB << 20))" /dev/zero > "$f" 2>/dev/null || log "warning: could not warm $WARM_MIB MiB"
-  rm -f "$f"
-}
 
 SRV_NS=() CLI_NS=() SRV_HOST=127.0.0.1
-start_server() { # DIR: sets SRV_PID, SRV_PORT
-  "${SRV_NS[@]}" "$PARECO" listen --bind "$SRV_HOST:0" --root "$LOOP_MNT" > "$1/server.log" 2>&1 < /dev/null &
-  SRV_PID=$! SRV_PORT=""
-  for _ in $(seq 200); do
-    SRV_PORT=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$1/server.log" || true)
-    [[ -n "$SRV_PORT" ]] && return 0
-    kill -0 "$SRV_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  cat "$1/server.log" >&2; die "pareco listen did not start"
-}
-stop_server() { # DIR: server CPU seconds into meta
-  local t; t=$(getconf CLK_TCK)
-  if kill -0 "$SRV_PID" 2>/dev/null; then
-    awk -v t="$t" '{ sub(/^.*\) /, ""); printf "server_cpu_s=%.2f\nserver_user_s=%.2f\nserver_sys_s=%.2f\n", ($12 + $13) / t, $12 / t, $13 / t }' \
-      "/proc/$SRV_PID/stat" >> "$1/meta" || true
-    kill "$SRV_PID" 2>/dev/null || true
-  else
-    echo "server_alive=0" >> "$1/meta"
-  fi
-  wait "$SRV_PID" 2>/dev/null || true
-  SRV_PID=""
-}
 
 # The cutter: every CUT_EVERY seconds (on a fixed schedule from its start) kill ONE of
 # the client's established connections to the server, picked at random, with ss -K
@@ -417,7 +349,7 @@ upload() { # QUESTION VARIANT RUN SRC BYTES [pareco options...]: one timed parec
   wait_idle "$dir/meta"
   sync
   warm_memory
-  start_server "$dir"
+  start_server "$dir" --root "$LOOP_MNT"
   local cmd=("$PARECO" send --json -n "$CONNS" "$@" "$src" "pareco://$SRV_HOST:$SRV_PORT/$rel")
   printf '%q ' "${CLI_NS[@]}" "${cmd[@]}" > "$dir/command"
   local rc=0 t0 t1 load1 dp dp0 dp1; load1=$(cut -d' ' -f1 /proc/loadavg)
@@ -448,7 +380,7 @@ for line in sys.stdin: sys.stdout.write("%8.3f %s" % (time.time() - t0, line))' 
   # untimed: how long the writeback the run left behind takes (syncfs of the destination's
   # file system only, which ends with a flush of the loop device and so of its image)
   local s0 s1; s0=$EPOCHREALTIME; sync -f "$LOOP_MNT"; s1=$EPOCHREALTIME
-  stop_server "$dir"
+  stop_server "$dir/meta"
   local verify=ok
   if [[ $rc != 0 ]]; then verify="not checked (exit $rc)"
   elif ! diff -rq "$src" "$LOOP_MNT/$rel" > "$dir/diff.txt" 2>&1; then verify="DIFFERS ($(wc -l < "$dir/diff.txt") lines in diff.txt)"; fi

@@ -41,8 +41,8 @@ uncommitted edits are measured) with cargo build --release into CARGO_TARGET_DIR
 EOF
 }
 
-die() { echo "tls.sh: error: $*" >&2; exit 1; }
-log() { echo "tls.sh: $(date -u +%H:%M:%S) $*" >&2; }
+BENCH=tls.sh
+source "$REPO/benches/lib.sh"
 
 # ---------------------------------------------------------------- options
 RUNS=5 LINKS=loopback QUICK=0 WORK=/tmp/pareco-tls LOOPFS=1 DISTURBED_PCT=20 TIMEOUT=600 PARECO=""
@@ -78,23 +78,7 @@ for t in openssl python3 pgrep timeout; do command -v $t >/dev/null || die "miss
 
 mkdir -p "$WORK"
 WORK=$(readlink -f "$WORK")
-GIT_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -z "$PARECO" ]]; then
-  command -v cargo >/dev/null || die "cargo not found (or use --pareco BIN)"
-  SRC=$WORK/src-$GIT_REV
-  rm -rf "$SRC"; mkdir -p "$SRC"
-  git -C "$REPO" archive HEAD | tar -x -C "$SRC"
-  log "building pareco at commit $GIT_REV (release) into $CARGO_TARGET_DIR"
-  (cd "$SRC" && cargo build --release --quiet --bin pareco)
-  PARECO=$WORK/pareco-$GIT_REV
-  cp "$CARGO_TARGET_DIR/release/pareco" "$PARECO"
-  rm -rf "$SRC"
-  BIN_NOTE="built by this run from commit $GIT_REV exactly (git archive HEAD)"
-else
-  [[ -x "$PARECO" ]] || die "no pareco binary at $PARECO"
-  PARECO=$(readlink -f "$PARECO")
-  BIN_NOTE="given with --pareco ($PARECO, $(date -u -r "$PARECO" '+%Y-%m-%d %H:%M UTC')); HEAD is $GIT_REV"
-fi
+build_head
 
 # ---------------------------------------------------------------- data
 # The big files of compare.sh's scenarios 1 and 6: the same AES-128-CTR keystreams as
@@ -134,18 +118,14 @@ OUT=$WORK/results/$STAMP-$PROFILE
 mkdir -p "$OUT/runs"
 
 # ---------------------------------------------------------------- cleanup
-SRV_PID="" WAN_UP=0 LOOP_MOUNTED=0
+SRV_PID="" WAN_UP=0
 LOOP_IMG=$WORK/loopfs.img LOOP_MNT=$WORK/mnt
 cleanup() {
   local rc=$?
   [[ -n "$SRV_PID" ]] && kill "$SRV_PID" 2>/dev/null || true
   wait 2>/dev/null || true
-  rm -f "/dev/shm/pareco-tls-warm.$$"
-  if [[ $LOOP_MOUNTED == 1 ]]; then
-    for _ in $(seq 20); do umount "$LOOP_MNT" 2>/dev/null && { LOOP_MOUNTED=0; break; }; sleep 0.5; done
-    [[ $LOOP_MOUNTED == 0 ]] || umount -l "$LOOP_MNT" || true
-    rm -f "$LOOP_IMG"; rmdir "$LOOP_MNT" 2>/dev/null || true
-  fi
+  rm -f "$WARM_FILE"
+  loopfs_down
   if [[ $WAN_UP == 1 ]]; then log "taking the namespaces down"; bash "$NETNS" down >/dev/null 2>&1 || true; fi
   exit $rc
 }
@@ -153,20 +133,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- destination file system
-# As compare.sh and faults.sh: a fresh ext4 with its journal in a sparse image, every
-# block written once (benches/README.md says why).
+# As compare.sh and faults.sh: a fresh ext4 with its journal (benches/lib.sh).
 if [[ $LOOPFS == 1 ]]; then
-  if mountpoint -q "$LOOP_MNT" 2>/dev/null; then umount "$LOOP_MNT"; fi
-  rm -f "$LOOP_IMG"
   LOOP_MIB=$(( (3 * BIG_BYTES >> 20) + 512 ))
-  truncate -s "${LOOP_MIB}M" "$LOOP_IMG"
-  mkfs.ext4 -q -F -L pareco-tls "$LOOP_IMG"
-  mkdir -p "$LOOP_MNT"
-  mount -o loop,nodiscard "$LOOP_IMG" "$LOOP_MNT"
-  LOOP_MOUNTED=1
-  log "filling the $LOOP_MIB MiB image once"
-  dd if=/dev/zero of="$LOOP_MNT/.fill" bs=4M status=none 2>/dev/null || true
-  sync; rm -f "$LOOP_MNT/.fill"; sync
+  loopfs_up pareco-tls "$LOOP_MIB"
   ROOT=$LOOP_MNT
   DST_NOTE="a fresh ext4 with its journal, ${LOOP_MIB} MiB sparse image loop-mounted (nodiscard) at WORK/mnt, every block written once"
 else
@@ -196,13 +166,6 @@ openssl req -x509 -newkey rsa:3072 -nodes -days 2 -subj "/CN=pareco-bench" \
 cat "$OUT/header.md" >&2
 
 # ---------------------------------------------------------------- helpers
-busy_jiffies() { # the machine's busy CPU time (jiffies) from /proc/stat
-  local _c u n sy idle iow irq sirq st _r
-  read -r _c u n sy idle iow irq sirq st _r < /proc/stat
-  echo $((u + n + sy + irq + sirq + st))
-}
-DP_PIDFILE=${WAN_RUNDIR:-${TMPDIR:-/tmp}/wan-netns-$NS_A-$NS_B}/delaypipe.pid
-delaypipe_pid() { if [[ $WAN_UP == 1 ]]; then cat "$DP_PIDFILE" 2>/dev/null || pgrep -x delaypipe | head -1 || true; fi; }
 proc_jiffies() { # PID: user+system jiffies so far (0 without one)
   [[ -n "$1" && -r /proc/$1/stat ]] || { echo 0; return; }
   awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
@@ -210,38 +173,8 @@ proc_jiffies() { # PID: user+system jiffies so far (0 without one)
 kthreads_jiffies() { # user+system jiffies of the kernel's threads (writeback, the loop device, softirqs...)
   awk 'FNR == 1 { sub(/^.*\) /, ""); if ($2 == 2 || $2 == 0) t += $12 + $13 } END { print t + 0 }' /proc/[0-9]*/stat 2>/dev/null
 }
-warm_memory() {
-  [[ $WARM_MIB -gt 0 ]] || return 0
-  local f=/dev/shm/pareco-tls-warm.$$
-  head -c "$((WARM_MIB << 20))" /dev/zero > "$f" 2>/dev/null || log "warning: could not warm $WARM_MIB MiB"
-  rm -f "$f"
-}
 
 SRV_NS=() CLI_NS=() SRV_HOST=127.0.0.1 LINK=""
-start_server() { # DIR TLS(0/1): sets SRV_PID, SRV_PORT
-  local args=(listen --bind "$SRV_HOST:0" --root "$ROOT")
-  [[ $2 == 1 ]] && args+=(--tls-cert "$CERT" --tls-key "$KEY")
-  "${SRV_NS[@]}" "$PARECO" "${args[@]}" > "$1/server.log" 2>&1 < /dev/null &
-  SRV_PID=$! SRV_PORT=""
-  for _ in $(seq 200); do
-    SRV_PORT=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$1/server.log" || true)
-    [[ -n "$SRV_PORT" ]] && return 0
-    kill -0 "$SRV_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  cat "$1/server.log" >&2; die "pareco listen did not start"
-}
-stop_server() { # DIR: the server's CPU seconds into meta
-  if kill -0 "$SRV_PID" 2>/dev/null; then
-    awk -v t="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "server_user_s=%.2f\nserver_sys_s=%.2f\n", $12 / t, $13 / t }' \
-      "/proc/$SRV_PID/stat" >> "$1/meta" || true
-    kill "$SRV_PID" 2>/dev/null || true
-  else
-    echo "server_alive=0" >> "$1/meta"
-  fi
-  wait "$SRV_PID" 2>/dev/null || true
-  SRV_PID=""
-}
 
 ORDER=0
 upload() { # VARIANT(tls|plain) ROUND
@@ -254,9 +187,9 @@ upload() { # VARIANT(tls|plain) ROUND
   rm -rf "${ROOT:?}/$rel"
   sync
   warm_memory
-  start_server "$dir" $tls
-  local cmd=("$PARECO" send --json)
-  [[ $tls == 1 ]] && cmd+=(--tls --ca-cert "$CERT")
+  local serve=(--root "$ROOT") cmd=("$PARECO" send --json)
+  [[ $tls == 1 ]] && serve+=(--tls-cert "$CERT" --tls-key "$KEY") cmd+=(--tls --ca-cert "$CERT")
+  start_server "$dir" "${serve[@]}"
   cmd+=("$DATA/big" "pareco://$SRV_HOST:$SRV_PORT/$rel")
   printf '%q ' "${CLI_NS[@]}" "${cmd[@]}" > "$dir/command"
   local rc=0 t0 t1 b0 b1 d0 d1 k0 k1 dp load1; load1=$(cut -d' ' -f1 /proc/loadavg)
@@ -265,7 +198,7 @@ upload() { # VARIANT(tls|plain) ROUND
   "${CLI_NS[@]}" timeout -k 10 "$TIMEOUT" /usr/bin/time -f '%e %U %S %M' -o "$dir/client.time" \
     "${cmd[@]}" > "$dir/client.stdout" 2> "$dir/client.stderr" < /dev/null || rc=$?
   t1=$EPOCHREALTIME; b1=$(busy_jiffies); d1=$(proc_jiffies "$dp"); k1=$(kthreads_jiffies)
-  stop_server "$dir"
+  stop_server "$dir/meta"
   local verify="not checked (exit $rc)"
   [[ $rc == 0 ]] && verify=$(python3 "$HELPERS/verify.py" "$DATA/big" "$ROOT/$rel" | head -3 | tr '\n' ' ' || true)
   rm -rf "${ROOT:?}/$rel"
