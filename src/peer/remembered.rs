@@ -27,16 +27,32 @@ pub const SMALLEST: u64 = 64 << 10;
 /// oldest is dropped (it is hashed again next time).
 const GATHERING: usize = 256;
 
+/// Chunks of all the files being gathered together, at most (each slot
+/// is 32 bytes: 64 MiB in all, shared by every session of a server). A
+/// file of more chunks (2 TiB at the default 1 MiB) is not gathered: its
+/// digests are remembered only when one request hashes it whole. Without
+/// this bound, one request for one chunk of a sparse 16 TiB file with
+/// 1 KiB chunks made the server allocate 512 GiB.
+const GATHERING_SLOTS: usize = 1 << 21;
+
 /// The cache, and the entries being gathered.
 pub struct Remembered {
     cache: DigestCache,
-    /// By the file's key and the settings its digests are of: on a server
-    /// one `Remembered` serves every session, each with its own chunk size
-    /// and algorithm, and two sessions' digests of one file never mix.
-    gathering: Mutex<HashMap<(FileKey, u32, HashAlgo), Gathered>>,
+    gathering: Mutex<Gathering>,
     /// Files (or spans of them) answered from the cache, and not.
     hits: AtomicU64,
     misses: AtomicU64,
+}
+
+/// The files whose digests are being gathered.
+#[derive(Default)]
+struct Gathering {
+    /// By the file's key and the settings its digests are of: on a server
+    /// one `Remembered` serves every session, each with its own chunk size
+    /// and algorithm, and two sessions' digests of one file never mix.
+    files: HashMap<(FileKey, u32, HashAlgo), Gathered>,
+    /// Their slots together, at most [`GATHERING_SLOTS`].
+    slots: usize,
 }
 
 /// The digests of a file known so far.
@@ -64,6 +80,15 @@ pub fn inside(dir: &Path, tree: &Path) -> bool {
     let Ok(mut real) = existing.canonicalize() else { return false };
     real.extend(rest.iter().rev());
     real.starts_with(tree)
+}
+
+impl Gathering {
+    /// Stops gathering a file, giving its slots back.
+    fn drop_file(&mut self, entry: &(FileKey, u32, HashAlgo)) -> Option<Gathered> {
+        let gathered = self.files.remove(entry)?;
+        self.slots -= gathered.digests.len();
+        Some(gathered)
+    }
 }
 
 impl std::fmt::Debug for Remembered {
@@ -175,15 +200,27 @@ impl Remembered {
             self.cache.put(key, settings.chunk_size, settings.hash, digests, hashed_at);
             return;
         }
+        let Ok(chunks) = usize::try_from(chunks) else { return };
+        if chunks > GATHERING_SLOTS {
+            return;
+        }
         let entry = (*key, settings.chunk_size, settings.hash);
         let mut gathering = self.gathering.lock().unwrap_or_else(|p| p.into_inner());
-        if !gathering.contains_key(&entry) && gathering.len() >= GATHERING {
-            let oldest = gathering.iter().min_by_key(|(_, g)| g.hashed_at).map(|(k, _)| *k);
-            oldest.map(|k| gathering.remove(&k));
+        let gathering = &mut *gathering;
+        if !gathering.files.contains_key(&entry) {
+            // Room for one more file and its slots: the oldest go first.
+            while gathering.files.len() >= GATHERING || gathering.slots + chunks > GATHERING_SLOTS {
+                let Some(oldest) = gathering.files.iter().min_by_key(|(_, g)| g.hashed_at).map(|(k, _)| *k)
+                else {
+                    break;
+                };
+                gathering.drop_file(&oldest);
+            }
+            gathering.slots += chunks;
         }
-        let gathered = gathering.entry(entry).or_insert_with(|| Gathered {
-            digests: vec![None; chunks as usize],
-            missing: chunks as usize,
+        let gathered = gathering.files.entry(entry).or_insert_with(|| Gathered {
+            digests: vec![None; chunks],
+            missing: chunks,
             hashed_at,
         });
         gathered.hashed_at = gathered.hashed_at.min(hashed_at);
@@ -193,7 +230,7 @@ impl Remembered {
             }
         }
         if gathered.missing == 0 {
-            if let Some(done) = gathering.remove(&entry) {
+            if let Some(done) = gathering.drop_file(&entry) {
                 let all: Vec<Digest> = done.digests.into_iter().flatten().collect();
                 self.cache.put(key, settings.chunk_size, settings.hash, &all, done.hashed_at);
             }
@@ -203,6 +240,8 @@ impl Remembered {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// Two sessions of one server, each with its own algorithm or chunk
@@ -239,5 +278,32 @@ mod tests {
         assert_eq!(remembered.recall(&key, &xxh3), Some(digests(3, 4)));
         assert_eq!(remembered.recall(&key, &halves), Some(digests(2, 2)));
         assert_eq!(remembered.recall(&key, &xxh128), None);
+    }
+
+    /// What one server gathers for all its sessions stays bounded, however
+    /// large the files its clients ask about.
+    #[test]
+    fn gathering_holds_at_most_its_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let remembered = Remembered::new(DigestCache::open(dir.path()).unwrap());
+        let settings = Settings::for_tests(1024);
+        let key = |ino, chunks: u64| FileKey { dev: 7, ino, size: chunks * 1024, mtime_ns: 0, ctime_ns: 0 };
+        let now = SystemTime::now();
+        // One chunk of a sparse 16 TiB file: not gathered at all (this
+        // asked for 512 GiB before).
+        remembered.learn(&key(1, 1 << 34), &settings, 1, &[5], now);
+        assert_eq!(remembered.gathering.lock().unwrap().slots, 0);
+        // Files of 40 % of the slots each: the oldest go to make room.
+        let big = (GATHERING_SLOTS as u64) * 2 / 5;
+        for ino in 2..6 {
+            remembered.learn(&key(ino, big), &settings, 1, &[5], now + Duration::from_secs(ino));
+            let gathering = remembered.gathering.lock().unwrap();
+            assert!(gathering.slots <= GATHERING_SLOTS, "{} slots", gathering.slots);
+            assert_eq!(gathering.slots, gathering.files.values().map(|g| g.digests.len()).sum::<usize>());
+        }
+        let gathering = remembered.gathering.lock().unwrap();
+        let mut kept: Vec<u64> = gathering.files.keys().map(|(k, ..)| k.ino).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, [4, 5]);
     }
 }
