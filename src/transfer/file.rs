@@ -212,7 +212,10 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         match built {
             Ok(()) => ctx.dest.finish(begun.handle, entry.stat.meta.clone()).await,
             Err(e) => {
-                let remove = progress.vanished.load(Ordering::Relaxed);
+                // `remove` unlinks the file at `path` as well: only for
+                // `--delete`. Without it the temporary file stays, and the
+                // sweep at the end of the run removes it.
+                let remove = ctx.opts.delete && progress.vanished.load(Ordering::Relaxed);
                 if e.kind != ErrorKind::Lost {
                     let _ = ctx.dest.discard(begun.handle, remove).await;
                 }

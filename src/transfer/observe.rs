@@ -107,7 +107,7 @@ pub enum Outcome {
         why: String,
     },
     /// Vanished from the source during the run (removed from the
-    /// destination too).
+    /// destination too with `--delete`).
     Vanished,
     /// Already in place: nothing was done.
     Unchanged,

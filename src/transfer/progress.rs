@@ -85,9 +85,21 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         if progress.vanished.load(Ordering::Relaxed) {
             Counters::add(&c.files_vanished, 1);
             ctx.links.failed(&entry.path);
-            tracing::warn!("{}: vanished during the transfer; removed from the destination too", entry.path);
+            // Only `--delete` deletes: without it, the destination keeps
+            // its copy, as it keeps every file the source does not have.
+            if ctx.opts.delete {
+                tracing::warn!(
+                    "{}: vanished during the transfer; removed from the destination too",
+                    entry.path
+                );
+            } else {
+                tracing::warn!(
+                    "{}: vanished during the transfer (the destination keeps its copy)",
+                    entry.path
+                );
+            }
             c.live.tell(|| told(entry, found.as_ref(), Outcome::Vanished));
-            if found.is_some_and(|f| f.kind == Kind::File) {
+            if ctx.opts.delete && found.is_some_and(|f| f.kind == Kind::File) {
                 let remove = vec![Action::Remove { path: entry.path.clone(), kind: Kind::File }];
                 ctx.apply(remove).await;
             }

@@ -71,6 +71,16 @@ fn run(
     victim: &'static str,
     meddle: fn(&std::path::Path),
 ) -> transfer::Report {
+    run_with(src, dst, victim, meddle, options())
+}
+
+fn run_with(
+    src: &std::path::Path,
+    dst: &std::path::Path,
+    victim: &'static str,
+    meddle: fn(&std::path::Path),
+    options: Options,
+) -> transfer::Report {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let source = Meddling {
@@ -82,7 +92,7 @@ fn run(
         };
         let dest = LocalDestination::new(Tree::open(dst).unwrap(), settings());
         let counters = Arc::new(transfer::Counters::default());
-        transfer::run(source, dest, options(), counters.clone()).await.expect("transfer runs");
+        transfer::run(source, dest, options, counters.clone()).await.expect("transfer runs");
         counters.report(std::time::Duration::from_secs(1), 0, Default::default(), Default::default())
     })
 }
@@ -124,23 +134,40 @@ fn a_file_growing_while_read_is_sent_as_read_and_counted() {
     assert_same_tree(src.path(), dst.path());
 }
 
+/// A file that vanishes while it is read: with `--delete` its copy at the
+/// destination goes too (the mirror is exact); without, nothing is ever
+/// deleted (a lying server answering `NotFound` to every read of a `recv`
+/// removed each file the destination had before).
 #[test]
-fn a_file_vanishing_while_read_is_dropped_from_the_destination() {
+fn a_file_vanishing_while_read_is_dropped_from_the_destination_only_with_delete() {
     for (size, name) in [(CHUNK * 6, "big"), (100, "small")] {
-        let src = tempfile::tempdir().unwrap();
-        let dst = tempfile::tempdir().unwrap();
-        file(&src.path().join("keep"), b"keep me", 0o644, (1, 0));
-        file(&src.path().join(name), &noise(size, 2), 0o644, (2, 0));
-        // An older version is on the destination already.
-        file(&dst.path().join(name), &noise(size + 1, 3), 0o644, (1, 0));
-        let report = run(src.path(), dst.path(), if name == "big" { "big" } else { "small" }, |path| {
-            std::fs::remove_file(path).unwrap();
-        });
-        assert!(report.complete(), "{name}: {report:?}");
-        assert_eq!(report.files_vanished, 1, "{name}");
-        assert!(!dst.path().join(name).exists(), "{name}");
-        assert!(!temp_of(dst.path(), name).exists(), "{name}");
-        assert_same_tree(src.path(), dst.path());
+        for delete in [false, true] {
+            let src = tempfile::tempdir().unwrap();
+            let dst = tempfile::tempdir().unwrap();
+            file(&src.path().join("keep"), b"keep me", 0o644, (1, 0));
+            file(&src.path().join(name), &noise(size, 2), 0o644, (2, 0));
+            // An older version is on the destination already.
+            let older = noise(size + 1, 3);
+            file(&dst.path().join(name), &older, 0o644, (1, 0));
+            let options = Options { delete, ..options() };
+            let report = run_with(
+                src.path(),
+                dst.path(),
+                if name == "big" { "big" } else { "small" },
+                |path| std::fs::remove_file(path).unwrap(),
+                options,
+            );
+            assert!(report.complete(), "{name} {delete}: {report:?}");
+            assert_eq!(report.files_vanished, 1, "{name} {delete}");
+            assert!(!temp_of(dst.path(), name).exists(), "{name} {delete}");
+            if delete {
+                assert!(!dst.path().join(name).exists(), "{name}");
+                assert_same_tree(src.path(), dst.path());
+            } else {
+                assert_eq!(std::fs::read(dst.path().join(name)).unwrap(), older, "{name}");
+                assert_eq!(std::fs::read(dst.path().join("keep")).unwrap(), b"keep me");
+            }
+        }
     }
 }
 
