@@ -4,14 +4,14 @@
 //! in place under its final name (the run's files are all done), the
 //! destination is asked to make it a hard link of the leader there, which
 //! it does only if it is not that already. A follower whose leader failed
-//! or vanished is left alone. The watcher hears of each follower once its
+//! or vanished is left alone, and fails the run. The watcher hears of each follower once its
 //! link is made (or, in a dry run, would be).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::codec::{Action, Entry, Kind, RelPath};
-use crate::peer::{Destination, Source};
+use crate::peer::{self, Destination, Source};
 
 use super::actions::told;
 use super::observe::{Live, Outcome};
@@ -20,6 +20,9 @@ use super::Ctx;
 
 /// Followers probed at once, for the watcher.
 const PROBE_PATHS: usize = 512;
+
+/// A follower whose leader failed or vanished, and that leader.
+type Orphan = (Entry, RelPath);
 
 /// The link groups of a run's listing.
 #[derive(Debug, Default)]
@@ -82,15 +85,14 @@ impl Links {
 
     /// The links to make now that every file is done: one per follower
     /// whose leader is in place, with the follower's entry. Followers of a
-    /// failed leader are named, and returned apart.
-    fn links(&self) -> (Vec<(Entry, Action)>, Vec<Entry>) {
+    /// failed leader are returned apart, with their leader.
+    fn links(&self) -> (Vec<(Entry, Action)>, Vec<Orphan>) {
         let mut state = self.lock();
         let followers = std::mem::take(&mut state.followers);
         let (mut links, mut orphans) = (Vec::new(), Vec::new());
         for (entry, leader) in followers {
             if state.failed.contains(&leader) {
-                tracing::warn!("{}: not linked: {leader}, its other name, could not be synced", entry.path);
-                orphans.push(entry);
+                orphans.push((entry, leader));
                 continue;
             }
             tracing::debug!("{}: another name of {leader}", entry.path);
@@ -112,8 +114,13 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         let (links, orphans) = self.links.links();
         let live = &self.counters.live;
         Live::add(&live.files_done, (links.len() + orphans.len()) as u64);
-        for entry in &orphans {
-            let why = "not linked: its other name could not be synced".to_owned();
+        // A follower left without its link is not at the destination as
+        // the source has it: a failed file, whether its leader failed or
+        // vanished (which alone counts no error).
+        for (entry, leader) in &orphans {
+            let why = format!("not linked: {leader}, its other name, could not be synced");
+            Counters::add(&self.counters.files_failed, 1);
+            self.fail(&entry.path.to_string(), peer::Error::io(why.clone()));
             live.tell(|| told(entry, None, Outcome::Failed { why }));
         }
         let mut events = Vec::new();
@@ -173,7 +180,7 @@ mod tests {
                 Action::Link { path: rel("f"), target: rel("a") },
             ]
         );
-        assert_eq!(orphans, vec![entry("e", Kind::File, Some(1))]);
+        assert_eq!(orphans, vec![(entry("e", Kind::File, Some(1)), rel("d/c"))]);
     }
 
     #[test]

@@ -82,6 +82,8 @@ fn run_with(
     options: Options,
 ) -> transfer::Report {
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let hard_links = options.hard_links;
+    let settings = || Settings { hard_links, ..settings() };
     rt.block_on(async {
         let source = Meddling {
             inner: LocalSource::new(Tree::open(src).unwrap(), settings()),
@@ -196,5 +198,25 @@ fn a_file_replaced_by_rename_while_read_is_changed_not_vanished() {
         let report = plain_run(src.path(), dst.path());
         assert!(report.complete() && report.files_changed_during_transfer == 0, "{name}: {report:?}");
         assert_same_tree(src.path(), dst.path());
+    }
+}
+
+/// `-H`: the first name of a file vanishes while it is read; its other
+/// name is still in the source but was to be linked to the first at the
+/// destination, so it is not there. That is a failed file, not a success.
+#[test]
+fn a_hard_link_whose_first_name_vanished_fails_the_run() {
+    for size in [CHUNK * 3, 100] {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        file(&src.path().join("a"), &noise(size, 4), 0o644, (2, 0));
+        std::fs::hard_link(src.path().join("a"), src.path().join("b")).unwrap();
+        let options = Options { hard_links: true, ..options() };
+        let report =
+            run_with(src.path(), dst.path(), "a", |path| std::fs::remove_file(path).unwrap(), options);
+        assert_eq!(report.files_vanished, 1, "{size}");
+        assert!(!dst.path().join("b").exists(), "{size}");
+        assert!(!report.complete(), "{size}: b is missing at the destination: {report:?}");
+        assert_eq!(report.files_failed, 1, "{size}");
     }
 }
