@@ -52,6 +52,10 @@ pub struct Declaration {
     pub once: bool,
 }
 
+/// What a heap allocation costs beyond its bytes, about (the allocator's
+/// header and rounding), for [`Message::list_bytes`].
+const ALLOCATION: usize = 32;
+
 impl Message {
     /// The declaration of this message.
     pub fn declaration(&self) -> Declaration {
@@ -114,6 +118,24 @@ impl Message {
         match self {
             Message::Read { len, .. } => u64::from(*len),
             Message::ReadFiles { files } => files.iter().map(|(_, len)| u64::from(*len)).sum(),
+            _ => 0,
+        }
+    }
+
+    /// Bytes the lists of a decoded request take in memory besides the
+    /// bytes its header encodes: each item's own size, and an allocation
+    /// for its path or data. (A list holds at most [`super::MAX_LIST`].)
+    pub fn list_bytes(&self) -> u64 {
+        fn of<T>(items: &[T]) -> u64 {
+            (items.len() * (std::mem::size_of::<T>() + ALLOCATION)) as u64
+        }
+        match self {
+            Message::Probe { paths } => of(paths),
+            Message::HashFiles { files } => of(files),
+            Message::ReadFiles { files } => of(files),
+            Message::CopyOld { ranges, .. } => of(ranges),
+            Message::PutFiles { files } => of(files),
+            Message::Apply { actions } => of(actions),
             _ => 0,
         }
     }

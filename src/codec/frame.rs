@@ -115,19 +115,21 @@ pub struct FrameCodec {
     /// Smaller during the handshake, so that a peer that has not proved
     /// anything yet can make the other side buffer little.
     handshake: bool,
+    /// Bytes of the header of the frame decoded last.
+    last_header: usize,
 }
 
 impl FrameCodec {
     /// A decoder that accepts payloads of up to `max_payload` bytes (capped
     /// at [`MAX_PAYLOAD_CAP`]) and headers of up to [`MAX_HEADER_LEN`].
     pub fn new(max_payload: usize) -> Self {
-        FrameCodec { max_payload: max_payload.min(MAX_PAYLOAD_CAP), handshake: false }
+        FrameCodec { max_payload: max_payload.min(MAX_PAYLOAD_CAP), handshake: false, last_header: 0 }
     }
 
     /// The decoder of a connection's handshake: no payloads, and headers of
     /// up to [`MAX_HANDSHAKE_HEADER_LEN`].
     pub fn handshake() -> Self {
-        FrameCodec { max_payload: 0, handshake: true }
+        FrameCodec { max_payload: 0, handshake: true, last_header: 0 }
     }
 
     /// Ends the handshake: payloads of up to `max_payload` bytes, headers
@@ -146,6 +148,12 @@ impl FrameCodec {
     /// The largest payload accepted now, in bytes.
     pub fn max_payload(&self) -> usize {
         self.max_payload
+    }
+
+    /// Bytes of the header of the frame decoded last (what its message
+    /// holds in memory is at least that much).
+    pub fn last_header_len(&self) -> usize {
+        self.last_header
     }
 }
 
@@ -189,6 +197,7 @@ impl Decoder for FrameCodec {
         if !payload.is_empty() && !msg.has_payload() {
             return Err(CodecError::UnexpectedPayload { name: msg.name(), len: payload.len() });
         }
+        self.last_header = header_len;
         Ok(Some(Packet { id, msg, payload }))
     }
 

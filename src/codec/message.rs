@@ -95,6 +95,7 @@ pub enum Message {
     /// `lstat` each path on the destination.
     Probe {
         /// The entries to look at.
+        #[serde(deserialize_with = "super::bounded::list")]
         paths: Vec<RelPath>,
     },
     /// Digests of a span of chunks of a file.
@@ -108,6 +109,7 @@ pub enum Message {
     /// as listed: what one `Hash` of the single chunk of each would give.
     HashFiles {
         /// Each file and its size as listed (at most the chunk size).
+        #[serde(deserialize_with = "super::bounded::list")]
         files: Vec<(RelPath, u64)>,
     },
     /// Read `len` bytes at `offset` of a source file.
@@ -124,6 +126,7 @@ pub enum Message {
     ReadFiles {
         /// Each file and its length as listed; the lengths add up to at most
         /// the chunk size.
+        #[serde(deserialize_with = "super::bounded::list")]
         files: Vec<(RelPath, u32)>,
     },
     /// Start writing a file of `size` bytes on the destination.
@@ -139,6 +142,7 @@ pub enum Message {
         handle: u64,
         /// `(offset, len)` byte ranges, each copied from the old file to the
         /// same offset of the file being built.
+        #[serde(deserialize_with = "super::bounded::list")]
         ranges: Vec<(u64, u64)>,
     },
     /// Write the payload at `offset` of the file being built.
@@ -189,11 +193,13 @@ pub enum Message {
     /// contents back to back, in the order of `files`.
     PutFiles {
         /// Each file's path, metadata, length and digest.
+        #[serde(deserialize_with = "super::bounded::list")]
         files: Vec<SmallFile>,
     },
     /// Directory, symlink, metadata and delete operations, in order.
     Apply {
         /// The operations; one that fails does not stop the others.
+        #[serde(deserialize_with = "super::bounded::list")]
         actions: Vec<Action>,
     },
     /// The transfer is over: the server ends the session.

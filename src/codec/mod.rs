@@ -17,6 +17,7 @@
 //! `PROTOCOL.md` at the top of the repository describes the same thing in
 //! prose, byte by byte.
 
+pub mod bounded;
 pub mod declared;
 pub mod extra;
 pub mod frame;
@@ -25,6 +26,7 @@ pub mod path;
 pub mod text;
 pub mod types;
 
+pub use bounded::MAX_LIST;
 pub use declared::{Class, Declaration, Serves};
 pub use extra::{Extra, Id, IdName, Preserve, Xattr, XattrDigest, XattrList, Xattrs};
 pub use frame::{CodecError, FrameCodec, Packet};

@@ -61,6 +61,11 @@ impl Reader {
         self.framed.next().await
     }
 
+    /// Bytes of the header of the packet [`Reader::next`] gave last.
+    pub fn last_header_len(&self) -> usize {
+        self.framed.decoder().last_header_len()
+    }
+
     /// Ends the handshake: accepts payloads of up to `max_payload` bytes
     /// and full-size headers from now on.
     pub fn open(&mut self, max_payload: usize) {

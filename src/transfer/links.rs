@@ -20,6 +20,7 @@ use super::Ctx;
 
 /// Followers probed at once, for the watcher.
 const PROBE_PATHS: usize = 512;
+const _: () = assert!(PROBE_PATHS <= crate::codec::MAX_LIST);
 
 /// A follower whose leader failed or vanished, and that leader.
 type Orphan = (Entry, RelPath);

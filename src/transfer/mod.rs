@@ -66,6 +66,14 @@ const ACTIONS_PER_REQUEST: usize = 512;
 /// `Apply`, bundles of small files), so that a request and its answer stay
 /// well below the 1 MiB header limit whatever the names.
 pub(crate) const REQUEST_BYTES: usize = 256 << 10;
+
+// Every list a request carries fits what a server decodes.
+const _: () = assert!(
+    ACTIONS_PER_REQUEST <= crate::codec::MAX_LIST
+        && bundle::BUNDLE_FILES <= crate::codec::MAX_LIST
+        && compare::COMPARE_FILES <= crate::codec::MAX_LIST
+);
+
 /// Batches of the listing being probed and dispatched at once.
 const BATCHES_IN_FLIGHT: usize = 32;
 /// Files in progress at once (a large file counts as [`LARGE_FILE_WEIGHT`]).

@@ -147,6 +147,7 @@ impl Plan {
 
 /// Ranges to copy per `CopyOld` request at most.
 const RANGES_PER_COPY: usize = 4096;
+const _: () = assert!(RANGES_PER_COPY <= crate::codec::MAX_LIST);
 
 /// `ranges` (in order, without overlaps) cut into requests of at most
 /// [`RANGES_PER_COPY`] ranges and `max_bytes` bytes each, a long range split

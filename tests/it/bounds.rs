@@ -256,7 +256,7 @@ fn one_copy_request_is_a_bounded_step() {
     };
     // The same range again and again would be unbounded work from a few
     // bytes: ranges must be in order, without overlaps...
-    let again = vec![(0, 1 << 20); 20_000];
+    let again = vec![(0, 1 << 20); pareco::codec::MAX_LIST];
     let message =
         raw.request_fails(2, Message::CopyOld { handle, ranges: again }, Bytes::new(), ErrorKind::Protocol);
     assert!(message.contains("out of order"), "{message}");
@@ -266,6 +266,16 @@ fn one_copy_request_is_a_bounded_step() {
     let forwards = vec![(0, 4096), (4096, 4096), (1 << 19, 1 << 19)];
     assert_eq!(raw.request(4, Message::CopyOld { handle, ranges: forwards }, Bytes::new()), Message::Done);
     raw.close_session(5);
+    // A list longer than any request may carry is refused as it is decoded
+    // (20 000 ranges of a few bytes each hold 0.5 MB in memory).
+    let (mut raw, _) = Raw::opened(server.port, None, upload("d"));
+    raw.send(1, Message::CopyOld { handle: 1, ranges: vec![(0, 1); 20_000] });
+    match raw.recv() {
+        Some(Packet { id: 0, msg: Message::Error { kind: ErrorKind::Protocol, message }, .. }) => {
+            assert!(message.contains("at most 4096 items"), "{message}")
+        }
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
 }
 
 #[test]

@@ -196,7 +196,7 @@ async fn serve_requests(
                 // bytes it moves in the session's budget: until then this
                 // connection is not read, which pushes back through TCP.
                 let Ok(permit) = in_progress.clone().acquire_owned().await else { break };
-                let cost = request_cost(&packet);
+                let cost = request_cost(&packet, reader.last_header_len());
                 let budget = tokio::select! {
                     budget = session.budget.clone().acquire_many_owned(cost) => budget,
                     () = session.ended.cancelled() => break,
@@ -222,9 +222,14 @@ async fn serve_requests(
 }
 
 /// Bytes a request takes of its session's budget while it is served: its
-/// payload, the data its answer carries, and a little for the rest.
-fn request_cost(packet: &Packet) -> u32 {
-    let cost = packet.payload.len() as u64 + packet.msg.answer_data() + SMALL_REQUEST;
+/// payload, the data its answer carries, its header of `header_len` bytes
+/// and what its lists take in memory beyond it, and a little for the rest.
+fn request_cost(packet: &Packet, header_len: usize) -> u32 {
+    let cost = packet.payload.len() as u64
+        + packet.msg.answer_data()
+        + header_len as u64
+        + packet.msg.list_bytes()
+        + SMALL_REQUEST;
     cost.min(SESSION_BUDGET as u64) as u32
 }
 
