@@ -1,0 +1,1 @@
+/tmp/target-bench/release/pareco listen --bind 127.0.0.1:0 --root /tmp/pareco-bench --cache-dir /tmp/pareco-bench-caches/compare.AE9n7p/0009-loopback-s2-pareco-r2/server 

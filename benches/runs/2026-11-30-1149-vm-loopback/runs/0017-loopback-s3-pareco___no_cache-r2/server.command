@@ -1,0 +1,1 @@
+/tmp/target-bench/release/pareco listen --bind 127.0.0.1:0 --root /tmp/pareco-bench --no-cache 

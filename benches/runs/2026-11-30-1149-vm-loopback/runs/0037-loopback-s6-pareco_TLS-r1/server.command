@@ -1,0 +1,1 @@
+/tmp/target-bench/release/pareco listen --bind 127.0.0.1:0 --root /tmp/pareco-bench --cache-dir /tmp/pareco-bench-caches/compare.AE9n7p/0037-loopback-s6-pareco_TLS-r1/server --tls-cert /tmp/pareco-bench/results/20261130-114932-full/tls/cert.pem --tls-key /tmp/pareco-bench/results/20261130-114932-full/tls/key.pem 

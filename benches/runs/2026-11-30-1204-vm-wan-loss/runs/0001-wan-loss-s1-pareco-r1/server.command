@@ -1,0 +1,1 @@
+ip netns exec nsB /tmp/target-bench/release/pareco listen --bind 10.201.0.2:0 --root /tmp/pareco-bench --cache-dir /tmp/pareco-bench-caches/compare.JZyZWy/0001-wan-loss-s1-pareco-r1/server 

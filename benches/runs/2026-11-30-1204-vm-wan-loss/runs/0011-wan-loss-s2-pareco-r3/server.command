@@ -1,0 +1,1 @@
+ip netns exec nsB /tmp/target-bench/release/pareco listen --bind 10.201.0.2:0 --root /tmp/pareco-bench --cache-dir /tmp/pareco-bench-caches/compare.JZyZWy/0011-wan-loss-s2-pareco-r3/server 

@@ -1,0 +1,1 @@
+ip netns exec nsB /tmp/target-bench/release/pareco listen --bind 10.201.0.2:0 --root /tmp/pareco-bench --cache-dir /tmp/pareco-bench-caches/compare.JZyZWy/0015-wan-loss-s5-pareco-r2/server 
