@@ -181,6 +181,8 @@ pub async fn run(job: &Job, live: &Live, cancel: &CancellationToken) -> Result<R
                     transfer::run(source, dest, options, counters.clone()).await
                 }
                 Direction::Download => {
+                    let options =
+                        transfer::Options { listing_filter: Some(settings.filter.clone()), ..options };
                     let dest = LocalDestination::new(tree, settings);
                     let source = RemoteSource::new(pool.clone(), hash);
                     transfer::run(source, dest, options, counters.clone()).await

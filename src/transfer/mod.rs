@@ -52,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::codec::{Action, ErrorKind, Kind, Meta, RelPath, SessionSpec, Stat};
-use crate::peer::{self, Destination, Source};
+use crate::peer::{self, Destination, Filter, Source};
 
 use actions::told;
 use observe::Stage;
@@ -104,6 +104,11 @@ pub struct Options {
     /// With `delete`: delete nothing, and fail, if more than this many
     /// entries would go (`--max-delete`).
     pub max_delete: Option<u64>,
+    /// A source on the other side of the wire (a download): the session's
+    /// `--include`/`--exclude`, which the source's listing must keep to.
+    /// An entry they leave out (only a lying server lists one) is ignored,
+    /// and the listing counts as incomplete.
+    pub listing_filter: Option<Filter>,
 }
 
 impl Options {
@@ -120,6 +125,7 @@ impl Options {
             hard_links: spec.hard_links,
             dry_run: false,
             max_delete: None,
+            listing_filter: None,
         }
     }
 }
@@ -242,6 +248,18 @@ where
             batch.entries.retain(|e| !e.path.is_root());
             let why = "the source listed the root itself as an entry; that entry is ignored";
             ctx.fail("", peer::Error::new(ErrorKind::Protocol, why));
+        }
+        if let Some(filter) = &ctx.opts.listing_filter {
+            let listed = batch.entries.len();
+            batch.entries.retain(|e| filter.selects(&e.path));
+            if batch.entries.len() < listed {
+                incomplete = true;
+                let why = format!(
+                    "the source listed {} entries that --include/--exclude leave out; they are ignored",
+                    listed - batch.entries.len()
+                );
+                ctx.fail("", peer::Error::new(ErrorKind::Protocol, why));
+            }
         }
         for entry in &batch.entries {
             if entry.stat.kind == Kind::Dir {

@@ -98,6 +98,31 @@ fn a_server_listing_the_root_as_an_entry_cannot_empty_a_recv_destination() {
     }
 }
 
+/// `recv --exclude`: what the client left out is not the server's to
+/// list; a server that lists it anyway changes nothing there.
+#[test]
+fn a_server_listing_what_recv_excludes_changes_nothing_there() {
+    let symlink = Stat {
+        kind: Kind::Symlink,
+        size: 0,
+        meta: meta(),
+        target: Some(ByteBuf::from(b"elsewhere".to_vec())),
+    };
+    let fake = Fake::start(move |msg| match msg {
+        Message::Walk => walk_answer(vec![listing(
+            vec![Entry { path: RelPath::new("plain.txt").unwrap(), stat: symlink.clone(), link: None }],
+            vec![],
+        )]),
+        other => refuse(other),
+    });
+    let local = tempfile::tempdir().unwrap();
+    varied_tree(local.path(), 4096);
+    let errors = recv_changes_nothing(&fake, local.path(), &["--exclude", "*.txt"]);
+    assert!(errors.contains("--include/--exclude leave out"), "{errors}");
+    let errors = recv_changes_nothing(&fake, local.path(), &["--exclude", "*.txt", "--delete"]);
+    assert!(errors.contains("--delete skipped"), "{errors}");
+}
+
 #[test]
 fn recv_delete_deletes_nothing_after_an_incomplete_listing() {
     let answers: [fn() -> Answers; 2] = [
