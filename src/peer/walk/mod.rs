@@ -77,8 +77,19 @@ pub fn spawn_walk(
     recent: Option<Arc<RecentKeys>>,
 ) -> Listing {
     let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(Walk::new(tree, filter, extras, links, work, tx, recent).run());
+    let walk = tokio::spawn(Walk::new(tree, filter, extras, links, work, tx.clone(), recent).run());
+    tokio::spawn(report_if_stopped(walk, tx));
     rx
+}
+
+/// The end of a listing is its channel closing, so a walk that stopped
+/// short (its task panicked) would read as complete, and `--delete` act on
+/// it: then one more batch, with a problem, goes before the channel closes.
+async fn report_if_stopped(walk: JoinHandle<()>, tx: mpsc::Sender<Batch>) {
+    if let Err(e) = walk.await {
+        let problem = format!("the listing stopped short: {e}");
+        let _ = tx.send(Batch { problems: vec![problem], ..Batch::default() }).await;
+    }
 }
 
 /// A directory being listed: the entries of it not yet emitted.
@@ -296,4 +307,25 @@ fn extra_bytes(entry: &Entry) -> usize {
         _ => 40,
     };
     id_bytes(&extra.owner) + id_bytes(&extra.group) + xattrs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_walk_that_panics_ends_with_a_problem_not_a_complete_listing() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let sender = tx.clone();
+        let walk = tokio::spawn(async move {
+            let _ = sender.send(Batch::default()).await;
+            panic!("a bug in the walk");
+        });
+        tokio::spawn(report_if_stopped(walk, tx));
+        assert!(rx.recv().await.unwrap().problems.is_empty());
+        let last = rx.recv().await.expect("a batch that says the listing is incomplete");
+        assert_eq!(last.problems.len(), 1, "{:?}", last.problems);
+        assert!(last.problems[0].contains("stopped short"), "{:?}", last.problems);
+        assert!(rx.recv().await.is_none());
+    }
 }
