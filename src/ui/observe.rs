@@ -30,6 +30,21 @@ pub(super) const FILES_KEPT: usize = 300;
 /// Errors and warnings kept per run at most (the first ones); more are
 /// counted.
 const LINES_KEPT: usize = 1000;
+/// Bytes kept of one line or failure reason: a peer's error message may
+/// take a whole 1 MiB frame header, and a run keeps a thousand of them.
+const LINE_BYTES: usize = 4096;
+
+/// `text`, cut to at most [`LINE_BYTES`] (on a character boundary) with
+/// a note of how much was cut.
+fn kept(mut text: String) -> String {
+    if text.len() > LINE_BYTES {
+        let end = (0..=LINE_BYTES).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        let cut = text.len() - end;
+        text.truncate(end);
+        text.push_str(&format!("… ({cut} more bytes)"));
+    }
+    text
+}
 
 thread_local! {
     static OBSERVED: RefCell<Option<Arc<Observed>>> = const { RefCell::new(None) };
@@ -67,7 +82,7 @@ impl Watch for FilesWatch {
             Outcome::Updated { chunks_sent, chunks: of } => ("updated", chunks(chunks_sent, of)),
             Outcome::Metadata => ("metadata", String::new()),
             Outcome::Deleted => ("deleted", String::new()),
-            Outcome::Failed { why } => ("failed", why.clone()),
+            Outcome::Failed { why } => ("failed", kept(why.clone())),
             Outcome::Vanished => ("vanished", String::new()),
             Outcome::Unchanged => return,
         };
@@ -112,7 +127,7 @@ impl Observed {
             _ => return,
         };
         if lines.len() < LINES_KEPT {
-            lines.push(line);
+            lines.push(kept(line));
         } else {
             outcomes.omitted += 1;
         }
@@ -224,15 +239,23 @@ mod tests {
             watch.entry(&event(format!("f{i}"), Outcome::Created { chunks_sent: 1, chunks: 1 }));
         }
         watch.entry(&event("<img src=x>".into(), Outcome::Failed { why: "gone".into() }));
+        // A peer's message can fill a frame header: its line is cut.
+        let long = format!("é{}", "x".repeat(1 << 20));
+        watch.entry(&event("long".into(), Outcome::Failed { why: long.clone() }));
+        observed.note(Level::WARN, long);
         for i in 0..LINES_KEPT + 2 {
             observed.note(Level::ERROR, format!("e{i}"));
         }
         observed.outcomes(|o| {
             assert_eq!(o.files.len(), FILES_KEPT);
-            assert_eq!(o.files[0].path, "f6");
-            let last = &o.files[FILES_KEPT - 1];
+            assert_eq!(o.files[0].path, "f7");
+            let cut =
+                format!("é{}… ({} more bytes)", "x".repeat(LINE_BYTES - 2), (1 << 20) - (LINE_BYTES - 2));
+            assert_eq!(o.files[FILES_KEPT - 1].detail, cut);
+            assert_eq!(o.warnings, [cut]);
+            let img = &o.files[FILES_KEPT - 2];
             assert_eq!(
-                (last.path.as_str(), last.outcome, last.detail.as_str()),
+                (img.path.as_str(), img.outcome, img.detail.as_str()),
                 ("<img src=x>", "failed", "gone")
             );
             assert!(o.files.iter().all(|f| f.path != "same"));
