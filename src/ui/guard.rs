@@ -1,22 +1,22 @@
 //! The middleware every request passes, in order: the `Host` must be this
 //! UI's own when it listens on loopback (a DNS-rebinding page gets
 //! nothing), a state-changing request must not come from another origin
-//! (403), and the request must carry the key (401) — except the page's own
-//! address `/?key=KEY`, which trades a right key for the cookie. Every
-//! response, refusals included, carries the security headers.
+//! (403), and an API request must carry the key (401). The page and its
+//! script and style are served without it: they are the same for everyone
+//! and hold nothing secret (the page reads the key from its address's
+//! fragment). Every response, refusals included, carries the security
+//! headers.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header::{HOST, ORIGIN};
 use axum::http::uri::Authority;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use axum_extra::extract::cookie::CookieJar;
-use serde::Deserialize;
 
 use super::App;
 
@@ -29,7 +29,7 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
     ("content-security-policy", CSP),
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
-    // The page's address holds the key: never pass it on.
+    // Nothing about the page is passed on to other sites.
     ("referrer-policy", "no-referrer"),
     ("cache-control", "no-store"),
 ];
@@ -39,21 +39,13 @@ pub(super) fn refusal(status: StatusCode, why: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": why.into() }))).into_response()
 }
 
-/// The query of the page's address.
-#[derive(Deserialize)]
-struct KeyQuery {
-    key: String,
-}
+/// The page and its assets: the only paths served without the key.
+const PUBLIC: [&str; 3] = ["/", "/app.js", "/app.css"];
 
 /// Checks a request, then runs it; adds the security headers to the
 /// response.
-pub(super) async fn guard(
-    State(app): State<Arc<App>>,
-    jar: CookieJar,
-    request: Request,
-    next: Next,
-) -> Response {
-    let mut response = check(&app, &jar, request, next).await;
+pub(super) async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let mut response = check(&app, request, next).await;
     let headers = response.headers_mut();
     for (name, value) in SECURITY_HEADERS {
         headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
@@ -61,7 +53,7 @@ pub(super) async fn guard(
     response
 }
 
-async fn check(app: &App, jar: &CookieJar, request: Request, next: Next) -> Response {
+async fn check(app: &App, request: Request, next: Next) -> Response {
     let headers = request.headers();
     if !host_allowed(app, headers) {
         return refusal(StatusCode::FORBIDDEN, "this UI answers only at the address it printed");
@@ -70,17 +62,8 @@ async fn check(app: &App, jar: &CookieJar, request: Request, next: Next) -> Resp
     if !reads && !same_origin(headers) {
         return refusal(StatusCode::FORBIDDEN, "a request from another origin may not change anything");
     }
-    let port = app.addr.port();
-    if request.method() == Method::GET && request.uri().path() == "/" {
-        if let Ok(Query(query)) = Query::<KeyQuery>::try_from_uri(request.uri()) {
-            if !app.key.matches(&query.key) {
-                return refusal(StatusCode::UNAUTHORIZED, "wrong key");
-            }
-            // The key leaves the address bar (and the history) at once.
-            return (jar.clone().add(app.key.cookie(port)), Redirect::to("/")).into_response();
-        }
-    }
-    if !app.key.carried_by(headers, jar, port) {
+    let public = reads && PUBLIC.contains(&request.uri().path());
+    if !public && !app.key.carried_by(headers) {
         return refusal(
             StatusCode::UNAUTHORIZED,
             "the key is missing or wrong: open the address `pareco ui` printed, or send Authorization: Bearer KEY",

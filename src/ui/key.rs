@@ -1,10 +1,13 @@
 //! The key of one `pareco ui` process: a fresh random secret that every
-//! request must show, as `Authorization: Bearer KEY` or in the cookie the
-//! page is given when it is opened with `/?key=KEY`.
+//! API request must show as `Authorization: Bearer KEY`. The page gets it
+//! from the fragment of the address `pareco ui` prints (`/#key=KEY`),
+//! which a browser never sends to any server, and keeps it in the tab's
+//! `sessionStorage`. No cookie: a browser sends a host's cookies to every
+//! port of that host, so another local user's server on another port
+//! would receive it.
 
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
-use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 
 use crate::session::auth;
 
@@ -29,29 +32,12 @@ impl Key {
         blake3::hash(given.as_bytes()) == blake3::hash(self.0.as_bytes())
     }
 
-    /// Does the request carry the key, as a bearer token or in the cookie?
-    pub(super) fn carried_by(&self, headers: &HeaderMap, jar: &CookieJar, port: u16) -> bool {
-        let bearer = headers
+    /// Does the request carry the key as a bearer token?
+    pub(super) fn carried_by(&self, headers: &HeaderMap) -> bool {
+        headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|k| self.matches(k.trim()));
-        bearer || jar.get(&cookie_name(port)).is_some_and(|c| self.matches(c.value()))
+            .is_some_and(|k| self.matches(k.trim()))
     }
-
-    /// The cookie that carries the key for the page: sent back to this
-    /// address only, never readable by scripts, never sent cross-site.
-    pub(super) fn cookie(&self, port: u16) -> Cookie<'static> {
-        Cookie::build((cookie_name(port), self.0.clone()))
-            .http_only(true)
-            .same_site(SameSite::Strict)
-            .path("/")
-            .build()
-    }
-}
-
-/// One name per port: cookies are shared by every port of a host, and
-/// two UIs on one machine must not overwrite each other's.
-fn cookie_name(port: u16) -> String {
-    format!("pareco_ui_{port}")
 }

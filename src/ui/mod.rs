@@ -3,9 +3,10 @@
 //!
 //! Runs use the library directly ([`crate::job`], the same engine as
 //! `send`/`recv`), each on its own runtime thread. Safe by construction:
-//! loopback unless told otherwise, every request needs the process's
-//! random key (a bearer token, or the cookie the page gets from
-//! `/?key=KEY`), state-changing requests from another origin are refused,
+//! loopback unless told otherwise, every API request needs the process's
+//! random key as a bearer token (the page reads it from its address's
+//! fragment, `/#key=KEY`, which no server ever sees), state-changing
+//! requests from another origin are refused,
 //! responses carry a strict Content-Security-Policy, the page inserts
 //! everything a transfer produces as text only, and a transfer token given
 //! in a request is used and forgotten.
@@ -36,13 +37,13 @@ pub use observe::RunLogs;
 /// What every handler shares.
 struct App {
     key: key::Key,
-    /// The bound address (its port names the key's cookie).
+    /// The bound address (the `Host` a request must name).
     addr: SocketAddr,
     runs: runs::Runs,
 }
 
 /// Serves the UI on `bind` until the process ends. Prints
-/// `ui on http://ADDR:PORT/?key=KEY` on stderr once it listens.
+/// `ui on http://ADDR:PORT/#key=KEY` on stderr once it listens.
 pub async fn serve(bind: &str) -> Result<(), String> {
     let listener =
         tokio::net::TcpListener::bind(bind).await.map_err(|e| format!("cannot listen on {bind}: {e}"))?;
@@ -56,7 +57,7 @@ pub async fn serve(bind: &str) -> Result<(), String> {
     let key = key::Key::generate().map_err(|e| format!("cannot make a key: {e}"))?;
     let url_host = if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
     let url_host = if url_host.contains(':') { format!("[{url_host}]") } else { url_host };
-    let url = format!("http://{url_host}:{}/?key={}", addr.port(), key.as_str());
+    let url = format!("http://{url_host}:{}/#key={}", addr.port(), key.as_str());
     let app = Arc::new(App { key, addr, runs: runs::Runs::default() });
     eprintln!("ui on {url}");
     axum::serve(listener, routes::router(app)).await.map_err(|e| format!("the UI stopped: {e}"))

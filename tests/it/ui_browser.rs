@@ -165,7 +165,7 @@ async fn the_page_runs_watches_and_cancels_uploads_and_shows_hostile_names_as_te
     let proxy = pareco::testing::proxy::Proxy::start(server.port);
     let ui = unprivileged_ui();
     let browser = driver.browser().await;
-    browser.goto(&format!("{}/?key={}", ui.base, ui.key)).await.expect("open the page");
+    browser.goto(&format!("{}/#key={}", ui.base, ui.key)).await.expect("open the page");
     assert_eq!(browser.current_url().await.unwrap().path(), "/", "the key left the address");
     assert!(!browser.current_url().await.unwrap().as_str().contains(&ui.key));
     text_when(&browser, "#no-runs", |t| t.contains("No runs")).await;

@@ -53,7 +53,7 @@ impl Ui {
         std::thread::spawn(move || {
             lines.map_while(Result::ok).for_each(|l| kept.lock().unwrap().push_str(&format!("{l}\n")))
         });
-        let (base, key) = url.split_once("/?key=").expect("the URL holds the key");
+        let (base, key) = url.split_once("/#key=").expect("the URL holds the key");
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Ui { child, base: base.to_owned(), key: key.to_owned(), log, answers: Mutex::default(), http }
     }

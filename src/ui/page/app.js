@@ -6,6 +6,19 @@
 const $ = (id) => document.getElementById(id);
 const cards = new Map();
 
+// The key every API request shows. It comes in the fragment of the
+// address `pareco ui` printed (`#key=...`, which the browser sends to no
+// server), is kept for this tab only, and leaves the address bar at once.
+const KEY = (() => {
+  const given = /^#key=([0-9a-f]+)$/.exec(window.location.hash);
+  if (given) {
+    sessionStorage.setItem('pareco-ui-key', given[1]);
+    window.history.replaceState(null, '', '/');
+  }
+  return sessionStorage.getItem('pareco-ui-key') || '';
+})();
+const AUTHORIZATION = { Authorization: `Bearer ${KEY}` };
+
 function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -56,7 +69,7 @@ function card(id) {
     errorsHead: el('h3', '', 'Errors'),
     warningsHead: el('h3', '', 'Warnings'),
     reportHead: el('h3', '', 'Report'),
-    source: null,
+    stream: null,
   };
   parts.bar.max = 1;
   parts.bar.value = 0;
@@ -97,21 +110,42 @@ function render(run) {
   c.report.textContent = run.report ? Object.entries(run.report)
     .map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join('\n') : '';
   c.reportHead.hidden = c.report.hidden = !run.report;
-  if (ended && c.source) { c.source.close(); c.source = null; }
+  if (ended && c.stream) { c.stream.abort(); c.stream = null; }
 }
 
-function watch(id) {
+// Renders each `run` event of a run's event stream (server-sent events,
+// read with fetch: EventSource cannot show the key) until the run ends.
+async function watch(id) {
   const c = card(id);
-  if (c.source) return;
-  c.source = new EventSource(`/api/runs/${id}/events`);
-  c.source.addEventListener('run', (event) => render(JSON.parse(event.data)));
-  c.source.onerror = () => {
-    if (c.source && c.source.readyState === EventSource.CLOSED) c.source = null;
-  };
+  if (c.stream) return;
+  const stream = new AbortController();
+  c.stream = stream;
+  try {
+    const response = await fetch(`/api/runs/${id}/events`, { headers: AUTHORIZATION, signal: stream.signal });
+    if (!response.ok || !response.body) return;
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const fields = buffer.slice(0, end).split('\n');
+        buffer = buffer.slice(end + 2);
+        const data = fields.filter((f) => f.startsWith('data:')).map((f) => f.slice(5).trimStart()).join('\n');
+        if (fields.includes('event: run') && data !== '') render(JSON.parse(data));
+      }
+    }
+  } catch (e) {
+    // Aborted once the run ended, or the connection to the UI was lost.
+  } finally {
+    if (c.stream === stream) c.stream = null;
+  }
 }
 
 async function api(method, path, body) {
-  const options = { method, headers: {} };
+  const options = { method, headers: { ...AUTHORIZATION } };
   if (body !== undefined) {
     options.headers['Content-Type'] = 'application/json';
     options.body = JSON.stringify(body);
