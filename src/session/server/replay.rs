@@ -11,8 +11,13 @@
 //! payload length): an id used again for another request is a new request.
 //!
 //! The table keeps the most recent [`MAX_ENTRIES`] answers and at most
-//! [`MAX_BYTES`] of them: a repeat comes within a reconnect, long before
-//! that many more requests were answered.
+//! [`MAX_BYTES`] of them. A repeat comes at the latest when the client
+//! gives up on a silent connection (its `--io-timeout`, 30 s by default):
+//! 16 384 answers cover that at some 550 of these requests a second (a
+//! `Begin` and a `Finish` per file of more than one chunk), where 4096
+//! did not on a fast link, and the repeat of a `Finish` whose answer was
+//! forgotten failed a file that was in place. An answer is a few dozen
+//! bytes, so a session's table stays within a few MiB.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -24,7 +29,7 @@ use tokio::sync::OnceCell;
 use crate::codec::{Message, Packet};
 
 /// Answers remembered per session at most...
-pub(super) const MAX_ENTRIES: usize = 4096;
+pub(super) const MAX_ENTRIES: usize = 16384;
 /// ...and bytes of their headers and payloads at most.
 pub(super) const MAX_BYTES: usize = 4 << 20;
 
@@ -219,7 +224,8 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), MAX_ENTRIES + 11);
         // Bytes bound: big answers push out the old ones.
         let big = "x".repeat(512 << 10);
-        for id in 10_000..10_020u32 {
+        let first = MAX_ENTRIES as u32 + 100;
+        for id in first..first + 20 {
             replays
                 .answer(finish(id, 0), |p| {
                     let failures = vec![(RelPath::new("f").unwrap(), big.clone())];
