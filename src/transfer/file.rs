@@ -213,8 +213,9 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
             Ok(()) => ctx.dest.finish(begun.handle, entry.stat.meta.clone()).await,
             Err(e) => {
                 // `remove` unlinks the file at `path` as well: only for
-                // `--delete`. Without it the temporary file stays, and the
-                // sweep at the end of the run removes it.
+                // `--delete`. Without it the temporary file stays; the sweep
+                // at the end of the run removes it, and keeps those of
+                // files that failed for the next run.
                 let remove = ctx.opts.delete && progress.vanished.load(Ordering::Relaxed);
                 if e.kind != ErrorKind::Lost {
                     let _ = ctx.dest.discard(begun.handle, remove).await;

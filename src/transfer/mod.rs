@@ -151,6 +151,9 @@ pub(crate) struct Ctx<S, D> {
     /// interrupted run, and one this run made holds none of another. Only
     /// the others are read (the root always).
     sweep: Mutex<Vec<RelPath>>,
+    /// Directories of the files that failed in this run: their temporary
+    /// files stay for the next run to go on from, so they are not swept.
+    unswept: Mutex<HashSet<RelPath>>,
 }
 
 impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
@@ -223,6 +226,7 @@ where
         tasks: TaskTracker::new(),
         links: links::Links::new(hard_links),
         sweep: Mutex::new(vec![RelPath::root()]),
+        unswept: Mutex::default(),
     });
     ctx.counters.live.set_stage(Stage::Listing);
     let mut listing = ctx.source.walk().await?;
@@ -305,12 +309,16 @@ where
         }
     }
     ctx.counters.live.set_stage(Stage::Finishing);
-    // A run without error leaves no temporary file behind: those still
-    // there were left by interrupted runs, for files done by now or no
-    // longer in the source. (Before the directories get their mtimes.)
-    if !incomplete && Counters::get(&ctx.counters.errors) == 0 {
+    // The temporary files still there were left by interrupted runs, for
+    // files done by now or no longer in the source: they go, but in the
+    // directories of files that failed in this run, which the next run
+    // goes on from. (Before the directories get their mtimes, after which
+    // a later run would not look in them again.)
+    if !incomplete {
         let sweep = std::mem::take(&mut *ctx.sweep.lock().unwrap_or_else(|p| p.into_inner()));
-        ctx.apply(sweep.into_iter().map(|path| Action::RemoveTemps { path }).collect()).await;
+        let unswept = std::mem::take(&mut *ctx.unswept.lock().unwrap_or_else(|p| p.into_inner()));
+        let sweep = sweep.into_iter().filter(|dir| !unswept.contains(dir));
+        ctx.apply(sweep.map(|path| Action::RemoveTemps { path }).collect()).await;
     }
     // The root of the transfer gets the source root's metadata too.
     dirs.extend(root.map(|meta| (RelPath::root(), meta)));

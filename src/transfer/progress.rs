@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::observe::{Live, Outcome};
 use super::stats::Counters;
 use super::{told, Ctx};
-use crate::codec::{Action, Entry, ErrorKind, Kind, Stat};
+use crate::codec::{Action, Entry, ErrorKind, Kind, RelPath, Stat};
 use crate::peer::{self, Destination, Digest, Source};
 
 /// What happened to one file, for the counters.
@@ -109,6 +109,8 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
             Err(e) => {
                 Counters::add(&c.files_failed, 1);
                 ctx.links.failed(&entry.path);
+                let dir = entry.path.split_last().map_or_else(RelPath::root, |(dir, _)| dir);
+                ctx.unswept.lock().unwrap_or_else(|p| p.into_inner()).insert(dir);
                 c.live.tell(|| told(entry, found.as_ref(), Outcome::Failed { why: e.to_string() }));
                 ctx.fail("", e);
             }

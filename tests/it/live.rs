@@ -220,3 +220,31 @@ fn a_hard_link_whose_first_name_vanished_fails_the_run() {
         assert_eq!(report.files_failed, 1, "{size}");
     }
 }
+
+/// A run with a failed file still removes what interrupted runs left
+/// elsewhere (before, it swept nothing, and then gave the directories
+/// their source's mtime, after which no run looked in them again); the
+/// failed file's own temporary file stays for the next run.
+#[test]
+fn a_run_with_a_failed_file_sweeps_every_other_directory() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    file(&src.path().join("a"), &noise(CHUNK * 3, 5), 0o644, (2, 0));
+    file(&src.path().join("d/b"), b"bee", 0o644, (2, 0));
+    std::fs::create_dir_all(dst.path().join("d")).unwrap();
+    // What a killed run left in d, for a file no longer in the source.
+    let left = temp_of(&dst.path().join("d"), "gone");
+    std::fs::write(&left, b"half a file").unwrap();
+    let killed_at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    std::fs::File::open(dst.path().join("d")).unwrap().set_modified(killed_at).unwrap();
+    let report = run(src.path(), dst.path(), "a", |path| {
+        // `a` becomes a directory as it is read: it fails.
+        std::fs::remove_file(path).unwrap();
+        std::fs::create_dir(path).unwrap();
+    });
+    assert_eq!(report.files_failed, 1, "{report:?}");
+    assert!(!report.complete());
+    assert!(!left.exists(), "the temporary file of an interrupted run stays in d");
+    assert!(temp_of(dst.path(), "a").exists(), "the failed file's temporary file is kept");
+    assert_eq!(std::fs::read(dst.path().join("d/b")).unwrap(), b"bee");
+}
