@@ -65,14 +65,15 @@ async fn walk(pool: &Pool) -> Result<Listing> {
             let batch = match response {
                 Ok(Packet { msg: Message::Listing { mut entries, problems, root, .. }, .. }) => {
                     entries.retain(|e| seen.insert(xxh3_128(e.path.as_bytes())));
-                    Batch { entries, problems: problems.iter().map(|p| printable(p)).collect(), root }
+                    let problems = problems.iter().map(|p| printable(p)).collect();
+                    Batch { entries, problems, root, error: None }
                 }
                 Ok(Packet { msg, .. }) => {
                     Batch { problems: vec![unexpected(&msg, "Walk").message], ..Batch::default() }
                 }
-                Err(e) => {
-                    Batch { problems: vec![format!("listing the server's tree: {e}")], ..Batch::default() }
-                }
+                // A lost session is the run's error (the client opens a new
+                // one), not one more listing problem.
+                Err(e) => Batch { error: Some(e), ..Batch::default() },
             };
             if tx.send(batch).await.is_err() {
                 return;

@@ -130,6 +130,22 @@ impl Options {
     }
 }
 
+/// The entries of a listing batch that `filter` selects, and the
+/// directories it does not select itself but that hold the next entry kept
+/// (a walk lists those as parents of what it selects below them, in the
+/// same batch); never an excluded one.
+fn kept_to(filter: &Filter, entries: Vec<crate::codec::Entry>) -> Vec<crate::codec::Entry> {
+    let mut keep = vec![false; entries.len()];
+    for (i, e) in entries.iter().enumerate().rev() {
+        let holds_next = entries
+            .get(i + 1)
+            .is_some_and(|next| keep[i + 1] && next.path.starts_with(&e.path) && next.path != e.path);
+        keep[i] =
+            filter.selects(&e.path) || (e.stat.kind == Kind::Dir && !filter.excludes(&e.path) && holds_next);
+    }
+    entries.into_iter().zip(keep).filter_map(|(e, keep)| keep.then_some(e)).collect()
+}
+
 /// What every task of a transfer shares.
 pub(crate) struct Ctx<S, D> {
     source: S,
@@ -240,9 +256,12 @@ where
         batch = listing.recv() => batch,
         () = ctx.abort.cancelled() => None,
     } {
-        incomplete |= !batch.problems.is_empty();
+        incomplete |= !batch.problems.is_empty() || batch.error.is_some();
         for problem in batch.problems {
             ctx.fail("", peer::Error::io(problem));
+        }
+        if let Some(error) = batch.error {
+            ctx.fail("listing the source's tree", error);
         }
         root = root.or(batch.root);
         if batch.entries.iter().any(|e| e.path.is_root()) {
@@ -255,7 +274,7 @@ where
         }
         if let Some(filter) = &ctx.opts.listing_filter {
             let listed = batch.entries.len();
-            batch.entries.retain(|e| filter.selects(&e.path));
+            batch.entries = kept_to(filter, std::mem::take(&mut batch.entries));
             if batch.entries.len() < listed {
                 incomplete = true;
                 let why = format!(

@@ -248,3 +248,54 @@ fn a_run_with_a_failed_file_sweeps_every_other_directory() {
     assert!(temp_of(dst.path(), "a").exists(), "the failed file's temporary file is kept");
     assert_eq!(std::fs::read(dst.path().join("d/b")).unwrap(), b"bee");
 }
+
+/// A source whose listing ends with its session lost (a server restarted
+/// while it walked): the other calls go to `inner`.
+#[derive(Clone)]
+struct LostWalk {
+    inner: LocalSource,
+}
+
+impl Source for LostWalk {
+    async fn walk(&self) -> Result<Listing> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let lost = pareco::peer::Error::new(pareco::codec::ErrorKind::Lost, "the session was lost");
+        tx.send(pareco::peer::Batch { error: Some(lost), ..Default::default() }).await.unwrap();
+        Ok(rx)
+    }
+
+    async fn hash(&self, path: RelPath, span: Span) -> Result<Vec<Digest>> {
+        self.inner.hash(path, span).await
+    }
+
+    async fn hash_files(&self, files: Vec<(RelPath, u64)>) -> Result<Vec<Result<Digest>>> {
+        self.inner.hash_files(files).await
+    }
+
+    async fn read(&self, path: RelPath, offset: u64, len: u32) -> Result<Chunk> {
+        self.inner.read(path, offset, len).await
+    }
+
+    async fn read_files(&self, files: Vec<(RelPath, u32)>) -> Result<Bundle> {
+        self.inner.read_files(files).await
+    }
+}
+
+/// A listing cut short by a lost session ends the run with that error,
+/// which the client answers by opening a new session (before, it was one
+/// more listing problem, and the run ended as failed instead).
+#[test]
+fn a_session_lost_during_the_listing_is_the_runs_error() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let error = rt.block_on(async {
+        let source = LostWalk { inner: LocalSource::new(Tree::open(src.path()).unwrap(), settings()) };
+        let dest = LocalDestination::new(Tree::open(dst.path()).unwrap(), settings());
+        let counters = Arc::new(transfer::Counters::default());
+        transfer::run(source, dest, options(), counters)
+            .await
+            .expect_err("the run ends with the lost session")
+    });
+    assert_eq!(error.kind, pareco::codec::ErrorKind::Lost, "{error}");
+}

@@ -121,6 +121,18 @@ fn a_server_listing_what_recv_excludes_changes_nothing_there() {
     assert!(errors.contains("--include/--exclude leave out"), "{errors}");
     let errors = recv_changes_nothing(&fake, local.path(), &["--exclude", "*.txt", "--delete"]);
     assert!(errors.contains("--delete skipped"), "{errors}");
+    // With includes, a directory outside them is listed only as the parent
+    // of something inside them: alone, it would replace the file there.
+    let dir = Stat { kind: Kind::Dir, size: 0, meta: meta(), target: None };
+    let fake = Fake::start(move |msg| match msg {
+        Message::Walk => walk_answer(vec![listing(
+            vec![Entry { path: RelPath::new("exact").unwrap(), stat: dir.clone(), link: None }],
+            vec![],
+        )]),
+        other => refuse(other),
+    });
+    let errors = recv_changes_nothing(&fake, local.path(), &["--include", "*.txt"]);
+    assert!(errors.contains("--include/--exclude leave out"), "{errors}");
 }
 
 #[test]

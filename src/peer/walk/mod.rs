@@ -58,6 +58,9 @@ pub struct Batch {
     pub problems: Vec<String>,
     /// The metadata of the walked directory itself (in the first batch).
     pub root: Option<Meta>,
+    /// The listing ended with this error (a remote walk's session was
+    /// lost, say): it is incomplete, and the error is the run's.
+    pub error: Option<super::Error>,
 }
 
 /// The receiving end of a walk; closed after the last batch.
