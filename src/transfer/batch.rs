@@ -42,6 +42,14 @@ where
     // What the directories and symlinks made become, for the watcher.
     let mut made = Vec::new();
     for (entry, found) in entries.into_iter().zip(found) {
+        let replaces_dir =
+            entry.stat.kind != Kind::Dir && found.as_ref().is_some_and(|f| f.kind == Kind::Dir);
+        if replaces_dir && ctx.opts.delete && !ctx.opts.dry_run {
+            // It replaces a directory, and all that is in it: with the
+            // deletions (`Ctx::held`). (A dry run only tells.)
+            ctx.held.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+            continue;
+        }
         match entry.stat.kind {
             Kind::Dir => {
                 Counters::add(&ctx.counters.dirs_total, 1);

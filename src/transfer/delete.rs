@@ -8,16 +8,19 @@ use std::sync::Arc;
 use crate::codec::{Action, Entry, ErrorKind, Kind, RelPath};
 use crate::peer::{self, Destination, Source};
 
+use tokio::sync::Semaphore;
+
 use super::observe::{Changed, EntryEvent, Outcome};
 use super::stats::Counters;
-use super::{Ctx, ACTIONS_PER_REQUEST};
+use super::{batch, Ctx, ACTIONS_PER_REQUEST};
 
 /// Removes what the destination has and the source does not, children
-/// before their parents. Directories holding excluded entries stay.
+/// before their parents. Directories holding excluded entries stay. False
+/// when nothing was deleted for more than `--max-delete`.
 pub(super) async fn delete_extraneous<S, D>(
     ctx: &Arc<Ctx<S, D>>,
     seen: &HashSet<RelPath>,
-) -> Result<(), peer::Error>
+) -> Result<bool, peer::Error>
 where
     S: Source + Clone,
     D: Destination + Clone,
@@ -35,7 +38,7 @@ where
     if doomed.len() as u64 > most {
         let why = format!("--max-delete {most}: {} entries would be deleted; none was", doomed.len());
         ctx.fail("", peer::Error::new(ErrorKind::Limit, why));
-        return Ok(());
+        return Ok(false);
     }
     for chunk in doomed.chunks(ACTIONS_PER_REQUEST) {
         let actions: Vec<Action> = chunk
@@ -51,7 +54,58 @@ where
         let done = ctx.apply_told(actions, events).await;
         Counters::add(&ctx.counters.files_deleted, files.min(done) as u64);
     }
-    Ok(())
+    Ok(true)
+}
+
+/// The files and symlinks held back because a directory is at their path
+/// ([`Ctx::held`]): the deletions emptied it of what the source does not
+/// have, so it makes way (with the temporary files in it), and they are
+/// synced as any other. A directory that still holds entries (excluded
+/// ones) stays, and its entry fails.
+pub(super) async fn replace_held<S, D>(ctx: &Arc<Ctx<S, D>>, files: &Arc<Semaphore>)
+where
+    S: Source + Clone,
+    D: Destination + Clone,
+{
+    let held = std::mem::take(&mut *ctx.held.lock().unwrap_or_else(|p| p.into_inner()));
+    if held.is_empty() {
+        return;
+    }
+    let make_way = held.iter().flat_map(|e| {
+        [
+            Action::RemoveTemps { path: e.path.clone() },
+            Action::Remove { path: e.path.clone(), kind: Kind::Dir },
+        ]
+    });
+    ctx.apply(make_way.collect()).await;
+    let found = match ctx.probe(held.iter().map(|e| e.path.clone()).collect()).await {
+        Ok(found) => found,
+        Err(e) => return ctx.fail("", e),
+    };
+    let (stuck, ready): (Vec<_>, Vec<_>) =
+        held.into_iter().zip(found).partition(|(_, f)| f.as_ref().is_some_and(|f| f.kind == Kind::Dir));
+    for (entry, _) in stuck {
+        refuse(ctx, &entry, "the directory there holds entries this run does not delete (excluded ones)");
+    }
+    batch::sync_batch(ctx, ready.into_iter().map(|(e, _)| e).collect(), files).await;
+    ctx.tasks.wait().await;
+}
+
+/// Fails the held entries ([`Ctx::held`]): `--delete` did not run, so the
+/// directories at their paths stay.
+pub(super) fn refuse_held<S: Source + Clone, D: Destination + Clone>(ctx: &Arc<Ctx<S, D>>) {
+    let held = std::mem::take(&mut *ctx.held.lock().unwrap_or_else(|p| p.into_inner()));
+    for entry in held {
+        refuse(ctx, &entry, "a directory is there, and nothing is deleted (--delete did not run)");
+    }
+}
+
+fn refuse<S: Source + Clone, D: Destination + Clone>(ctx: &Arc<Ctx<S, D>>, entry: &Entry, why: &str) {
+    if entry.stat.kind == Kind::File {
+        Counters::add(&ctx.counters.files_total, 1);
+        Counters::add(&ctx.counters.files_failed, 1);
+    }
+    ctx.fail(&entry.path.to_string(), peer::Error::denied(format!("not replaced: {why}")));
 }
 
 /// The event of deleting `entry`.

@@ -170,6 +170,11 @@ pub(crate) struct Ctx<S, D> {
     /// Directories of the files that failed in this run: their temporary
     /// files stay for the next run to go on from, so they are not swept.
     unswept: Mutex<HashSet<RelPath>>,
+    /// With `--delete`: files and symlinks whose path is a directory at the
+    /// destination. Making way for them deletes what that directory holds,
+    /// so they wait for the deletions ([`delete::replace_held`]): counted,
+    /// bounded by `--max-delete`, and only after a complete listing.
+    held: Mutex<Vec<crate::codec::Entry>>,
 }
 
 impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
@@ -243,6 +248,7 @@ where
         links: links::Links::new(hard_links),
         sweep: Mutex::new(vec![RelPath::root()]),
         unswept: Mutex::default(),
+        held: Mutex::default(),
     });
     ctx.counters.live.set_stage(Stage::Listing);
     let mut listing = ctx.source.walk().await?;
@@ -322,9 +328,14 @@ where
                 "--delete skipped: {}; nothing is deleted unless the source was listed and copied without error",
                 if incomplete { "the source listing is incomplete".to_owned() } else { format!("{errors} error(s)") }
             );
+            delete::refuse_held(&ctx);
         } else {
             ctx.counters.live.set_stage(Stage::Deleting);
-            delete::delete_extraneous(&ctx, &seen).await?;
+            if delete::delete_extraneous(&ctx, &seen).await? {
+                delete::replace_held(&ctx, &files).await;
+            } else {
+                delete::refuse_held(&ctx);
+            }
         }
     }
     ctx.counters.live.set_stage(Stage::Finishing);

@@ -348,3 +348,44 @@ fn strip_terminal_codes(text: &str) -> String {
     out.push_str(&line);
     out
 }
+
+/// `--delete`, and a directory the source has as a file or a symlink now:
+/// what it holds counts against `--max-delete` and goes only with the
+/// other deletions; excluded entries in it stay, and so does it.
+#[test]
+fn a_directory_replaced_by_a_file_or_a_symlink_goes_with_the_deletions() {
+    for way in both_ways() {
+        fs::create_dir_all(&way.src).unwrap();
+        file(&way.src.join("db"), &noise(3 * CHUNK, 8), 0o644, (1_600_000_000, 0));
+        std::os::unix::fs::symlink("elsewhere", way.src.join("link")).unwrap();
+        for dir in ["db", "link"] {
+            for name in ["a", "b"] {
+                file(&way.dst.join(dir).join(name), name.as_bytes(), 0o644, (1_600_000_000, 0));
+            }
+        }
+        // Four entries would go: more than --max-delete 3, so none does,
+        // and neither directory makes way.
+        let out = way.run(&["-c", C, "--delete", "--max-delete", "3"]);
+        assert_eq!(out.status.code(), Some(1), "{}: {}", way.name, stderr(&out));
+        let errors = stderr(&out);
+        assert!(errors.contains("--max-delete 3: 4 entries would be deleted; none was"), "{errors}");
+        assert!(errors.contains("db: not replaced: a directory is there"), "{errors}");
+        for dir in ["db", "link"] {
+            assert_eq!(fs::read(way.dst.join(dir).join("a")).unwrap(), b"a", "{}", way.name);
+        }
+        // An excluded entry in one of them keeps it there; the other goes.
+        file(&way.dst.join("db/keep.me"), b"mine", 0o644, (1_600_000_000, 0));
+        let out = way.run(&["-c", C, "--delete", "--exclude", "db/keep.me"]);
+        assert_eq!(out.status.code(), Some(1), "{}: {}", way.name, stderr(&out));
+        assert!(stderr(&out).contains("holds entries this run does not delete"), "{}", stderr(&out));
+        assert_eq!(fs::read(way.dst.join("db/keep.me")).unwrap(), b"mine");
+        assert_eq!(fs::read_link(way.dst.join("link")).unwrap(), Path::new("elsewhere"));
+        // The rest of it went (those deletions counted); without the
+        // excluded entry the directory makes way, and the mirror is exact.
+        assert!(!way.dst.join("db/a").exists() && !way.dst.join("db/b").exists());
+        fs::remove_file(way.dst.join("db/keep.me")).unwrap();
+        let done = way.sync(&["-c", C, "--delete"]);
+        assert_eq!((done["files_deleted"].as_u64(), done["files_transferred"].as_u64()), (Some(0), Some(1)));
+        assert_same_tree(&way.src, &way.dst);
+    }
+}
