@@ -1,11 +1,22 @@
 //! Removing a whole directory tree, level by level through descriptors,
-//! so that no tree is too deep for it; never the root itself.
+//! so that no tree is too deep for it, with a bounded number of them open;
+//! never the root itself.
 
 use crate::codec::{ErrorKind, Kind, RelPath};
 use crate::peer::error::{Error, Result};
 use crate::peer::temp::is_temp_name;
 
 use super::Tree;
+
+/// Directories held open at once while a tree is removed. A subdirectory
+/// found deeper is first moved up into the directory being removed (by
+/// `renameat` between descriptors held, so nothing is resolved by path),
+/// so a tree of any depth costs at most this many descriptors: one per
+/// level made a client exhaust the server's with a deep enough tree.
+const OPEN_LEVELS: usize = 64;
+
+#[cfg(test)]
+static MOST_OPEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Tree {
     /// Removes whatever is at `rel`, a whole directory tree included
@@ -25,11 +36,20 @@ impl Tree {
         // remove. Opened by descriptor, level by level, so no tree is too
         // deep for it.
         let mut stack = vec![emptying(self.open_dir_strict(rel)?, Vec::new(), rel)?];
-        while let Some((dir, _, subdirs)) = stack.last_mut() {
+        let mut moved = 0u64;
+        while let Some((_, _, subdirs)) = stack.last_mut() {
             if let Some(child) = subdirs.pop() {
-                let opened = dir.open_dir_strict(&child)?;
+                let deepest = &stack[stack.len() - 1].0;
+                if stack.len() >= OPEN_LEVELS {
+                    let up = move_up(deepest, &child, &stack[0].0, &mut moved, rel)?;
+                    stack[0].2.push(up);
+                    continue;
+                }
+                let opened = deepest.open_dir_strict(&child)?;
                 let next = emptying(opened, child.as_bytes().to_vec(), rel)?;
                 stack.push(next);
+                #[cfg(test)]
+                MOST_OPEN.fetch_max(stack.len(), std::sync::atomic::Ordering::Relaxed);
                 continue;
             }
             let Some((_, name, _)) = stack.pop() else { break };
@@ -92,6 +112,21 @@ impl Tree {
     }
 }
 
+/// Moves the subdirectory `child` of `from` into `to` (the directory
+/// being removed), under a name nothing there has; returns that name.
+fn move_up(from: &Tree, child: &RelPath, to: &Tree, moved: &mut u64, rel: &RelPath) -> Result<RelPath> {
+    loop {
+        *moved += 1;
+        let name = format!(".pareco-removing-{moved}");
+        let flags = rustix::fs::RenameFlags::NOREPLACE;
+        match rustix::fs::renameat_with(&from.dir, child.as_bytes(), &to.dir, name.as_str(), flags) {
+            Ok(()) => return RelPath::new(name).map_err(|e| Error::denied(e.to_string())),
+            Err(rustix::io::Errno::EXIST) => continue,
+            Err(e) => return Err(Error::from_errno(e, rel, "move a deep directory up to remove it")),
+        }
+    }
+}
+
 /// A directory of [`Tree::remove_all`] with everything but its
 /// subdirectories removed, and those subdirectories.
 fn emptying(dir: Tree, name: Vec<u8>, rel: &RelPath) -> Result<(Tree, Vec<u8>, Vec<RelPath>)> {
@@ -132,6 +167,9 @@ mod tests {
         assert_eq!(tree.remove_all(&root).unwrap_err().kind, crate::codec::ErrorKind::Denied);
         tree.remove_all(&RelPath::new("top").unwrap()).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // With at most OPEN_LEVELS directories open at once, not 3000.
+        let most = MOST_OPEN.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(most <= OPEN_LEVELS, "{most} directories open at once");
     }
 
     #[test]
