@@ -78,6 +78,11 @@ pub fn connections_for(chunk: u32) -> usize {
 /// accepted, so that peers that have proved nothing can take little.
 pub const MAX_HANDSHAKES: usize = 256;
 
+/// Sessions being opened at once (their globs compiled on the blocking
+/// pool, which every session's file work shares); the others wait up to
+/// [`HANDSHAKE_TIMEOUT`], then are refused `Busy`.
+pub const MAX_OPENING: usize = 4;
+
 /// How a server is set up. (Its `Debug` shows no token.)
 #[derive(Clone)]
 pub struct ServerConfig {
@@ -145,6 +150,8 @@ struct State {
     epoch: Instant,
     /// Permits are connections in their handshake ([`MAX_HANDSHAKES`]).
     handshakes: Arc<Semaphore>,
+    /// Permits are sessions being opened ([`MAX_OPENING`]).
+    opening: Semaphore,
 }
 
 impl Server {
@@ -167,6 +174,7 @@ impl Server {
             config,
             epoch: Instant::now(),
             handshakes: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
+            opening: Semaphore::new(MAX_OPENING),
         };
         Ok(Server { listener, state: Arc::new(state) })
     }
@@ -251,10 +259,15 @@ impl State {
     async fn open(&self, spec: SessionSpec) -> Result<(Arc<Session>, Member), peer::Error> {
         Table::check_chunk_size(&spec)?;
         let (includes, excludes) = (spec.includes.clone(), spec.excludes.clone());
+        let busy =
+            || peer::Error::new(ErrorKind::Busy, "too many sessions are being opened at once; try again");
+        let opening = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.opening.acquire()).await;
+        let Ok(Ok(opening)) = opening else { return Err(busy()) };
         let filter = peer::work::run_blocking(move || {
             Filter::new(&includes, &excludes).map_err(|e| peer::Error::denied(e.to_string()))
         })
         .await?;
+        drop(opening);
         // Sessions taken over are ending: their claims on the tree go once
         // their requests, cancelled, are done.
         let deadline = Instant::now() + TAKEOVER_WAIT;
@@ -303,6 +316,41 @@ mod tests {
 
     use super::*;
 
+    fn config(root: PathBuf) -> ServerConfig {
+        ServerConfig {
+            root,
+            token: None,
+            session_timeout: Duration::from_secs(60),
+            max_sessions: 4,
+            max_connections: 4,
+            tls: None,
+            cache: None,
+            keep_setid: false,
+            bwlimit: None,
+        }
+    }
+
+    /// Opening sessions compiles their globs on the pool every session's
+    /// file work shares: a flood of opens waits its turn, then is `Busy`.
+    #[tokio::test(start_paused = true)]
+    async fn sessions_are_opened_a_few_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::bind("127.0.0.1:0", config(dir.path().to_owned())).await.unwrap();
+        let spec = || {
+            SessionSpec::new(
+                crate::codec::Direction::Download,
+                crate::codec::RelPath::root(),
+                1 << 20,
+                crate::codec::HashAlgo::Xxh3,
+            )
+        };
+        let held = server.state.opening.acquire_many(MAX_OPENING as u32).await.unwrap();
+        let refused = server.state.open(spec()).await.err().expect("refused while others are opening");
+        assert_eq!(refused.kind, ErrorKind::Busy, "{refused}");
+        drop(held);
+        assert!(server.state.open(spec()).await.is_ok());
+    }
+
     /// A TLS server's sessions trust TLS to authenticate every chunk: a
     /// stream that did not come through TLS is closed before it is read.
     #[tokio::test]
@@ -312,17 +360,7 @@ mod tests {
         std::fs::create_dir(&root).unwrap();
         let names = ["127.0.0.1".to_owned()];
         let tls = super::super::tls::self_signed::load_or_make(&dir.path().join("tls"), &names).unwrap();
-        let config = ServerConfig {
-            root,
-            token: None,
-            session_timeout: Duration::from_secs(60),
-            max_sessions: 4,
-            max_connections: 4,
-            tls: Some(tls.acceptor),
-            cache: None,
-            keep_setid: false,
-            bwlimit: None,
-        };
+        let config = ServerConfig { tls: Some(tls.acceptor), ..config(root) };
         let server = Server::bind("127.0.0.1:0", config).await.unwrap();
         let (mut client, served) = tokio::io::duplex(1024);
         let peer = "127.0.0.1:9".parse().unwrap();
