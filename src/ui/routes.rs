@@ -1,6 +1,7 @@
 //! The router: the page and its assets, and the JSON API.
 //!
-//! - `POST /api/runs` (the options of `send`/`recv`) → `{"id": ID}`
+//! - `POST /api/runs` (the options of `send`/`recv`) → `{"id": ID}`; 429
+//!   while 16 runs are going
 //! - `GET /api/runs` → every run; `GET /api/runs/ID` → one run
 //! - `GET /api/runs/ID/events` → the run as server-sent `run` events,
 //!   until it ends
@@ -51,10 +52,16 @@ async fn start(State(app): State<Arc<App>>, body: Result<Json<RunRequest>, JsonR
         Err(rejection) => return refusal(StatusCode::BAD_REQUEST, rejection.body_text()),
     };
     match request.into_job() {
-        Ok((job, summary)) => {
-            let id = app.runs.start(job, summary);
-            (StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response()
-        }
+        Ok((job, summary)) => match app.runs.start(job, summary) {
+            Some(id) => (StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response(),
+            None => refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "{} runs are going already; start this one when one of them ends",
+                    super::runs::RUNS_AT_ONCE
+                ),
+            ),
+        },
         Err(why) => refusal(StatusCode::BAD_REQUEST, why),
     }
 }

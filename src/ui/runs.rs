@@ -18,6 +18,9 @@ use crate::transfer::Report;
 
 /// Runs kept at most; beyond, the oldest finished ones are forgotten.
 const RUNS_KEPT: usize = 100;
+/// Runs going at once at most (each has a thread, a runtime and its
+/// connections); another is refused until one ends.
+pub(super) const RUNS_AT_ONCE: usize = 16;
 /// How long an ended run's runtime may take to stop its tasks.
 const SHUTDOWN: Duration = Duration::from_millis(200);
 
@@ -172,10 +175,14 @@ pub(super) struct Runs {
 }
 
 impl Runs {
-    /// Starts `job`; returns its id.
-    pub(super) fn start(&self, job: Job, summary: Summary) -> u64 {
-        let id = self.last_id.fetch_add(1, Ordering::Relaxed) + 1;
+    /// Starts `job`; returns its id, or `None` when [`RUNS_AT_ONCE`] runs
+    /// are going.
+    pub(super) fn start(&self, job: Job, summary: Summary) -> Option<u64> {
         let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        if runs.values().filter(|r| !r.ended()).count() >= RUNS_AT_ONCE {
+            return None;
+        }
+        let id = self.last_id.fetch_add(1, Ordering::Relaxed) + 1;
         let run = Arc::new(Run {
             id,
             summary,
@@ -197,7 +204,7 @@ impl Runs {
         if let Err(e) = spawned {
             run.finish(Err(JobError::Failed(format!("cannot start the run: {e}"))));
         }
-        id
+        Some(id)
     }
 
     /// The run `id`, if there is one.

@@ -303,3 +303,27 @@ async fn a_dry_run_and_a_capped_run_are_the_command_lines() {
     assert_eq!(end["report"]["files_transferred"], would);
     assert_same_tree(src.path(), &server.path("d"));
 }
+
+/// Each run has a thread, a runtime and its connections: a few go at once,
+/// and another waits for one of them to end.
+#[tokio::test]
+async fn at_most_sixteen_runs_go_at_once() {
+    // A "server" that takes connections and never answers: runs stay up.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let remote = format!("pareco://127.0.0.1:{}/d", silent.local_addr().unwrap().port());
+    let src = tempfile::tempdir().unwrap();
+    let ui = Ui::start();
+    let mut ids = Vec::new();
+    for _ in 0..16 {
+        ids.push(ui.start_run(&upload(src.path(), &remote)).await);
+    }
+    let (status, answer) = ui.json(Method::POST, "/api/runs", Some(&upload(src.path(), &remote))).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("16 runs are going"), "{answer}");
+    for id in &ids {
+        ui.json(Method::DELETE, &format!("/api/runs/{id}"), None).await;
+    }
+    ui.follow(ids[0]).await;
+    let (status, answer) = ui.json(Method::POST, "/api/runs", Some(&upload(src.path(), &remote))).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+}
