@@ -105,9 +105,10 @@ pub struct Options {
     /// entries would go (`--max-delete`).
     pub max_delete: Option<u64>,
     /// A source on the other side of the wire (a download): the session's
-    /// `--include`/`--exclude`, which the source's listing must keep to.
-    /// An entry they leave out (only a lying server lists one) is ignored,
-    /// and the listing counts as incomplete.
+    /// `--include`/`--exclude`, which the source's listing must keep to,
+    /// as it must list each entry's directory before it. An entry that
+    /// breaks either (only a lying server lists one) is ignored, and the
+    /// listing counts as incomplete.
     pub listing_filter: Option<Filter>,
 }
 
@@ -256,6 +257,8 @@ where
     let files = Arc::new(Semaphore::new(FILES_IN_FLIGHT));
     let mut dirs: Vec<(RelPath, Meta)> = Vec::new();
     let mut seen: HashSet<RelPath> = HashSet::new();
+    // A remote source's directories listed so far (see `listing_filter`).
+    let mut listed_dirs: HashSet<RelPath> = HashSet::new();
     let mut root = None;
     let mut incomplete = false;
     while let Some(mut batch) = tokio::select! {
@@ -285,6 +288,26 @@ where
                 incomplete = true;
                 let why = format!(
                     "the source listed {} entries that --include/--exclude leave out; they are ignored",
+                    listed - batch.entries.len()
+                );
+                ctx.fail("", peer::Error::new(ErrorKind::Protocol, why));
+            }
+            // Parents come first: an entry whose parent was not listed as a
+            // directory would go wherever the destination's own entry there
+            // leads (a symlink to a directory the run leaves alone).
+            let listed = batch.entries.len();
+            batch.entries.retain(|e| {
+                let parent = e.path.split_last().map_or_else(RelPath::root, |(dir, _)| dir);
+                let known = parent.is_root() || listed_dirs.contains(&parent);
+                if known && e.stat.kind == Kind::Dir {
+                    listed_dirs.insert(e.path.clone());
+                }
+                known
+            });
+            if batch.entries.len() < listed {
+                incomplete = true;
+                let why = format!(
+                    "the source listed {} entries before their directories; they are ignored",
                     listed - batch.entries.len()
                 );
                 ctx.fail("", peer::Error::new(ErrorKind::Protocol, why));

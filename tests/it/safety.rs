@@ -135,6 +135,31 @@ fn a_server_listing_what_recv_excludes_changes_nothing_there() {
     assert!(errors.contains("--include/--exclude leave out"), "{errors}");
 }
 
+/// A server that lists `link/evil` without `link`: at the destination,
+/// `link` is a symlink to a directory the run must leave alone.
+#[test]
+fn a_server_listing_an_entry_before_its_directory_changes_nothing() {
+    let symlink = Stat {
+        kind: Kind::Symlink,
+        size: 0,
+        meta: meta(),
+        target: Some(ByteBuf::from(b"/etc/passwd".to_vec())),
+    };
+    let fake = Fake::start(move |msg| match msg {
+        Message::Walk => walk_answer(vec![listing(
+            vec![Entry { path: RelPath::new("link/evil").unwrap(), stat: symlink.clone(), link: None }],
+            vec![],
+        )]),
+        other => refuse(other),
+    });
+    let local = tempfile::tempdir().unwrap();
+    varied_tree(local.path(), 4096);
+    fs::create_dir(local.path().join("secrets")).unwrap();
+    std::os::unix::fs::symlink("secrets", local.path().join("link")).unwrap();
+    let errors = recv_changes_nothing(&fake, local.path(), &["--exclude", "secrets"]);
+    assert!(errors.contains("before their directories"), "{errors}");
+}
+
 #[test]
 fn recv_delete_deletes_nothing_after_an_incomplete_listing() {
     let answers: [fn() -> Answers; 2] = [
