@@ -218,7 +218,10 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
                 // files that failed for the next run.
                 let remove = ctx.opts.delete && progress.vanished.load(Ordering::Relaxed);
                 if e.kind != ErrorKind::Lost {
-                    let _ = ctx.dest.discard(begun.handle, remove).await;
+                    // The file has failed already, so this is only said.
+                    if let Err(discard) = ctx.dest.discard(begun.handle, remove).await {
+                        tracing::warn!("{path}: giving up the file being built: {discard}");
+                    }
                 }
                 Err(e)
             }
