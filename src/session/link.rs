@@ -161,9 +161,16 @@ async fn write_loop(link: Arc<LinkState>, mut writer: Writer, budget: Arc<Semaph
 }
 
 /// Sends what the writer has queued; on failure the connection is done for
-/// (the reader gives its requests back).
+/// (the reader gives its requests back). Gives up too when the connection
+/// is done for meanwhile: on a connection that went silent (the reader's
+/// `--io-timeout`), a write the peer takes nothing of would otherwise wait
+/// for TCP to give up, many minutes later.
 async fn flush(link: &LinkState, writer: &mut Writer) -> bool {
-    match writer.flush().await {
+    let sent = tokio::select! {
+        sent = writer.flush() => sent,
+        () = link.done.cancelled() => return false,
+    };
+    match sent {
         Ok(()) => true,
         Err(e) => {
             tracing::debug!("connection {}: sending failed: {e}", link.index);
