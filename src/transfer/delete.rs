@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use super::observe::{Changed, EntryEvent, Outcome};
 use super::stats::Counters;
 use super::{batch, Ctx, ACTIONS_PER_REQUEST};
+use crate::peer::walk::BATCH_ENTRIES;
 
 /// Removes what the destination has and the source does not, children
 /// before their parents. Directories holding excluded entries stay. False
@@ -68,26 +69,33 @@ where
     D: Destination + Clone,
 {
     let held = std::mem::take(&mut *ctx.held.lock().unwrap_or_else(|p| p.into_inner()));
-    if held.is_empty() {
-        return;
+    // In pieces the size of a listing batch: each is probed and sent as one.
+    for part in held.chunks(BATCH_ENTRIES) {
+        let make_way = part.iter().flat_map(|e| {
+            [
+                Action::RemoveTemps { path: e.path.clone() },
+                Action::Remove { path: e.path.clone(), kind: Kind::Dir },
+            ]
+        });
+        ctx.apply(make_way.collect()).await;
+        let found = match ctx.probe(part.iter().map(|e| e.path.clone()).collect()).await {
+            Ok(found) => found,
+            Err(e) => return ctx.fail("", e),
+        };
+        let mut ready = Vec::new();
+        for (entry, found) in part.iter().zip(found) {
+            if found.is_some_and(|f| f.kind == Kind::Dir) {
+                refuse(
+                    ctx,
+                    entry,
+                    "the directory there holds entries this run does not delete (excluded ones)",
+                );
+            } else {
+                ready.push(entry.clone());
+            }
+        }
+        batch::sync_batch(ctx, ready, files).await;
     }
-    let make_way = held.iter().flat_map(|e| {
-        [
-            Action::RemoveTemps { path: e.path.clone() },
-            Action::Remove { path: e.path.clone(), kind: Kind::Dir },
-        ]
-    });
-    ctx.apply(make_way.collect()).await;
-    let found = match ctx.probe(held.iter().map(|e| e.path.clone()).collect()).await {
-        Ok(found) => found,
-        Err(e) => return ctx.fail("", e),
-    };
-    let (stuck, ready): (Vec<_>, Vec<_>) =
-        held.into_iter().zip(found).partition(|(_, f)| f.as_ref().is_some_and(|f| f.kind == Kind::Dir));
-    for (entry, _) in stuck {
-        refuse(ctx, &entry, "the directory there holds entries this run does not delete (excluded ones)");
-    }
-    batch::sync_batch(ctx, ready.into_iter().map(|(e, _)| e).collect(), files).await;
     ctx.tasks.wait().await;
 }
 

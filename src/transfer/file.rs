@@ -216,12 +216,20 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
                 // `--delete`. Without it the temporary file stays; the sweep
                 // at the end of the run removes it, and keeps those of
                 // files that failed for the next run.
-                let remove = ctx.opts.delete && progress.vanished.load(Ordering::Relaxed);
+                let vanished = progress.vanished.load(Ordering::Relaxed);
+                let remove = ctx.opts.delete && vanished;
                 if e.kind != ErrorKind::Lost {
                     // The file has failed already, so this is only said.
                     if let Err(discard) = ctx.dest.discard(begun.handle, remove).await {
                         tracing::warn!("{path}: giving up the file being built: {discard}");
                     }
+                }
+                if vanished && ctx.opts.inplace && !remove {
+                    // What stays is neither the old file nor the new one.
+                    progress.vanished.store(false, Ordering::Relaxed);
+                    let why = "vanished from the source while it was rewritten in place: \
+                               the destination's copy is part old, part new";
+                    return Err(peer::Error::io(why));
                 }
                 Err(e)
             }

@@ -82,8 +82,8 @@ fn run_with(
     options: Options,
 ) -> transfer::Report {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let hard_links = options.hard_links;
-    let settings = || Settings { hard_links, ..settings() };
+    let (hard_links, inplace) = (options.hard_links, options.inplace);
+    let settings = || Settings { hard_links, inplace, ..settings() };
     rt.block_on(async {
         let source = Meddling {
             inner: LocalSource::new(Tree::open(src).unwrap(), settings()),
@@ -298,4 +298,19 @@ fn a_session_lost_during_the_listing_is_the_runs_error() {
             .expect_err("the run ends with the lost session")
     });
     assert_eq!(error.kind, pareco::codec::ErrorKind::Lost, "{error}");
+}
+
+/// `--inplace` without `--delete`: a file that vanishes while it is
+/// rewritten in place leaves a copy that is part old, part new. That is a
+/// failed file, not a vanished one the destination keeps as it was.
+#[test]
+fn a_file_vanishing_while_rewritten_in_place_fails_the_run() {
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    file(&src.path().join("big"), &noise(CHUNK * 6, 2), 0o644, (2, 0));
+    file(&dst.path().join("big"), &noise(CHUNK * 6, 3), 0o644, (1, 0));
+    let options = Options { inplace: true, ..options() };
+    let report = run_with(src.path(), dst.path(), "big", |path| std::fs::remove_file(path).unwrap(), options);
+    assert_eq!(report.files_failed, 1, "{report:?}");
+    assert!(!report.complete());
 }

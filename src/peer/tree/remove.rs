@@ -119,12 +119,26 @@ fn move_up(from: &Tree, child: &RelPath, to: &Tree, moved: &mut u64, rel: &RelPa
         *moved += 1;
         let name = format!(".pareco-removing-{moved}");
         let flags = rustix::fs::RenameFlags::NOREPLACE;
-        match rustix::fs::renameat_with(&from.dir, child.as_bytes(), &to.dir, name.as_str(), flags) {
-            Ok(()) => return RelPath::new(name).map_err(|e| Error::denied(e.to_string())),
+        let moved =
+            match rustix::fs::renameat_with(&from.dir, child.as_bytes(), &to.dir, name.as_str(), flags) {
+                // A file system without RENAME_NOREPLACE (NFS, CIFS): the name
+                // is looked up first instead.
+                Err(rustix::io::Errno::INVAL) => match to.lstat(&relative(&name)?)? {
+                    Some(_) => Err(rustix::io::Errno::EXIST),
+                    None => rustix::fs::renameat(&from.dir, child.as_bytes(), &to.dir, name.as_str()),
+                },
+                other => other,
+            };
+        match moved {
+            Ok(()) => return relative(&name),
             Err(rustix::io::Errno::EXIST) => continue,
             Err(e) => return Err(Error::from_errno(e, rel, "move a deep directory up to remove it")),
         }
     }
+}
+
+fn relative(name: &str) -> Result<RelPath> {
+    RelPath::new(name).map_err(|e| Error::denied(e.to_string()))
 }
 
 /// A directory of [`Tree::remove_all`] with everything but its

@@ -80,8 +80,13 @@ pub const MAX_HANDSHAKES: usize = 256;
 
 /// Sessions being opened at once (their globs compiled on the blocking
 /// pool, which every session's file work shares); the others wait up to
-/// [`HANDSHAKE_TIMEOUT`], then are refused `Busy`.
+/// [`OPENING_WAIT`], then are refused `Busy`.
 pub const MAX_OPENING: usize = 4;
+
+/// How long an `Open` waits for its turn: well within the time a client
+/// asks again after `Busy` (a few seconds), so that one refusal is not the
+/// end of its run. Opening without globs takes microseconds.
+pub const OPENING_WAIT: Duration = Duration::from_secs(1);
 
 /// How a server is set up. (Its `Debug` shows no token.)
 #[derive(Clone)]
@@ -261,7 +266,7 @@ impl State {
         let (includes, excludes) = (spec.includes.clone(), spec.excludes.clone());
         let busy =
             || peer::Error::new(ErrorKind::Busy, "too many sessions are being opened at once; try again");
-        let opening = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.opening.acquire()).await;
+        let opening = tokio::time::timeout(OPENING_WAIT, self.opening.acquire()).await;
         let Ok(Ok(opening)) = opening else { return Err(busy()) };
         let filter = peer::work::run_blocking(move || {
             Filter::new(&includes, &excludes).map_err(|e| peer::Error::denied(e.to_string()))

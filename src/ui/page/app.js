@@ -138,7 +138,9 @@ async function watch(id) {
       }
     }
   } catch (e) {
-    // Aborted once the run ended, or the connection to the UI was lost.
+    // Aborted once the run ended, or the connection to the UI was lost:
+    // then it is watched again a little later (as EventSource would).
+    if (!stream.signal.aborted) setTimeout(() => watch(id), 2000);
   } finally {
     if (c.stream === stream) c.stream = null;
   }
