@@ -97,6 +97,7 @@ where
         batch::sync_batch(ctx, ready, files).await;
     }
     ctx.tasks.wait().await;
+    ctx.make_held_links().await;
 }
 
 /// Fails the held entries ([`Ctx::held`]): `--delete` did not run, so the
@@ -106,9 +107,11 @@ pub(super) fn refuse_held<S: Source + Clone, D: Destination + Clone>(ctx: &Arc<C
     for entry in held {
         refuse(ctx, &entry, "a directory is there, and nothing is deleted (--delete did not run)");
     }
+    ctx.refuse_held_links();
 }
 
 fn refuse<S: Source + Clone, D: Destination + Clone>(ctx: &Arc<Ctx<S, D>>, entry: &Entry, why: &str) {
+    ctx.links.failed(&entry.path);
     if entry.stat.kind == Kind::File {
         Counters::add(&ctx.counters.files_total, 1);
         Counters::add(&ctx.counters.files_failed, 1);

@@ -41,6 +41,8 @@ struct State {
     followers: Vec<(Entry, RelPath)>,
     /// Leaders that could not be synced.
     failed: HashSet<RelPath>,
+    /// Links made after the deletions ([`Ctx::make_held_links`]).
+    held: Vec<(Entry, Action)>,
 }
 
 impl Links {
@@ -84,6 +86,11 @@ impl Links {
         }
     }
 
+    /// The links held for after the deletions, taken.
+    pub(super) fn take_held(&self) -> Vec<(Entry, Action)> {
+        std::mem::take(&mut self.lock().held)
+    }
+
     /// The links to make now that every file is done: one per follower
     /// whose leader is in place, with the follower's entry. Followers of a
     /// failed leader are returned apart, with their leader.
@@ -111,10 +118,15 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
     /// already had it as the source's file (same size and metadata, as
     /// an up-to-date name of the leader is), `Created` or `Updated`
     /// otherwise; `Failed` when its leader could not be synced.
+    ///
+    /// With `--delete`, a link whose name is a directory at the destination,
+    /// or whose first name waits for the deletions to take a directory's
+    /// place ([`Ctx::held`]), is made after them ([`Ctx::make_held_links`]).
     pub(super) async fn make_links(self: &Arc<Self>) {
         let (links, orphans) = self.links.links();
         let live = &self.counters.live;
         Live::add(&live.files_done, (links.len() + orphans.len()) as u64);
+        let holding = self.opts.delete && !self.opts.dry_run;
         // A follower left without its link is not at the destination as
         // the source has it: a failed file, whether its leader failed or
         // vanished (which alone counts no error).
@@ -124,19 +136,110 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
             self.fail(&entry.path.to_string(), peer::Error::io(why.clone()));
             live.tell(|| told(entry, None, Outcome::Failed { why }));
         }
-        let mut events = Vec::new();
-        if live.watching() {
-            for part in links.chunks(PROBE_PATHS) {
+        let held: HashSet<RelPath> = if holding {
+            self.held.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|e| e.path.clone()).collect()
+        } else {
+            HashSet::new()
+        };
+        let (mut actions, mut events) = (Vec::new(), Vec::new());
+        for part in links.chunks(PROBE_PATHS) {
+            let found = if live.watching() || holding {
                 let paths = part.iter().map(|(entry, _)| entry.path.clone()).collect();
-                let found = self.probe(paths).await.unwrap_or_else(|_| vec![None; part.len()]);
-                events.extend(part.iter().zip(found).map(|((entry, _), found)| {
-                    told(entry, found.as_ref(), link_outcome(entry, found.as_ref(), self.opts.chunk_size))
-                }));
+                self.probe(paths).await.unwrap_or_else(|_| vec![None; part.len()])
+            } else {
+                vec![None; part.len()]
+            };
+            for ((entry, action), found) in part.iter().zip(found) {
+                let waits = matches!(action, Action::Link { target, .. } if held.contains(target));
+                if holding && (waits || found.as_ref().is_some_and(|f| f.kind == Kind::Dir)) {
+                    self.links.lock().held.push((entry.clone(), action.clone()));
+                    continue;
+                }
+                if live.watching() {
+                    events.push(told(
+                        entry,
+                        found.as_ref(),
+                        link_outcome(entry, found.as_ref(), self.opts.chunk_size),
+                    ));
+                }
+                actions.push(action.clone());
             }
         }
-        let actions = links.into_iter().map(|(_, action)| action).collect();
         let linked = self.apply_told(actions, events).await;
         Counters::add(&self.counters.files_linked, linked as u64);
+    }
+
+    /// The links held back by [`Ctx::make_links`], once the deletions are
+    /// done and the held files are synced: a directory at a link's name
+    /// makes way (it stays, and the link fails, if excluded entries are in
+    /// it), and a link whose first name failed fails.
+    pub(super) async fn make_held_links(self: &Arc<Self>) {
+        let held = self.links.take_held();
+        for part in held.chunks(PROBE_PATHS) {
+            let mut ready = Vec::new();
+            for (entry, action) in part {
+                match action {
+                    Action::Link { target, .. } if self.links.lock().failed.contains(target) => {
+                        self.refuse_link(
+                            entry,
+                            &format!("not linked: {target}, its other name, could not be synced"),
+                        );
+                    }
+                    _ => ready.push((entry, action)),
+                }
+            }
+            let paths: Vec<RelPath> = ready.iter().map(|(e, _)| e.path.clone()).collect();
+            let mut found = match self.probe(paths.clone()).await {
+                Ok(found) => found,
+                Err(e) => return self.fail("", e),
+            };
+            let dirs: Vec<&RelPath> = paths
+                .iter()
+                .zip(&found)
+                .filter(|(_, f)| f.as_ref().is_some_and(|f| f.kind == Kind::Dir))
+                .map(|(p, _)| p)
+                .collect();
+            if !dirs.is_empty() {
+                let make_way = dirs.iter().flat_map(|path| {
+                    [
+                        Action::RemoveTemps { path: (*path).clone() },
+                        Action::Remove { path: (*path).clone(), kind: Kind::Dir },
+                    ]
+                });
+                self.apply(make_way.collect()).await;
+                found = match self.probe(paths).await {
+                    Ok(found) => found,
+                    Err(e) => return self.fail("", e),
+                };
+            }
+            let mut actions = Vec::new();
+            for ((entry, action), found) in ready.into_iter().zip(found) {
+                if found.is_some_and(|f| f.kind == Kind::Dir) {
+                    let why = "not linked: the directory there holds entries this run does not delete (excluded ones)";
+                    self.refuse_link(entry, why);
+                } else {
+                    actions.push(action.clone());
+                }
+            }
+            let linked = self.apply(actions).await;
+            Counters::add(&self.counters.files_linked, linked as u64);
+        }
+    }
+
+    /// Fails the held links: `--delete` did not run.
+    pub(super) fn refuse_held_links(self: &Arc<Self>) {
+        for (entry, _) in self.links.take_held() {
+            self.refuse_link(
+                &entry,
+                "not linked: a directory is there, and nothing is deleted (--delete did not run)",
+            );
+        }
+    }
+
+    fn refuse_link(&self, entry: &Entry, why: &str) {
+        Counters::add(&self.counters.files_failed, 1);
+        self.fail(&entry.path.to_string(), peer::Error::denied(why));
+        self.counters.live.tell(|| told(entry, None, Outcome::Failed { why: why.to_owned() }));
     }
 }
 

@@ -166,3 +166,30 @@ fn every_name_is_told_and_a_dry_run_links_nothing() {
         assert_linked(&way.dst);
     }
 }
+
+/// `-H --delete`, and directories at the destination where the source has
+/// a file and its other name: both make way with the deletions (counted,
+/// bounded by `--max-delete`), and then arrive as hard links.
+#[test]
+fn directories_at_the_names_of_a_link_group_go_with_the_deletions() {
+    for way in both_ways() {
+        fs::create_dir_all(&way.src).unwrap();
+        file(&way.src.join("a"), &noise(3 * 4096, 3), 0o644, (1_600_000_000, 0));
+        fs::hard_link(way.src.join("a"), way.src.join("b")).unwrap();
+        for dir in ["a", "b"] {
+            file(&way.dst.join(dir).join("old"), b"old", 0o644, (1_600_000_000, 0));
+        }
+        let out = way.run(&["-c", "4096", "-H", "--delete", "--max-delete", "1"]);
+        assert_eq!(out.status.code(), Some(1), "{}: {}", way.name, crate::util::stderr(&out));
+        let errors = crate::util::stderr(&out);
+        assert!(errors.contains("--max-delete 1: 2 entries would be deleted"), "{errors}");
+        assert!(errors.contains("b: not linked: a directory is there"), "{errors}");
+        for dir in ["a", "b"] {
+            assert_eq!(fs::read(way.dst.join(dir).join("old")).unwrap(), b"old", "{}", way.name);
+        }
+        let report = way.sync(&["-c", "4096", "-H", "--delete"]);
+        assert_eq!(report["files_linked"], 1, "{report}");
+        assert_eq!(ino(&way.dst.join("b")), ino(&way.dst.join("a")), "{}", way.name);
+        assert_eq!(fs::read(way.dst.join("b")).unwrap(), fs::read(way.src.join("a")).unwrap());
+    }
+}
