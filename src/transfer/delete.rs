@@ -97,6 +97,12 @@ where
         batch::sync_batch(ctx, ready, files).await;
     }
     ctx.tasks.wait().await;
+    // One that found a directory again (something made it meanwhile) was
+    // held once more: it fails rather than being left out unsaid.
+    let again = std::mem::take(&mut *ctx.held.lock().unwrap_or_else(|p| p.into_inner()));
+    for entry in again {
+        refuse(ctx, &entry, "a directory was made there again during the run");
+    }
     ctx.make_held_links().await;
 }
 
