@@ -33,6 +33,7 @@
 mod actions;
 mod batch;
 mod bundle;
+mod checked;
 mod compare;
 mod delete;
 pub mod file;
@@ -129,22 +130,6 @@ impl Options {
             listing_filter: None,
         }
     }
-}
-
-/// The entries of a listing batch that `filter` selects, and the
-/// directories it does not select itself but that hold the next entry kept
-/// (a walk lists those as parents of what it selects below them, in the
-/// same batch); never an excluded one.
-fn kept_to(filter: &Filter, entries: Vec<crate::codec::Entry>) -> Vec<crate::codec::Entry> {
-    let mut keep = vec![false; entries.len()];
-    for (i, e) in entries.iter().enumerate().rev() {
-        let holds_next = entries
-            .get(i + 1)
-            .is_some_and(|next| keep[i + 1] && next.path.starts_with(&e.path) && next.path != e.path);
-        keep[i] =
-            filter.selects(&e.path) || (e.stat.kind == Kind::Dir && !filter.excludes(&e.path) && holds_next);
-    }
-    entries.into_iter().zip(keep).filter_map(|(e, keep)| keep.then_some(e)).collect()
 }
 
 /// What every task of a transfer shares.
@@ -257,8 +242,7 @@ where
     let files = Arc::new(Semaphore::new(FILES_IN_FLIGHT));
     let mut dirs: Vec<(RelPath, Meta)> = Vec::new();
     let mut seen: HashSet<RelPath> = HashSet::new();
-    // A remote source's directories listed so far (see `listing_filter`).
-    let mut listed_dirs: HashSet<RelPath> = HashSet::new();
+    let mut check = ctx.opts.listing_filter.clone().map(checked::ListingCheck::new);
     let mut root = None;
     let mut incomplete = false;
     while let Some(mut batch) = tokio::select! {
@@ -281,35 +265,9 @@ where
             let why = "the source listed the root itself as an entry; that entry is ignored";
             ctx.fail("", peer::Error::new(ErrorKind::Protocol, why));
         }
-        if let Some(filter) = &ctx.opts.listing_filter {
-            let listed = batch.entries.len();
-            batch.entries = kept_to(filter, std::mem::take(&mut batch.entries));
-            if batch.entries.len() < listed {
+        if let Some(check) = &mut check {
+            for why in check.keep(&mut batch.entries) {
                 incomplete = true;
-                let why = format!(
-                    "the source listed {} entries that --include/--exclude leave out; they are ignored",
-                    listed - batch.entries.len()
-                );
-                ctx.fail("", peer::Error::new(ErrorKind::Protocol, why));
-            }
-            // Parents come first: an entry whose parent was not listed as a
-            // directory would go wherever the destination's own entry there
-            // leads (a symlink to a directory the run leaves alone).
-            let listed = batch.entries.len();
-            batch.entries.retain(|e| {
-                let parent = e.path.split_last().map_or_else(RelPath::root, |(dir, _)| dir);
-                let known = parent.is_root() || listed_dirs.contains(&parent);
-                if known && e.stat.kind == Kind::Dir {
-                    listed_dirs.insert(e.path.clone());
-                }
-                known
-            });
-            if batch.entries.len() < listed {
-                incomplete = true;
-                let why = format!(
-                    "the source listed {} entries before their directories; they are ignored",
-                    listed - batch.entries.len()
-                );
                 ctx.fail("", peer::Error::new(ErrorKind::Protocol, why));
             }
         }
