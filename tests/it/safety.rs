@@ -53,6 +53,23 @@ fn listing(entries: Vec<Entry>, problems: Vec<String>) -> Message {
     Message::Listing { entries, problems, done: false, root: None }
 }
 
+/// A fake server whose `Walk` lists one entry, `stat` at `path`, and that
+/// refuses everything else.
+fn listing_one(path: RelPath, stat: Stat) -> Fake {
+    Fake::start(move |msg| match msg {
+        Message::Walk => walk_answer(vec![listing(
+            vec![Entry { path: path.clone(), stat: stat.clone(), link: None }],
+            vec![],
+        )]),
+        other => refuse(other),
+    })
+}
+
+/// The stat of a symlink to `target`.
+fn symlink_to(target: &[u8]) -> Stat {
+    Stat { kind: Kind::Symlink, size: 0, meta: meta(), target: Some(ByteBuf::from(target.to_vec())) }
+}
+
 fn meta() -> Meta {
     Meta { mode: 0o644, mtime: Mtime { secs: 1_600_000_000, nanos: 0 }, extra: None }
 }
@@ -72,22 +89,11 @@ fn recv_changes_nothing(fake: &Fake, local: &Path, extra: &[&str]) -> String {
 
 #[test]
 fn a_server_listing_the_root_as_an_entry_cannot_empty_a_recv_destination() {
-    let symlink = Stat {
-        kind: Kind::Symlink,
-        size: 0,
-        meta: meta(),
-        target: Some(ByteBuf::from(b"/somewhere/else".to_vec())),
-    };
+    let symlink = symlink_to(b"/somewhere/else");
     let big_file = Stat { kind: Kind::File, size: 3 * 4096 + 1, meta: meta(), target: None };
     let small_file = Stat { kind: Kind::File, size: 10, meta: meta(), target: None };
     for stat in [symlink, big_file, small_file] {
-        let fake = Fake::start(move |msg| match msg {
-            Message::Walk => walk_answer(vec![listing(
-                vec![Entry { path: RelPath::root(), stat: stat.clone(), link: None }],
-                vec![],
-            )]),
-            other => refuse(other),
-        });
+        let fake = listing_one(RelPath::root(), stat);
         let local = tempfile::tempdir().unwrap();
         varied_tree(local.path(), 4096);
         let errors = recv_changes_nothing(&fake, local.path(), &[]);
@@ -102,19 +108,8 @@ fn a_server_listing_the_root_as_an_entry_cannot_empty_a_recv_destination() {
 /// list; a server that lists it anyway changes nothing there.
 #[test]
 fn a_server_listing_what_recv_excludes_changes_nothing_there() {
-    let symlink = Stat {
-        kind: Kind::Symlink,
-        size: 0,
-        meta: meta(),
-        target: Some(ByteBuf::from(b"elsewhere".to_vec())),
-    };
-    let fake = Fake::start(move |msg| match msg {
-        Message::Walk => walk_answer(vec![listing(
-            vec![Entry { path: RelPath::new("plain.txt").unwrap(), stat: symlink.clone(), link: None }],
-            vec![],
-        )]),
-        other => refuse(other),
-    });
+    let symlink = symlink_to(b"elsewhere");
+    let fake = listing_one(RelPath::new("plain.txt").unwrap(), symlink);
     let local = tempfile::tempdir().unwrap();
     varied_tree(local.path(), 4096);
     let errors = recv_changes_nothing(&fake, local.path(), &["--exclude", "*.txt"]);
@@ -124,13 +119,7 @@ fn a_server_listing_what_recv_excludes_changes_nothing_there() {
     // With includes, a directory outside them is listed only as the parent
     // of something inside them: alone, it would replace the file there.
     let dir = Stat { kind: Kind::Dir, size: 0, meta: meta(), target: None };
-    let fake = Fake::start(move |msg| match msg {
-        Message::Walk => walk_answer(vec![listing(
-            vec![Entry { path: RelPath::new("exact").unwrap(), stat: dir.clone(), link: None }],
-            vec![],
-        )]),
-        other => refuse(other),
-    });
+    let fake = listing_one(RelPath::new("exact").unwrap(), dir);
     let errors = recv_changes_nothing(&fake, local.path(), &["--include", "*.txt"]);
     assert!(errors.contains("--include/--exclude leave out"), "{errors}");
 }
@@ -139,19 +128,8 @@ fn a_server_listing_what_recv_excludes_changes_nothing_there() {
 /// `link` is a symlink to a directory the run must leave alone.
 #[test]
 fn a_server_listing_an_entry_before_its_directory_changes_nothing() {
-    let symlink = Stat {
-        kind: Kind::Symlink,
-        size: 0,
-        meta: meta(),
-        target: Some(ByteBuf::from(b"/etc/passwd".to_vec())),
-    };
-    let fake = Fake::start(move |msg| match msg {
-        Message::Walk => walk_answer(vec![listing(
-            vec![Entry { path: RelPath::new("link/evil").unwrap(), stat: symlink.clone(), link: None }],
-            vec![],
-        )]),
-        other => refuse(other),
-    });
+    let symlink = symlink_to(b"/etc/passwd");
+    let fake = listing_one(RelPath::new("link/evil").unwrap(), symlink);
     let local = tempfile::tempdir().unwrap();
     varied_tree(local.path(), 4096);
     fs::create_dir(local.path().join("secrets")).unwrap();
