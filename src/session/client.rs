@@ -23,8 +23,9 @@ use super::SessionError;
 
 /// The port a server listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 4650;
-/// How long a client asks again for a tree that is busy.
-const BUSY_RETRY: Duration = Duration::from_secs(3);
+/// How long a client asks again for a tree that is busy, or a server busy
+/// opening other sessions.
+const BUSY_RETRY: Duration = Duration::from_secs(10);
 /// Time allowed to connect and finish the handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
