@@ -41,6 +41,16 @@ where
         ctx.fail("", peer::Error::new(ErrorKind::Limit, why));
         return Ok(false);
     }
+    // Temporary files are never listed: those that interrupted runs left in
+    // a directory to delete would keep it there, run after run.
+    let temps: Vec<Action> = doomed
+        .iter()
+        .filter(|e| e.stat.kind == Kind::Dir)
+        .map(|e| Action::RemoveTemps { path: e.path.clone() })
+        .collect();
+    for chunk in temps.chunks(ACTIONS_PER_REQUEST) {
+        ctx.apply(chunk.to_vec()).await;
+    }
     for chunk in doomed.chunks(ACTIONS_PER_REQUEST) {
         let actions: Vec<Action> = chunk
             .iter()

@@ -141,6 +141,9 @@ fn delete_removes_extraneous_entries_only() {
     // Without --delete, extra entries stay.
     sync_ok(&["send", src.path().to_str().unwrap(), &server.url("dst"), "-c", C]);
     assert!(dst.join("stale.txt").exists() && dst.join("old-dir/sub/x").exists());
+    // What a killed run left in a directory to delete (never listed) does
+    // not keep that directory there.
+    fs::write(temp_of(&dst.join("old-dir/sub"), "y"), b"half a file").unwrap();
 
     let r = sync_ok(&["send", src.path().to_str().unwrap(), &server.url("dst"), "-c", C, "--delete"]);
     assert_same_tree(src.path(), &dst);
