@@ -1,7 +1,8 @@
-//! Lists a request carries, refused while they are decoded once they hold
-//! more than [`MAX_LIST`] items: a 1 MiB header can encode some 250 000
-//! paths of one byte, which would take 60 times that in memory before any
-//! limit of the server's saw them.
+//! Lists refused while they are decoded once they hold more than their
+//! bound: the lists a request carries ([`MAX_LIST`]) and the extended
+//! attributes of an entry ([`super::extra::MAX_XATTRS`]). A 1 MiB header
+//! can encode some 250 000 paths of one byte, which would take 60 times
+//! that in memory before any later check saw them.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -12,35 +13,44 @@ use serde::de::{Deserialize, Deserializer, Error, SeqAccess, Visitor};
 /// `ReadFiles`, `CopyOld`, `PutFiles`, `Apply`).
 pub const MAX_LIST: usize = 4096;
 
-/// Deserializes a list of at most [`MAX_LIST`] items: a longer one is an
-/// error before its items are decoded (MessagePack gives the length
-/// first), and never allocates room for more.
+/// Deserializes a request's list of at most [`MAX_LIST`] items.
 pub(super) fn list<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    deserializer.deserialize_seq(Bounded(PhantomData))
+    Bounded::<T, MAX_LIST>::deserialize(deserializer).map(|bounded| bounded.0)
 }
 
-struct Bounded<T>(PhantomData<T>);
+/// A list of at most `N` items: a longer one is an error before its items
+/// are decoded (MessagePack gives the length first), and room for more is
+/// never allocated.
+pub struct Bounded<T, const N: usize>(pub Vec<T>);
 
-impl<'de, T: Deserialize<'de>> Visitor<'de> for Bounded<T> {
+impl<'de, T: Deserialize<'de>, const N: usize> Deserialize<'de> for Bounded<T, N> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(Items::<T, N>(PhantomData)).map(Bounded)
+    }
+}
+
+struct Items<T, const N: usize>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for Items<T, N> {
     type Value = Vec<T>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a list of at most {MAX_LIST} items")
+        write!(f, "a list of at most {N} items")
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
         let announced = seq.size_hint().unwrap_or(0);
-        if announced > MAX_LIST {
+        if announced > N {
             return Err(A::Error::invalid_length(announced, &self));
         }
         let mut items = Vec::with_capacity(announced);
         while let Some(item) = seq.next_element()? {
-            if items.len() == MAX_LIST {
-                return Err(A::Error::invalid_length(MAX_LIST + 1, &self));
+            if items.len() == N {
+                return Err(A::Error::invalid_length(N + 1, &self));
             }
             items.push(item);
         }
@@ -75,6 +85,21 @@ mod tests {
         ] {
             assert!(decoded(msg).is_err());
         }
+    }
+
+    #[test]
+    fn an_entry_with_more_attributes_than_it_may_have_is_refused_at_the_length() {
+        use crate::codec::{Xattr, Xattrs};
+        use serde_bytes::ByteBuf;
+        let attr =
+            |i: usize| Xattr { name: ByteBuf::from(format!("user.a{i:03}")), value: ByteBuf::from(vec![1]) };
+        let listed = |n: usize| {
+            let list: Vec<Xattr> = (0..n).map(attr).collect();
+            rmp_serde::to_vec(&std::collections::BTreeMap::from([("Listed", list)])).unwrap()
+        };
+        assert!(rmp_serde::from_slice::<Xattrs>(&listed(64)).is_ok());
+        let refused = rmp_serde::from_slice::<Xattrs>(&listed(65)).unwrap_err().to_string();
+        assert!(refused.contains("at most 64 items"), "{refused}");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use super::bounded::Bounded;
+
 /// Extended attributes of one entry at most.
 pub const MAX_XATTRS: usize = 64;
 /// Bytes of an attribute's name at most (Linux's `XATTR_NAME_MAX`).
@@ -161,7 +163,7 @@ pub struct Xattr {
 /// [`MAX_XATTRS`], [`MAX_XATTR_NAME`] and [`MAX_XATTR_BYTES`], each name in
 /// one of [`XATTR_NAMESPACES`] and without NUL.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "Vec<Xattr>", into = "Vec<Xattr>")]
+#[serde(try_from = "Bounded<Xattr, MAX_XATTRS>", into = "Vec<Xattr>")]
 pub struct XattrList(Vec<Xattr>);
 
 impl XattrList {
@@ -215,6 +217,13 @@ impl TryFrom<Vec<Xattr>> for XattrList {
             return Err("extended attributes not sorted by name".into());
         }
         XattrList::new(attrs)
+    }
+}
+
+impl TryFrom<Bounded<Xattr, MAX_XATTRS>> for XattrList {
+    type Error = String;
+    fn try_from(attrs: Bounded<Xattr, MAX_XATTRS>) -> Result<XattrList, String> {
+        XattrList::try_from(attrs.0)
     }
 }
 
