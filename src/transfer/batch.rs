@@ -125,38 +125,22 @@ where
         ctx.tasks.spawn(async move { ctx2.apply_told(actions, made).await });
     }
     let chunk = ctx.opts.chunk_size as u64;
-    let bundle_bytes = bundle::bundle_bytes(ctx.opts.chunk_size);
-    let mut bundle = Vec::new();
-    let (mut bundled, mut names) = (0, 0);
-    let mut compared = Vec::new();
-    let (mut compared_bytes, mut compared_names) = (0, 0);
+    let mut bundle = Group::new(bundle::BUNDLE_FILES, bundle::bundle_bytes(ctx.opts.chunk_size));
+    let mut compared = Group::new(compare::COMPARE_FILES, compare::COMPARE_BYTES);
     for (entry, found) in pending_files {
-        if compare::compares(&entry, found.as_ref(), &ctx.opts) {
-            let name = entry.path.as_bytes().len() + 64;
-            let full = compared.len() == compare::COMPARE_FILES || compared_names + name > REQUEST_BYTES;
-            if full || compared_bytes + entry.stat.size > compare::COMPARE_BYTES {
-                if !start_small(ctx, Small::Compare, std::mem::take(&mut compared), files).await {
+        let small = if compare::compares(&entry, found.as_ref(), &ctx.opts) {
+            Some((Small::Compare, &mut compared))
+        } else if bundle::bundles(&entry, found.as_ref(), ctx.opts.chunk_size) {
+            Some((Small::Bundle, &mut bundle))
+        } else {
+            None
+        };
+        if let Some((small, group)) = small {
+            if let Some(full) = group.add((entry, found)) {
+                if !start_small(ctx, small, full, files).await {
                     return;
                 }
-                (compared_bytes, compared_names) = (0, 0);
             }
-            compared_bytes += entry.stat.size;
-            compared_names += name;
-            compared.push((entry, found));
-            continue;
-        }
-        if bundle::bundles(&entry, found.as_ref(), ctx.opts.chunk_size) {
-            let name = entry.path.as_bytes().len() + 64;
-            let full = bundle.len() == bundle::BUNDLE_FILES || names + name > REQUEST_BYTES;
-            if full || bundled + entry.stat.size > bundle_bytes {
-                if !start_small(ctx, Small::Bundle, std::mem::take(&mut bundle), files).await {
-                    return;
-                }
-                (bundled, names) = (0, 0);
-            }
-            bundled += entry.stat.size;
-            names += name;
-            bundle.push((entry, found));
             continue;
         }
         let weight = if entry.stat.size > chunk { LARGE_FILE_WEIGHT } else { 1 };
@@ -169,8 +153,41 @@ where
             drop(permit);
         });
     }
-    if start_small(ctx, Small::Bundle, bundle, files).await {
-        start_small(ctx, Small::Compare, compared, files).await;
+    if start_small(ctx, Small::Bundle, bundle.files, files).await {
+        start_small(ctx, Small::Compare, compared.files, files).await;
+    }
+}
+
+/// Small files gathered for one request: at most so many, of so many
+/// bytes of data, and of [`REQUEST_BYTES`] of names.
+struct Group {
+    files: Vec<(Entry, Option<Stat>)>,
+    bytes: u64,
+    names: usize,
+    most_files: usize,
+    most_bytes: u64,
+}
+
+impl Group {
+    fn new(most_files: usize, most_bytes: u64) -> Group {
+        Group { files: Vec::new(), bytes: 0, names: 0, most_files, most_bytes }
+    }
+
+    /// Adds `file`; when it does not fit, the files gathered so far are
+    /// returned first, to be started, and it begins the next group.
+    fn add(&mut self, file: (Entry, Option<Stat>)) -> Option<Vec<(Entry, Option<Stat>)>> {
+        let name = file.0.path.as_bytes().len() + 64;
+        let full = self.files.len() == self.most_files
+            || self.names + name > REQUEST_BYTES
+            || self.bytes + file.0.stat.size > self.most_bytes;
+        let started = full.then(|| {
+            (self.bytes, self.names) = (0, 0);
+            std::mem::take(&mut self.files)
+        });
+        self.bytes += file.0.stat.size;
+        self.names += name;
+        self.files.push(file);
+        started
     }
 }
 

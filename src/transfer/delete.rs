@@ -81,20 +81,13 @@ where
     let held = std::mem::take(&mut *ctx.held.lock().unwrap_or_else(|p| p.into_inner()));
     // In pieces the size of a listing batch: each is probed and sent as one.
     for part in held.chunks(BATCH_ENTRIES) {
-        let make_way = part.iter().flat_map(|e| {
-            [
-                Action::RemoveTemps { path: e.path.clone() },
-                Action::Remove { path: e.path.clone(), kind: Kind::Dir },
-            ]
-        });
-        ctx.apply(make_way.collect()).await;
-        let found = match ctx.probe(part.iter().map(|e| e.path.clone()).collect()).await {
-            Ok(found) => found,
+        let made = match make_way(ctx, part.iter().map(|e| e.path.clone()).collect()).await {
+            Ok(made) => made,
             Err(e) => return ctx.fail("", e),
         };
         let mut ready = Vec::new();
-        for (entry, found) in part.iter().zip(found) {
-            if found.is_some_and(|f| f.kind == Kind::Dir) {
+        for (entry, made) in part.iter().zip(made) {
+            if !made {
                 refuse(
                     ctx,
                     entry,
@@ -114,6 +107,25 @@ where
         refuse(ctx, &entry, "a directory was made there again during the run");
     }
     ctx.make_held_links().await;
+}
+
+/// Removes the directories at `dirs`, with the temporary files in them
+/// (the deletions emptied them of the rest); says of each whether it is
+/// gone (one holding excluded entries stays).
+pub(super) async fn make_way<S, D>(ctx: &Arc<Ctx<S, D>>, dirs: Vec<RelPath>) -> Result<Vec<bool>, peer::Error>
+where
+    S: Source + Clone,
+    D: Destination + Clone,
+{
+    if dirs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let actions = dirs.iter().flat_map(|path| {
+        [Action::RemoveTemps { path: path.clone() }, Action::Remove { path: path.clone(), kind: Kind::Dir }]
+    });
+    ctx.apply(actions.collect()).await;
+    let found = ctx.probe(dirs).await?;
+    Ok(found.iter().map(|f| !f.as_ref().is_some_and(|f| f.kind == Kind::Dir)).collect())
 }
 
 /// Fails the held entries ([`Ctx::held`]): `--delete` did not run, so the

@@ -16,7 +16,7 @@ use crate::peer::{self, Destination, Source};
 use super::actions::told;
 use super::observe::{Live, Outcome};
 use super::stats::Counters;
-use super::Ctx;
+use super::{delete, Ctx};
 
 /// Followers probed at once, for the watcher.
 const PROBE_PATHS: usize = 512;
@@ -131,10 +131,7 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
         // the source has it: a failed file, whether its leader failed or
         // vanished (which alone counts no error).
         for (entry, leader) in &orphans {
-            let why = format!("not linked: {leader}, its other name, could not be synced");
-            Counters::add(&self.counters.files_failed, 1);
-            self.fail(&entry.path.to_string(), peer::Error::io(why.clone()));
-            live.tell(|| told(entry, None, Outcome::Failed { why }));
+            self.refuse_link(entry, &format!("not linked: {leader}, its other name, could not be synced"));
         }
         let held: HashSet<RelPath> = if holding {
             self.held.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|e| e.path.clone()).collect()
@@ -189,36 +186,31 @@ impl<S: Source + Clone, D: Destination + Clone> Ctx<S, D> {
                 }
             }
             let paths: Vec<RelPath> = ready.iter().map(|(e, _)| e.path.clone()).collect();
-            let mut found = match self.probe(paths.clone()).await {
+            let found = match self.probe(paths).await {
                 Ok(found) => found,
                 Err(e) => return self.fail("", e),
             };
-            let dirs: Vec<&RelPath> = paths
-                .iter()
-                .zip(&found)
-                .filter(|(_, f)| f.as_ref().is_some_and(|f| f.kind == Kind::Dir))
-                .map(|(p, _)| p)
-                .collect();
-            if !dirs.is_empty() {
-                let make_way = dirs.iter().flat_map(|path| {
-                    [
-                        Action::RemoveTemps { path: (*path).clone() },
-                        Action::Remove { path: (*path).clone(), kind: Kind::Dir },
-                    ]
-                });
-                self.apply(make_way.collect()).await;
-                found = match self.probe(paths).await {
-                    Ok(found) => found,
-                    Err(e) => return self.fail("", e),
-                };
-            }
-            let mut actions = Vec::new();
-            for ((entry, action), found) in ready.into_iter().zip(found) {
-                if found.is_some_and(|f| f.kind == Kind::Dir) {
+            // A directory at a link's name makes way first.
+            let (at_dirs, free): (Vec<_>, Vec<_>) = ready
+                .into_iter()
+                .zip(found)
+                .partition(|(_, f)| f.as_ref().is_some_and(|f| f.kind == Kind::Dir));
+            let made = match delete::make_way(
+                self,
+                at_dirs.iter().map(|((e, _), _)| e.path.clone()).collect(),
+            )
+            .await
+            {
+                Ok(made) => made,
+                Err(e) => return self.fail("", e),
+            };
+            let mut actions: Vec<Action> = free.into_iter().map(|((_, action), _)| action.clone()).collect();
+            for (((entry, action), _), made) in at_dirs.into_iter().zip(made) {
+                if made {
+                    actions.push(action.clone());
+                } else {
                     let why = "not linked: the directory there holds entries this run does not delete (excluded ones)";
                     self.refuse_link(entry, why);
-                } else {
-                    actions.push(action.clone());
                 }
             }
             let linked = self.apply(actions).await;
